@@ -1,0 +1,80 @@
+"""Error hierarchy: every error hptransfer raises on purpose derives from :class:`HPTransferError`.
+
+Each message names the thing that is wrong (parameter, module, recipe field path or width)
+and the fix, so that a CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DataError",
+    "FactoryError",
+    "HPTransferError",
+    "OptimizerConfigError",
+    "ParametrizationError",
+    "RecipeError",
+    "ShapeInferenceError",
+    "StorageError",
+    "TrainingDiverged",
+]
+
+
+class HPTransferError(Exception):
+    """Root of all errors raised by hptransfer for bad input or an impossible request."""
+
+
+class FactoryError(HPTransferError):
+    """The user's model factory raised, or returned something that is not an ``nn.Module``,
+    at one of the widths hptransfer needs (target, base or the shape-probe width)."""
+
+
+class ShapeInferenceError(HPTransferError):
+    """Parameter roles cannot be inferred from the shapes at two widths: nothing scales,
+    names differ between widths, a parameter has more than two width dimensions, or the
+    readout is ambiguous."""
+
+
+class ParametrizationError(HPTransferError):
+    """A parametrization was misused: unknown name, a model that was already rewritten with
+    different settings, a missing scaling table, or an option that does not apply."""
+
+
+class OptimizerConfigError(HPTransferError):
+    """Optimizer groups cannot be built: unknown optimizer family, bad learning rate or
+    weight-decay mode, or a model without a scaling table."""
+
+
+class RecipeError(HPTransferError):
+    """A recipe (YAML or dict) is invalid. ``problems`` lists every ``(field_path, message)``."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"{len(self.problems)} problem(s){where}:"]
+        lines += [f"  - {path}: {msg}" for path, msg in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class StorageError(HPTransferError):
+    """A study storage URL cannot be opened or is used in a way that would lose trials."""
+
+
+class TrainingDiverged(HPTransferError):
+    """A training run produced a non-finite loss or a loss far above its starting value.
+
+    Raised by the training loop; the tuner and the checker catch it and record the run as
+    diverged instead of crashing."""
+
+    def __init__(self, step: int, loss: float, reason: str):
+        self.step = step
+        self.loss = loss
+        self.reason = reason
+        super().__init__(f"training diverged at step {step}: {reason} (loss={loss!r})")
+
+
+class DataError(HPTransferError):
+    """A built-in task cannot build or serve its data: a source file it reads (for example a
+    standard-library module used by the byte-level LM task) is missing, a task argument is
+    out of range, an unknown split or task name is requested, or a batch request is invalid
+    (negative step, non-positive batch size)."""
