@@ -6,7 +6,9 @@ width and verify that the optima stay put.
 
 from __future__ import annotations
 
+from .coord import CoordCheckResult, coord_check
 from .errors import (
+    DataError,
     FactoryError,
     HPTransferError,
     OptimizerConfigError,
@@ -48,6 +50,9 @@ __all__ = [
     "register_parametrization",
     "get_parametrization",
     "available_parametrizations",
+    # coordinate check
+    "coord_check",
+    "CoordCheckResult",
     # errors
     "HPTransferError",
     "FactoryError",
@@ -57,4 +62,5 @@ __all__ = [
     "RecipeError",
     "StorageError",
     "TrainingDiverged",
+    "DataError",
 ]

@@ -7,15 +7,16 @@ and the fix, so that a CLI can print it without a traceback.
 from __future__ import annotations
 
 __all__ = [
-    "DataError",
-    "FactoryError",
     "HPTransferError",
-    "OptimizerConfigError",
-    "ParametrizationError",
-    "RecipeError",
+    "FactoryError",
     "ShapeInferenceError",
+    "ParametrizationError",
+    "OptimizerConfigError",
+    "RecipeError",
     "StorageError",
     "TrainingDiverged",
+    "DataError",
+    "CoordCheckError",
 ]
 
 
@@ -78,3 +79,9 @@ class DataError(HPTransferError):
     standard-library module used by the byte-level LM task) is missing, a task argument is
     out of range, an unknown split or task name is requested, or a batch request is invalid
     (negative step, non-positive batch size)."""
+
+
+class CoordCheckError(HPTransferError):
+    """A coordinate check was asked for with bad input: fewer than two distinct widths,
+    ``steps < 1``, no seeds, a non-positive tolerance, an unsupported optimizer, or no data
+    source (neither a task nor ``batch_fn``/``loss_fn``)."""

@@ -1,0 +1,14 @@
+"""Session-wide test settings."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    # The test models are tiny: a second intra-op thread buys nothing, and when another
+    # process shares the 2 cores, OpenMP spin-waiting made a 1 s training loop take 35-45 s.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
