@@ -101,9 +101,11 @@ class _Enter:
 
     def __init__(self, mode: AttentionScaling):
         self.mode = mode
+        self.depth = 0  # entries not yet exited (recursion-safe, and _Exit never over-pops)
 
     def __call__(self, module: nn.Module, args: Any) -> None:
         self.mode.__enter__()
+        self.depth += 1
 
 
 class _Exit:
@@ -113,19 +115,30 @@ class _Exit:
         self.enter = enter
 
     def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
-        self.enter.mode.__exit__(None, None, None)
+        if self.enter.depth > 0:
+            self.enter.depth -= 1
+            self.enter.mode.__exit__(None, None, None)
 
 
-def attach_attention(root: nn.Module, modules: dict[str, tuple[dict[int, float], dict[int, float]]]) -> None:
-    """Activate attention scaling in each named submodule: ``name -> (sdpa factors, mha factors)``."""
+def attach_attention(
+    root: nn.Module, modules: dict[str, tuple[dict[int, float], dict[int, float]]]
+) -> dict[str, _Enter]:
+    """Activate attention scaling in each named submodule: ``name -> (sdpa factors, mha factors)``.
+
+    Returns the pre-hooks by module name (a caller already inside the root's forward uses
+    the root's entry to activate it for the call in progress).
+    """
     detach_attention(root)
     handles = []
+    enters: dict[str, _Enter] = {}
     for name, (sdpa, mha) in modules.items():
         module = root.get_submodule(name) if name else root
         enter = _Enter(AttentionScaling(sdpa, mha, where=f"module {name or '<root>'!r}"))
+        enters[name] = enter
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(_Exit(enter), always_call=True))
     root.__dict__[_HANDLE_ATTR] = handles
+    return enters
 
 
 def detach_attention(root: nn.Module) -> None:

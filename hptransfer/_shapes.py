@@ -49,7 +49,7 @@ def build(factory: Callable[..., nn.Module], width: float, *, meta: bool, what: 
             continue
         if not isinstance(model, nn.Module):
             raise FactoryError(
-                f"the factory returned {type(model).__name__} at width={arg} ({what}), not an nn.Module. "
+                f"the factory returned {type(model).__name__} at width={arg} (the {what} width), not an nn.Module. "
                 "Fix: make the factory return the model, e.g. `lambda width: MyModel(width)`."
             )
         return model
@@ -222,7 +222,10 @@ def infer_params(
         for u in output_regs:
             readout_modules.setdefault(u.module, name)
 
-    readout_modules = _resolve_readouts(params, readout_modules, output_candidates, readout, usages)
+    pinned = [n for n in output_candidates if match_any(n, list(roles))]
+    candidates = [n for n in output_candidates if n not in pinned]
+    readout_modules = {m: n for m, n in readout_modules.items() if n not in pinned}
+    readout_modules = _resolve_readouts(params, readout_modules, candidates, readout)
     # Explicit role overrides win last, so a user can correct anything inferred above.
     for name, info in list(params.items()):
         for pattern, role in roles.items():
@@ -258,7 +261,6 @@ def _resolve_readouts(
     readout_modules: dict[str, str],
     candidates: list[str],
     readout: Sequence[str] | None,
-    usages: dict[str, tuple[nn.Parameter, list[Usage]]],
 ) -> dict[str, str]:
     """Decide which fan-in-only weights are readouts; raise when it is ambiguous."""
     if readout is not None:
@@ -284,7 +286,7 @@ def _resolve_readouts(
                 raise ShapeInferenceError(
                     f"parameter {name!r} maps width to a fixed size like a readout but is not in readout="
                     f"{patterns!r}. Fix: add it to readout=, or pin its role with roles={{{name!r}: 'output'}} "
-                    "(bottleneck, read out in place) or roles={name!r: 'input'}."
+                    f"(bottleneck, read out in place) or roles={{{name!r}: 'input'}}."
                 )
         return chosen
     if len(candidates) > 1:

@@ -157,11 +157,11 @@ def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
         for name, factors in _attention_by_module(table).items()
         if any(f != 1.0 for kind in factors.values() for f in kind.values())
     }
-    if active:
-        _attention.attach_attention(model, active)
-    else:
+    enters = _attention.attach_attention(model, active) if active else {}
+    if not active:
         _attention.detach_attention(model)
     setattr(model, _TABLE_ATTR, table)
+    model.__dict__["_hptransfer_enters"] = enters
     return model
 
 
@@ -366,3 +366,6 @@ class _LazySdpaTrace:
         base = build(self.factory, table.base_width, meta=True, what="base (trace)")
         _trace_sdpa(module, base, table, self.rule, self.factory, dict(kwargs) if kwargs else tuple(args))
         attach_table(module, table)
+        root_enter = module.__dict__["_hptransfer_enters"].get("")
+        if root_enter is not None:  # the root computes attention itself: activate for this call too
+            root_enter(module, args)
