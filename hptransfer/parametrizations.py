@@ -71,8 +71,8 @@ class Parametrization(ABC):
         """Adam epsilon multiplier (used only when eps scaling is switched on). Default 1."""
         return 1.0
 
-    def readout_bias_scale(self, weight: ParamInfo) -> float:
-        """Init factor for the fixed-size bias of a hooked readout whose weight is ``weight``."""
+    def bias_scale(self, weight: ParamInfo) -> float:
+        """Init factor for the bias of a linear or conv layer whose weight is ``weight``."""
         return 1.0
 
     def check_family(self, family: str) -> None:
@@ -160,8 +160,9 @@ class MuP(Parametrization):
     ======================  ==================  ===========  ===================
 
     The factory's init is treated as SP (variance 1/fan_in, PyTorch's default), so only the
-    readout changes; the readout's bias is rescaled with it (as ``MuReadout`` does) so that
-    its width-shrinking default init becomes width-independent. A readout that is a raw
+    readout weight changes; biases of linear and conv layers are multiplied by
+    sqrt(fan_in_mult) of their weight, which turns PyTorch's width-shrinking default bias
+    init into a width-independent one (as ``mup.set_base_shapes`` does). A readout that is a raw
     tensor of an unknown module is read out "in place" in the Table 3 form, which the
     abc-symmetry makes equivalent under Adam. Attention logits use 1/d (sqrt(d_base)/d
     relative to 1/sqrt(d)). With eps scaling on, Adam's epsilon shrinks like the hidden
@@ -201,8 +202,11 @@ class MuP(Parametrization):
     def attention_factor(self, head_dim: int, base_head_dim: int, attn_mult: float) -> float:
         return attn_mult * math.sqrt(base_head_dim / head_dim)
 
-    def readout_bias_scale(self, weight: ParamInfo) -> float:
-        return math.sqrt(weight.width_mult)
+    def bias_scale(self, weight: ParamInfo) -> float:
+        # PyTorch draws a linear/conv bias from U(+-1/sqrt(fan_in)), which shrinks as fan-in
+        # grows; μP wants biases of constant size, so undo the shrink (mup 1.0.0 does the same
+        # in set_base_shapes: rescale_linear_bias and MuReadout._rescale_parameters).
+        return math.sqrt(weight.fan_in_mult)
 
     def eps_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
         if info.role == "hidden" or (info.role == "output" and not readout_hooked):

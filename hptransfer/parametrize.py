@@ -209,21 +209,22 @@ def _submodule(model: nn.Module, name: str) -> nn.Module:
 def _rescale_init(model: nn.Module, table: ScalingTable, rule: Parametrization) -> None:
     opts = table.options
     tensors = dict(model.named_parameters())
-    readout_bias = _readout_biases(model, table)
+    biases = _layer_biases(model, table)
     query = _query_targets(model, table, opts["zero_query"])
+    readout_biases = {n for n, w in biases.items() if w.readout_module is not None and w.role == "output"}
     for name, info in list(table.params.items()):
         p = tensors[name]
         hooked = info.readout_module is not None and info.role == "output"
         scale = rule.init_scale(info, readout_hooked=hooked)
-        if name in readout_bias:
-            scale = rule.readout_bias_scale(readout_bias[name])
+        if name in biases:
+            scale = rule.bias_scale(biases[name])
         if opts["base_std"] is not None and p.ndim >= 2 and info.role != "scalar":
             sp_law = 1.0 / math.sqrt(info.fan_in_mult) if info.role in ("hidden", "output") else 1.0
             p.normal_(0.0, opts["base_std"] * sp_law * scale)
         elif scale != 1.0:
             p.mul_(scale)
         zero = False
-        if opts["zero_readout"] and (info.role == "output" or name in readout_bias):
+        if opts["zero_readout"] and (info.role == "output" or name in readout_biases):
             zero = True
         if opts["zero_readout"] and info.readout_module is not None and info.role != "output":
             raise ParametrizationError(
@@ -239,18 +240,16 @@ def _rescale_init(model: nn.Module, table: ScalingTable, rule: Parametrization) 
         table.params[name] = replace(info, init_scale=scale, zero_init=zero)
 
 
-def _readout_biases(model: nn.Module, table: ScalingTable) -> dict[str, ParamInfo]:
-    """Fixed-size bias of each hooked readout module -> that readout's weight info."""
+def _layer_biases(model: nn.Module, table: ScalingTable) -> dict[str, ParamInfo]:
+    """Bias name -> the weight info of its linear/conv layer (for the bias init rescale)."""
+    names = {id(p): n for n, p in model.named_parameters()}
     out: dict[str, ParamInfo] = {}
-    for info in table.params.values():
-        if info.readout_module is None:
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
             continue
-        module = _submodule(model, info.readout_module)
-        bias = getattr(module, "bias", None)
-        if isinstance(bias, nn.Parameter):
-            for name, p in model.named_parameters():
-                if p is bias and table.params[name].role == "scalar":
-                    out[name] = info
+        bias, weight = module.bias, module.weight
+        if isinstance(bias, nn.Parameter) and id(bias) in names and id(weight) in names:
+            out[names[id(bias)]] = table.params[names[id(weight)]]
     return out
 
 

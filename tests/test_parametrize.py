@@ -155,8 +155,11 @@ def test_readout_init_and_multiplier():
     assert torch.allclose(mu.readout.weight, sp.readout.weight * 4.0)
     assert torch.allclose(mu.readout.bias, sp.readout.bias * 4.0)
     assert t.module_scalings[0].multiplier == pytest.approx(2.0 / 16)
+    # linear biases: PyTorch's U(+-1/sqrt(fan_in)) shrink is undone (x sqrt(fan_in_mult))
+    assert torch.allclose(mu.hidden[0].bias, sp.hidden[0].bias * 4.0)
+    assert torch.equal(mu.input.bias, sp.input.bias) and torch.equal(mu.hidden[0].weight, sp.hidden[0].weight)
     x = torch.randn(3, 32)
-    h = sp.act(sp.hidden[0](sp.act(sp.input(x))))
+    h = mu.act(mu.hidden[0](mu.act(mu.input(x))))
     assert torch.allclose(mu(x), F.linear(h * 2.0 / 16, sp.readout.weight * 4.0, sp.readout.bias * 4.0), atol=1e-6)
 
 
