@@ -89,6 +89,8 @@ def _axes(module: nn.Module, local: str, ndim: int) -> tuple[int | None, int | N
         return 0, 1, True
     if isinstance(module, nn.MultiheadAttention) and local in _MHA_WEIGHTS:
         return 0, 1, True
+    if isinstance(module, nn.RNNBase) and local.startswith("weight_"):  # weight_ih/hh: (gates*h, in)
+        return 0, 1, True
     return 0, 1, False
 
 
