@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._coord_probe import ROOT_NAME, _as_args, _probe, _to
 from .errors import CoordCheckError
 from .optim import param_groups
 from .parametrizations import Parametrization
@@ -75,8 +76,6 @@ DEFAULT_TOL_GROW: float = 0.35
 #: vanishing. Measured: μP worst -0.25 (attention k_proj), a hidden-LR-too-small bug -0.43 to -1.0.
 DEFAULT_TOL_VANISH: float = 0.35
 
-#: Name under which the root module's (the whole model's) output is recorded.
-ROOT_NAME = "(model)"
 
 _ACT, _UPD = "activation", "update"
 
@@ -212,63 +211,9 @@ class CoordCheckResult:
         Raises:
             CoordCheckError: matplotlib is not installed (``pip install hptransfer[plot]``).
         """
-        try:
-            import matplotlib
+        from ._coord_plot import plot_result
 
-            matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise CoordCheckError(
-                "CoordCheckResult.plot needs matplotlib. Fix: pip install 'hptransfer[plot]'."
-            ) from None
-        path = Path(path)
-        n = len(self.steps)
-        fig, axes = plt.subplots(2, n, figsize=(min(3.6 * n, 26), 7.2), squeeze=False)
-        x = np.log2(np.asarray(self.widths, dtype=float))
-        fails = {(m, t, k): s for m, t, k, s in self.failing}
-        palette = plt.get_cmap("tab20")
-        # One colour per failing module across all panels, in worst-first order.
-        colour = {m: palette(i % 20) for i, m in enumerate(dict.fromkeys(m for m, *_ in self.failing))}
-        for row, kind in enumerate((_ACT, _UPD)):
-            for col, step in enumerate(self.steps):
-                ax = axes[row][col]
-                if kind == _UPD and step == 0:
-                    ax.axis("off")
-                    ax.text(0.5, 0.5, "update statistic\nmean |h_t - h_0|\nis 0 at init\n\ngrey: passing modules\n"
-                            "colour: failing (slope)", ha="center", va="center", color="0.35", fontsize=8,
-                            transform=ax.transAxes)
-                    continue
-                bad = sorted((m for m in self.modules if (m, step, kind) in fails),
-                             key=lambda m: -abs(fails[(m, step, kind)]))
-                for m in self.modules:
-                    y = np.asarray(self.mean_stat(m, step, kind))
-                    if m not in bad and np.all(y > 0) and np.all(np.isfinite(y)):
-                        ax.plot(x, y, color="0.7", lw=0.8, zorder=1)
-                for m in bad[:max_labels]:
-                    y = np.asarray(self.mean_stat(m, step, kind))
-                    ok = np.isfinite(y) & (y > 0)
-                    if not ok.any():
-                        continue
-                    ax.plot(x[ok], y[ok], color=colour[m], lw=2.2, marker="o", ms=3, zorder=3,
-                            label=f"{m} ({_fmt(fails[(m, step, kind)])})")
-                if bad:
-                    ax.legend(fontsize=6, loc="best", framealpha=0.85, title=f"failing ({len(bad)})",
-                              title_fontsize=6)
-                ax.set_yscale("log")
-                stat = "mean |h|" if kind == _ACT else "mean |h_t - h_0|"
-                ax.set_title(f"step {step}: {stat}", fontsize=9)
-                ax.set_xticks(x)
-                ax.set_xticklabels([f"{w:g}" for w in self.widths], fontsize=7)
-                ax.tick_params(axis="y", labelsize=7)
-                ax.set_xlabel("width (log2 axis)", fontsize=8)
-        verdict = "passed" if self.passed else f"FAILED: {len({m for m, *_ in self.failing})} module(s)"
-        fig.suptitle(f"coordinate check: {self.parametrization}, {self.optimizer} lr={self.lr:g} -- {verdict}",
-                     fontsize=11)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return plot_result(self, Path(path), max_labels=max_labels)
 
 
 def coord_check(
@@ -488,67 +433,6 @@ def _slope(x: np.ndarray, values: Sequence[float]) -> float:
     y = np.log2(np.maximum(v, np.finfo(float).tiny))
     xc = x - x.mean()
     return float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
-
-
-@torch.no_grad()
-def _probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
-    """Run ``probe_input`` through ``model`` with a forward hook on every module; return each
-    module call's first floating tensor output (detached float32 copies), keyed by name."""
-    outs: dict[str, Tensor] = {}
-    calls: dict[str, int] = {}
-
-    def hook_for(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            t = _first_tensor(output)
-            if t is None:
-                return
-            n = calls.get(name, 0) + 1
-            calls[name] = n
-            # A module used several times per forward (a shared activation) gets one entry per
-            # call: its calls see different inputs and must not be averaged together.
-            outs[name if n == 1 else f"{name}#{n}"] = t.detach().float().clone()
-
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()]
-    try:
-        model(*_as_args(probe_input))
-    finally:
-        for h in handles:
-            h.remove()
-    return outs
-
-
-def _first_tensor(output: Any) -> Tensor | None:
-    """The first floating-point tensor in a module output (tensor, tuple/list or dict)."""
-    if isinstance(output, Tensor):
-        return output if output.is_floating_point() or output.is_complex() else None
-    if isinstance(output, (tuple, list)):
-        items: Iterable[Any] = output
-    elif isinstance(output, dict):
-        items = output.values()
-    else:
-        return None
-    for item in items:
-        t = _first_tensor(item)
-        if t is not None:
-            return t
-    return None
-
-
-def _as_args(x: Any) -> tuple:
-    """A batch input as positional args: tuples are unpacked, anything else is one argument."""
-    return x if isinstance(x, tuple) else (x,)
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, Tensor):
-        return x.to(device)
-    if isinstance(x, (tuple, list)):
-        return type(x)(_to(i, device) for i in x)
-    if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
-    return x
 
 
 def _optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> tuple[type[torch.optim.Optimizer], str]:
