@@ -462,3 +462,10 @@ def test_error_bad_arguments():
 def test_error_attention_trace_failure_is_clear():
     with pytest.raises(ParametrizationError, match="example_input"):
         hpt.parametrize(ScaledAttn, width=64, base_width=16, example_input=torch.randn(2, 5, 7))
+
+
+def test_compile_sees_one_graph_without_breaks():
+    x = torch.randint(0, 40, (2, 8))
+    model = hpt.parametrize(_gpt_tiny, width=64, base_width=16, example_input=x)
+    explained = torch._dynamo.explain(model)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
