@@ -1,0 +1,86 @@
+"""``hptransfer run``: a tiny end-to-end job and the CLI exit codes of tune/transfer/run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import hptransfer
+from hptransfer import cli
+
+
+def write_tiny(tmp_path: Path, **extra: object) -> Path:
+    data = {
+        "name": "tiny",
+        "model": {"name": "mlp"}, "task": {"name": "classification", "kwargs": {"n_train": 1024, "n_val": 512}},
+        "train": {"batch_size": 32, "steps": 60},
+        "widths": {"proxy": 16, "target": 64},
+        "search": {"lr": {"type": "log_float", "low": 3e-3, "high": 1e-1}},
+        "tune": {"trials": 5, "sampler": "gp", "startup_trials": 3},
+        **extra,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_tiny_end_to_end_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = write_tiny(tmp_path)
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    rc = cli.main(["run", str(recipe), "--out", str(out), "--quiet"])
+    assert time.perf_counter() - start < 60
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert stdout.startswith("PASS")
+    for name in ("study.journal", "best.yaml", "target.yaml", "summary.md", "history.png", "slices.png",
+                 "target_curve.png", "target_run.json", "recipe.yaml"):
+        assert (out / name).is_file(), name
+    summary = (out / "summary.md").read_text()
+    assert "**Verdict: PASS**" in summary and "of one target run" in summary and "FLOPs" in summary
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["trials"]["complete"] == 5 and "lr" in best["params"]
+    model, _ = hptransfer.load(out / "target.yaml")
+    assert model.width == 64
+    # Running again resumes: no new trials, same best.
+    assert cli.main(["tune", str(recipe), "--out", str(out), "--quiet"]) == 0
+    assert "5 complete" in capsys.readouterr().out
+
+
+def test_python_run_api(tmp_path: Path) -> None:
+    from hptransfer._run import run
+
+    res = run(write_tiny(tmp_path), out=tmp_path / "r", overrides=["tune.trials=3", "train.steps=40"], quiet=True)
+    assert res.tune.n_complete == 3 and res.check_passed and res.compute_ratio > 0
+    assert res.target_loss <= res.proxy_loss * 1.005
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = write_tiny(tmp_path, tune={"trials": 2, "sampler": "random"})
+    out = str(tmp_path / "run")
+    # Bad input: 2, one line, no traceback.
+    assert cli.main(["tune", str(tmp_path / "missing.yaml")]) == 2
+    assert cli.main(["tune", str(recipe), "--workers", "0"]) == 2
+    assert cli.main(["tune", str(recipe), "--sampler", "nope"]) == 2
+    assert cli.main(["transfer", str(recipe), "--out", out, "-q"]) == 2  # no study yet
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "no study named" in err
+    # Success: 0.
+    assert cli.main(["tune", str(recipe), "--out", out, "-q", "--set", "train.steps=20"]) == 0
+    assert cli.main(["transfer", str(recipe), "--out", out, "-q", "--set", "train.steps=20", "--width", "32"]) == 0
+    assert "width 32" in capsys.readouterr().out
+    assert cli.main(["tune", "--help"]) == 0
+    assert "train.steps" in capsys.readouterr().out  # recipe field docs in the help
+
+
+def test_run_check_failure_exits_1(tmp_path: Path) -> None:
+    # A target trained for 2 steps cannot beat the proxy: the check fails with exit code 1, not a crash.
+    recipe = write_tiny(tmp_path, transfer={"steps": 2}, tune={"trials": 2, "sampler": "random"})
+    with pytest.warns(UserWarning, match="WIDTH only"):
+        rc = cli.main(["run", str(recipe), "--out", str(tmp_path / "run"), "-q", "--set", "train.steps=30"])
+    assert rc == 1
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "**Verdict: FAIL**" in summary and "## Warnings" in summary

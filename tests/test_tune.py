@@ -1,0 +1,217 @@
+"""Tuning: divergence, resume, killed workers, several workers, pruning, the Python API."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hptransfer import _storage
+from hptransfer._objective import Reporter
+from hptransfer.errors import HPTransferError, StorageError, TrainingDiverged
+from hptransfer.recipe import parse_recipe
+from hptransfer.train import DivergenceGuard
+from hptransfer.tune import make_sampler, parse_space, tune
+
+
+def tiny(tmp_path: Path, **tune_opts: object) -> dict:
+    """A recipe whose trials take ~0.1 s: MLP width 16, 20 steps."""
+    return {
+        "name": "tiny", "out": str(tmp_path / "run"),
+        "model": {"name": "mlp"}, "task": {"name": "classification", "kwargs": {"n_train": 512, "n_val": 256}},
+        "train": {"batch_size": 32, "steps": 20},
+        "widths": {"proxy": 16, "target": 64},
+        "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}},
+        "tune": {"trials": 4, "sampler": "random", **tune_opts},
+    }
+
+
+def _trials(res_or_url: object, name: str = "tiny") -> list[optuna.trial.FrozenTrial]:
+    url = res_or_url.storage if hasattr(res_or_url, "storage") else _storage.storage_url(str(res_or_url), ".")
+    return _storage.load_study(url, name).get_trials()
+
+
+def test_recipe_tune_uses_journal_and_counts_trials(tmp_path: Path) -> None:
+    res = tune(tiny(tmp_path), quiet=True)
+    assert res.storage.startswith("journal://") and (tmp_path / "run" / "study.journal").exists()
+    assert res.n_complete == 4 and res.n_failed == 0
+    assert 1e-3 <= res.best_values["lr"] <= 1e-1 and res.best_values["beta2"] == 0.999
+    assert math.isfinite(res.best_value)
+    # Resume: the same call adds nothing; a larger total adds the difference.
+    assert tune(tiny(tmp_path), quiet=True).n_complete == 4
+    assert tune(tiny(tmp_path, trials=6), quiet=True).n_complete == 6
+    assert sorted(t.number for t in _trials(res)) == list(range(6))
+
+
+def test_diverging_trial_is_recorded_and_study_continues(tmp_path: Path) -> None:
+    def train_fn(hp: dict, *, report: Reporter) -> float:
+        loss = 2.0
+        for step in range(30):
+            loss = loss * (1.3 if hp["lr"] > 1.0 else 0.97)  # large LR explodes, small LR learns
+            report(step, loss)
+        return loss
+
+    res = tune(train_fn, space={"lr": ("log_float", 0.01, 100.0)}, width=16, trials=10, sampler="random",
+               storage=str(tmp_path / "s.journal"), quiet=True)
+    trials = _trials(res, "tune")
+    diverged = [t for t in trials if t.user_attrs.get("diverged")]
+    healthy = [t for t in trials if t.user_attrs.get("diverged") is False]
+    assert diverged and healthy and len(trials) == 10
+    for t in diverged:
+        assert t.state == TrialState.COMPLETE and math.isfinite(t.value)  # never NaN, never FAIL
+        assert t.constraints == {"diverged": 1.0} and t.value == pytest.approx(2.0 * 1.3)  # penalty: first loss
+    assert all(t.constraints == {"diverged": 0.0} for t in healthy)
+    assert res.best_params["lr"] <= 1.0 and res.n_diverged == len(diverged)
+
+
+def test_builtin_divergence_never_crashes(tmp_path: Path) -> None:
+    data = tiny(tmp_path, trials=2)
+    data["optimizer"] = {"name": "sgd"}
+    data["search"] = {"lr": {"type": "log_float", "low": 1e4, "high": 1e5}}
+    with pytest.raises(HPTransferError, match="no finished, non-diverged trial"):
+        tune(data, quiet=True)
+    trials = _trials(f"journal://{tmp_path / 'run' / 'study.journal'}")
+    assert len(trials) == 2 and all(t.user_attrs["diverged"] and t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.value == pytest.approx(math.log(10)) for t in trials)  # the untrained loss
+    assert all(t.user_attrs["train_steps"] < 20 for t in trials)  # stopped early
+
+
+def test_resume_after_killed_worker_requeues_its_params(tmp_path: Path) -> None:
+    data = tiny(tmp_path, trials=3)
+    url = _storage.storage_url(None, tmp_path / "run")
+    _storage.create_study(url, "tiny")
+    # A worker that starts a trial and is then killed with SIGKILL: its trial stays RUNNING.
+    # (Plain optuna, as _storage.mark_worker records it, so the child does not import torch.)
+    script = (
+        "import os, signal, socket, optuna\n"
+        f"st = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend({url[10:]!r}))\n"
+        "s = optuna.load_study(storage=st, study_name='tiny')\n"
+        "t = s.ask()\n"
+        "t.suggest_float('lr', 1e-3, 1e-1, log=True)\n"
+        "t.set_user_attr('worker_host', socket.gethostname())\n"
+        "t.set_user_attr('worker_pid', os.getpid())\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -9
+    before = _trials(url)
+    assert [t.state for t in before] == [TrialState.RUNNING]
+    lost_lr = before[0].params["lr"]
+    with pytest.warns(UserWarning, match="re-queued"):
+        res = tune(data, quiet=True)
+    trials = _trials(url)
+    assert trials[0].state == TrialState.FAIL
+    requeued = [t for t in trials if t.user_attrs.get("requeued_from") == 0]
+    assert len(requeued) == 1 and requeued[0].params["lr"] == lost_lr and requeued[0].state == TrialState.COMPLETE
+    assert res.n_complete == 3  # the failed trial does not count toward the total
+    # Recovery is idempotent: a second start re-queues nothing more.
+    assert _storage.recover_stale(_storage.load_study(url, "tiny")) == []
+
+
+def test_ctrl_c_leaves_a_consistent_study(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def train_fn(hp: dict, *, report: Reporter) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        report(0, 1.0)
+        return abs(math.log10(hp["lr"]) + 2)
+
+    kw = dict(space={"lr": ("log_float", 1e-4, 1.0)}, width=8, trials=4, sampler="random",
+              storage=str(tmp_path / "s.journal"), quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        tune(train_fn, **kw)
+    trials = _trials(tmp_path / "s.journal", "tune")
+    # The interrupted trial is failed and its parameters are already re-queued (WAITING) for the rerun.
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs["interrupted"] and trials[2].user_attrs["requeued_from"] == 1
+    res = tune(train_fn, **kw)
+    trials = _trials(tmp_path / "s.journal", "tune")
+    assert res.n_complete == 4
+    assert [t.params["lr"] for t in trials if t.user_attrs.get("requeued_from") == 1] == [trials[1].params["lr"]]
+
+
+def test_two_local_workers_lose_no_trial(tmp_path: Path) -> None:
+    res = tune(tiny(tmp_path, trials=8), workers=2, quiet=True)
+    trials = _trials(res)
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # ran in the worker processes
+    assert len({t.params["lr"] for t in trials}) == 8  # distinct sampler seeds: no duplicates
+
+
+@pytest.mark.slow
+def test_four_local_workers_lose_no_trial(tmp_path: Path) -> None:
+    res = tune(tiny(tmp_path, trials=40), workers=4, quiet=True)
+    trials = _trials(res)
+    assert len(trials) == 40 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(40))
+
+
+def test_pruning_through_the_reporter(tmp_path: Path) -> None:
+    def train_fn(hp: dict, *, report: Reporter) -> float:
+        target = abs(math.log10(hp["lr"]) + 2)  # best at lr = 1e-2
+        for step in range(20):
+            report(step, target + 1.0 / (step + 1))
+        return target
+
+    res = tune(train_fn, space={"lr": ("log_float", 1e-5, 1.0)}, width=8, steps=20, trials=16, sampler="random",
+               pruner="median", storage=str(tmp_path / "s.journal"), quiet=True)
+    assert res.n_pruned >= 1 and res.n_complete + res.n_pruned == 16
+
+
+def test_reporter_checks_divergence_every_step() -> None:
+    r = Reporter(guard=DivergenceGuard(factor=3.0))
+    r(0, 2.0)
+    r(1, 5.0)
+    with pytest.raises(TrainingDiverged):
+        r(2, 7.0)
+    with pytest.raises(TrainingDiverged, match="non-finite"):
+        Reporter(guard=DivergenceGuard())(0, float("nan"))
+
+
+def test_python_api_errors_are_clear() -> None:
+    with pytest.raises(HPTransferError, match="space= and width="):
+        tune(lambda hp: 1.0)
+    with pytest.raises(HPTransferError, match="log_float"):
+        parse_space({"lr": ("log_float", 0.0, 1.0)})
+    with pytest.raises(HPTransferError, match="module level"):
+        tune(lambda hp: 1.0, space={"lr": ("float", 0.0, 1.0)}, width=8, workers=2, storage="/tmp/x.journal",
+             quiet=True)
+    with pytest.raises(StorageError, match="unknown storage scheme"):
+        _storage.storage_url("redis://host", ".")
+    with pytest.raises(HPTransferError, match="sampler"):
+        make_sampler("cmaes")
+    assert parse_recipe(tiny(Path("/tmp"))).tune.sampler == "random"
+
+
+def test_recipe_with_own_factory_and_training_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_project.py").write_text(
+        "from hptransfer.models import mlp\n"
+        "def build(*, d_model, depth=3):\n"
+        "    return mlp(d_model, depth=depth)\n"
+        "def train(hp, *, width, seed, report):\n"
+        "    for step in range(5):\n"
+        "        report(step, 2.0 - 0.1 * step)\n"
+        "    return abs(hp['lr'] - 0.01) + hp['dropout'] + width / 1000\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = tiny(tmp_path, trials=3)
+    data["model"] = {"factory": "my_project:build", "width_arg": "d_model", "kwargs": {"depth": 3}}
+    data["task"] = {"train_fn": "my_project:train"}
+    data["search"]["dropout"] = {"type": "float", "low": 0.0, "high": 0.5}  # any name: the function reads it
+    res = tune(data, quiet=True)
+    assert res.n_complete == 3 and set(res.best_params) == {"lr", "dropout"}
+    from hptransfer.transfer import load, transfer
+
+    (target,) = transfer(parse_recipe(data), quiet=True)
+    assert target.config["model"]["factory"] == "my_project:build"
+    model, _ = load(target.path)
+    assert model.width == 64
