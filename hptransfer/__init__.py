@@ -6,6 +6,7 @@ width and verify that the optima stay put.
 
 from __future__ import annotations
 
+from .check import TransferReport, check_transfer
 from .coord import CoordCheckResult, coord_check
 from .errors import (
     DataError,
@@ -28,12 +29,21 @@ from .parametrizations import (
     register_parametrization,
 )
 from .parametrize import attach_table, parametrize
+from .recipe import Recipe, load_recipe
 from .table import ModuleScaling, ParamInfo, ScalingTable, scaling_table
+from .transfer import load, transfer
+from .tune import tune
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    # tuning engine (hptransfer.tune / hptransfer.transfer name the functions; import helpers from the modules)
+    "tune",
+    "transfer",
+    "load",
+    "load_recipe",
+    "Recipe",
     # parametrization layer
     "parametrize",
     "param_groups",
@@ -50,6 +60,9 @@ __all__ = [
     "register_parametrization",
     "get_parametrization",
     "available_parametrizations",
+    # transfer check
+    "check_transfer",
+    "TransferReport",
     # coordinate check
     "coord_check",
     "CoordCheckResult",
