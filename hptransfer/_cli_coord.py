@@ -57,7 +57,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     # Defaults are None here so that run() can tell "given" from "not given" and let a
     # RECIPE fill the gaps; the documented defaults live in OPTIONS.
     p.add_argument("recipe", nargs="?", metavar="RECIPE",
-                   help="YAML file whose top-level keys are option names (model, widths, lr, ...)")
+                   help="a tuning recipe (recipes/*.yaml: its model, task, parametrization, optimizer and "
+                        "lr are used; widths default to proxy x 1, 2, 4, 8), or a flat YAML of the options below")
     p.add_argument("--model", help=f"built-in model: {', '.join(MODELS)} (default {OPTIONS['model']})")
     p.add_argument("--task", help=f"built-in task: {', '.join(TASKS)} (default: the model's own)")
     p.add_argument("--widths", help=f"comma-separated widths, at least two (default {OPTIONS['widths']})")
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the check; print the summary; write --plot/--json; return 0 (pass) or 1 (fail)."""
     from .coord import coord_check
 
+    if args.recipe and _is_full_recipe(args.recipe):
+        return _run_full_recipe(args)
     recipe = load_recipe_options(args.recipe) if args.recipe else {}
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
     opts = {**OPTIONS, **recipe, **given}
@@ -141,13 +144,65 @@ def run(args: argparse.Namespace) -> int:
     _check_widths_fit(model, widths, where["widths"])
     result = coord_check(factory, widths=widths, base_width=base_width, parametrization=param, task=task,
                          steps=steps, seeds=seeds, lr=lr, optimizer=optimizer, batch_size=batch_size)
+    return _report(result, opts["plot"], opts["json"])
+
+
+def _is_full_recipe(path: str) -> bool:
+    """A tuning recipe has a ``model:`` mapping; a flat options file has ``model: mlp``."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # let the flat loader report the problem with its field path
+    return isinstance(data, dict) and isinstance(data.get("model"), dict)
+
+
+def _run_full_recipe(args: argparse.Namespace) -> int:
+    """coord-check on a tuning recipe, parsed by the one recipe parser (hptransfer.recipe)."""
+    from ._build import make_factory, make_task, parametrize_options
+    from .coord import coord_check
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    task = make_task(recipe)
+    if task is None:
+        raise CoordCheckError(
+            f"{args.recipe}: task.train_fn is a custom training function, which coord-check cannot step. Fix: "
+            "use hptransfer.coord_check(factory, batch_fn=..., loss_fn=...) from Python."
+        )
+    proxy = recipe.widths.proxy[0]
+    widths = _int_list(args.widths, "--widths", minimum=1) if args.widths else [proxy * 2**k for k in range(4)]
+    values = recipe.values({})
+    options = parametrize_options(recipe, values)
+    options.pop("base_width")
+    param = _choice(str(args.parametrization or options.pop("parametrization")).lower(), ("mup", "sp"),
+                    "--parametrization")
+    options.pop("parametrization", None)
+    result = coord_check(
+        make_factory(recipe, task), widths=widths, base_width=_number(args.base_width, "--base-width", int)
+        if args.base_width else min(widths), parametrization=param, task=task,
+        steps=_number(args.steps or OPTIONS["steps"], "--steps", int),
+        seeds=_seeds(args.seeds or OPTIONS["seeds"], "--seeds"),
+        lr=_number(args.lr, "--lr", float) if args.lr else float(values["lr"] or OPTIONS["lr"]),
+        optimizer=_choice(str(args.optimizer or recipe.optimizer.name).lower(), ("adam", "adamw", "sgd"),
+                          "--optimizer"),
+        batch_size=_number(args.batch_size, "--batch-size", int) if args.batch_size else recipe.train.batch_size,
+        **options,
+    )
+    return _report(result, args.plot, args.json)
+
+
+def _report(result: Any, plot: str | None, json_path: str | None) -> int:
     print(result.summary())
-    if opts["plot"]:
-        print(f"plot: {result.plot(opts['plot'])}")
-    if opts["json"]:
-        path = Path(str(opts["json"]))
+    if plot:
+        print(f"plot: {result.plot(plot)}")
+    if json_path:
+        path = Path(str(json_path))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False), encoding="utf-8")
+        tmp = path.with_name(path.name + ".tmp")  # write then rename: a reader never sees half a file
+        tmp.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False), encoding="utf-8")
+        tmp.replace(path)
         print(f"json: {path}")
     return 0 if result.passed else 1
 

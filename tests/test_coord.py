@@ -263,3 +263,12 @@ def test_python_dash_m_entry_point_exists() -> None:
     import importlib.util
 
     assert importlib.util.find_spec("hptransfer.__main__") is not None
+
+
+def test_cli_on_a_shipped_tuning_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    # The same recipe the tuner reads: model, task, parametrization and optimizer come from it.
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "mlp_quickstart.yaml")
+    assert main(["coord-check", recipe, "--widths", "32,64,128", "--steps", "1", "--seeds", "1"]) == 0
+    assert main(["coord-check", recipe, "--widths", "32,64,128", "--steps", "1", "--seeds", "1",
+                 "--parametrization", "sp"]) == 1
+    assert "FAILED" in capsys.readouterr().out
