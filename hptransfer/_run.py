@@ -146,12 +146,35 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
         "sampler": rec.tune.sampler, "pruner": rec.tune.pruner, "n_trials": len(study.trials),
         "proxy_params": proxy_cost["params"], "tune_steps": tune_steps, "tune_flops": tune_flops,
         "target_params": target_cost["params"], "target_steps": res.steps, "target_flops": target_cost["flops"],
-        "compute_ratio": ratio, "warnings": main.config["transfer"]["warnings"], "plots": plots,
+        "compute_ratio": ratio, "plots": plots,
+        "warnings": [*main.config["transfer"]["warnings"], *edge_warnings(rec, tres.best_params)],
         "target_path": str(main.path),
     }
     _report.write_summary(run_dir / "summary.md", facts)
     say(f"done in {seconds:.0f} s: {run_dir / 'summary.md'} (tuning cost {100 * ratio:.1f}% of one target run)")
     return RunResult(run_dir, tres, targets, res.val_loss, tres.best_value, beat, text, ratio, seconds)
+
+
+def edge_warnings(rec: Recipe, best: dict[str, Any], margin: float = 0.05) -> list[str]:
+    """Warn for each searched numeric HP whose best value lies within ``margin`` (a fraction of
+    the range, in log space for ``log_float``) of a bound: the true optimum may lie outside.
+    Measured on the GPT recipe: an ``output_mult`` capped at 10 left the transferred LR half an
+    octave low (docs/tuning.md)."""
+    out = []
+    for name, p in rec.search.items():
+        if name not in best or p.type not in ("float", "log_float", "int") or p.low is None or p.high is None:
+            continue
+        lo, hi, v = float(p.low), float(p.high), float(best[name])
+        if p.type == "log_float":
+            lo, hi, v = math.log(lo), math.log(hi), math.log(v)
+        if hi <= lo:
+            continue
+        pos = (v - lo) / (hi - lo)
+        if pos < margin or pos > 1 - margin:
+            side, bound = ("lower", p.low) if pos < margin else ("upper", p.high)
+            out.append(f"the best `{name}` = {best[name]:.4g} lies at the {side} edge of its range ({bound:g}); "
+                       f"the optimum may be outside it. Widen `search.{name}` and run again (the study resumes).")
+    return out
 
 
 def _write_best(path: Path, tres: TuneResult, rec: Recipe) -> None:

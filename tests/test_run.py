@@ -84,3 +84,14 @@ def test_run_check_failure_exits_1(tmp_path: Path) -> None:
     assert rc == 1
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "**Verdict: FAIL**" in summary and "## Warnings" in summary
+
+
+def test_best_value_on_the_edge_of_its_range_is_warned() -> None:
+    from hptransfer._run import edge_warnings
+    from hptransfer.recipe import load_recipe
+
+    rec = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "mlp_quickstart.yaml")
+    low = rec.search["output_mult"].low
+    (warning,) = edge_warnings(rec, {"lr": 1e-2, "output_mult": low * 1.1})
+    assert "output_mult" in warning and "lower edge" in warning and "search.output_mult" in warning
+    assert edge_warnings(rec, {"lr": 1e-2, "output_mult": 1.0}) == []
