@@ -14,11 +14,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import CoordCheckError, RecipeError
 
-__all__ = ["NAME", "HELP", "add_parser", "run", "load_recipe_options", "OPTIONS", "ImageView"]
+__all__ = ["NAME", "HELP", "add_parser", "run", "load_recipe_options", "OPTIONS"]
 
 NAME = "coord-check"
 HELP = "check that activations and their updates stay width-independent (μP coordinate check)"
@@ -207,36 +205,13 @@ def _report(result: Any, plot: str | None, json_path: str | None) -> int:
     return 0 if result.passed else 1
 
 
-class ImageView:
-    """The classification task's feature vectors viewed as ``(C, H, W)`` images, so the
-    reference CNN can train on it (same data, same loss)."""
-
-    def __init__(self, channels: int = 3, size: int = 8) -> None:
-        from .tasks import ClassificationTask
-
-        self.shape = (channels, size, size)
-        self.inner = ClassificationTask(d_in=channels * size * size)
-
-    def batch(self, step: int, batch_size: int, *, split: str = "train", seed: int = 0) -> tuple[Any, Any]:
-        x, y = self.inner.batch(step, batch_size, split=split, seed=seed)
-        return x.view(-1, *self.shape), y
-
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.inner.loss(output, target)
-
-    def example_input(self, batch_size: int = 2) -> torch.Tensor:
-        return self.inner.example_input(batch_size).view(-1, *self.shape)
-
-
 def _model_and_task(model: str, task_name: str) -> tuple[Any, Any]:
     from . import models
     from .tasks import get_task
 
-    if model == "cnn":
-        return models.cnn, ImageView()
-    task = get_task(task_name)
-    factory = models.MODELS.get(model) or getattr(models, model)
-    return functools.partial(factory, **task.model_kwargs()), task
+    # The CNN reads the classification data laid out as images (same data and labels).
+    task = get_task("images" if model == "cnn" else task_name)
+    return functools.partial(models.get_model(model), **task.model_kwargs()), task
 
 
 def _check_widths_fit(model: str, widths: list[int], where: str) -> None:

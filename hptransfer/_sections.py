@@ -61,8 +61,10 @@ class ModelSpec:
 class TaskSpec:
     """What to train on: a built-in task or the user's own training function."""
 
-    name: str | None = spec_field(None, kind="choice", choices=("classification", "charlm"), optional=True,
-                                  doc="Built-in task (`classification`, `charlm`). Give `name` or `train_fn`.")
+    name: str | None = spec_field(None, kind="choice", choices=("classification", "images", "charlm"),
+                                  optional=True,
+                                  doc="Built-in task (`classification`, `images` (the same data as 3x8x8 images, "
+                                      "for `cnn`), `charlm`). Give `name` or `train_fn`.")
     train_fn: str | None = spec_field(
         None, kind="str", optional=True,
         doc="Import path `package.module:function` of your own training function, called as "

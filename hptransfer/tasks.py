@@ -31,6 +31,7 @@ __all__ = [
     "TASKS",
     "CharLMTask",
     "ClassificationTask",
+    "ImageClassificationTask",
     "Task",
     "get_task",
 ]
@@ -276,6 +277,37 @@ class ClassificationTask(Task):
         return math.log(self.n_classes)
 
 
+@dataclass
+class ImageClassificationTask(ClassificationTask):
+    """:class:`ClassificationTask` with its inputs viewed as ``(channels, image_size, image_size)``
+    images (``d_in`` is set to ``channels * image_size**2``), for the reference CNN.
+
+    Same data, labels and loss; only the layout differs.
+    """
+
+    name: ClassVar[str] = "images"
+
+    channels: int = 3
+    image_size: int = 8
+
+    def __post_init__(self) -> None:
+        _check_int("ImageClassificationTask", "channels", self.channels, 1)
+        _check_int("ImageClassificationTask", "image_size", self.image_size, 1)
+        self.d_in = self.channels * self.image_size**2
+        super().__post_init__()
+
+    def _make_batch(self, gen: torch.Generator, batch_size: int, split: str) -> tuple[Tensor, Tensor]:
+        x, y = super()._make_batch(gen, batch_size, split)
+        return x.view(-1, self.channels, self.image_size, self.image_size), y
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        return super().example_input(batch_size).view(-1, self.channels, self.image_size, self.image_size)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """``{"in_channels", "n_classes", "image_size"}`` for :func:`hptransfer.models.cnn`."""
+        return {"in_channels": self.channels, "n_classes": self.n_classes, "image_size": self.image_size}
+
+
 # ------------------------------------------------------------------------------------
 # Byte-level language modelling on the standard library's source
 # ------------------------------------------------------------------------------------
@@ -435,6 +467,7 @@ class CharLMTask(Task):
 
 TASKS: dict[str, type[Task]] = {
     "classification": ClassificationTask,
+    "images": ImageClassificationTask,
     "charlm": CharLMTask,
 }
 """Built-in task classes by name, as used in recipes."""

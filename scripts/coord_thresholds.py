@@ -30,25 +30,7 @@ from hptransfer.coord import DEFAULT_TOL_GROW, DEFAULT_TOL_VANISH, CoordCheckRes
 from hptransfer.models import cnn, gpt, mlp
 from hptransfer.parametrizations import MuP, register_parametrization
 from hptransfer.table import ParamInfo
-from hptransfer.tasks import ClassificationTask, get_task
-
-
-class ImageClassification:
-    """The classification task's vectors viewed as ``(C, H, W)`` images, for the CNN."""
-
-    def __init__(self, channels: int = 3, size: int = 8) -> None:
-        self.shape = (channels, size, size)
-        self.inner = ClassificationTask(d_in=channels * size * size)
-
-    def batch(self, step: int, batch_size: int, *, split: str = "train", seed: int = 0) -> tuple[Any, Any]:
-        x, y = self.inner.batch(step, batch_size, split=split, seed=seed)
-        return x.view(-1, *self.shape), y
-
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.inner.loss(output, target)
-
-    def example_input(self, batch_size: int = 2) -> torch.Tensor:
-        return self.inner.example_input(batch_size).view(-1, *self.shape)
+from hptransfer.tasks import ImageClassificationTask, get_task
 
 
 def setups(preset: str, block_size: int) -> dict[str, tuple[Callable[..., torch.nn.Module], Any, tuple[int, ...], int]]:
@@ -61,7 +43,7 @@ def setups(preset: str, block_size: int) -> dict[str, tuple[Callable[..., torch.
             "gpt": (small, charlm, (32, 64, 128), 8),
             "gpt-tied": (functools.partial(small, tied=True), charlm, (32, 64, 128), 8),
             "gpt-16": (small, charlm, (16, 32, 64), 8),
-            "cnn": (cnn, ImageClassification(), (16, 32, 64, 128), 32),
+            "cnn": (cnn, ImageClassificationTask(), (16, 32, 64, 128), 32),
         }
     charlm = get_task("charlm", block_size=block_size)
     return {
@@ -69,7 +51,7 @@ def setups(preset: str, block_size: int) -> dict[str, tuple[Callable[..., torch.
         "gpt": (functools.partial(gpt, n_layer=2, **charlm.model_kwargs()), charlm, (32, 64, 128, 256), 8),
         "gpt-tied": (functools.partial(gpt, n_layer=2, tied=True, **charlm.model_kwargs()), charlm,
                      (32, 64, 128, 256), 8),
-        "cnn": (cnn, ImageClassification(), (16, 32, 64, 128, 256), 32),
+        "cnn": (cnn, ImageClassificationTask(), (16, 32, 64, 128, 256), 32),
     }
 
 

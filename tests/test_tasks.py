@@ -17,6 +17,7 @@ from hptransfer.tasks import (
     TASKS,
     CharLMTask,
     ClassificationTask,
+    ImageClassificationTask,
     Task,
     get_task,
 )
@@ -143,13 +144,24 @@ def test_bad_arguments_raise_data_error(cls_task, call, arg: str) -> None:
 
 
 def test_registry() -> None:
-    assert dict(TASKS) == {"classification": ClassificationTask, "charlm": CharLMTask}
+    assert dict(TASKS) == {"classification": ClassificationTask, "images": ImageClassificationTask,
+                           "charlm": CharLMTask}
     assert get_task("classification", n_classes=5).n_classes == 5
-    with pytest.raises(DataError, match="charlm, classification"):
+    with pytest.raises(DataError, match="charlm, classification, images"):
         get_task("mnist")
     with pytest.raises(DataError, match="block_size"):
         get_task("charlm", blocksize=32)
     assert issubclass(DataError, HPTransferError)
+
+
+def test_image_view_of_the_classification_data() -> None:
+    images, flat = get_task("images"), ClassificationTask(d_in=3 * 8 * 8)
+    x, y = images.batch(3, 16)
+    assert x.shape == (16, 3, 8, 8) and y.shape == (16,)
+    # the same examples and labels as the flat task with d_in = 3*8*8, only laid out as images
+    assert torch.equal(images._data()["train_x"], flat._data()["train_x"])
+    assert torch.equal(images._data()["val_y"], flat._data()["val_y"])
+    assert images.model_kwargs() == {"in_channels": 3, "n_classes": 10, "image_size": 8}
 
 
 def _train(model: torch.nn.Module, task: Task, steps: int, batch_size: int) -> None:
