@@ -317,6 +317,17 @@ def test_attach_table_is_idempotent_and_restores_hooks():
     assert torch.equal(plain(x), m(x))
 
 
+def test_attach_table_on_a_deepcopy_leaves_the_original_alone():
+    x = torch.randint(0, 40, (2, 8))
+    m = hpt.parametrize(_gpt_tiny, width=64, base_width=16, example_input=x)
+    expected = m(x)
+    c = copy.deepcopy(m)
+    hpt.attach_table(c, hpt.scaling_table(c))  # re-attach on the copy: replaces the copy's hooks
+    assert torch.equal(c(x), expected) and torch.equal(m(x), expected)
+    n_hooks = sum(len(mod._forward_pre_hooks) + len(mod._forward_hooks) for mod in c.modules())
+    assert n_hooks == sum(len(mod._forward_pre_hooks) + len(mod._forward_hooks) for mod in m.modules())
+
+
 def test_parametrize_is_idempotent_on_an_already_parametrized_model():
     cache = {}
 
