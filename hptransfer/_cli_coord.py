@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ._io import write_text_atomic
 from .errors import CoordCheckError, RecipeError
 
 __all__ = ["NAME", "HELP", "add_parser", "run", "load_recipe_options", "OPTIONS"]
@@ -197,10 +198,7 @@ def _report(result: Any, plot: str | None, json_path: str | None) -> int:
         print(f"plot: {result.plot(plot)}")
     if json_path:
         path = Path(str(json_path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")  # write then rename: a reader never sees half a file
-        tmp.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(result.to_dict(), indent=1, allow_nan=False))
         print(f"json: {path}")
     return 0 if result.passed else 1
 

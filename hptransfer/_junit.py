@@ -13,6 +13,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._io import write_text_atomic
+
 if TYPE_CHECKING:
     from .check import TransferReport
 
@@ -45,7 +47,7 @@ def junit_xml(report: TransferReport, path: str | Path | None = None, *, suite: 
     text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+        write_text_atomic(path, text)
     return text
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import optuna
 
+from ._io import write_text_atomic
+
 __all__ = ["plot_history", "plot_slices", "plot_target_curve", "write_summary"]
 
 
@@ -187,4 +189,4 @@ def write_summary(path: Path, f: dict[str, Any]) -> None:
         lines.append("- (plots skipped: matplotlib is not installed; pip install hptransfer[plot])")
     lines += ["", "Use the values in training code:", "", "```python", "import hptransfer",
               f"model, opt = hptransfer.load(\"{f['target_path']}\")", "```", ""]
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from . import _build, _report, _storage
+from ._io import write_text_atomic
 from ._progress import Progress
 from .recipe import Recipe, load_recipe
 from .transfer import Target, transfer
@@ -77,7 +78,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     if out is not None:
         rec.out = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(rec.to_dict(), sort_keys=False))
+    write_text_atomic(run_dir / "recipe.yaml", yaml.safe_dump(rec.to_dict(), sort_keys=False))
     say = _say(quiet)
     say(f"[1/4] tuning {rec.name}: {rec.tune.trials} trials at width {list(rec.widths.proxy)} -> {run_dir}")
     tres = tune(rec, workers=workers, out=run_dir, quiet=quiet)
@@ -98,8 +99,8 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     res = _build.run_training(rec, main.values, main.width, seed=rec.train.seeds[0], steps=t_steps,
                               batch_size=t_batch, eval_every=every, progress=progress)
     bar.close()
-    (run_dir / "target_run.json").write_text(json.dumps({**res.to_dict(), "width": main.width, "losses": res.losses,
-                                                         "val_curve": res.val_curve}))
+    run_record = {**res.to_dict(), "width": main.width, "losses": res.losses, "val_curve": res.val_curve}
+    write_text_atomic(run_dir / "target_run.json", json.dumps(run_record))
     untrained = _build.untrained_loss(rec)
     converged = not res.diverged and math.isfinite(res.val_loss) and res.val_loss < untrained
     beat = converged and res.val_loss <= tres.best_value * (1 + BEAT_TOLERANCE)
@@ -187,7 +188,7 @@ def _write_best(path: Path, tres: TuneResult, rec: Recipe) -> None:
         "trials": {"complete": tres.n_complete, "pruned": tres.n_pruned, "diverged": tres.n_diverged,
                    "failed": tres.n_failed},
     }
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def _say(quiet: bool) -> Any:

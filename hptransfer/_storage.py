@@ -13,6 +13,7 @@ re-queues their parameters exactly once.
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 from pathlib import Path
@@ -30,6 +31,10 @@ __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 _RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
+
+#: A RUNNING trial without a worker record younger than this may be a live worker whose
+#: sampler is still choosing values: :func:`recover_stale` leaves it alone.
+NO_RECORD_GRACE = datetime.timedelta(minutes=10)
 
 
 def storage_url(storage: str | None, run_dir: str | Path) -> str:
@@ -62,8 +67,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"tune.storage: cannot create folder {path.parent}: {exc.strerror}.") from None
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend)
+        try:  # the backend opens the file, the storage reads it: both fail on a folder or no permission
+            backend = optuna.storages.journal.JournalFileBackend(str(path))
+            return optuna.storages.JournalStorage(backend)
+        except OSError as exc:
+            raise StorageError(
+                f"tune.storage: cannot open journal file {path}: {exc.strerror or exc}. Fix: give a writable file "
+                "path (not a folder), e.g. runs/my-study/study.journal."
+            ) from None
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
@@ -130,15 +141,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover_stale(study: optuna.Study, *, force: bool = False) -> list[int]:
+def recover_stale(
+    study: optuna.Study, *, force: bool = False, grace: datetime.timedelta | None = None
+) -> list[int]:
     """Fail RUNNING trials whose worker is gone and re-queue their parameters; return their numbers.
 
     A RUNNING trial is stale when it was started on this host by a process that no longer
-    exists (or carries no worker record, or ``force``). Trials running on other hosts are left
-    alone: only they know whether they are alive. FAIL trials marked ``interrupted`` (Ctrl-C)
-    are re-queued as well. Each failed trial is re-queued at most once.
+    exists, or carries no worker record although it started more than ``grace`` (default
+    :data:`NO_RECORD_GRACE`) ago (a live worker records itself right after the sampler has chosen the trial's values,
+    which can take seconds; younger unrecorded trials are left alone), or ``force``. Trials
+    running on other hosts are left alone: only they know whether they are alive. FAIL trials
+    marked ``interrupted`` (Ctrl-C) are re-queued as well. Each failed trial is re-queued at
+    most once.
     """
     host = socket.gethostname()
+    now = datetime.datetime.now()
+    grace = NO_RECORD_GRACE if grace is None else grace
     trials = study.get_trials(deepcopy=False)
     requeued = {t.user_attrs.get("requeued_from") for t in trials}
     recovered = []
@@ -146,7 +164,8 @@ def recover_stale(study: optuna.Study, *, force: bool = False) -> list[int]:
         if t.state == TrialState.RUNNING:
             pid = t.user_attrs.get("worker_pid")
             mine = t.user_attrs.get("worker_host", host) == host
-            if not (force or pid is None or (mine and not _alive(int(pid)))):
+            unrecorded_long = pid is None and (t.datetime_start is None or now - t.datetime_start > grace)
+            if not (force or unrecorded_long or (pid is not None and mine and not _alive(int(pid)))):
                 continue
             try:
                 study.tell(t.number, state=TrialState.FAIL)

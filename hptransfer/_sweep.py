@@ -148,10 +148,27 @@ class _Objective:
 
 
 def _remaining(study: optuna.Study, plan: SweepPlan) -> int:
-    """Grid points without a finished trial."""
-    done = {_key(t.params, plan) for t in study.get_trials(deepcopy=False)
-            if t.state.is_finished() and _key(t.params, plan) is not None}
+    """Grid points without a COMPLETE trial (a diverged run is COMPLETE with its penalty; a run
+    that raised is FAIL and still to do)."""
+    done = {_key(t.params, plan) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if _key(t.params, plan) is not None}
     return plan.n_runs - len(done)
+
+
+def _requeue_failed(study: optuna.Study, plan: SweepPlan) -> int:
+    """Re-queue grid points whose only trials FAILed (the run raised): GridSampler counts them as
+    visited, so without this a rerun would never retry them. Returns how many were queued."""
+    trials = study.get_trials(deepcopy=False)
+    complete = {_key(t.params, plan) for t in trials if t.state == TrialState.COMPLETE}
+    waiting = {_key(t.params, plan) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    queued = 0
+    for t in trials:
+        key = _key(t.params, plan)
+        if t.state == TrialState.FAIL and key is not None and key not in complete and key not in waiting:
+            study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
+            waiting.add(key)
+            queued += 1
+    return queued
 
 
 def _key(params: dict[str, Any], plan: SweepPlan) -> tuple[str, int, int, int] | None:
@@ -176,9 +193,10 @@ def _grid_sampler(plan: SweepPlan, worker: int) -> optuna.samplers.GridSampler:
     that workers starting together rarely pick the same point.
     """
     sampler = optuna.samplers.GridSampler(plan.space(), seed=0)
-    rng = getattr(sampler, "_rng", None)  # private in optuna 5.0; without it only collisions rise
-    if worker and rng is not None and hasattr(rng, "rng"):
-        rng.rng.seed(1000 + worker)
+    if worker:
+        # Public API: reseeds only the stream that picks among unvisited points; the grid order
+        # was fixed by seed=0 in the constructor, the same in every worker.
+        sampler.reseed_rng()
     return sampler
 
 
@@ -276,10 +294,11 @@ def run_subplans(
         # Created once here: workers only load (creating concurrently races on a fresh RDB).
         study = create_study(url, name, attrs={"kind": "check", "hp": plan.hp, "fingerprint": runner.fingerprint()})
         stale = recover_stale(study)
+        stale += [-1] * _requeue_failed(study, plan)  # counted with the interrupted ones in the message
         left = _remaining(study, plan)
         if left or stale:
             say(f"study {name}: {plan.n_runs} runs, {left} to go"
-                + (f" ({len(stale)} interrupted run(s) re-queued)" if stale else ""))
+                + (f" ({len(stale)} interrupted or failed run(s) re-queued)" if stale else ""))
     if workers <= 1:
         printer = _printer(say, sum(_remaining(load_study(url, n), p) for p, n in zip(plans, names)))
         for plan, name in zip(plans, names):

@@ -31,6 +31,7 @@ from . import _optimum
 from ._check_recipe import check_recipe
 from ._check_runner import SWEEPABLE, ModelRunner
 from ._check_verdict import ParamResult, analyse
+from ._io import write_text_atomic
 from ._sweep import Runner, SweepPlan, run_sweep
 from .errors import HPTransferError
 from .train import Schedule
@@ -115,7 +116,7 @@ class TransferReport:
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text + "\n")
+            write_text_atomic(path, text + "\n")
         return text
 
     def junit_xml(self, path: str | Path | None = None) -> str:

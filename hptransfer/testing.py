@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import write_text_atomic
 from .check import TransferReport, check_transfer
 from .coord import CoordCheckResult, coord_check
 
@@ -60,7 +61,7 @@ def assert_transfer(
     out = _plot_dir(plot_dir)
     hps = dict.fromkeys(r.hp for r in report.results)
     figures = [str(report.plot(out / f"transfer_{hp}.png", hp=hp)) for hp in hps]
-    (out / "transfer_report.json").write_text(report.to_json())
+    write_text_atomic(out / "transfer_report.json", report.to_json())
     heads = []
     for r in report.failing:
         first = r.reasons[0] if r.reasons else ""

@@ -27,6 +27,7 @@ import yaml
 from torch import nn
 
 from . import _build, _storage
+from ._io import write_text_atomic
 from .errors import HPTransferError
 from .optim import param_groups
 from .parametrize import parametrize
@@ -124,10 +125,10 @@ def transfer(
         else:
             t.path = out_dir / f"target_w{t.width}.yaml"
         t.path.parent.mkdir(parents=True, exist_ok=True)
-        t.path.write_text(_HEADER + yaml.safe_dump(t.config, sort_keys=False, width=100))
+        text = _HEADER + yaml.safe_dump(t.config, sort_keys=False, width=100)
+        write_text_atomic(t.path, text)
         if len(targets) > 1 and t.path.name == "target.yaml":
-            alias = out_dir / f"target_w{t.width}.yaml"
-            alias.write_text(t.path.read_text())
+            write_text_atomic(out_dir / f"target_w{t.width}.yaml", text)
     return targets
 
 
@@ -148,6 +149,10 @@ def _source(source: Any, overrides: list[str] | None) -> tuple[Recipe | None, di
     except ValueError:
         raise HPTransferError(f"study {name!r} has no finished, non-diverged trial to transfer. Fix: run "
                               "`hptransfer tune` (or widen the search range) first.") from None
+    if isinstance(source, TuneResult):
+        # The result names its trial: use that one even if the study found a better one since, so
+        # that values, trial number and loss in target.yaml always belong together.
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == source.best_trial), trial)
     values = rec.values(dict(trial.params)) if rec else dict(trial.params)
     if isinstance(source, TuneResult):
         values.update(source.best_values)

@@ -246,3 +246,23 @@ def test_several_hps_are_swept_one_at_a_time_with_the_others_fixed(tmp_path):
     assert all(r.losses.shape == (3, 3, 2) for r in rep.results)
     paths = [rep.plot(tmp_path / f"{hp}.png", hp=hp) for hp in ("lr", "output_mult", "init_std")]
     assert all(p.exists() for p in paths)
+
+
+def test_a_run_that_raised_is_retried_on_the_next_check(tmp_path):
+    class FlakyOnce(BowlRunner):
+        failed = False
+
+        def __call__(self, parametrization, width, seed, hps):
+            if not FlakyOnce.failed and width == 128 and seed == 1 and hps["lr"] == LR_GRID[5]:
+                FlakyOnce.failed = True
+                raise RuntimeError("out of memory")
+            return super().__call__(parametrization, width, seed, hps)
+
+    storage = str(tmp_path / "check.journal")
+    kw = {"parametrizations": ["mup"], "expect": None, "widths": [64, 128, 256], "storage": storage}
+    with pytest.raises(RuntimeError):
+        _check(runner=FlakyOnce({"mup": 0.0}), **kw)
+    rerun = FlakyOnce({"mup": 0.0})
+    rep = _check(runner=rerun, **kw)  # the FAILed grid point is queued again, not skipped forever
+    assert rep.results[0].n_missing == 0 and rep.passed
+    assert 1 <= rerun.calls < 3 * len(LR_GRID) * 2  # resumed: only what was not COMPLETE ran
