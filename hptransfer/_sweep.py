@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ._storage import create_study, load_study, mark_worker, recover_stale
+from ._workers import start_workers, stop_workers
 from .errors import HPTransferError
 
 __all__ = ["Runner", "SweepPlan", "SweepData", "run_sweep", "run_subplans", "split", "merge", "study_name",
@@ -329,25 +329,14 @@ def _printer(say: Callable[[str], None], total: int) -> Callable[[dict[str, Any]
 
 
 def _spawn(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], n: int) -> None:
-    import pickle
-
-    try:
-        pickle.dumps(runner)
-    except Exception as exc:
-        raise HPTransferError(
-            f"workers={n} needs a picklable runner ({type(exc).__name__}: {exc}). Fix: pass a model factory "
-            "defined at module level (not a lambda or closure), or use workers=1."
-        ) from None
-    ctx = mp.get_context("spawn")  # fork after torch's thread pools started can deadlock
-    procs = [ctx.Process(target=_worker_main, args=(url, names, runner, plans, i)) for i in range(n)]
-    for proc in procs:
-        proc.start()
+    procs = start_workers(_worker_main, [(url, names, runner, plans, i) for i in range(n)],
+                          fix="pass a model factory defined at module level (not a lambda or closure), "
+                              "or use workers=1.")
     try:
         for proc in procs:
             proc.join()
     except KeyboardInterrupt:
-        for proc in procs:
-            proc.terminate()
+        stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:

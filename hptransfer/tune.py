@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from optuna.trial import TrialState
 from . import _storage
 from ._objective import Objective
 from ._progress import Progress
+from ._workers import start_workers, stop_workers
 from .errors import HPTransferError, RecipeError
 from .recipe import PRUNERS, SAMPLERS, Recipe, SearchParam, _parse_search, load_recipe, parse_recipe
 
@@ -317,28 +316,16 @@ def _worker_main(job: _Job, index: int) -> None:
 
 
 def _run_workers(job: _Job, n: int, progress: Progress) -> None:
-    try:
-        pickle.dumps(job)
-    except Exception as exc:
-        raise HPTransferError(
-            f"workers={n} needs a picklable training function and search space ({type(exc).__name__}: {exc}). "
-            "Fix: define the training function at module level (not a lambda or closure), or use workers=1."
-        ) from None
-    ctx = mp.get_context("spawn")  # fork after torch's thread pools started can deadlock
-    procs = [ctx.Process(target=_worker_main, args=(job, i), daemon=False) for i in range(n)]
-    for p in procs:
-        p.start()
+    procs = start_workers(_worker_main, [(job, i) for i in range(n)],
+                          fix="define the training function at module level (not a lambda or closure), "
+                              "or use workers=1.")
     study = _storage.load_study(job.url, job.study_name)
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(1.0)
             progress.set_done(_storage.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
     except KeyboardInterrupt:
-        for p in procs:
-            p.join(timeout=20)
-            if p.is_alive():
-                p.terminate()
-                p.join()
+        stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
     if bad:
