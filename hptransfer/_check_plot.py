@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _optimum
+from ._io import save_figure
 from .errors import HPTransferError
 
 if TYPE_CHECKING:
@@ -69,12 +70,7 @@ def plot_report(report: TransferReport, path: str | Path, *, hp: str = "lr") -> 
         _drift_panel(axes[1][col], r)
     fig.suptitle(f"hyperparameter transfer of {hp}: " + ", ".join(
         f"{r.parametrization} {r.verdict.upper()}" for r in results), fontsize=12)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _loss_panel(ax: Any, r: ParamResult, cmap: Any, ylim: tuple[float, float]) -> None:

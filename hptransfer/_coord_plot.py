@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._io import save_figure
 from .coord import _ACT, _UPD, _fmt
 from .errors import CoordCheckError
 
@@ -68,9 +69,5 @@ def plot_result(result: CoordCheckResult, path: Path, *, max_labels: int = 8) ->
     verdict = "passed" if result.passed else f"FAILED: {len({m for m, *_ in result.failing})} module(s)"
     fig.suptitle(f"coordinate check: {result.parametrization}, {result.optimizer} lr={result.lr:g} -- {verdict}",
                  fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from ._io import write_text_atomic
+from ._io import save_figure, write_text_atomic
 
 __all__ = ["plot_history", "plot_slices", "plot_target_curve", "write_summary"]
 
@@ -51,9 +51,7 @@ def plot_history(study: optuna.Study, path: Path) -> bool:
     ax.set_ylabel("proxy validation loss (nats)")
     ax.set_title("optimisation history")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -80,9 +78,7 @@ def plot_slices(study: optuna.Study, path: Path, log_params: set[str]) -> bool:
         ax.set_xlabel(name)
         ax.set_ylabel("loss (nats)")
     fig.suptitle("loss vs hyperparameter (colour: trial number; x: diverged)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -106,9 +102,7 @@ def plot_target_curve(losses: list[float], val_curve: list[tuple[int, float]], p
     ax.set_ylabel("loss (nats)")
     ax.set_title("target training run with transferred hyperparameters")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
