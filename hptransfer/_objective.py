@@ -8,6 +8,7 @@ healthy trials set it to 0. GP and TPE then steer away, and ``best_trial`` skips
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from ._storage import mark_worker
 from .errors import HPTransferError, TrainingDiverged
@@ -86,6 +88,21 @@ class Reporter:
     report = __call__
 
 
+class SurplusTrial(Exception):
+    """A worker asked for a trial after the budget was already used up by the others.
+
+    Workers check the budget and then ask for a trial; two can pass the check together. The
+    late one is cancelled before it trains (recorded FAIL with ``surplus=True``, which counts
+    neither toward the budget nor as lost work) and its worker stops."""
+
+
+def _over_budget(trial: optuna.trial.Trial, total: int) -> bool:
+    """Optuna numbers trials in creation order; the trials before this one that are not FAIL
+    (complete, pruned, running or queued) already fill the budget when there are ``total``."""
+    earlier = trial.study.get_trials(deepcopy=False)
+    return sum(1 for t in earlier if t.number < trial.number and t.state != TrialState.FAIL) >= total
+
+
 @dataclass
 class Objective:
     """Callable objective for ``study.optimize``: mean final validation loss over widths x seeds.
@@ -106,8 +123,14 @@ class Objective:
     report_every: int = 0
     divergence_factor: float = 3.0
     on_step: Callable[[int, int, float], None] | None = None
+    total: int | None = None  # the study's trial budget (set by tune); None: unlimited
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        if self.total is not None and _over_budget(trial, self.total):
+            trial.set_user_attr("surplus", True)
+            with contextlib.suppress(RuntimeError):  # stop() is only allowed inside optimize()
+                trial.study.stop()
+            raise SurplusTrial(f"trial {trial.number} is beyond the budget of {self.total} trials")
         mark_worker(trial)
         sampled = suggest(trial, self.space)
         hp = self.recipe.values(sampled) if self.recipe is not None else {**self.fixed, **sampled}

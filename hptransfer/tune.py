@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from . import _storage
-from ._objective import Objective
+from ._objective import Objective, SurplusTrial
 from ._progress import Progress
 from ._workers import start_workers, stop_workers
 from .errors import HPTransferError, RecipeError
@@ -52,7 +52,7 @@ class TuneResult:
     n_complete: int
     n_pruned: int
     n_diverged: int
-    n_failed: int
+    n_failed: int  # trials that raised; not those cancelled before training as surplus
     seconds: float
     recipe: Recipe | None = field(default=None, repr=False)
 
@@ -223,6 +223,7 @@ def tune(
     if recovered:
         _warn(f"re-queued trial(s) {recovered} left unfinished by a stopped worker.")
     base_seed = sseed + 100_003 * len(study.get_trials(deepcopy=False))  # a resumed run draws new points
+    objective.total = total
     job = _Job(url, name, total, smp, prn, base_seed, startup, objective)
     start = time.perf_counter()
     progress = Progress(total, enabled=not quiet)
@@ -287,7 +288,8 @@ def _run_in_process(job: _Job, progress: Progress) -> None:
     job.objective.on_step = on_step
     remaining = job.trials - _storage.count_trials(study)
     try:
-        study.optimize(job.objective, n_trials=remaining, callbacks=[*_callbacks(job), on_trial])
+        study.optimize(job.objective, n_trials=remaining, callbacks=[*_callbacks(job), on_trial],
+                       catch=(SurplusTrial,))
     finally:
         job.objective.on_step = None
 
@@ -310,7 +312,7 @@ def _worker_main(job: _Job, index: int) -> None:
                                     pruner=make_pruner(job.pruner, _resource(job)))
         remaining = job.trials - _storage.count_trials(study)
         if remaining > 0:
-            study.optimize(job.objective, n_trials=remaining, callbacks=_callbacks(job))
+            study.optimize(job.objective, n_trials=remaining, callbacks=_callbacks(job), catch=(SurplusTrial,))
     except KeyboardInterrupt:
         pass
 
@@ -363,7 +365,8 @@ def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: O
         best_trial=best.number, n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
         n_diverged=sum(bool(t.user_attrs.get("diverged")) for t in trials),
-        n_failed=sum(t.state == TrialState.FAIL for t in trials), seconds=seconds, recipe=rec,
+        n_failed=sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials),
+        seconds=seconds, recipe=rec,
     )
 
 

@@ -138,9 +138,32 @@ def test_ctrl_c_leaves_a_consistent_study(tmp_path: Path) -> None:
     assert [t.params["lr"] for t in trials if t.user_attrs.get("requeued_from") == 1] == [trials[1].params["lr"]]
 
 
+def _counted(trials: list, total: int) -> list:
+    """Trials that count; a worker that asked after the budget was full cancelled its trial
+    before training (FAIL, surplus=True, numbered after the budget)."""
+    surplus = [t for t in trials if t.user_attrs.get("surplus")]
+    assert all(t.state == TrialState.FAIL and t.number >= total and "worker_pid" not in t.user_attrs
+               for t in surplus)
+    return [t for t in trials if not t.user_attrs.get("surplus")]
+
+
+def test_budget_race_cancels_the_late_trial_before_it_trains(tmp_path: Path) -> None:
+    from hptransfer._objective import Objective, SurplusTrial
+
+    calls = []
+    obj = Objective(space=parse_space({"lr": ("log_float", 1e-3, 1e-1)}), widths=[16], seeds=[0], steps=1,
+                    train_fn=lambda hp, **kw: calls.append(hp) or 1.0, total=2)
+    study = optuna.create_study()
+    first, second, late = study.ask(), study.ask(), study.ask()  # three workers passed the check together
+    assert obj(first) == 1.0 and obj(second) == 1.0
+    with pytest.raises(SurplusTrial):
+        obj(late)
+    assert len(calls) == 2 and late.user_attrs["surplus"] is True
+
+
 def test_two_local_workers_lose_no_trial(tmp_path: Path) -> None:
     res = tune(tiny(tmp_path, trials=8), workers=2, quiet=True)
-    trials = _trials(res)
+    trials = _counted(_trials(res), 8)
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.number for t in trials) == list(range(8))
     assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # ran in the worker processes
@@ -150,7 +173,7 @@ def test_two_local_workers_lose_no_trial(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_four_local_workers_lose_no_trial(tmp_path: Path) -> None:
     res = tune(tiny(tmp_path, trials=40), workers=4, quiet=True)
-    trials = _trials(res)
+    trials = _counted(_trials(res), 40)
     assert len(trials) == 40 and all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.number for t in trials) == list(range(40))
 
