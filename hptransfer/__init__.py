@@ -2,13 +2,24 @@
 
 Parametrize any model factory, tune a small proxy with Optuna, carry the values to the target
 width and verify that the optima stay put.
+
+The package is laid out by noun: :mod:`hptransfer.parametrization`, :mod:`hptransfer.recipe`,
+:mod:`hptransfer.zoo` (reference models and tasks), :mod:`hptransfer.training`,
+:mod:`hptransfer.studies`, :mod:`hptransfer.tuning`, :mod:`hptransfer.targets`,
+:mod:`hptransfer.check`, :mod:`hptransfer.coord` and :mod:`hptransfer.cli`. The names below are
+imported on first use, so ``import hptransfer`` costs next to nothing (torch, Optuna, scipy and
+matplotlib load only when a feature needs them).
 """
 
 from __future__ import annotations
 
-from .check import TransferReport, check_transfer
-from .coord import CoordCheckResult, coord_check
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
 from .errors import (
+    CheckError,
+    CoordCheckError,
     DataError,
     FactoryError,
     HPTransferError,
@@ -18,62 +29,85 @@ from .errors import (
     ShapeInferenceError,
     StorageError,
     TrainingDiverged,
+    TransferError,
+    TuneError,
 )
-from .optim import optimizer, optimizer_family, param_groups
-from .parametrizations import (
-    SP,
-    MuP,
-    Parametrization,
-    available_parametrizations,
-    get_parametrization,
-    register_parametrization,
-)
-from .parametrize import attach_table, parametrize
-from .recipe import Recipe, load_recipe
-from .table import ModuleScaling, ParamInfo, ScalingTable, scaling_table
-from .transfer import load, transfer
-from .tune import tune
 
-__version__ = "0.1.0"
+#: Public name -> the subpackage that defines it (imported lazily by ``__getattr__``).
+_LAZY: dict[str, str] = {
+    # tuning engine
+    "tune": "tuning", "TuneResult": "tuning",
+    "transfer": "targets", "load": "targets", "run": "targets", "Target": "targets", "Loaded": "targets",
+    "RunResult": "targets",
+    "load_recipe": "recipe", "Recipe": "recipe", "RunSpec": "recipe",
+    "build": "training", "Built": "training",
+    # parametrization layer
+    "parametrize": "parametrization", "param_groups": "parametrization", "optimizer": "parametrization",
+    "optimizer_family": "parametrization", "scaling_table": "parametrization", "attach_table": "parametrization",
+    "ScalingTable": "parametrization", "ParamInfo": "parametrization", "ModuleScaling": "parametrization",
+    "Parametrization": "parametrization", "SP": "parametrization", "MuP": "parametrization",
+    "register_parametrization": "parametrization", "get_parametrization": "parametrization",
+    "available_parametrizations": "parametrization",
+    # transfer check
+    "check_transfer": "check", "TransferReport": "check", "Tolerances": "check",
+    # coordinate check
+    "coord_check": "coord", "CoordCheckResult": "coord",
+}
 
 __all__ = [
     "__version__",
-    # tuning engine (hptransfer.tune / hptransfer.transfer name the functions; import helpers from the modules)
-    "tune",
-    "transfer",
-    "load",
-    "load_recipe",
-    "Recipe",
+    # tuning engine
+    "tune", "TuneResult", "transfer", "load", "run", "Target", "Loaded", "RunResult", "load_recipe", "Recipe",
+    "RunSpec", "build", "Built",
     # parametrization layer
-    "parametrize",
-    "param_groups",
-    "optimizer",
-    "optimizer_family",
-    "scaling_table",
-    "attach_table",
-    "ScalingTable",
-    "ParamInfo",
-    "ModuleScaling",
-    "Parametrization",
-    "SP",
-    "MuP",
-    "register_parametrization",
-    "get_parametrization",
-    "available_parametrizations",
+    "parametrize", "param_groups", "optimizer", "optimizer_family", "scaling_table", "attach_table",
+    "ScalingTable", "ParamInfo", "ModuleScaling", "Parametrization", "SP", "MuP", "register_parametrization",
+    "get_parametrization", "available_parametrizations",
     # transfer check
-    "check_transfer",
-    "TransferReport",
+    "check_transfer", "TransferReport", "Tolerances",
     # coordinate check
-    "coord_check",
-    "CoordCheckResult",
+    "coord_check", "CoordCheckResult",
     # errors
-    "HPTransferError",
-    "FactoryError",
-    "ShapeInferenceError",
-    "ParametrizationError",
-    "OptimizerConfigError",
-    "RecipeError",
-    "StorageError",
-    "TrainingDiverged",
-    "DataError",
+    "HPTransferError", "FactoryError", "ShapeInferenceError", "ParametrizationError", "OptimizerConfigError",
+    "RecipeError", "StorageError", "TrainingDiverged", "DataError", "TuneError", "TransferError", "CheckError",
+    "CoordCheckError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    sub = _LAZY.get(name)
+    if sub is None:
+        raise AttributeError(f"module 'hptransfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{sub}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
+    from .check import Tolerances, TransferReport, check_transfer
+    from .coord import CoordCheckResult, coord_check
+    from .parametrization import (
+        SP,
+        ModuleScaling,
+        MuP,
+        Parametrization,
+        ParamInfo,
+        ScalingTable,
+        attach_table,
+        available_parametrizations,
+        get_parametrization,
+        optimizer,
+        optimizer_family,
+        param_groups,
+        parametrize,
+        register_parametrization,
+        scaling_table,
+    )
+    from .recipe import Recipe, RunSpec, load_recipe
+    from .targets import Loaded, RunResult, Target, load, run, transfer
+    from .training import Built, build
+    from .tuning import TuneResult, tune

@@ -17,6 +17,9 @@ __all__ = [
     "TrainingDiverged",
     "DataError",
     "CoordCheckError",
+    "CheckError",
+    "TuneError",
+    "TransferError",
 ]
 
 
@@ -85,3 +88,21 @@ class CoordCheckError(HPTransferError):
     """A coordinate check was asked for with bad input: fewer than two distinct widths,
     ``steps < 1``, no seeds, a non-positive tolerance, an unsupported optimizer, or no data
     source (neither a task nor ``batch_fn``/``loss_fn``)."""
+
+
+class CheckError(HPTransferError):
+    """A transfer check was asked for with bad input: fewer than 3 widths or 2 seeds, no ``lr``
+    grid, a non-positive or unsorted grid, an unknown HP or expectation, or a report asked for a
+    result it does not hold."""
+
+
+class TuneError(HPTransferError):
+    """Tuning cannot go on or produced nothing usable: the training function is missing or
+    returned no loss, every trial diverged, or worker processes exited with an error. The study
+    is kept; the message says how to continue."""
+
+
+class TransferError(HPTransferError):
+    """Values cannot be carried to the target or loaded back: the study has no usable trial,
+    the target widths are invalid, a target file is unreadable or was written by another schema,
+    or the rebuilt model differs from the one tuned."""

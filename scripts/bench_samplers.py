@@ -30,9 +30,9 @@ import numpy as np
 import optuna
 import torch
 
-from hptransfer._build import run_training
 from hptransfer.recipe import load_recipe
-from hptransfer.tune import make_sampler
+from hptransfer.training._build import run_training
+from hptransfer.tuning import make_sampler
 
 LR = np.geomspace(1e-4, 3e-1, 15)
 OUT_MULT = np.geomspace(0.03, 30.0, 9)

@@ -28,8 +28,7 @@ import torch
 from hptransfer import coord_check
 from hptransfer.coord import DEFAULT_TOL_GROW, DEFAULT_TOL_VANISH, CoordCheckResult
 from hptransfer.models import cnn, gpt, mlp
-from hptransfer.parametrizations import MuP, register_parametrization
-from hptransfer.table import ParamInfo
+from hptransfer.parametrization import MuP, ParamInfo, register_parametrization
 from hptransfer.tasks import ImageClassificationTask, get_task
 
 

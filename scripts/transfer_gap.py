@@ -25,8 +25,8 @@ def _one(args: tuple[str, dict, int, float]) -> tuple[float, float, bool]:
     import torch
 
     torch.set_num_threads(1)  # two processes x two threads on 2 cores is 5-10x slower
-    from hptransfer._build import run_training
     from hptransfer.recipe import load_recipe
+    from hptransfer.training._build import run_training
 
     rec = load_recipe(recipe_path)
     res = run_training(rec, {**values, "lr": lr}, width, seed=rec.train.seeds[0])
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="parallel processes for the sweep (one thread each)")
     ap.add_argument("--workers", type=int, default=None, help="tuning worker processes")
     args = ap.parse_args()
-    from hptransfer._run import run
+    from hptransfer.targets._job import run
 
     start = time.time()
     out = Path(args.out)

@@ -84,8 +84,8 @@ def noise_floor(report) -> dict[str, float]:
 
 
 def run_case(name: str, storage: str, workers: int) -> dict:
-    from hptransfer._check_text import markdown_table
     from hptransfer.check import check_recipe
+    from hptransfer.check._text import markdown_table
     from hptransfer.recipe import load_recipe
 
     path, overrides = CASES[name]

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from hptransfer import TransferReport, check_transfer
-from hptransfer.check import CheckError, Tolerances, check_grid
+from hptransfer.check import Tolerances, check_grid
 from hptransfer.cli import main
-from hptransfer.train import TrainResult
+from hptransfer.errors import CheckError
+from hptransfer.training import TrainResult
 
 LR_GRID = [2.0 ** (k / 2) for k in range(-28, -11)]  # 2^-14 .. 2^-6, half-octave steps
 
@@ -99,8 +100,8 @@ def test_a_crashing_run_stops_the_check_and_missing_runs_never_pass(tmp_path):
     with pytest.raises(RuntimeError):  # a broken training function is a bug, not a data point
         _check(runner=Flaky({"sp": -0.75, "mup": 0.0}), storage=storage)
     # What finished is kept; analysed as it stands, the hole is reported and cannot pass.
-    from hptransfer._check_verdict import analyse
-    from hptransfer._sweep import SweepData, SweepPlan
+    from hptransfer.check._sweep import SweepData, SweepPlan
+    from hptransfer.check._verdict import analyse
 
     plan = SweepPlan("lr", tuple(LR_GRID), (64, 128, 256), (0, 1), ("mup",))
     full = _check(parametrizations=["mup"], expect=None, widths=[64, 128, 256]).results[0].losses.copy()

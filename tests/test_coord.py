@@ -17,8 +17,7 @@ from hptransfer import CoordCheckResult, coord_check
 from hptransfer.cli import main
 from hptransfer.errors import CoordCheckError
 from hptransfer.models import cnn, gpt, mlp
-from hptransfer.parametrizations import MuP, available_parametrizations, register_parametrization
-from hptransfer.table import ParamInfo
+from hptransfer.parametrization import MuP, ParamInfo, available_parametrizations, register_parametrization
 from hptransfer.tasks import get_task
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hptransfer import _optimum
+from hptransfer.check import _optimum
 
 
 def _bowl(x: np.ndarray, opt: float, curv: float = 0.05, floor: float = 1.0) -> np.ndarray:

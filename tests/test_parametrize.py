@@ -17,7 +17,7 @@ from torch import nn
 import hptransfer as hpt
 from hptransfer.errors import FactoryError, ParametrizationError, ShapeInferenceError
 from hptransfer.models import cnn, gpt, mlp
-from hptransfer.table import ScalingTable, strip_prefix
+from hptransfer.parametrization import ScalingTable, strip_prefix
 
 # --------------------------------------------------------------------------- zoo models
 

@@ -51,7 +51,7 @@ def test_tiny_end_to_end_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 
 def test_python_run_api(tmp_path: Path) -> None:
-    from hptransfer._run import run
+    from hptransfer.targets._job import run
 
     res = run(write_tiny(tmp_path), out=tmp_path / "r", overrides=["tune.trials=3", "train.steps=40"], quiet=True)
     assert res.tune.n_complete == 3 and res.check_passed and res.compute_ratio > 0
@@ -87,8 +87,8 @@ def test_run_check_failure_exits_1(tmp_path: Path) -> None:
 
 
 def test_best_value_on_the_edge_of_its_range_is_warned() -> None:
-    from hptransfer._run import edge_warnings
     from hptransfer.recipe import load_recipe
+    from hptransfer.targets._job import edge_warnings
 
     rec = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "mlp_quickstart.yaml")
     low = rec.search["output_mult"].low

@@ -9,9 +9,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hptransfer import _storage
 from hptransfer._io import write_text_atomic
 from hptransfer.errors import StorageError
+from hptransfer.studies import _storage
 
 
 def _study(tmp_path: Path) -> optuna.Study:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from hptransfer import _storage
 from hptransfer.errors import StorageError
-from hptransfer.tune import tune
+from hptransfer.studies import _storage
+from hptransfer.tuning import tune
 
 URL = os.environ.get("HPT_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="HPT_TEST_POSTGRES_URL not set (no PostgreSQL server)")

@@ -10,13 +10,12 @@ import torch
 import yaml
 
 import hptransfer
-from hptransfer.errors import HPTransferError, StorageError
+from hptransfer.errors import HPTransferError, StorageError, TransferError
 from hptransfer.models import mlp
-from hptransfer.optim import param_groups
-from hptransfer.parametrize import parametrize
+from hptransfer.parametrization import param_groups, parametrize
 from hptransfer.recipe import parse_recipe
+from hptransfer.targets import LAW_CITATIONS, law_factor, read_target
 from hptransfer.tasks import get_task
-from hptransfer.transfer import LAW_CITATIONS, law_factor
 
 
 def tiny(tmp_path: Path, **extra: object) -> dict:
@@ -47,17 +46,19 @@ def test_transfer_writes_targets_with_groups_and_provenance(tuned: tuple) -> Non
     assert targets[1].path.name == "target.yaml" and targets[0].path.name == "target_w32.yaml"
     assert (rec.run_dir / "target_w64.yaml").exists()
     cfg = yaml.safe_load(targets[1].path.read_text())
-    assert cfg["width"] == 64 and cfg["values"]["lr"] == pytest.approx(res.best_params["lr"])
+    assert cfg["hptransfer_target"] == 2
+    spec = cfg["spec"]
+    assert spec["width"] == 64 and spec["optimizer"]["lr"] == pytest.approx(res.best_params["lr"])
     prov = cfg["provenance"]
     assert prov["study"] == "tiny" and prov["trial"] == res.best_trial and prov["recipe_hash"] == rec.hash
     assert prov["hptransfer_version"] == hptransfer.__version__ and prov["seeds"] == [0]
-    assert cfg["parametrization"] == {"name": "mup", "base_width": 16, "options": {
-        "output_mult": pytest.approx(res.best_params["output_mult"]), "attn_mult": 1.0, "base_std": None,
-        "zero_readout": False, "zero_query": False}}
+    assert spec["parametrization"] == {
+        "name": "mup", "base_width": 16, "zero_readout": False, "zero_query": False,
+        "output_mult": pytest.approx(res.best_params["output_mult"]), "attn_mult": 1.0, "init_std": None}
     assert cfg["base_shapes"]["hidden.0.weight"] == [16, 16]
     # μP Adam: hidden weights get lr / (64/16); input-like parameters keep the base LR.
-    lrs = {n: g["lr"] for g in cfg["optimizer"]["groups"] for n in g["params"]}
-    lr = cfg["values"]["lr"]
+    lrs = {n: g["lr"] for g in cfg["groups"] for n in g["params"]}
+    lr = spec["optimizer"]["lr"]
     assert lrs["hidden.0.weight"] == pytest.approx(lr / 4) and lrs["input.weight"] == pytest.approx(lr)
     assert cfg["transfer"]["warnings"] == []
 
@@ -67,7 +68,7 @@ def test_load_rebuilds_model_and_optimizer(tuned: tuple) -> None:
     (target,) = hptransfer.transfer(rec, target_widths=64, quiet=True)
     model, opt = hptransfer.load(target.path)
     assert model.width == 64 and isinstance(opt, torch.optim.AdamW)
-    want = {n: g["lr"] for g in target.config["optimizer"]["groups"] for n in g["params"]}
+    want = {n: g["lr"] for g in target.config["groups"] for n in g["params"]}
     names = {id(p): n for n, p in model.named_parameters()}
     for g in opt.param_groups:
         for p in g["params"]:
@@ -87,6 +88,28 @@ def test_load_rejects_a_different_architecture(tuned: tuple, tmp_path: Path) -> 
     bad.write_text("a: 1\n")
     with pytest.raises(HPTransferError, match="not a target file"):
         hptransfer.load(bad)
+
+
+def test_target_file_round_trips_the_spec(tuned: tuple, tmp_path: Path) -> None:
+    """load(write(spec)) == spec: target.yaml is the run spec written by the schema."""
+    rec, _ = tuned
+    (target,) = hptransfer.transfer(rec, target_widths=64, out=tmp_path / "t.yaml", quiet=True)
+    back = read_target(target.path)
+    assert back.spec == target.spec and back.spec == rec.at(64, target.values)
+    assert hptransfer.load(target.path).spec == target.spec
+    # A hand edit that breaks the schema names the field.
+    text = target.path.read_text().replace("name: adamw", "name: adamx")
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(TransferError, match=r"optimizer\.name"):
+        read_target(tmp_path / "bad.yaml")
+
+
+def test_a_target_file_of_the_previous_release_gives_the_rerun_command(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"width": 64, "values": {"lr": 0.01}, "parametrization": {"name": "mup"},
+                                   "optimizer": {"name": "adamw"}, "provenance": {"hptransfer_version": "0.1.0"}}))
+    with pytest.raises(TransferError, match=r"written by hptransfer 0\.1\.0.*rerun `hptransfer transfer RECIPE`"):
+        hptransfer.load(old)
 
 
 def test_changed_batch_or_steps_warns_and_law_is_opt_in(tuned: tuple, tmp_path: Path,
@@ -125,7 +148,7 @@ def test_python_api_without_recipe(tmp_path: Path) -> None:
     res = hptransfer.tune(train_fn, space=space, width=16, steps=15, trials=3, sampler="random",
                           storage=str(tmp_path / "s.journal"), quiet=True)
     (target,) = hptransfer.transfer(res, target_widths=64, factory=mlp, base_width=16, out=tmp_path / "t.yaml")
-    assert target.config["model"]["factory"] == "hptransfer.models:mlp"
+    assert target.config["spec"]["model"]["factory"] == "hptransfer.zoo.models:mlp"
     model, opt = hptransfer.load(target.path)
     assert model.width == 64 and math.isfinite(float(task.eval_loss(model)))
     assert opt.param_groups[0]["lr"] > 0

@@ -12,12 +12,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hptransfer import _storage
-from hptransfer._objective import Reporter
 from hptransfer.errors import HPTransferError, StorageError, TrainingDiverged
 from hptransfer.recipe import parse_recipe
-from hptransfer.train import DivergenceGuard
-from hptransfer.tune import make_sampler, parse_space, tune
+from hptransfer.studies import _storage
+from hptransfer.training import DivergenceGuard
+from hptransfer.tuning import make_sampler, parse_space, tune
+from hptransfer.tuning._objective import Reporter
 
 
 def tiny(tmp_path: Path, **tune_opts: object) -> dict:
@@ -148,7 +148,7 @@ def _counted(trials: list, total: int) -> list:
 
 
 def test_budget_race_cancels_the_late_trial_before_it_trains(tmp_path: Path) -> None:
-    from hptransfer._objective import Objective, SurplusTrial
+    from hptransfer.tuning._objective import Objective, SurplusTrial
 
     calls = []
     obj = Objective(space=parse_space({"lr": ("log_float", 1e-3, 1e-1)}), widths=[16], seeds=[0], steps=1,
@@ -232,9 +232,10 @@ def test_recipe_with_own_factory_and_training_function(tmp_path: Path, monkeypat
     data["search"]["dropout"] = {"type": "float", "low": 0.0, "high": 0.5}  # any name: the function reads it
     res = tune(data, quiet=True)
     assert res.n_complete == 3 and set(res.best_params) == {"lr", "dropout"}
-    from hptransfer.transfer import load, transfer
+    from hptransfer.targets import load, transfer
 
     (target,) = transfer(parse_recipe(data), quiet=True)
-    assert target.config["model"]["factory"] == "my_project:build"
+    assert target.config["spec"]["model"]["factory"] == "my_project:build"
+    assert target.spec.extra["dropout"] == res.best_params["dropout"]
     model, _ = load(target.path)
     assert model.width == 64

@@ -1,0 +1,211 @@
+"""Transfer check: do the optimal hyperparameters stay put as the model gets wider?
+
+:func:`check_transfer` sweeps each HP over a log grid at three or more widths and two or more
+seeds (an Optuna grid study on the tuner's storage, so it resumes and runs in parallel),
+estimates the optimum at every width with a bootstrap interval (``_optimum``), and turns the
+TP5 figure into numbers and a verdict:
+
+* **drift** -- slope of the optimum against log2(width), octaves per width doubling;
+* **shift** -- optimum at the largest width minus at the smallest (octaves);
+* **regret** -- loss at the largest width with the smallest width's optimum, minus the best
+  loss at the largest width (nats, and relative to that best loss);
+* **wider is better** -- at the smallest width's optimum, loss must not rise with width.
+
+A check *passes* when no optimum sits on the grid edge ("grid too narrow" otherwise, with
+the range to try next), every grid point ran, and drift, regret and wider-is-better are
+within :class:`Tolerances`. The defaults are justified in ``docs/verification.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..errors import CheckError
+from ..recipe import EXPECTATIONS
+from ..training import Schedule
+from . import _optimum
+from ._report import Tolerances, TransferReport
+from ._runner import SWEEPABLE, ModelRunner
+from ._sweep import Runner, SweepPlan, run_sweep
+from ._verdict import analyse
+
+__all__ = ["check_transfer", "check_grid"]
+
+def check_transfer(
+    factory: Callable[..., Any],
+    task: Any,
+    *,
+    widths: Sequence[int],
+    grid: Mapping[str, Sequence[float]],
+    seeds: Sequence[int] = (0, 1),
+    parametrizations: Sequence[str] = ("mup",),
+    steps: int = 300,
+    batch_size: int = 32,
+    base_width: int | None = None,
+    optimizer: str = "adam",
+    schedule: Schedule | None = None,
+    fixed: Mapping[str, float] | None = None,
+    tolerances: Tolerances | None = None,
+    expect: Mapping[str, str] | None = None,
+    storage: str | None = None,
+    study_prefix: str = "hptransfer",
+    workers: int = 1,
+    n_boot: int = _optimum.DEFAULT_N_BOOT,
+    parametrize_options: Mapping[str, Any] | None = None,
+    optimizer_options: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TransferReport:
+    """Sweep HPs at several widths, estimate the optimum per width and judge whether it transfers.
+
+    Args:
+        factory: ``width -> nn.Module`` (module-level for ``workers > 1``), or a built-in model
+            name (``"mlp"``, ``"gpt"``, ``"cnn"``; the task's sizes are passed to it).
+        task: a :class:`hptransfer.tasks.Task` or a built-in task name.
+        widths: three or more widths; batch size and steps stay the same at every width.
+        grid: ``{hp: values}``; ``lr`` is required, ``init_std``, ``output_mult``, ``attn_mult``
+            optional. Values are positive and analysed in log2 (e.g. ``2 ** np.arange(-14, -5, 0.5)``:
+            half-octave steps). Each HP is swept with the others at ``fixed``.
+        seeds: two or more training seeds (default ``(0, 1)``; 3+ give tighter intervals).
+        parametrizations: e.g. ``("mup",)`` (default) or ``("sp", "mup")`` to compare on one grid.
+        steps, batch_size: per run (defaults 300 and 32).
+        base_width: base width of the parametrization (default: the smallest width).
+        optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
+        schedule: LR schedule (default constant).
+        fixed: values of non-swept HPs (``lr`` is needed when sweeping another HP).
+        tolerances: pass/fail limits (default :class:`Tolerances`).
+        expect: ``{parametrization: "pass" | "fail" | "any"}``; default every one must pass.
+        storage: journal file path or ``postgresql://`` URL (the tuner's); default in memory.
+        study_prefix: study names are ``{prefix}-check-{hp}-{hash of the settings}``.
+        workers: local worker processes (needs ``storage``). Default 1.
+        n_boot: bootstrap replicates (default 1000).
+        parametrize_options, optimizer_options: passed to ``parametrize`` and the optimizer.
+        progress: called with one-line progress messages (e.g. ``print``).
+
+    Returns:
+        A :class:`TransferReport`; ``report.passed`` is the gate.
+
+    Raises:
+        CheckError: bad widths, seeds, grid, HP names or expectations.
+    """
+    from ..zoo.tasks import Task, get_task
+
+    task_obj = get_task(task) if isinstance(task, str) else task
+    if isinstance(factory, str):
+        from ..zoo.models import get_model
+
+        kwargs = task_obj.model_kwargs() if isinstance(task_obj, Task) else {}
+        factory = functools.partial(get_model(factory), **kwargs)
+    widths_t = tuple(sorted(int(w) for w in widths))
+    runner = ModelRunner(factory=factory, task=task_obj, steps=int(steps), batch_size=int(batch_size),
+                         base_width=int(base_width or widths_t[0]), optimizer=optimizer,
+                         schedule=schedule or Schedule(decay="constant"),
+                         parametrize_options=dict(parametrize_options or {}),
+                         optimizer_options=dict(optimizer_options or {}))
+    return check_grid(runner, widths=widths_t, grid=grid, seeds=seeds, parametrizations=parametrizations,
+                      fixed=fixed, tolerances=tolerances, expect=expect, storage=storage,
+                      study_prefix=study_prefix, workers=workers, n_boot=n_boot, progress=progress,
+                      config={"steps": int(steps), "batch_size": int(batch_size), "optimizer": optimizer,
+                              "base_width": runner.base_width})
+
+
+def check_grid(
+    runner: Runner,
+    *,
+    widths: Sequence[int],
+    grid: Mapping[str, Sequence[float]],
+    seeds: Sequence[int] = (0, 1),
+    parametrizations: Sequence[str] = ("mup",),
+    fixed: Mapping[str, float] | None = None,
+    tolerances: Tolerances | None = None,
+    expect: Mapping[str, str] | None = None,
+    storage: str | None = None,
+    study_prefix: str = "hptransfer",
+    workers: int = 1,
+    n_boot: int = _optimum.DEFAULT_N_BOOT,
+    progress: Callable[[str], None] | None = None,
+    config: dict[str, Any] | None = None,
+) -> TransferReport:
+    """:func:`check_transfer` with any :class:`~hptransfer._sweep.Runner` (the recipe route uses
+    :class:`~hptransfer._check_runner.RecipeRunner`). Arguments as for :func:`check_transfer`."""
+    plans = _plans(widths, grid, seeds, parametrizations, fixed)
+    expect_map = _expectations(expect, parametrizations)
+    tol = tolerances or Tolerances()
+    start = time.perf_counter()
+    if storage is None:
+        url = "inmemory"
+    else:
+        from ..studies import storage_url
+
+        url = storage_url(storage, ".")
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the report
+    try:
+        data = run_sweep(runner, plans, url=url, prefix=study_prefix, workers=workers, progress=progress)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    results = [analyse(d, p, tol, expect=expect_map[p], n_boot=n_boot) for d in data for p in d.plan.parametrizations]
+    cfg = {"widths": list(plans[0].widths), "seeds": list(plans[0].seeds), "parametrizations": list(parametrizations),
+           "grid": {p.hp: list(p.values) for p in plans}, "fixed": dict(fixed or {}), "storage": _redact(url),
+           "train_seconds": round(sum(d.seconds for d in data), 1), **(config or {})}
+    return TransferReport(results, tol, cfg, time.perf_counter() - start, [d.study for d in data])
+
+
+
+def _plans(widths: Sequence[int], grid: Mapping[str, Sequence[float]], seeds: Sequence[int],
+           parametrizations: Sequence[str], fixed: Mapping[str, float] | None) -> list[SweepPlan]:
+    ws = tuple(sorted({int(w) for w in widths}))
+    if len(ws) < 3 or min(ws) < 1:
+        raise CheckError(f"widths={list(widths)} must hold at least 3 distinct positive widths (a slope from two "
+                         "points has no uncertainty). Fix: e.g. widths=[64, 128, 256, 512].")
+    ss = tuple(dict.fromkeys(int(s) for s in seeds))
+    if len(ss) < 2:
+        raise CheckError(f"seeds={list(seeds)} must hold at least 2 distinct seeds (the interval comes from "
+                         "resampling seeds). Fix: seeds=[0, 1, 2].")
+    if "lr" not in grid:
+        raise CheckError(f"grid has {sorted(grid)} but the learning rate is required. Fix: add "
+                         "grid={'lr': [...]} (e.g. half-octave steps 2**-14 .. 2**-6).")
+    ps = tuple(dict.fromkeys(str(p) for p in parametrizations))
+    if not ps:
+        raise CheckError("parametrizations is empty. Fix: parametrizations=['mup'] or ['sp', 'mup'].")
+    fixed_d = {k: float(v) for k, v in (fixed or {}).items()}
+    plans = []
+    for hp, values in grid.items():
+        if hp not in SWEEPABLE:
+            raise CheckError(f"grid HP {hp!r} cannot be swept by the check. Fix: use one of {', '.join(SWEEPABLE)}.")
+        vals = tuple(float(v) for v in values)
+        if len(vals) < 3 or any(not (v > 0 and math.isfinite(v)) for v in vals):
+            raise CheckError(f"grid.{hp} needs at least 3 positive finite values, got {list(values)}. Fix: e.g. "
+                             f"2 ** np.arange(-14, -5, 0.5).")
+        if list(vals) != sorted(set(vals)):
+            raise CheckError(f"grid.{hp} must be strictly increasing without duplicates. Fix: sort it.")
+        if hp != "lr" and "lr" not in fixed_d:
+            raise CheckError(f"sweeping {hp!r} needs a fixed learning rate for that sweep. Fix: pass "
+                             "fixed={'lr': <your tuned lr>}.")
+        plans.append(SweepPlan(hp, vals, ws, ss, ps, {k: v for k, v in fixed_d.items() if k != hp}))
+    return plans
+
+
+def _expectations(expect: Mapping[str, str] | None, parametrizations: Sequence[str]) -> dict[str, str]:
+    out = {str(p): "pass" for p in parametrizations}
+    for p, e in (expect or {}).items():
+        if p not in out:
+            raise CheckError(f"expect names parametrization {p!r}, which is not checked ({', '.join(out)}). "
+                             "Fix: add it to parametrizations or drop it from expect.")
+        if e not in EXPECTATIONS:
+            raise CheckError(f"expect[{p!r}]={e!r} is not one of {', '.join(EXPECTATIONS)}.")
+        out[p] = e
+    return out
+
+
+def _redact(url: str) -> str:
+    """The storage URL without its password (reports end up in CI artifacts)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url

@@ -1,0 +1,85 @@
+"""The recipe's ``check:`` section and :func:`check_recipe`: a transfer check from a recipe.
+
+The ``check:`` section is a built-in recipe section (:class:`hptransfer.recipe.CheckSpec`),
+parsed by the same validating parser as the others. Every field has a default, so ``check: {}`` (or no section at all)
+checks the recipe's ``search.lr`` range at doubling widths from the proxy to the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..recipe import GridSpec, Recipe
+
+__all__ = ["check_recipe", "grid_values", "check_widths"]
+
+
+_HPS = ("lr", "init_std", "output_mult", "attn_mult")
+
+
+def grid_values(low: float, high: float, per_octave: float = 2.0) -> list[float]:
+    """``low * 2 ** (k / per_octave)`` for k = 0, 1, ... up to ``high`` (inclusive within 1e-9)."""
+    n = math.floor(math.log2(high / low) * per_octave + 1e-9)
+    return [float(low * 2.0 ** (k / per_octave)) for k in range(n + 1)]
+
+
+def check_widths(recipe: Recipe) -> list[int]:
+    """The check's widths: ``check.widths`` or doublings from the smallest proxy to the largest target."""
+    spec = recipe.check
+    if spec.widths is not None:
+        return sorted(set(int(w) for w in spec.widths))
+    lo, hi = min(recipe.widths.proxy), max(recipe.widths.target)
+    out = [lo]
+    while out[-1] * 2 <= hi:
+        out.append(out[-1] * 2)
+    return out
+
+
+def check_recipe(
+    recipe: Recipe,
+    *,
+    compare: Sequence[str] | None = None,
+    expect: dict[str, str] | None = None,
+    workers: int | None = None,
+    storage: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Any:
+    """Run the recipe's transfer check on its tuning storage; returns a :class:`~hptransfer.check.TransferReport`.
+
+    ``compare`` and ``expect`` override the section's; parametrizations named in ``compare``
+    other than the recipe's own default to ``expect="any"`` (reported, not gated).
+    """
+    from ..studies import storage_url
+    from ._check import Tolerances, check_grid
+    from ._runner import RecipeRunner
+
+    spec = recipe.check
+    own = recipe.parametrization.name
+    pars = list(compare or spec.compare or [own])
+    exp = {p: ("pass" if p == own else "any") for p in pars}
+    exp.update({k: v for k, v in spec.expect.items() if k in exp})
+    exp.update({k: v for k, v in (expect or {}).items() if k in exp})
+    grids: dict[str, list[float]] = {}
+    for hp in _HPS:
+        g = getattr(spec, hp)
+        if hp == "lr" and g is None:
+            s = recipe.search["lr"]
+            g = GridSpec(low=float(s.low), high=float(s.high))
+        if g is not None:
+            grids[hp] = grid_values(g.low, g.high, g.per_octave)
+    steps, batch = spec.steps or recipe.train.steps, spec.batch_size or recipe.train.batch_size
+    runner = RecipeRunner(recipe, steps=steps, batch_size=batch)
+    # Non-swept HPs come from the recipe itself (RecipeRunner fills them in); only the LR must
+    # be named, for the sweeps of the other HPs.
+    fixed = {"lr": float(recipe.defaults()["lr"])}
+    t = spec.tolerances
+    url = storage_url(storage or recipe.tune.storage, recipe.run_dir)
+    return check_grid(
+        runner, widths=check_widths(recipe), grid=grids, seeds=spec.seeds, parametrizations=pars, fixed=fixed,
+        tolerances=Tolerances(t.max_drift, t.max_regret, t.max_wider_worse), expect=exp, storage=url,
+        study_prefix=recipe.name, workers=workers or spec.workers, n_boot=spec.bootstrap, progress=progress,
+        config={"recipe": recipe.name, "recipe_hash": recipe.hash, "steps": steps, "batch_size": batch,
+                "optimizer": recipe.optimizer.name, "base_width": recipe.base_width},
+    )

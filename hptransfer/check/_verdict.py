@@ -1,0 +1,145 @@
+"""The verdict of one swept HP under one parametrization: optima, drift, regret, wider-is-better.
+
+:func:`analyse` turns a sweep's loss array into a :class:`ParamResult` with the verdict
+(``pass``, ``fail`` or ``grid too narrow``) and reasons that name the HP and the width.
+Tolerances are documented on :class:`hptransfer.check.Tolerances`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _optimum
+from ._sweep import SweepData
+
+if TYPE_CHECKING:
+    from ._check import Tolerances
+
+__all__ = ["ParamResult", "analyse"]
+
+
+@dataclass
+class ParamResult:
+    """The analysis of one swept HP under one parametrization.
+
+    Attributes:
+        parametrization, hp: what was checked.
+        widths: ascending widths. values: ascending grid of ``hp``. x: ``log2(values)``.
+        losses: ``(n_widths, n_values, n_seeds)`` final validation losses (inf diverged, nan missing).
+        optima: per-width :class:`~hptransfer._optimum.OptimumEstimate` (log2 units).
+        drift: :class:`~hptransfer._optimum.Drift` (octaves per doubling; shift in octaves).
+        regret: nats; ``regret_rel``: as a fraction of the best loss at the largest width.
+        at_proxy_opt: loss at each width at the smallest width's optimum (nats).
+        verdict: ``"pass"``, ``"fail"`` or ``"grid too narrow"``.
+        reasons: why it did not pass, naming width and HP. next_range: ``(low, high)`` values
+            to try when the grid is too narrow.
+        expect: ``pass``/``fail``/``any``; met: whether the verdict matches it.
+    """
+
+    parametrization: str
+    hp: str
+    widths: list[float]
+    values: list[float]
+    x: np.ndarray
+    losses: np.ndarray
+    optima: list[_optimum.OptimumEstimate]
+    drift: _optimum.Drift
+    regret: float
+    regret_rel: float
+    at_proxy_opt: list[float]
+    verdict: str
+    reasons: list[str]
+    next_range: tuple[float, float] | None
+    n_diverged: int
+    n_missing: int
+    expect: str = "pass"
+
+    @property
+    def met(self) -> bool:
+        return self.expect == "any" or self.verdict == self.expect
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.drift
+        return {
+            "parametrization": self.parametrization, "hp": self.hp, "verdict": self.verdict, "expect": self.expect,
+            "met": self.met, "reasons": list(self.reasons),
+            "drift": {"slope": _num(d.slope), "ci95": [_num(d.lo), _num(d.hi)], "unit": "octaves per width doubling"},
+            "shift": {"octaves": _num(d.shift), "ci95": [_num(d.shift_lo), _num(d.shift_hi)]},
+            "regret": {"nats": _num(self.regret), "relative": _num(self.regret_rel)},
+            "wider_is_better": {"width": self.widths, "loss_at_proxy_optimum": [_num(v) for v in self.at_proxy_opt]},
+            "optima": [{"width": o.width, "log2": _num(o.x), "value": _num(2.0 ** o.x), "ci95_log2": [_num(o.lo),
+                        _num(o.hi)], "edge": o.edge, "loss": _num(o.loss)} for o in self.optima],
+            "next_range": list(self.next_range) if self.next_range else None,
+            "n_diverged": self.n_diverged, "n_missing": self.n_missing,
+            "grid": {"values": self.values, "widths": self.widths},
+            "losses": [[[_num(v) for v in seeds] for seeds in row] for row in self.losses.tolist()],
+        }
+
+
+def analyse(data: SweepData, parametrization: str, tol: Tolerances, *, expect: str = "pass",
+            n_boot: int = _optimum.DEFAULT_N_BOOT) -> ParamResult:
+    """Optima, drift, regret, wider-is-better and the verdict for one parametrization of a sweep."""
+    plan, losses = data.plan, data.losses[parametrization]
+    widths = np.asarray(plan.widths, dtype=float)
+    x = np.log2(np.asarray(plan.values))
+    optima, drift = _optimum.estimate(widths, x, losses, n_boot=n_boot)
+    curves = [_optimum.mean_curve(losses[w]) for w in range(len(widths))]
+    x0 = optima[0].x
+    at_opt = [_optimum.interp_curve(x, c, x0) if math.isfinite(x0) else math.nan for c in curves]
+    last = curves[-1]
+    best = float(np.min(last[np.isfinite(last)])) if np.isfinite(last).any() else math.nan
+    regret = at_opt[-1] - best if math.isfinite(best) else math.nan
+    regret_rel = regret / best if math.isfinite(best) and best > 0 else math.nan
+    n_missing, n_div = int(np.isnan(losses).sum()), int(np.isinf(losses).sum())
+
+    reasons: list[str] = []
+    where = f"{parametrization} {plan.hp}"
+    if n_missing:
+        reasons.append(f"{where}: {n_missing} run(s) missing or failed; rerun to fill the grid ({data.study}).")
+    hopeless = [int(o.width) for o in optima if o.index < 0]
+    if hopeless:
+        reasons.append(f"{where}: every {plan.hp} diverged at width(s) {hopeless}.")
+    edges = [o for o in optima if o.edge]
+    next_range = None
+    if edges or hopeless:
+        span = float(x[-1] - x[0])
+        low = any(o.edge == "low" for o in edges) or bool(hopeless)
+        high = any(o.edge == "high" for o in edges)
+        lo2, hi2 = x[0] - (span / 2 if low else 0.0), x[-1] + (span / 2 if high else 0.0)
+        next_range = (float(2.0 ** lo2), float(2.0 ** hi2))
+        for o in edges:
+            reasons.append(f"{where}: optimum at the {o.edge} edge of the grid at width {o.width:g} "
+                           f"({plan.hp}={2.0 ** o.x:.3g}); the true optimum may lie outside.")
+        reasons.append(f"{where}: grid too narrow; try {plan.hp} from {next_range[0]:.3g} to {next_range[1]:.3g} "
+                       f"(log2 {lo2:.1f} .. {hi2:.1f}).")
+        verdict = "grid too narrow"
+    else:
+        if math.isfinite(drift.slope) and abs(drift.slope) > tol.max_drift:
+            dev = [abs(o.x - x0) for o in optima]
+            w_bad = optima[int(np.argmax(dev))]
+            reasons.append(f"{where}: drift {drift.slope:+.2f} octave/doubling (95% CI {drift.lo:+.2f} .. "
+                           f"{drift.hi:+.2f}) exceeds ±{tol.max_drift:g}; the optimum moves most at width "
+                           f"{w_bad.width:g} ({w_bad.x - x0:+.2f} octaves from width {optima[0].width:g}).")
+        if not math.isfinite(regret) or regret_rel > tol.max_regret:
+            what = "diverges" if regret == math.inf else f"costs {regret:.4f} nats ({100 * regret_rel:.2f}%)"
+            reasons.append(f"{where}: width {optima[0].width:g}'s optimum {plan.hp}={2.0 ** x0:.3g} {what} at width "
+                           f"{widths[-1]:g} (regret tolerance {100 * tol.max_regret:g}%).")
+        for k in range(len(widths) - 1):
+            a, b = at_opt[k], at_opt[k + 1]
+            if not (math.isfinite(b) and math.isfinite(a)) or (b - a) / a > tol.max_wider_worse:
+                got = "diverges" if b == math.inf else f"loss {a:.4f} -> {b:.4f}"
+                reasons.append(f"{where}: wider is worse at width {widths[k + 1]:g} at {plan.hp}={2.0 ** x0:.3g} "
+                               f"({got} from width {widths[k]:g}).")
+                break
+        verdict = "fail" if reasons else "pass"
+    return ParamResult(parametrization, plan.hp, widths.tolist(), list(plan.values), x, losses, optima, drift,
+                       regret, regret_rel, at_opt, verdict, reasons, next_range, n_div, n_missing, expect)
+
+
+def _num(v: float) -> float | None:
+    v = float(v)
+    return round(v, 6) if math.isfinite(v) else None

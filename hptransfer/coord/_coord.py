@@ -1,0 +1,366 @@
+"""Coordinate check: do activations and their updates stay width-independent?
+
+Under a correct μP every module's output coordinates -- and how far they move during
+training -- are Θ(1) in width (Tensor Programs V, Yang et al. 2022, arXiv:2203.03466,
+Sec. 6 / App. D.1; the same check the ``mup`` package plots). :func:`coord_check` builds the
+model at several widths and seeds, trains a few optimizer steps with the μP learning rates
+from :func:`hptransfer.param_groups`, and after every step runs one fixed *probe* batch
+through the model with forward hooks on every module, recording two statistics per module:
+
+* ``act``: mean |h| over all output entries (the L1 size per coordinate, as TP5's plots);
+* ``update``: mean |h_t - h_0| (how far the output moved since init on the same probe).
+
+The plain ``act`` check misses *vanishing* updates: when an update is tiny, h_t ≈ h_0 and
+``act`` looks width-stable although the layer does not learn (e.g. a hidden layer whose Adam
+LR is divided by the width multiplier twice). ``update`` catches it.
+
+For each module and step the slope of ``log2(mean over seeds of stat)`` against
+``log2(width)`` is fitted by least squares. The check fails when
+
+* an ``act`` slope exceeds ``tol_grow`` at any step (growth is never right; step 0 is
+  included so that a width-dependent init is caught too; shrinking is allowed, since the μP
+  readout output at init legitimately goes like ``width^-1/2``), or
+* an ``update`` slope at a step >= 1 exceeds ``tol_grow`` or falls below ``-tol_vanish``.
+  For *fixed-size* outputs (same number of entries at every width: readout logits, the model
+  output) the floor is ``-(tol_vanish + 0.5)``: their update contains the init weights acting
+  on the moved features, ``W_0 Δx / width``, which under μP shrinks like ``width^-1/2`` and
+  can dominate for many steps (tied embeddings: still -0.39 after 8 steps), while the
+  readout's own Θ(1) update only overtakes it as it accumulates.
+
+Default tolerances, measured with ``scripts/coord_thresholds.py`` (Adam, lr 1e-2, 4 steps,
+seeds 0-2; full table and reasoning in ``docs/coord_check.md``). Slopes per doubling of width;
+"μP update" is the most negative update slope of width-sized / fixed-size modules; "SP weakest"
+is, over the modules SP fails on, the smallest of their worst slopes:
+
+=====================  =======  ==============  =========  ==========================
+model (widths)         μP grow  μP update       SP max     SP weakest failing module
+=====================  =======  ==============  =========  ==========================
+MLP depth 3 (64-1024)  +0.04    -0.02 / -0.03   +1.38      +0.91 ``act#2``
+GPT 2 layers (32-256)  +0.09    -0.24 / -0.30   +1.58      +0.52 ``ln_f``
+GPT tied (32-256)      +0.15    -0.22 / -0.48   +1.35      +0.57 ``ln_f``
+CNN (16-256)           +0.03    -0.01 / -0.10   +1.08      +0.60 ``(model)``
+=====================  =======  ==============  =========  ==========================
+
+A μP variant with the hidden LR divided by width once too often (vanishing updates) gives
+update slopes of -0.43 (MLP), -1.00 (GPT) and -0.75 (CNN); its activation slopes pass. At the
+smaller sizes the tests use (widths 16-256, 2-3 steps, 2 seeds) μP reaches +0.27 growth
+(GLU/RMSNorm GPT, ``o_proj``) and -0.25 / -0.49 update.
+Hence ``tol_grow = 0.35`` (above μP's +0.27 worst, below SP's weakest +0.52) and
+``tol_vanish = 0.35`` (below μP's -0.25 worst, above the bug's -0.43).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import CoordCheckError
+from ..parametrization import OPTIMIZERS, Parametrization, optimizer_class, optimizer_family, param_groups, parametrize
+from ..recipe import RunSpec
+from ..training import build, make_task
+from ._probe import as_args, probe, to_device
+from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
+
+__all__ = ["coord_check", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH"]
+
+#: Largest allowed log2-log2 slope of a statistic against width before it counts as growing.
+#: Measured: μP worst +0.27 (a GLU GPT at 32-128), SP's weakest failing module +0.52 (module docstring).
+DEFAULT_TOL_GROW: float = 0.35
+#: Largest allowed *negative* slope of the update statistic (steps >= 1) before it counts as
+#: vanishing. Measured: μP worst -0.25 (attention k_proj), a hidden-LR-too-small bug -0.43 to -1.0.
+DEFAULT_TOL_VANISH: float = 0.35
+
+
+class _TaskLike(Protocol):
+    """What :func:`coord_check` needs from a task (``hptransfer.tasks.Task`` satisfies it)."""
+
+    def batch(self, step: int, batch_size: int, *, split: str = ..., seed: int = ...) -> tuple[Any, Any]: ...
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor: ...
+
+    def example_input(self, batch_size: int = ...) -> Any: ...
+
+
+def coord_check(
+    factory: Callable[..., nn.Module] | RunSpec,
+    *,
+    widths: Sequence[float],
+    base_width: float | None = None,
+    parametrization: str | Parametrization = "mup",
+    task: _TaskLike | str | None = None,
+    loss_fn: Callable[[Any, Any], Tensor] | None = None,
+    batch_fn: Callable[[int], tuple[Any, Any]] | None = None,
+    steps: int = 4,
+    seeds: Iterable[int] = (0, 1, 2),
+    lr: float = 1e-2,
+    optimizer: str | type[torch.optim.Optimizer] = "adam",
+    batch_size: int = 32,
+    example_input: Any = None,
+    probe_input: Any = None,
+    tol_grow: float = DEFAULT_TOL_GROW,
+    tol_vanish: float = DEFAULT_TOL_VANISH,
+    device: str | torch.device = "cpu",
+    **parametrize_options: Any,
+) -> CoordCheckResult:
+    """Train ``factory`` briefly at several widths and check that module outputs stay Θ(1).
+
+    Args:
+        factory: ``width -> nn.Module`` as for :func:`hptransfer.parametrize`, or a
+            :class:`~hptransfer.recipe.RunSpec` (``recipe.at(width)``): each run is then built by
+            :func:`hptransfer.training.build` at every width, and the spec's parametrization,
+            optimizer and LR are used (``lr``, ``optimizer``, ``parametrization`` here are ignored).
+        widths: at least two distinct positive widths (e.g. ``(64, 128, 256, 512)``).
+        base_width: base width of the parametrization; default ``min(widths)``.
+        parametrization: ``"mup"`` (default), ``"sp"`` or any registered name.
+        task: a task (``hptransfer.tasks.Task`` or its name) giving training batches
+            ``task.batch(step, batch_size, seed=seed)``, the loss ``task.loss`` and the
+            default ``example_input``. Alternatively give ``batch_fn`` and ``loss_fn``.
+        loss_fn: ``(model output, target) -> scalar loss``; overrides ``task.loss``.
+        batch_fn: ``step -> (input, target)``; overrides ``task.batch`` (the same batches
+            are then used for every seed; seeds still vary the init).
+        steps: optimizer steps to take (>= 1); statistics are recorded at steps 0..steps.
+            Default 4.
+        seeds: seeds for ``torch.manual_seed`` before each build; statistics are averaged
+            over seeds before fitting. Default ``(0, 1, 2)``.
+        lr: base learning rate (the LR at ``base_width``). Default 1e-2, large enough that
+            SP's width dependence shows within 4 Adam steps.
+        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` or a torch optimizer class.
+            Per-parameter LRs come from :func:`hptransfer.param_groups`.
+        batch_size: training and probe batch size for ``task``. Default 32.
+        example_input: passed to ``parametrize`` to trace attention; default
+            ``task.example_input(2)``, else the probe input.
+        probe_input: the fixed input used for every measurement; default the task's
+            ``val`` batch 0 (seed 0), else the input of ``batch_fn(0)``.
+        tol_grow: largest allowed slope (log2 stat per doubling of width). Default
+            :data:`DEFAULT_TOL_GROW`.
+        tol_vanish: largest allowed negative update slope. Default :data:`DEFAULT_TOL_VANISH`.
+        device: where to build and train. Default CPU.
+        **parametrize_options: passed to :func:`hptransfer.parametrize` (``output_mult``,
+            ``attn_mult``, ``zero_readout``, ``zero_query``, ``readout``, ``roles``, ...).
+
+    Returns:
+        A :class:`CoordCheckResult`; ``result.passed`` is the verdict.
+
+    Raises:
+        CoordCheckError: bad widths, steps, seeds, tolerances or a missing data source.
+        HPTransferError: from ``parametrize``/``param_groups`` (bad factory, options, LR).
+    """
+    widths_l = _check_widths(widths)
+    seeds_l = _check_seeds(seeds)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise CoordCheckError(f"steps={steps!r} must be an integer >= 1. Fix: pass steps=4 (the default).")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise CoordCheckError(f"batch_size={batch_size!r} must be an integer >= 1.")
+    for name, tol in (("tol_grow", tol_grow), ("tol_vanish", tol_vanish)):
+        if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+            raise CoordCheckError(f"{name}={tol!r} must be a positive number (a log2-log2 slope).")
+    spec = factory if isinstance(factory, RunSpec) else None
+    if spec is not None:
+        if parametrize_options:
+            raise CoordCheckError(f"parametrize options {sorted(parametrize_options)} cannot be combined with a run "
+                                  "spec. Fix: set them in the spec (spec.replace(...)).")
+        if task is None and spec.task.name is not None:
+            task = make_task(spec.task)
+        lr, optimizer, parametrization = float(spec.optimizer.lr), spec.optimizer.name, spec.parametrization.name
+    if isinstance(task, str):
+        from ..zoo.tasks import get_task  # local: tasks pulls in data code the core does not need
+
+        task = get_task(task)
+    opt_cls, opt_name = _optimizer_class(optimizer)
+    if batch_fn is None and task is None:
+        raise CoordCheckError("coord_check needs training data. Fix: pass task=... or batch_fn= and loss_fn=.")
+    if loss_fn is None and task is None:
+        raise CoordCheckError("coord_check needs a loss. Fix: pass loss_fn=(output, target) -> loss, or task=.")
+    if probe_input is None:
+        probe_input = (batch_fn(0)[0] if batch_fn is not None
+                       else task.batch(0, batch_size, split="val", seed=0)[0])  # type: ignore[union-attr]
+    if example_input is None:
+        example_input = task.example_input(2) if task is not None else probe_input
+    device = torch.device(device)
+    if spec is not None:
+        def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+            b = build(spec.replace(width=int(width), seed=seed), task=task if hasattr(task, "model_kwargs") else None,
+                      device=device, parametrize_extra={"example_input": example_input})
+            return b.model, b.optimizer
+    else:
+        base = float(base_width) if base_width is not None else widths_l[0]
+
+        def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+            torch.manual_seed(seed)
+            model = parametrize(factory, width=width, base_width=base, parametrization=parametrization,
+                                example_input=example_input, **parametrize_options).to(device)
+            return model, opt_cls(param_groups(model, lr=lr, optimizer=opt_name), lr=lr)
+
+    def batches(step: int, seed: int) -> tuple[Any, Any]:
+        return batch_fn(step) if batch_fn is not None else task.batch(step, batch_size, seed=seed)  # type: ignore
+
+    loss = loss_fn if loss_fn is not None else task.loss  # type: ignore[union-attr]
+    records, order = _measure(make, batches, loss, widths_l, seeds_l, steps, probe_input, device)
+    return _analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
+                    parametrization=str(getattr(parametrization, "name", parametrization)), optimizer=opt_name,
+                    lr=float(lr))
+
+
+def _measure(
+    make: Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]],
+    batches: Callable[[int, int], tuple[Any, Any]],
+    loss: Callable[[Any, Any], Tensor],
+    widths: list[float],
+    seeds: list[int],
+    steps: int,
+    probe_input: Any,
+    device: torch.device,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Train each (width, seed) for ``steps`` steps; record every module's output statistics on the probe."""
+    records: list[dict[str, Any]] = []  # one per (width, seed, step, module call); slopes are fitted later
+    order: list[str] = []
+    for width in widths:
+        for seed in seeds:
+            model, opt = make(width, seed)
+            model.train()
+            h0: dict[str, Tensor] = {}
+            for step in range(steps + 1):
+                outs = probe(model, to_device(probe_input, device))
+                order.extend(n for n in outs if n not in order)
+                if step == 0:
+                    h0 = outs
+                for name, h in outs.items():
+                    ref = h0.get(name)
+                    upd = (h - ref).abs().mean().item() if ref is not None and ref.shape == h.shape else float("nan")
+                    records.append({"width": width, "seed": seed, "step": step, "module": name, "numel": h.numel(),
+                                    "act": h.abs().mean().item(), "update": upd if step else 0.0})
+                if step == steps:
+                    break
+                x, y = batches(step, seed)
+                opt.zero_grad(set_to_none=True)
+                loss(model(*as_args(to_device(x, device))), to_device(y, device)).backward()
+                opt.step()
+            del model, opt, h0
+    return records, order
+
+
+def _analyse(
+    records: list[dict[str, Any]],
+    order: list[str],
+    widths: list[float],
+    seeds: list[int],
+    steps: int,
+    tol_grow: float,
+    tol_vanish: float,
+    *,
+    parametrization: str,
+    optimizer: str,
+    lr: float,
+) -> CoordCheckResult:
+    """Fit the slopes and decide the verdict from raw records."""
+    # (module, step, width) -> list of (act, update) over seeds
+    table: dict[tuple[str, int, float], list[tuple[float, float]]] = {}
+    for r in records:
+        table.setdefault((r["module"], r["step"], r["width"]), []).append((r["act"], r["update"]))
+    # Only modules seen at every width and seed can be fitted; a model whose module set
+    # changes with width has no coordinate to compare for the others.
+    modules = [m for m in order if all(len(table.get((m, 0, w), ())) == len(seeds) for w in widths)]
+    # Fixed-size outputs (readout logits, the model output): same numel at every width.
+    sizes: dict[str, set[int]] = {}
+    for r in records:
+        sizes.setdefault(r["module"], set()).add(r["numel"])
+    fixed = [m for m in modules if len(sizes[m]) == 1]
+    x = np.log2(np.asarray(widths, dtype=float))
+    slopes: dict[str, list[float]] = {}
+    upd_slopes: dict[str, list[float]] = {}
+    failing: list[tuple[float, tuple[str, int, str, float]]] = []  # (excess over tolerance, entry)
+    for m in modules:
+        slopes[m], upd_slopes[m] = [], []
+        for t in range(steps + 1):
+            acts = [float(np.mean([a for a, _ in table[(m, t, w)]])) for w in widths]
+            s = _slope(x, acts)
+            slopes[m].append(s)
+            if s > tol_grow:
+                failing.append((s - tol_grow, (m, t, ACT, s)))
+            if t == 0:
+                upd_slopes[m].append(float("nan"))
+                continue
+            upds = [float(np.mean([u for _, u in table[(m, t, w)]])) for w in widths]
+            u = _slope(x, upds)
+            upd_slopes[m].append(u)
+            # A fixed-size output may legitimately lose its init-weight term like width^-1/2.
+            floor = -(tol_vanish + (READOUT_DECAY if m in fixed else 0.0))
+            if u > tol_grow:
+                failing.append((u - tol_grow, (m, t, UPD, u)))
+            elif u < floor:
+                failing.append((floor - u, (m, t, UPD, u)))
+    failing.sort(key=lambda f: (-f[0], f[1][1], f[1][0]))
+    return CoordCheckResult(
+        passed=not failing,
+        widths=widths,
+        steps=list(range(steps + 1)),
+        modules=modules,
+        slopes=slopes,
+        update_slopes=upd_slopes,
+        stats=[r for r in records if r["module"] in slopes],
+        failing=[f for _, f in failing],
+        tolerances={"grow": tol_grow, "vanish": tol_vanish},
+        fixed_size=fixed,
+        parametrization=parametrization,
+        optimizer=optimizer,
+        lr=lr,
+        extra={"seeds": list(seeds)},
+    )
+
+
+def _slope(x: np.ndarray, values: Sequence[float]) -> float:
+    """Least-squares slope of log2(values) on x. NaN if every value is 0 (nothing to measure,
+    e.g. a zero-initialised readout at init or a module that never changes); +inf if any
+    value is non-finite (training diverged at some width, which must fail)."""
+    v = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(v)):
+        return math.inf
+    if np.all(v == 0.0):
+        return math.nan
+    # A 0 at some widths only: floor it so the slope is huge rather than undefined.
+    y = np.log2(np.maximum(v, np.finfo(float).tiny))
+    xc = x - x.mean()
+    return float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
+
+
+def _optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> tuple[type[torch.optim.Optimizer], str]:
+    """Map an optimizer name or class to (class, name or family for ``param_groups``)."""
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        return optimizer, optimizer_family(optimizer)
+    key = str(optimizer).lower()
+    if key not in OPTIMIZERS:
+        raise CoordCheckError(
+            f"optimizer={optimizer!r} is not supported by coord_check. Fix: use one of {', '.join(OPTIMIZERS)} "
+            "or pass a torch.optim.Optimizer subclass."
+        )
+    return optimizer_class(key), key
+
+
+def _check_widths(widths: Any) -> list[float]:
+    try:
+        ws = sorted({float(w) for w in widths})
+    except (TypeError, ValueError):
+        raise CoordCheckError(
+            f"widths={widths!r} is not a list of numbers. Fix: pass e.g. widths=(64, 128, 256, 512)."
+        ) from None
+    if len(ws) < 2 or not all(math.isfinite(w) and w > 0 for w in ws):
+        raise CoordCheckError(
+            f"widths={widths!r} must hold at least two distinct positive widths to fit a slope. "
+            "Fix: pass e.g. widths=(64, 128, 256, 512)."
+        )
+    return [int(w) if w.is_integer() else w for w in ws]
+
+
+def _check_seeds(seeds: Iterable[int]) -> list[int]:
+    try:
+        out = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise CoordCheckError(f"seeds={seeds!r} is not a list of integers. Fix: pass e.g. seeds=(0, 1, 2).") from None
+    if not out:
+        raise CoordCheckError("seeds is empty. Fix: pass at least one seed, e.g. seeds=(0, 1, 2).")
+    return out

@@ -1,0 +1,75 @@
+"""Recording every module's output on a probe batch (for the coordinate check)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+#: Name under which the root module's (the whole model's) output is recorded.
+ROOT_NAME = "(model)"
+
+__all__ = ["probe", "as_args", "to_device", "ROOT_NAME"]
+
+
+@torch.no_grad()
+def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
+    """Run ``probe_input`` through ``model`` with a forward hook on every module; return each
+    module call's first floating tensor output (detached float32 copies), keyed by name."""
+    outs: dict[str, Tensor] = {}
+    calls: dict[str, int] = {}
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            t = _first_tensor(output)
+            if t is None:
+                return
+            n = calls.get(name, 0) + 1
+            calls[name] = n
+            # A module used several times per forward (a shared activation) gets one entry per
+            # call: its calls see different inputs and must not be averaged together.
+            outs[name if n == 1 else f"{name}#{n}"] = t.detach().float().clone()
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()]
+    try:
+        model(*as_args(probe_input))
+    finally:
+        for h in handles:
+            h.remove()
+    return outs
+
+
+def _first_tensor(output: Any) -> Tensor | None:
+    """The first floating-point tensor in a module output (tensor, tuple/list or dict)."""
+    if isinstance(output, Tensor):
+        return output if output.is_floating_point() or output.is_complex() else None
+    if isinstance(output, (tuple, list)):
+        items: Iterable[Any] = output
+    elif isinstance(output, dict):
+        items = output.values()
+    else:
+        return None
+    for item in items:
+        t = _first_tensor(item)
+        if t is not None:
+            return t
+    return None
+
+
+def as_args(x: Any) -> tuple:
+    """A batch input as positional args: tuples are unpacked, anything else is one argument."""
+    return x if isinstance(x, tuple) else (x,)
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_device(i, device) for i in x)
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    return x

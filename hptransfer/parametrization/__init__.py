@@ -1,0 +1,28 @@
+"""The parametrization layer: rewrite a model factory's output into SP, μP or a registered variant.
+
+Shapes at two widths give each parameter a role; a serialisable :class:`ScalingTable` keyed by
+parameter name records the init, forward multipliers and per-parameter LR rules, from which
+:func:`param_groups` derives optimizer groups for any torch optimizer.
+"""
+
+from __future__ import annotations
+
+from ._groups import OPTIMIZERS, WEIGHT_DECAY_MODES, optimizer, optimizer_class, optimizer_family, param_groups
+from ._rewrite import attach_table, parametrize
+from ._rules import (
+    OPTIMIZER_FAMILIES,
+    SP,
+    MuP,
+    Parametrization,
+    available_parametrizations,
+    get_parametrization,
+    register_parametrization,
+)
+from ._table import ROLES, ModuleScaling, ParamInfo, Role, ScalingTable, scaling_table, strip_prefix, unwrap
+
+__all__ = [
+    "parametrize", "attach_table", "param_groups", "optimizer", "optimizer_family", "optimizer_class",
+    "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES",
+    "Parametrization", "SP", "MuP", "register_parametrization", "get_parametrization", "available_parametrizations",
+    "ScalingTable", "ParamInfo", "ModuleScaling", "Role", "ROLES", "scaling_table", "strip_prefix", "unwrap",
+]

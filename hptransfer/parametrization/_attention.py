@@ -1,0 +1,203 @@
+"""Attention-logit scaling without editing the model's source.
+
+μP divides attention logits by the head dimension d instead of sqrt(d) (Tensor Programs V,
+arXiv:2203.03466, Sec. 4 / Table 3). Relative to the model's own scale, hptransfer multiplies
+the softmax scale by ``attn_mult * sqrt(d_base / d)``: at the base width this is exactly 1 (μP
+equals SP there), and as the head dimension grows it turns 1/sqrt(d) into sqrt(d_base)/d.
+
+Mechanism: a :class:`torch.overrides.TorchFunctionMode` that is active only while the modules
+that compute attention run (found by a trace on the meta device, or by type for
+``nn.MultiheadAttention``). Inside, it rewrites two calls:
+
+* ``F.scaled_dot_product_attention(q, k, v, ..., scale=s)``: ``scale`` becomes
+  ``(s or 1/sqrt(d)) * factor(d)`` with ``d = q.shape[-1]``.
+* ``F.multi_head_attention_forward`` (what ``nn.MultiheadAttention`` calls): the query rows
+  of the input projection and its bias are multiplied by the factor before the call. This
+  multiplies q, hence the logits, by the factor; the parameter, its init and its gradient
+  path are unchanged, so it is the same computation as scaling the logits.
+
+Limits (documented in the README): attention written by hand as ``softmax(q @ k.T / ...)``
+is invisible to this mechanism -- declare it with a manual scale or use SDPA; a model that
+calls SDPA from a module whose head dimension cannot be traced on the meta device needs
+``example_input=``; factors are looked up by runtime head dimension, so two attention kinds
+with the same head dimension but different base head dimensions in one model are refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map
+
+from ..errors import ParametrizationError
+
+__all__ = ["AttentionScaling", "trace_sdpa", "attach_attention", "detach_attention", "to_meta"]
+
+_MHA_SIG = inspect.signature(F.multi_head_attention_forward)
+_HANDLE_ATTR = "_hptransfer_attention_handles"
+
+
+class AttentionScaling(TorchFunctionMode):
+    """Rewrites attention calls made while active; ``factors`` maps head_dim -> scale factor."""
+
+    def __init__(self, sdpa: dict[int, float], mha: dict[int, float], where: str):
+        super().__init__()
+        self.sdpa = dict(sdpa)
+        self.mha = dict(mha)
+        self.where = where
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is F.scaled_dot_product_attention:
+            q = args[0] if args else kwargs["query"]
+            d = int(q.shape[-1])
+            factor = self._factor(self.sdpa, d, "scaled_dot_product_attention")
+            if factor != 1.0:
+                scale = kwargs.get("scale")
+                if scale is None and len(args) > 6:
+                    scale, args = args[6], args[:6]
+                base = (1.0 / math.sqrt(d)) if scale is None else scale
+                kwargs["scale"] = base * factor
+        elif func is F.multi_head_attention_forward:
+            bound = _MHA_SIG.bind(*args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            embed, heads = int(a["embed_dim_to_check"]), int(a["num_heads"])
+            factor = self._factor(self.mha, embed // heads, "nn.MultiheadAttention")
+            if factor != 1.0:
+                e = embed
+                if a["use_separate_proj_weight"]:
+                    a["q_proj_weight"] = a["q_proj_weight"] * factor
+                else:
+                    w = a["in_proj_weight"]
+                    a["in_proj_weight"] = torch.cat([w[:e] * factor, w[e:]], dim=0)
+                b = a["in_proj_bias"]
+                if b is not None:
+                    a["in_proj_bias"] = torch.cat([b[:e] * factor, b[e:]], dim=0)
+                return func(*bound.args, **bound.kwargs)
+            return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+    def _factor(self, table: dict[int, float], d: int, what: str) -> float:
+        try:
+            return table[d]
+        except KeyError:
+            raise ParametrizationError(
+                f"{self.where} calls {what} with head_dim={d}, which hptransfer did not see when it traced the "
+                f"model (known head dims: {sorted(table) or 'none'}). Fix: pass example_input= to parametrize() "
+                "with an input like the one used here, so the trace sees this attention."
+            ) from None
+
+
+class _Enter:
+    """Forward pre-hook: activate the attention mode for this module's forward."""
+
+    def __init__(self, mode: AttentionScaling):
+        self.mode = mode
+        self.depth = 0  # entries not yet exited (recursion-safe, and _Exit never over-pops)
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        self.mode.__enter__()
+        self.depth += 1
+
+
+class _Exit:
+    """Forward hook (always called, also on error): deactivate the attention mode."""
+
+    def __init__(self, enter: _Enter):
+        self.enter = enter
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self.enter.depth > 0:
+            self.enter.depth -= 1
+            self.enter.mode.__exit__(None, None, None)
+
+
+def attach_attention(
+    root: nn.Module, modules: dict[str, tuple[dict[int, float], dict[int, float]]]
+) -> dict[str, _Enter]:
+    """Activate attention scaling in each named submodule: ``name -> (sdpa factors, mha factors)``.
+
+    Returns the pre-hooks by module name (a caller already inside the root's forward uses
+    the root's entry to activate it for the call in progress).
+    """
+    detach_attention(root)
+    handles = []
+    enters: dict[str, _Enter] = {}
+    for name, (sdpa, mha) in modules.items():
+        module = root.get_submodule(name) if name else root
+        enter = _Enter(AttentionScaling(sdpa, mha, where=f"module {name or '<root>'!r}"))
+        enters[name] = enter
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(_Exit(enter), always_call=True))
+    root.__dict__[_HANDLE_ATTR] = handles
+    return enters
+
+
+def detach_attention(root: nn.Module) -> None:
+    for h in root.__dict__.pop(_HANDLE_ATTR, []):
+        h.remove()
+
+
+class _SdpaTracer(TorchFunctionMode):
+    def __init__(self, stack: list[str]):
+        super().__init__()
+        self.stack = stack
+        self.calls: list[tuple[str, int]] = []
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is F.scaled_dot_product_attention:
+            q = args[0] if args else kwargs["query"]  # type: ignore[index]
+            self.calls.append((self.stack[-1], int(q.shape[-1])))
+        return func(*args, **(kwargs or {}))
+
+
+def to_meta(x: Any) -> Any:
+    return tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, x)
+
+
+def trace_sdpa(model: nn.Module, example_input: Any) -> list[tuple[str, int]]:
+    """Run ``model`` (on the meta device) and list ``(module path, head_dim)`` per SDPA call.
+
+    The module path is the innermost module running when SDPA was called.
+    """
+    stack = [""]
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: stack.append(n) and None))
+        # A forward hook that returns a value replaces the output: pop, then return None.
+        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None, always_call=True))
+    tracer = _SdpaTracer(stack)
+    args, kwargs = _as_call(example_input)
+    try:
+        with torch.no_grad(), tracer:
+            model(*to_meta(args), **to_meta(kwargs))
+    except ParametrizationError:
+        raise
+    except Exception as exc:
+        raise ParametrizationError(
+            f"tracing the model on the meta device with example_input failed ({type(exc).__name__}: {exc}). "
+            "Fix: pass an example_input the model accepts (a tensor, a tuple of positional args or a dict of "
+            "keyword args), or set attention='off' if the model has no attention."
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    return tracer.calls
+
+
+def _as_call(example_input: Any) -> tuple[tuple, dict]:
+    if isinstance(example_input, dict):
+        return (), example_input
+    if isinstance(example_input, tuple):
+        return example_input, {}
+    return (example_input,), {}

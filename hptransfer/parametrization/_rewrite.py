@@ -1,0 +1,370 @@
+"""``parametrize``: build the user's model at a width and rewrite it into a width-stable form.
+
+Nothing in the model's source changes. The rewrite is: (1) an init rescale of the factory's
+own draw (or a fresh draw from ``base_std``), (2) forward multipliers by hook on readout
+modules, (3) attention-scale rewriting inside attention modules (see ``_attention``), and (4) a
+:class:`~hptransfer.table.ScalingTable` attached to the root module, from which
+:func:`hptransfer.param_groups` later derives per-parameter learning rates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ParametrizationError, ShapeInferenceError
+from . import _attention
+from ._rules import Parametrization, get_parametrization
+from ._shapes import build, infer_params, match_any
+from ._table import _TABLE_ATTR, ModuleScaling, ParamInfo, ScalingTable, unwrap
+
+__all__ = ["parametrize", "attach_table"]
+
+_HOOK_ATTR = "_hptransfer_hooks"
+_QUERY_NAMES = ("q_proj", "query", "wq", "to_q", "q")
+
+
+def parametrize(
+    factory: Callable[..., nn.Module],
+    *,
+    width: float,
+    base_width: float,
+    parametrization: str | Parametrization = "mup",
+    output_mult: float = 1.0,
+    attn_mult: float = 1.0,
+    base_std: float | None = None,
+    zero_readout: bool = False,
+    zero_query: bool | Sequence[str] = False,
+    readout: str | Sequence[str] | None = None,
+    roles: Mapping[str, str] | None = None,
+    example_input: Any = None,
+    attention: str = "auto",
+    probe_width: float | None = None,
+) -> nn.Module:
+    """Build ``factory(width)`` and rewrite it into ``parametrization`` relative to ``base_width``.
+
+    Args:
+        factory: ``width -> nn.Module``; called once for real at ``width`` and twice on the meta
+            device (at ``base_width`` and ``probe_width``) to find which axes grow with width.
+        width: the width to build (the factory's own unit: d_model, channels, ...).
+        base_width: the width of the base shapes; at ``width == base_width`` every
+            parametrization equals SP exactly.
+        parametrization: a registered name (``"sp"``, ``"mup"``) or a :class:`Parametrization`.
+        output_mult: readout multiplier (a tunable HP); μP applies ``output_mult / m``. Default 1.
+        attn_mult: attention-logit multiplier (a tunable HP). Default 1.
+        base_std: if given, weights (tensors with 2+ dims) are re-drawn from N(0, std^2) with
+            ``std = base_std`` at the base width, scaled per role; default ``None`` keeps the
+            factory's own draw and treats it as SP (variance 1/fan_in, PyTorch's default), so
+            μP equals the user's model exactly at the base width and matches ``mup``.
+        zero_readout: zero-init the readout weight and bias (TP5's recommendation).
+        zero_query: zero-init the query projection: ``True`` finds it by name (``q_proj``,
+            ``query``, ``wq``, ``to_q``, ``q``) or in ``nn.MultiheadAttention``; or give glob
+            patterns of parameter names.
+        readout: glob pattern(s) naming the readout parameter(s) or module(s); needed only when
+            several weights map width to a fixed size.
+        roles: ``{glob: role}`` overrides (``input``, ``hidden``, ``output``, ``scalar``).
+        example_input: an input for the model (tensor, tuple of args or dict of kwargs) used to
+            trace ``scaled_dot_product_attention`` head sizes on the meta device. Without it the
+            trace runs on the first forward call.
+        attention: ``"auto"`` scales attention logits per the parametrization; ``"off"`` leaves
+            attention as the model computes it.
+        probe_width: the third width used to find width axes; default ``2 * base_width``.
+
+    Returns:
+        The model at ``width`` with its scaling table attached (see :func:`hptransfer.scaling_table`).
+
+    Raises:
+        FactoryError, ShapeInferenceError, ParametrizationError: with the parameter and the fix.
+    """
+    rule = get_parametrization(parametrization)
+    width, base_width = _check_width("width", width), _check_width("base_width", base_width)
+    probe_width = _check_width("probe_width", probe_width if probe_width is not None else 2 * base_width)
+    if probe_width == base_width:
+        raise ParametrizationError("probe_width must differ from base_width. Fix: leave probe_width unset.")
+    if attention not in ("auto", "off"):
+        raise ParametrizationError(f"attention={attention!r} is not an option. Fix: use 'auto' or 'off'.")
+    options: dict[str, Any] = {
+        "output_mult": float(output_mult),
+        "attn_mult": float(attn_mult),
+        "base_std": None if base_std is None else float(base_std),
+        "zero_readout": bool(zero_readout),
+        "zero_query": zero_query if isinstance(zero_query, bool) else list(zero_query),
+        "readout": readout if readout is None or isinstance(readout, str) else list(readout),
+        "roles": dict(roles or {}),
+        "attention": attention,
+        "probe_width": probe_width,
+    }
+
+    model = build(factory, width, meta=False, what="target")
+    existing = getattr(model, _TABLE_ATTR, None)
+    if existing is not None:
+        # The factory returned an already-rewritten model: never rescale twice.
+        same = (existing.parametrization, existing.width, existing.base_width, existing.options) == (
+            rule.name, width, base_width, options)
+        if same:
+            return model
+        raise ParametrizationError(
+            f"the factory returned a model already parametrized as {existing.parametrization!r} at width "
+            f"{existing.width:g} (base {existing.base_width:g}) with other options; rewriting it again would "
+            "rescale its init twice. Fix: return a fresh model from the factory."
+        )
+    base = build(factory, base_width, meta=True, what="base")
+    probe = build(factory, probe_width, meta=True, what="probe")
+    params, readout_modules = infer_params(
+        model, base, probe, widths=(width, base_width, probe_width), readout=readout, roles=roles
+    )
+    for module, name in readout_modules.items():
+        params[name] = replace(params[name], readout_module=params[name].readout_module or module)
+
+    table = ScalingTable(rule.name, width, base_width, params=params, options=options)
+    _rescale_init(model, table, rule)
+    for module, name in readout_modules.items():
+        mult = rule.readout_multiplier(params[name], output_mult)
+        if mult != 1.0:
+            reason = f"readout of {name}: output_mult / width_mult" if rule.name != "sp" else "output_mult"
+            table.module_scalings.append(ModuleScaling(module, "input", mult, reason))
+    if attention == "auto":
+        _setup_attention(model, base, table, rule, factory, example_input)
+    attach_table(model, table)
+    return model
+
+
+def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
+    """Attach ``table`` to ``model`` and install its forward hooks (no init change).
+
+    Used by :func:`parametrize` and to restore a saved table onto a model rebuilt from a
+    checkpoint (``ScalingTable.from_dict``). Calling it twice replaces the hooks, so it is
+    idempotent.
+    """
+    model = unwrap(model)
+    for h in model.__dict__.pop(_HOOK_ATTR, []):
+        h.remove()
+    handles = []
+    for ms in table.module_scalings:
+        module = _submodule(model, ms.module)
+        if ms.kind == "input":
+            handles.append(module.register_forward_pre_hook(_ScaleInput(ms.multiplier)))
+        else:
+            handles.append(module.register_forward_hook(_ScaleOutput(ms.multiplier)))
+    model.__dict__[_HOOK_ATTR] = handles
+    active = {
+        name: (factors.get("sdpa", {}), factors.get("mha", {}))
+        for name, factors in _attention_by_module(table).items()
+        if any(f != 1.0 for kind in factors.values() for f in kind.values())
+    }
+    enters = _attention.attach_attention(model, active) if active else {}
+    if not active:
+        _attention.detach_attention(model)
+    setattr(model, _TABLE_ATTR, table)
+    model.__dict__["_hptransfer_enters"] = enters
+    return model
+
+
+class _ScaleInput:
+    """Forward pre-hook multiplying the first positional input (a readout multiplier)."""
+
+    def __init__(self, mult: float):
+        self.mult = mult
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple:
+        return (args[0] * self.mult, *args[1:])
+
+
+class _ScaleOutput:
+    """Forward hook multiplying the output."""
+
+    def __init__(self, mult: float):
+        self.mult = mult
+
+    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output * self.mult
+
+
+def _check_width(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParametrizationError(f"{name}={value!r} is not a number. Fix: pass a positive width.") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ParametrizationError(f"{name}={value!r} must be a positive finite number.")
+    return v
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name) if name else model
+    except AttributeError:
+        raise ParametrizationError(
+            f"the scaling table names module {name!r}, which this model does not have. Fix: attach a table "
+            "made for this model architecture."
+        ) from None
+
+
+@torch.no_grad()
+def _rescale_init(model: nn.Module, table: ScalingTable, rule: Parametrization) -> None:
+    opts = table.options
+    tensors = dict(model.named_parameters())
+    biases = _layer_biases(model, table)
+    query = _query_targets(model, table, opts["zero_query"])
+    readout_biases = {n for n, w in biases.items() if w.readout_module is not None and w.role == "output"}
+    for name, info in list(table.params.items()):
+        p = tensors[name]
+        hooked = info.readout_module is not None and info.role == "output"
+        scale = rule.init_scale(info, readout_hooked=hooked)
+        if name in biases:
+            scale = rule.bias_scale(biases[name])
+        if opts["base_std"] is not None and p.ndim >= 2 and info.role != "scalar":
+            sp_law = 1.0 / math.sqrt(info.fan_in_mult) if info.role in ("hidden", "output") else 1.0
+            p.normal_(0.0, opts["base_std"] * sp_law * scale)
+        elif scale != 1.0:
+            p.mul_(scale)
+        zero = False
+        if opts["zero_readout"] and (info.role == "output" or name in readout_biases):
+            zero = True
+        if opts["zero_readout"] and info.readout_module is not None and info.role != "output":
+            raise ParametrizationError(
+                f"zero_readout=True would zero {name!r}, which is tied to the input embedding "
+                f"({', '.join(info.tied_to)}). Fix: untie the readout or drop zero_readout."
+            )
+        if zero:
+            p.zero_()
+        if name in query:
+            rows = query[name]
+            (p if rows is None else p[:rows]).zero_()
+            zero = True
+        table.params[name] = replace(info, init_scale=scale, zero_init=zero)
+
+
+def _layer_biases(model: nn.Module, table: ScalingTable) -> dict[str, ParamInfo]:
+    """Bias name -> the weight info of its linear/conv layer (for the bias init rescale)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: dict[str, ParamInfo] = {}
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+            continue
+        bias, weight = module.bias, module.weight
+        if isinstance(bias, nn.Parameter) and id(bias) in names and id(weight) in names:
+            out[names[id(bias)]] = table.params[names[id(weight)]]
+    return out
+
+
+def _query_targets(model: nn.Module, table: ScalingTable, zero_query: Any) -> dict[str, int | None]:
+    """Parameter name -> rows to zero (``None`` = all) for the query projection."""
+    if zero_query is False:
+        return {}
+    targets: dict[str, int | None] = {}
+    for mod_name, module in model.named_modules():
+        if isinstance(module, nn.MultiheadAttention) and (zero_query is True or match_any(mod_name, zero_query)):
+            prefix = f"{mod_name}." if mod_name else ""
+            if module.in_proj_weight is not None:
+                targets[prefix + "in_proj_weight"] = module.embed_dim
+            else:
+                targets[prefix + "q_proj_weight"] = None
+            if module.in_proj_bias is not None:
+                targets[prefix + "in_proj_bias"] = module.embed_dim
+    for name in table.params:
+        parts = name.split(".")
+        if zero_query is True:
+            if len(parts) >= 2 and parts[-2] in _QUERY_NAMES:
+                targets.setdefault(name, None)
+        elif match_any(name, zero_query):
+            targets.setdefault(name, None)
+    if not targets:
+        raise ParametrizationError(
+            f"zero_query={zero_query!r} matches no query projection. Fix: pass glob patterns of the query "
+            "weight and bias names, e.g. zero_query=['blocks.*.attn.q_proj.*']."
+        )
+    return targets
+
+
+def _attention_by_module(table: ScalingTable) -> dict[str, dict[str, dict[int, float]]]:
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for key, factors in table.attention.items():
+        kind, _, module = key.partition(":")
+        out.setdefault(module, {})[kind] = factors
+    return out
+
+
+def _setup_attention(
+    model: nn.Module,
+    base: nn.Module,
+    table: ScalingTable,
+    rule: Parametrization,
+    factory: Callable[..., nn.Module],
+    example_input: Any,
+) -> None:
+    attn_mult = table.options["attn_mult"]
+    for name, module in model.named_modules():
+        if isinstance(module, nn.MultiheadAttention):
+            d = module.embed_dim // module.num_heads
+            b = base.get_submodule(name)
+            d0 = b.embed_dim // b.num_heads
+            table.attention[f"mha:{name}"] = {d: rule.attention_factor(d, d0, attn_mult)}
+    if example_input is not None:
+        _trace_sdpa(model, base, table, rule, factory, example_input)
+    elif not (table.width == table.base_width and attn_mult == 1.0):
+        model.register_forward_pre_hook(_LazySdpaTrace(factory, rule), with_kwargs=True)
+
+
+def _trace_sdpa(
+    model: nn.Module,
+    base: nn.Module,
+    table: ScalingTable,
+    rule: Parametrization,
+    factory: Callable[..., nn.Module],
+    example_input: Any,
+) -> None:
+    target_meta = build(factory, table.width, meta=True, what="target (trace)")
+    calls = _attention.trace_sdpa(target_meta, example_input)
+    base_calls = _attention.trace_sdpa(base, example_input)
+    if [m for m, _ in calls] != [m for m, _ in base_calls]:
+        raise ShapeInferenceError(
+            f"the model calls scaled_dot_product_attention from different modules at width {table.width:g} "
+            f"({[m for m, _ in calls][:4]}) and at base width {table.base_width:g} ({[m for m, _ in base_calls][:4]}). "
+            "Fix: keep the attention structure fixed across widths."
+        )
+    for (module, d), (_, d0) in zip(calls, base_calls):
+        factors = table.attention.setdefault(f"sdpa:{module}", {})
+        f = rule.attention_factor(d, d0, table.options["attn_mult"])
+        if factors.get(d, f) != f:
+            raise ShapeInferenceError(
+                f"module {module!r} calls scaled_dot_product_attention with head_dim={d} coming from two different "
+                "base head dims, so one factor cannot serve both. Fix: pass attention='off' and scale by hand."
+            )
+        factors[d] = f
+
+
+class _LazySdpaTrace:
+    """Root pre-hook: on the first forward, trace SDPA head sizes with the real input's shapes
+    and install the attention scaling; afterwards it only checks a flag (traceable by
+    ``torch.compile`` without a graph break)."""
+
+    def __init__(self, factory: Callable[..., nn.Module], rule: Parametrization):
+        self.factory = factory
+        self.rule = rule
+        self.done = False
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not self.done:
+            self._trace(module, args, kwargs)
+
+    @torch.compiler.disable
+    def _trace(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.done = True
+        if args and kwargs:
+            raise ParametrizationError(
+                "cannot trace attention for a first call with both positional and keyword inputs. Fix: pass "
+                "example_input= to parametrize()."
+            )
+        table = getattr(module, _TABLE_ATTR)
+        base = build(self.factory, table.base_width, meta=True, what="base (trace)")
+        _trace_sdpa(module, base, table, self.rule, self.factory, dict(kwargs) if kwargs else tuple(args))
+        attach_table(module, table)
+        root_enter = module.__dict__["_hptransfer_enters"].get("")
+        if root_enter is not None:  # the root computes attention itself: activate for this call too
+            root_enter(module, args)

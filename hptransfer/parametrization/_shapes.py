@@ -1,0 +1,316 @@
+"""Shape inference: build the model at several widths and give every parameter a role.
+
+The roles follow shared/RULES.md ("Parameter roles", after Tensor Programs V, Yang et al.
+2022, arXiv:2203.03466): a parameter's width axes are the axes whose size differs between
+the base width and a probe width. Which axis is fan-in and which is fan-out comes from the
+module that owns the parameter (``nn.Linear`` is ``(out, in)``, ``nn.Embedding`` is
+``(vocab, dim)`` with the vocabulary as its one-hot fan-in, transposed convolutions are
+``(in, out, ...)``). A tied tensor is looked at through every module that holds it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from ..errors import FactoryError, ShapeInferenceError
+from ._table import ROLES, ParamInfo, Role
+
+__all__ = ["build", "Usage", "collect_usages", "infer_params", "match_any"]
+
+# Modules whose weight is (fan_out, fan_in, *kernel) -- torch's own convention, as used by
+# torch.nn.init._calculate_fan_in_and_fan_out.
+_OUT_IN_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+_MHA_WEIGHTS = {"in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"}
+
+
+def build(factory: Callable[..., nn.Module], width: float, *, meta: bool, what: str) -> nn.Module:
+    """Call ``factory(width)``; on the meta device when ``meta`` (no memory, no init cost).
+
+    A factory that cannot run on the meta device (it reads tensor values while building, for
+    example) is retried on the CPU. Any failure becomes a :class:`FactoryError` naming the width.
+    """
+    arg = int(width) if float(width).is_integer() else width
+    errors: list[str] = []
+    attempts = ("meta", "cpu") if meta else ("default",)
+    for device in attempts:
+        try:
+            if device == "default":
+                model = factory(arg)
+            else:
+                with torch.device(device):
+                    model = factory(arg)
+        except Exception as exc:  # the user's code: report any failure, with its type
+            errors.append(f"{device}: {type(exc).__name__}: {exc}")
+            continue
+        if not isinstance(model, nn.Module):
+            raise FactoryError(
+                f"the factory returned {type(model).__name__} at width={arg} (the {what} width), not an nn.Module. "
+                "Fix: make the factory return the model, e.g. `lambda width: MyModel(width)`."
+            )
+        return model
+    raise FactoryError(
+        f"the model factory failed at width={arg} (the {what} width): {'; '.join(errors)}. "
+        "Fix: choose widths the model accepts (divisible by the head count, for example) or fix the factory."
+    )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One place a tensor is registered: module path, the module's type, its local name."""
+
+    module: str
+    module_type: type
+    local: str
+    fan_out_axis: int | None
+    fan_in_axis: int | None
+    known: bool  # the module type fixes the fan-in/fan-out convention
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.local}" if self.module else self.local
+
+
+def _axes(module: nn.Module, local: str, ndim: int) -> tuple[int | None, int | None, bool]:
+    """(fan_out_axis, fan_in_axis, known) for a parameter of ``module``."""
+    if ndim == 0:
+        return None, None, True
+    if ndim == 1:
+        return 0, None, True
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and local == "weight":
+        return 1, 0, True
+    if isinstance(module, nn.modules.conv._ConvTransposeNd) and local == "weight":
+        return 1, 0, True
+    if isinstance(module, _OUT_IN_MODULES) and local == "weight":
+        return 0, 1, True
+    if isinstance(module, nn.MultiheadAttention) and local in _MHA_WEIGHTS:
+        return 0, 1, True
+    if isinstance(module, nn.RNNBase) and local.startswith("weight_"):  # weight_ih/hh: (gates*h, in)
+        return 0, 1, True
+    return 0, 1, False
+
+
+def collect_usages(model: nn.Module) -> dict[str, tuple[nn.Parameter, list[Usage]]]:
+    """Canonical parameter name -> (parameter, every module registration of that tensor)."""
+    canonical: dict[int, str] = {}
+    out: dict[str, tuple[nn.Parameter, list[Usage]]] = {}
+    for name, p in model.named_parameters():
+        canonical[id(p)] = name
+        out[name] = (p, [])
+    for mod_name, module in model.named_modules(remove_duplicate=False):
+        for local, p in module.named_parameters(recurse=False, remove_duplicate=False):
+            if p is None or id(p) not in canonical:
+                continue
+            fo, fi, known = _axes(module, local, p.ndim)
+            usage = Usage(mod_name, type(module), local, fo, fi, known)
+            usages = out[canonical[id(p)]][1]
+            if usage not in usages:
+                usages.append(usage)
+    return out
+
+
+def match_any(name: str, patterns: Sequence[str]) -> bool:
+    """Glob match of a dotted name against patterns (``*`` spans dots)."""
+    return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
+
+
+def _usage_role(usage: Usage, width_axes: tuple[int, ...], ndim: int) -> Role:
+    if not width_axes:
+        return "scalar"
+    if len(width_axes) == 2:
+        return "hidden"
+    if ndim == 1:
+        return "input"
+    (axis,) = width_axes
+    if usage.known and axis == usage.fan_in_axis:
+        return "output"
+    # A raw tensor of an unknown module (positional table, per-channel scale, ...) with one
+    # width axis is vector-like; a raw readout must be declared with ``readout=``.
+    return "input"
+
+
+def infer_params(
+    model: nn.Module,
+    base: nn.Module,
+    probe: nn.Module,
+    *,
+    widths: tuple[float, float, float],
+    readout: Sequence[str] | None = None,
+    roles: Mapping[str, str] | None = None,
+) -> tuple[dict[str, ParamInfo], dict[str, str]]:
+    """Give every parameter of ``model`` a role.
+
+    ``base`` and ``probe`` are the same factory at the base width and at a different probe
+    width; ``widths`` is ``(width, base_width, probe_width)`` for messages.
+
+    Returns ``(params, readout_modules)``: :class:`ParamInfo` by canonical name, and for every
+    readout applied through a module the ``module path -> parameter name`` it reads out with.
+    """
+    width, base_width, probe_width = widths
+    roles = dict(roles or {})
+    for pattern, role in roles.items():
+        if role not in ROLES:
+            raise ShapeInferenceError(
+                f"roles[{pattern!r}] = {role!r} is not a role. Fix: use one of {', '.join(ROLES)}."
+            )
+    usages = collect_usages(model)
+    base_shapes = {n: tuple(p.shape) for n, p in base.named_parameters()}
+    probe_shapes = {n: tuple(p.shape) for n, p in probe.named_parameters()}
+    _check_names(set(usages), set(base_shapes), set(probe_shapes), widths)
+
+    params: dict[str, ParamInfo] = {}
+    readout_modules: dict[str, str] = {}
+    output_candidates: list[str] = []
+    for name, (p, regs) in usages.items():
+        shape, b_shape, pr_shape = tuple(p.shape), base_shapes[name], probe_shapes[name]
+        if not (len(shape) == len(b_shape) == len(pr_shape)):
+            raise ShapeInferenceError(
+                f"parameter {name!r} has {len(b_shape)} dims at width {base_width:g} but {len(shape)} at "
+                f"width {width:g}. Fix: keep each parameter's rank fixed across widths."
+            )
+        width_axes = tuple(i for i, (b, q) in enumerate(zip(b_shape, pr_shape)) if b != q)
+        fixed_changed = [i for i in range(len(shape)) if i not in width_axes and shape[i] != b_shape[i]]
+        if fixed_changed:
+            raise ShapeInferenceError(
+                f"parameter {name!r}: axis {fixed_changed[0]} is {b_shape[fixed_changed[0]]} at widths "
+                f"{base_width:g} and {probe_width:g} but {shape[fixed_changed[0]]} at width {width:g}; "
+                "hptransfer cannot tell whether it scales with width. Fix: make every width-dependent size "
+                "change between any two different widths (avoid max()/min() clamps in the factory)."
+            )
+        if len(width_axes) > 2:
+            raise ShapeInferenceError(
+                f"parameter {name!r} (shape {list(shape)}) has {len(width_axes)} dimensions that grow with width "
+                f"(axes {list(width_axes)}); μP rules are defined for at most two (fan-in and fan-out). "
+                f"Fix: keep at most two width-sized axes, or pin its role with roles={{{name!r}: 'hidden'}}."
+            )
+        usage_roles = {_usage_role(u, width_axes, len(shape)) for u in regs}
+        if len(width_axes) == 2:
+            u0 = regs[0]
+            if {u0.fan_in_axis, u0.fan_out_axis} != set(width_axes) and not match_any(name, list(roles)):
+                raise ShapeInferenceError(
+                    f"parameter {name!r} (shape {list(shape)}) grows along axes {list(width_axes)}, which are not "
+                    f"its fan-in/fan-out axes ({u0.fan_out_axis}, {u0.fan_in_axis}) for {u0.module_type.__name__}. "
+                    f"Fix: pin its role with roles={{{name!r}: 'hidden'}} if it is a width x width matrix."
+                )
+        output_regs = [u for u in regs if _usage_role(u, width_axes, len(shape)) == "output"]
+        role: Role
+        if usage_roles == {"output"}:
+            role = "output"
+            output_candidates.append(name)
+        elif "output" in usage_roles:
+            # Tied weights: an embedding table that is also the readout. The tensor keeps its
+            # vector-like role (init and learning rate, as mup's MuSharedReadout); the readout
+            # module gets the forward multiplier.
+            role = "input"
+            output_candidates.append(name)
+        else:
+            (role,) = usage_roles  # type: ignore[assignment]
+        tied = tuple(u.qualname for u in regs if u.qualname != name)
+        fan_in_mult, fan_out_mult = _mults(regs[0], role, shape, b_shape, width_axes)
+        params[name] = ParamInfo(
+            name=name,
+            role=role,
+            shape=shape,
+            base_shape=b_shape,
+            width_axes=width_axes,
+            fan_in_mult=fan_in_mult,
+            fan_out_mult=fan_out_mult,
+            tied_to=tied,
+        )
+        for u in output_regs:
+            readout_modules.setdefault(u.module, name)
+
+    pinned = [n for n in output_candidates if match_any(n, list(roles))]
+    candidates = [n for n in output_candidates if n not in pinned]
+    readout_modules = {m: n for m, n in readout_modules.items() if n not in pinned}
+    readout_modules = _resolve_readouts(params, readout_modules, candidates, readout)
+    # Explicit role overrides win last, so a user can correct anything inferred above.
+    for name, info in list(params.items()):
+        for pattern, role in roles.items():
+            if match_any(name, [pattern]):
+                fi, fo = _mults(usages[name][1][0], role, info.shape, info.base_shape, info.width_axes)
+                params[name] = replace(info, role=role, fan_in_mult=fi, fan_out_mult=fo)
+    if not any(i.width_axes for i in params.values()):
+        raise ShapeInferenceError(
+            f"no parameter changes shape between width {base_width:g} and width {probe_width:g}: nothing scales "
+            "with width, so there is nothing to parametrize. Fix: make sure the factory passes its `width` "
+            "argument to the layer sizes (e.g. nn.Linear(d_in, width)), or use a different width argument name."
+        )
+    return params, readout_modules
+
+
+def _mults(
+    usage: Usage, role: str, shape: tuple[int, ...], b_shape: tuple[int, ...], width_axes: tuple[int, ...]
+) -> tuple[float, float]:
+    def ratio(axis: int | None) -> float:
+        if axis is None or axis not in width_axes:
+            return 1.0
+        return shape[axis] / b_shape[axis]
+
+    if len(shape) == 1:
+        return 1.0, ratio(0)
+    if len(shape) >= 2 and len(width_axes) == 1 and role == "input" and not usage.known:
+        return 1.0, ratio(width_axes[0])
+    return ratio(usage.fan_in_axis), ratio(usage.fan_out_axis)
+
+
+def _resolve_readouts(
+    params: dict[str, ParamInfo],
+    readout_modules: dict[str, str],
+    candidates: list[str],
+    readout: Sequence[str] | None,
+) -> dict[str, str]:
+    """Decide which fan-in-only weights are readouts; raise when it is ambiguous."""
+    if readout is not None:
+        patterns = [readout] if isinstance(readout, str) else list(readout)
+        chosen = {m: n for m, n in readout_modules.items() if match_any(n, patterns) or match_any(m, patterns)}
+        # A declared readout that is a raw tensor of an unknown module: read out in place.
+        for name, info in params.items():
+            if match_any(name, patterns) and name not in chosen.values():
+                if not info.width_axes:
+                    raise ShapeInferenceError(
+                        f"readout pattern matches {name!r}, which has no width dimension. Fix: point readout= "
+                        "at the weight that maps width to outputs."
+                    )
+                params[name] = replace(info, role="output", fan_in_mult=info.width_mult, fan_out_mult=1.0)
+        matched = {n for n in params if match_any(n, patterns)} | set(chosen.values())
+        if not matched:
+            raise ShapeInferenceError(
+                f"readout={patterns!r} matches no parameter or module. Candidates (fan-in grows, fan-out fixed): "
+                f"{candidates or 'none'}."
+            )
+        for name in candidates:
+            if name not in matched:
+                raise ShapeInferenceError(
+                    f"parameter {name!r} maps width to a fixed size like a readout but is not in readout="
+                    f"{patterns!r}. Fix: add it to readout=, or pin its role with roles={{{name!r}: 'output'}} "
+                    f"(bottleneck, read out in place) or roles={{{name!r}: 'input'}}."
+                )
+        return chosen
+    if len(candidates) > 1:
+        raise ShapeInferenceError(
+            "ambiguous readout: several weights map width to a fixed size: "
+            + ", ".join(f"{n} {list(params[n].shape)}" for n in candidates)
+            + ". μP scales the final readout differently from a bottleneck inside the network. "
+            f"Fix: name the readout(s), e.g. parametrize(..., readout={candidates[-1]!r}), and pin any "
+            f"bottleneck with roles={{{candidates[0]!r}: 'output'}} or 'input'."
+        )
+    return readout_modules
+
+
+def _check_names(names: set[str], base: set[str], probe: set[str], widths: tuple[float, float, float]) -> None:
+    width, base_width, probe_width = widths
+    for other, w in ((base, base_width), (probe, probe_width)):
+        if other != names:
+            only_here = sorted(names - other)[:5]
+            only_there = sorted(other - names)[:5]
+            raise ShapeInferenceError(
+                f"parameter names differ between width {width:g} and width {w:g}: only at {width:g}: "
+                f"{only_here or '-'}; only at {w:g}: {only_there or '-'}. hptransfer matches parameters by name. "
+                "Fix: make the factory build the same modules at every width (depth and layer count must not "
+                "depend on width)."
+            )

@@ -1,0 +1,241 @@
+"""The scaling table: per-parameter width metadata, kept off the tensors.
+
+``mup`` stores an ``infshape`` attribute on every tensor, which ``deepcopy``,
+``load_state_dict``, ``DataParallel`` and FSDP silently drop. hptransfer keeps the same
+facts in one plain, serialisable table keyed by parameter name and attached to the root
+module. Parameter names are stored *without* wrapper prefixes; lookups strip the
+``module.`` (DDP/DataParallel) and ``_orig_mod.`` (``torch.compile``) prefixes as whole
+prefixes, never as character sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from ..errors import ParametrizationError
+
+__all__ = ["Role", "ParamInfo", "ModuleScaling", "ScalingTable", "scaling_table", "unwrap", "strip_prefix"]
+
+#: How a parameter behaves as width grows (shared/RULES.md, "Parameter roles").
+#: ``input``: exactly one width dimension, its fan-out (embeddings, first layer, biases, gains).
+#: ``hidden``: fan-in and fan-out both grow. ``output``: only fan-in grows (the readout).
+#: ``scalar``: nothing grows.
+Role = Literal["input", "hidden", "output", "scalar"]
+ROLES: tuple[str, ...] = ("input", "hidden", "output", "scalar")
+
+#: Wrapper prefixes added by DDP/DataParallel (``module.``) and ``torch.compile`` (``_orig_mod.``).
+WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
+
+_TABLE_ATTR = "_hptransfer_table"
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """Width facts about one parameter.
+
+    ``shape`` is the shape at the model's width, ``base_shape`` at the base width; ``width_axes``
+    the axes that grow with width. ``fan_in_mult`` and ``fan_out_mult`` are ratios
+    ``dim / base_dim`` of the fan-in and fan-out axes (1.0 when that axis does not grow).
+    ``tied_to`` lists other names of the same tensor (tied weights). ``init_scale`` is the
+    factor applied to the factory's init by the parametrization (1.0 = kept as drawn);
+    ``zero_init`` marks a tensor zeroed by an option. ``readout_module`` names the module whose
+    input carries this tensor's readout multiplier (``None``: not a hooked readout).
+    """
+
+    name: str
+    role: Role
+    shape: tuple[int, ...]
+    base_shape: tuple[int, ...]
+    width_axes: tuple[int, ...]
+    fan_in_mult: float
+    fan_out_mult: float
+    tied_to: tuple[str, ...] = ()
+    init_scale: float = 1.0
+    zero_init: bool = False
+    readout_module: str | None = None
+
+    @property
+    def width_mult(self) -> float:
+        """The ``mup`` "main" multiplier: fan-in ratio if fan-in grows, else fan-out ratio."""
+        return self.fan_in_mult if self.fan_in_mult != 1.0 else self.fan_out_mult
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("shape", "base_shape", "width_axes", "tied_to"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParamInfo:
+        d = dict(d)
+        for k in ("shape", "base_shape", "width_axes", "tied_to"):
+            d[k] = tuple(d.get(k, ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModuleScaling:
+    """A forward multiplier applied to a module by hook (not stored on tensors).
+
+    ``kind``: ``"input"`` multiplies the module's first positional input (readout
+    multiplier, as ``mup.MuReadout`` does), ``"output"`` multiplies its output.
+    """
+
+    module: str
+    kind: Literal["input", "output"]
+    multiplier: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ScalingTable:
+    """Everything a parametrization decided for one model, keyed by parameter name.
+
+    Attributes:
+        parametrization: registry name of the rule family (``"sp"``, ``"mup"``, ...).
+        width, base_width: the factory widths of the model and of the base shapes.
+        params: :class:`ParamInfo` per canonical parameter name (tied copies listed in
+            ``tied_to``, not as separate entries).
+        module_scalings: forward multipliers applied by hooks.
+        attention: ``{"sdpa": {head_dim: factor}, "mha": {head_dim: factor}}`` — factors that
+            multiply the attention softmax scale, by runtime head dimension.
+        options: the options the model was parametrized with (output_mult, ...).
+    """
+
+    parametrization: str
+    width: float
+    base_width: float
+    params: dict[str, ParamInfo] = field(default_factory=dict)
+    module_scalings: list[ModuleScaling] = field(default_factory=list)
+    attention: dict[str, dict[int, float]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[ParamInfo]:
+        return iter(self.params.values())
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def info(self, name: str) -> ParamInfo:
+        """Look up a parameter by name; wrapper prefixes (``module.``, ``_orig_mod.``) are stripped."""
+        key = strip_prefix(name)
+        if key in self.params:
+            return self.params[key]
+        for info in self.params.values():
+            if key in info.tied_to:
+                return info
+        raise ParametrizationError(
+            f"parameter {name!r} is not in the scaling table of this model (known: "
+            f"{_short_list(self.params)}). Fix: build the model and its optimizer groups from the "
+            "same hptransfer.parametrize(...) call; parameters added after parametrize() have no role."
+        )
+
+    def by_role(self, role: str) -> list[str]:
+        return [n for n, i in self.params.items() if i.role == role]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-safe dict; :meth:`from_dict` inverts it exactly."""
+        return {
+            "parametrization": self.parametrization,
+            "width": self.width,
+            "base_width": self.base_width,
+            "params": {n: i.to_dict() for n, i in self.params.items()},
+            "module_scalings": [m.to_dict() for m in self.module_scalings],
+            "attention": {k: {int(d): float(f) for d, f in v.items()} for k, v in self.attention.items()},
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScalingTable:
+        return cls(
+            parametrization=d["parametrization"],
+            width=d["width"],
+            base_width=d["base_width"],
+            params={n: ParamInfo.from_dict(i) for n, i in d["params"].items()},
+            module_scalings=[ModuleScaling(**m) for m in d.get("module_scalings", [])],
+            attention={k: {int(h): float(f) for h, f in v.items()} for k, v in d.get("attention", {}).items()},
+            options=dict(d.get("options", {})),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    def summary(self) -> str:
+        """A human-readable table: one line per parameter with role and multipliers."""
+        lines = [
+            f"parametrization={self.parametrization} width={self.width:g} base_width={self.base_width:g}",
+            f"{'parameter':48s} {'role':7s} {'shape':>16s} {'fan_in x':>9s} {'fan_out x':>9s} {'init x':>7s}",
+        ]
+        for info in self.params.values():
+            shape = "x".join(map(str, info.shape)) or "()"
+            lines.append(
+                f"{info.name:48s} {info.role:7s} {shape:>16s} {info.fan_in_mult:9.3g} "
+                f"{info.fan_out_mult:9.3g} {info.init_scale:7.3g}"
+            )
+        for m in self.module_scalings:
+            lines.append(f"module {m.module}: {m.kind} x{m.multiplier:.4g} ({m.reason})")
+        for kind, factors in self.attention.items():
+            for d, f in factors.items():
+                lines.append(f"attention ({kind}) head_dim={d}: softmax scale x{f:.4g}")
+        return "\n".join(lines)
+
+
+def strip_prefix(name: str) -> str:
+    """Remove leading wrapper prefixes (``module.``, ``_orig_mod.``), each as a whole prefix.
+
+    ``'module.embed.weight'`` becomes ``'embed.weight'`` (a character-set strip would give
+    ``'bed.weight'``).
+    """
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                changed = True
+    return name
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside DDP/DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    seen = 0
+    while seen < 16:
+        seen += 1
+        inner = model.__dict__.get("_modules", {})
+        if "_orig_mod" in inner:
+            model = inner["_orig_mod"]
+        elif "module" in inner and type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
+            model = inner["module"]
+        else:
+            return model
+    return model
+
+
+def scaling_table(model: nn.Module) -> ScalingTable:
+    """The :class:`ScalingTable` of a model made by :func:`hptransfer.parametrize`.
+
+    Works through DDP/DataParallel and ``torch.compile`` wrappers.
+    """
+    table = getattr(unwrap(model), _TABLE_ATTR, None)
+    if table is None:
+        raise ParametrizationError(
+            f"{type(unwrap(model)).__name__} has no hptransfer scaling table. Fix: build it with "
+            "hptransfer.parametrize(factory, width=..., base_width=...), or attach a saved table with "
+            "hptransfer.attach_table(model, ScalingTable.from_dict(...))."
+        )
+    return table
+
+
+def _short_list(names: Any, n: int = 6) -> str:
+    names = list(names)
+    more = f", ... ({len(names) - n} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more

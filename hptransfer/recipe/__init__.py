@@ -1,0 +1,51 @@
+"""Recipes: YAML job descriptions parsed into typed, documented sections, and the run spec.
+
+:func:`load_recipe` validates a YAML file (every problem at once, with its field path);
+:meth:`Recipe.at` gives the :class:`RunSpec` of one run; :func:`json_schema` publishes the
+recipe schema for editors.
+"""
+
+from __future__ import annotations
+
+from ._recipe import (
+    Recipe,
+    apply_overrides,
+    field_help,
+    load_recipe,
+    parse_recipe,
+    parse_search,
+    reference,
+    register_section,
+)
+from ._runspec import RunSpec, RunTrainSpec, plain, spec_from_dict, spec_to_dict
+from ._schema import json_schema
+from ._sections import (
+    EXPECTATIONS,
+    LAWS,
+    PRUNERS,
+    SAMPLERS,
+    TUNABLE,
+    CheckSpec,
+    GridSpec,
+    ModelSpec,
+    OptimizerSpec,
+    ParametrizationSpec,
+    ScheduleSpec,
+    SearchParam,
+    TaskSpec,
+    TolerancesSpec,
+    TrainSpec,
+    TransferSpec,
+    TuneSpec,
+    WidthsSpec,
+)
+from ._spec import Problems, field_docs, import_object, parse_section, spec_field, suggest
+
+__all__ = [
+    "Recipe", "RunSpec", "RunTrainSpec", "load_recipe", "parse_recipe", "parse_search", "apply_overrides",
+    "register_section", "reference", "field_help", "json_schema", "spec_to_dict", "spec_from_dict", "plain",
+    "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
+    "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec",
+    "TUNABLE", "SAMPLERS", "PRUNERS", "LAWS", "EXPECTATIONS",
+    "spec_field", "parse_section", "field_docs", "Problems", "suggest", "import_object",
+]

@@ -1,0 +1,453 @@
+"""Recipes: the YAML description of a tuning job, parsed into typed, documented dataclasses.
+
+A recipe names the model, the task, the parametrization and optimizer, the schedule, the
+batch size and steps, the proxy and target widths, the search space and the tuning settings.
+:func:`load_recipe` reads YAML with ``yaml.safe_load`` only and validates everything at once:
+a :class:`~hptransfer.errors.RecipeError` lists every problem with its field path and fix.
+
+Extra top-level sections (the verification ``check:`` section, for one) plug in with
+:func:`register_section`; they are parsed with the same helpers and stored in
+``Recipe.sections``. ``python -m hptransfer.recipe --reference`` prints the reference page
+generated from the field documentation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import RecipeError
+from ._runspec import RunSpec, RunTrainSpec
+from ._sections import (
+    EXPECTATIONS,
+    TUNABLE,
+    CheckSpec,
+    GridSpec,
+    ModelSpec,
+    OptimizerSpec,
+    ParametrizationSpec,
+    ScheduleSpec,
+    SearchParam,
+    TaskSpec,
+    TrainSpec,
+    TransferSpec,
+    TuneSpec,
+    WidthsSpec,
+)
+from ._spec import Problems, field_docs, import_object, parse_section, suggest
+
+__all__ = ["Recipe", "load_recipe", "parse_recipe", "parse_search", "register_section", "apply_overrides",
+           "reference", "field_help"]
+
+
+_SECTIONS: dict[str, tuple[type, str]] = {
+    "model": (ModelSpec, "The model factory."),
+    "task": (TaskSpec, "The training task."),
+    "parametrization": (ParametrizationSpec, "Width parametrization and default multipliers."),
+    "optimizer": (OptimizerSpec, "Optimizer family and default hyperparameters."),
+    "schedule": (ScheduleSpec, "LR schedule shape."),
+    "train": (TrainSpec, "Batch size, steps and seeds."),
+    "widths": (WidthsSpec, "Proxy and target widths."),
+    "tune": (TuneSpec, "The Optuna study."),
+    "transfer": (TransferSpec, "Target batch size/steps and the opt-in laws."),
+    "check": (CheckSpec, "The transfer check (`hptransfer check`)."),
+}
+_REQUIRED = ("model", "task", "train", "widths", "search")
+_TOP_LEVEL = ("name", "description", "out", "search")
+
+#: Extension sections: name -> (parser, doc, cross-check). See :func:`register_section`.
+_EXTENSIONS: dict[str, tuple[Callable[[Any, str, Problems], Any], str, Callable[..., None] | None, type | None]] = {}
+
+
+def register_section(
+    name: str,
+    spec: type | Callable[[Any, str, Problems], Any],
+    *,
+    doc: str = "",
+    validate: Callable[[Recipe, Problems], None] | None = None,
+) -> None:
+    """Register an extra top-level recipe section (e.g. ``check``), parsed into ``Recipe.sections[name]``.
+
+    Args:
+        name: the top-level key.
+        spec: a dataclass declared with :func:`hptransfer._spec.spec_field` fields (parsed generically,
+            with every problem collected), or a function ``(data, path, problems) -> value``.
+        doc: one line for the reference page.
+        validate: optional cross-check ``(recipe, problems) -> None`` run after the whole recipe parsed.
+    """
+    if name in _SECTIONS or name in _TOP_LEVEL:
+        raise ValueError(f"recipe section {name!r} is built in and cannot be replaced")
+    if dataclasses.is_dataclass(spec):
+        cls = spec
+
+        def parser(data: Any, path: str, problems: Problems) -> Any:
+            return parse_section(cls, data, path, problems)
+        _EXTENSIONS[name] = (parser, doc, validate, cls)
+    else:
+        _EXTENSIONS[name] = (spec, doc, validate, None)
+
+
+@dataclass
+class Recipe:
+    """A validated recipe. Build with :func:`load_recipe` (file) or :func:`parse_recipe` (dict)."""
+
+    name: str
+    model: ModelSpec
+    task: TaskSpec
+    train: TrainSpec
+    widths: WidthsSpec
+    search: dict[str, SearchParam]
+    parametrization: ParametrizationSpec = dataclasses.field(default_factory=ParametrizationSpec)
+    optimizer: OptimizerSpec = dataclasses.field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = dataclasses.field(default_factory=ScheduleSpec)
+    tune: TuneSpec = dataclasses.field(default_factory=TuneSpec)
+    transfer: TransferSpec = dataclasses.field(default_factory=TransferSpec)
+    check: CheckSpec = dataclasses.field(default_factory=CheckSpec)
+    description: str = ""
+    out: str | None = None
+    sections: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str | None = None
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def base_width(self) -> int:
+        """Base width of the parametrization (default: the first proxy width)."""
+        return self.parametrization.base_width or self.widths.proxy[0]
+
+    @property
+    def study_name(self) -> str:
+        return self.tune.study or self.name
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: ``out`` or ``runs/<name>`` (relative to the working directory)."""
+        return Path(self.out or f"runs/{self.name}")
+
+    def defaults(self) -> dict[str, float | None]:
+        """The value of every tunable HP when not searched, from the recipe's sections."""
+        return {hp: getattr(getattr(self, sec), fld) for hp, (sec, fld, *_) in TUNABLE.items()}
+
+    def values(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """Full HP values: section defaults overridden by ``sampled`` (search results)."""
+        return {**self.defaults(), **sampled}
+
+    def at(
+        self,
+        width: int,
+        values: dict[str, Any] | None = None,
+        *,
+        seed: int | None = None,
+        parametrization: str | None = None,
+        steps: int | None = None,
+        batch_size: int | None = None,
+    ) -> RunSpec:
+        """The run spec of this recipe at ``width`` with HP ``values`` (the searched ones; the rest
+        keep the recipe's values).
+
+        Args:
+            width: model width of the run.
+            values: HP values by name (``lr``, ``output_mult``, ... or a custom ``train_fn``'s own).
+            seed: training seed. Default: the first of ``train.seeds``.
+            parametrization: swap the parametrization (the check compares ``sp`` and ``mup``).
+            steps, batch_size: override ``train.steps`` / ``train.batch_size`` (target runs, checks).
+        """
+        p = self.parametrization
+        spec = RunSpec(
+            width=int(width), model=self.model, task=self.task,
+            parametrization=dataclasses.replace(p, name=parametrization or p.name, base_width=self.base_width),
+            optimizer=self.optimizer, schedule=self.schedule,
+            train=RunTrainSpec(batch_size=batch_size or self.train.batch_size, steps=steps or self.train.steps,
+                               divergence_factor=self.train.divergence_factor, eval_every=self.train.eval_every),
+            seed=int(self.train.seeds[0] if seed is None else seed),
+        )
+        return spec.with_values(values or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain data (defaults filled in), suitable for YAML and hashing."""
+        out: dict[str, Any] = {"name": self.name, "description": self.description}
+        for sec in _SECTIONS:
+            out[sec] = _plain(dataclasses.asdict(getattr(self, sec)))
+        out["search"] = {k: {f: v for f, v in dataclasses.asdict(p).items() if v is not None}
+                         for k, p in self.search.items()}
+        for name, value in self.sections.items():
+            out[name] = _plain(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) else value
+        if self.out is not None:
+            out["out"] = self.out
+        return out
+
+    @property
+    def hash(self) -> str:
+        """sha256 (first 12 hex) of what defines the tuning objective: model, task, parametrization,
+        optimizer, schedule, train, widths and search. Budget, storage, workers and transfer settings
+        are left out, so raising ``tune.trials`` and resuming keeps the hash."""
+        d = self.to_dict()
+        keep = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths", "search")
+        d = {k: d[k] for k in keep}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read and validate a YAML recipe (``yaml.safe_load`` only).
+
+    Args:
+        path: the recipe file.
+        overrides: ``"section.field=value"`` strings applied before validation (values are YAML).
+
+    Raises:
+        RecipeError: the file is missing or not YAML, or the recipe is invalid (every problem listed).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise RecipeError([("(file)", f"cannot read {p}: {exc.strerror}. Fix: check the path.")], str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown position)"
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise RecipeError([(where, f"not valid YAML: {problem}. Fix: check indentation and quoting.")], str(p)) \
+            from None
+    if data is None:
+        raise RecipeError([("(file)", "the recipe is empty. Fix: start from recipes/mlp_quickstart.yaml.")], str(p))
+    if overrides:
+        data = apply_overrides(data, overrides, source=str(p))
+    return parse_recipe(data, source=str(p), default_name=p.stem)
+
+
+def apply_overrides(data: Any, overrides: list[str], source: str | None = None) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``"a.b=value"`` overrides applied (value parsed as YAML)."""
+    if not isinstance(data, dict):
+        return data
+    data = copy.deepcopy(data)
+    problems: Problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            problems.append((item, "override must look like `section.field=value`, e.g. `train.steps=50`."))
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    if problems:
+        raise RecipeError(problems, source)
+    return data
+
+
+def parse_recipe(data: Any, source: str | None = None, default_name: str = "recipe") -> Recipe:
+    """Validate a recipe given as a dict (as ``yaml.safe_load`` returns it).
+
+    Raises:
+        RecipeError: listing every problem as ``(field path, message with the fix)``.
+    """
+    problems: Problems = []
+    if not isinstance(data, dict):
+        raise RecipeError([("(top level)", f"a recipe is a mapping of sections, got {type(data).__name__}. "
+                                           "Fix: start from recipes/mlp_quickstart.yaml.")], source)
+    known = list(_SECTIONS) + list(_TOP_LEVEL) + list(_EXTENSIONS)
+    for key in data:
+        if key not in known:
+            problems.append((str(key), f"unknown section.{suggest(str(key), known)} Known sections: "
+                                       f"{', '.join(known)}."))
+    for key in _REQUIRED:
+        if key not in data:
+            problems.append((key, f"section is required. Fix: add a `{key}:` section (see docs/recipe_reference.md)."))
+    parsed: dict[str, Any] = {}
+    for sec, (cls, _) in _SECTIONS.items():
+        if sec in data or sec not in _REQUIRED:
+            parsed[sec] = parse_section(cls, data.get(sec), sec, problems)
+    extra = {name: parser(data.get(name), name, problems)
+             for name, (parser, _, _, _) in _EXTENSIONS.items() if name in data}
+    search = parse_search(data.get("search"), problems) if "search" in data else None
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ \t"):
+        problems.append(("name", f"must be a non-empty string without spaces or slashes, got {name!r}."))
+        name = default_name
+    for key in ("description", "out"):
+        if key in data and data[key] is not None and not isinstance(data[key], str):
+            problems.append((key, f"must be a string, got {type(data[key]).__name__}."))
+    if problems or any(parsed.get(s) is None for s in _REQUIRED if s != "search") or search is None:
+        raise RecipeError(problems or [("(recipe)", "incomplete recipe")], source)
+    recipe = Recipe(
+        name=name, search=search, sections=extra, source=source, raw=data,
+        description=data.get("description") or "", out=data.get("out"), **parsed,
+    )
+    _cross_check(recipe, problems)
+    _check_section(recipe, problems)
+    for name_, (_, _, validate, _) in _EXTENSIONS.items():
+        if validate is not None and name_ in extra and extra[name_] is not None:
+            validate(recipe, problems)
+    if problems:
+        raise RecipeError(problems, source)
+    return recipe
+
+
+def parse_search(data: Any, problems: Problems) -> dict[str, SearchParam] | None:
+    """The ``search`` section: one :class:`SearchParam` per HP; problems are appended, not raised."""
+    if not isinstance(data, dict) or not data:
+        problems.append(("search", "must map each hyperparameter name to its range, e.g. "
+                                   "`lr: {type: log_float, low: 1.0e-4, high: 1.0e-1}`."))
+        return None
+    out: dict[str, SearchParam] = {}
+    for name, spec in data.items():
+        path = f"search.{name}"
+        n_before = len(problems)
+        param = parse_section(SearchParam, spec, path, problems)
+        if param is None or len(problems) > n_before:
+            continue
+        if param.type == "categorical":
+            if not isinstance(param.choices, list) or not param.choices:
+                problems.append((f"{path}.choices", "categorical needs a non-empty list `choices: [a, b]`."))
+                continue
+            if param.low is not None or param.high is not None:
+                problems.append((path, "categorical takes `choices`, not `low`/`high`."))
+                continue
+        else:
+            if param.low is None or param.high is None:
+                problems.append((path, f"{param.type} needs `low` and `high`."))
+                continue
+            if param.low >= param.high:
+                problems.append((path, f"low ({param.low:g}) must be below high ({param.high:g}). Fix: swap them."))
+                continue
+            if param.type == "log_float" and param.low <= 0:
+                problems.append((f"{path}.low", f"log_float needs low > 0, got {param.low:g}."))
+                continue
+            if param.type == "log_float" and param.step is not None:
+                problems.append((f"{path}.step", "log_float does not take a step. Fix: remove `step`."))
+                continue
+            if param.type == "int" and not (float(param.low).is_integer() and float(param.high).is_integer()):
+                problems.append((path, "int needs integer `low` and `high`."))
+                continue
+            if param.choices is not None:
+                problems.append((f"{path}.choices", f"{param.type} takes `low`/`high`, not `choices`."))
+                continue
+        out[str(name)] = param
+    return out
+
+
+def _cross_check(r: Recipe, problems: Problems) -> None:
+    m, t = r.model, r.task
+    if (m.name is None) == (m.factory is None):
+        problems.append(("model", "give exactly one of `name` (built-in) or `factory` (import path)."))
+    elif m.factory is not None:
+        _check_import(m.factory, "model.factory", problems)
+    if (t.name is None) == (t.train_fn is None):
+        problems.append(("task", "give exactly one of `name` (built-in) or `train_fn` (import path)."))
+    elif t.train_fn is not None:
+        _check_import(t.train_fn, "task.train_fn", problems)
+    elif t.name is not None:
+        from ..zoo.tasks import get_task
+
+        try:
+            get_task(t.name, **t.kwargs)
+        except Exception as exc:  # DataError or a bad value type; report as a recipe problem
+            problems.append(("task.kwargs", f"{exc}"))
+    from ..parametrization import available_parametrizations
+
+    names = list(available_parametrizations())
+    if r.parametrization.name not in names:
+        pname = r.parametrization.name
+        problems.append(("parametrization.name",
+                         f"{pname!r} is not registered.{suggest(pname, names)} Known: {', '.join(names)}."))
+    proxy, target = r.widths.proxy, r.widths.target
+    if max(proxy) > min(target):
+        problems.append(("widths", f"proxy widths {list(proxy)} must not exceed target widths {list(target)}. "
+                                   "Fix: tune the small model, transfer to the large one."))
+    if t.train_fn is None:
+        for hp in r.search:
+            if hp not in TUNABLE:
+                problems.append((f"search.{hp}", f"the built-in training does not use {hp!r}."
+                                                 f"{suggest(hp, list(TUNABLE))} Tunable: {', '.join(TUNABLE)} "
+                                                 "(or use your own task.train_fn)."))
+    for hp, p in r.search.items():
+        if hp in TUNABLE and p.type != "categorical":
+            _, _, lo, hi, excl = TUNABLE[hp]
+            if (p.low <= lo if excl else p.low < lo) or p.high > hi:
+                rng = f"{'(' if excl else '['}{lo:g}, {hi:g}]"
+                problems.append((f"search.{hp}", f"range [{p.low:g}, {p.high:g}] leaves the legal range {rng} "
+                                                 f"of {hp}. Fix: narrow it."))
+    if r.tune.sampler == "gp" and any(p.type == "categorical" for p in r.search.values()):
+        problems.append(("tune.sampler", "`gp` handles numeric spaces best; this space has a categorical HP. "
+                                         "Fix: use `sampler: tpe`."))
+    if r.tune.storage and r.tune.storage.startswith("sqlite") and r.tune.workers > 1:
+        problems.append(("tune.storage", "SQLite fails with several worker processes. Fix: drop `storage` "
+                                         "(journal file default) or use postgresql://."))
+
+
+def _check_section(r: Recipe, problems: Problems) -> None:
+    spec = r.check
+    if spec.widths is not None and len(set(spec.widths)) < 3:
+        problems.append(("check.widths", f"needs at least 3 distinct widths, got {list(spec.widths)}."))
+    if len(set(spec.seeds)) < 2:
+        problems.append(("check.seeds", f"needs at least 2 distinct seeds, got {list(spec.seeds)}. Fix: [0, 1, 2]."))
+    for hp in ("lr", "init_std", "output_mult", "attn_mult"):
+        g: GridSpec | None = getattr(spec, hp)
+        if g is not None and g.low >= g.high:
+            problems.append((f"check.{hp}", f"low ({g.low:g}) must be below high ({g.high:g})."))
+    if "check" in r.raw and spec.lr is None and not (r.search.get("lr") and r.search["lr"].low):
+        problems.append(("check.lr", "no LR grid: the recipe searches no `lr` range. Fix: add "
+                                     "`check: {lr: {low: 1.0e-4, high: 1.0e-1}}`."))
+    for p, e in spec.expect.items():
+        if e not in EXPECTATIONS:
+            problems.append((f"check.expect.{p}", f"{e!r} is not one of {', '.join(EXPECTATIONS)}."))
+
+
+def _check_import(spec: str, path: str, problems: Problems) -> None:
+    try:
+        import_object(spec, path)
+    except RecipeError as exc:
+        problems.extend(exc.problems)
+
+
+def _plain(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_plain(v) for v in d]
+    return d
+
+
+def reference() -> str:
+    """The recipe reference page (Markdown), generated from the field documentation."""
+    lines = ["# Recipe reference", "",
+             "Generated by `hptransfer schema --reference` from the field docs in "
+             "`hptransfer/recipe/_sections.py`. Recipes are YAML, read with `yaml.safe_load`. "
+             "`hptransfer schema` prints the same fields as a JSON Schema for editors.", "",
+             "Top level: `name` (default: the file name), `description`, `out` (run folder, default "
+             "`runs/<name>`), `search` (required) and the sections below.", ""]
+    sections = [(k, cls, doc) for k, (cls, doc) in _SECTIONS.items()]
+    sections.insert(6, ("search.<hp>", SearchParam, "One entry per hyperparameter to search. Built-in training "
+                                                   f"understands: {', '.join(f'`{h}`' for h in TUNABLE)}."))
+    sections += [(k, cls, doc) for k, (_, doc, _, cls) in _EXTENSIONS.items() if cls is not None]
+    for key, cls, doc in sections:
+        lines += [f"## `{key}`", "", (cls.__doc__ or "").strip(), "", doc, "", "| field | type | default | meaning |",
+                  "|---|---|---|---|"]
+        for fpath, kind, default, fdoc in field_docs(cls, key):
+            lines.append(f"| `{fpath}` | {kind} | `{default}` | {fdoc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def field_help() -> str:
+    """A compact listing of every recipe field (for ``--help`` epilogs)."""
+    rows = []
+    for key, (cls, _) in _SECTIONS.items():
+        rows += [f"  {p} = {d}" for p, _, d, _ in field_docs(cls, key)]
+    return "recipe fields (override with --set FIELD=VALUE; see docs/recipe_reference.md):\n" + "\n".join(rows)

@@ -1,0 +1,274 @@
+"""The built-in recipe sections: typed dataclasses whose fields document themselves.
+
+Each field is declared with :func:`hptransfer._spec.spec_field` (its doc string, kind and
+bounds), which drives validation, the reference page and the CLI help. Re-exported by
+:mod:`hptransfer.recipe`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from ._spec import spec_field
+
+__all__ = [
+    "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
+    "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec", "TUNABLE", "SAMPLERS",
+    "PRUNERS", "LAWS", "EXPECTATIONS", "Sampler", "Pruner", "Law", "Expectation", "OptimizerName",
+]
+
+#: Sampler names (``tune.sampler``). ``gp`` is the default: best measured for 1-4 log-scale
+#: numeric HPs and ~100 trials (docs/tuning.md, scripts/bench_samplers.py).
+Sampler = Literal["gp", "tpe", "random", "qmc"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+#: Pruner names (``tune.pruner``).
+Pruner = Literal["none", "median", "successive_halving", "hyperband"]
+PRUNERS: tuple[str, ...] = get_args(Pruner)
+#: Horizon/batch laws (``transfer.law``): opt-in, empirical, no μP theory (shared/RULES.md).
+Law = Literal["none", "step_law", "deepseek"]
+LAWS: tuple[str, ...] = get_args(Law)
+#: What a parametrization is expected to do in the check: ``pass`` (gated), ``fail`` (gated: a
+#: control that must be caught, e.g. SP in our own CI), ``any`` (reported only).
+Expectation = Literal["pass", "fail", "any"]
+EXPECTATIONS: tuple[str, ...] = get_args(Expectation)
+#: Optimizer names a recipe may use (the classes: ``hptransfer.parametrization.OPTIMIZERS``).
+OptimizerName = Literal["adamw", "adam", "sgd"]
+
+#: Hyperparameters the built-in training understands: name -> (section, field, legal low, legal high,
+#: low exclusive). A recipe's ``search`` may use these names; custom training functions may use any.
+TUNABLE: dict[str, tuple[str, str, float, float, bool]] = {
+    "lr": ("optimizer", "lr", 0.0, float("inf"), True),
+    "weight_decay": ("optimizer", "weight_decay", 0.0, float("inf"), False),
+    "beta1": ("optimizer", "beta1", 0.0, 1.0, False),
+    "beta2": ("optimizer", "beta2", 0.0, 1.0, False),
+    "eps": ("optimizer", "eps", 0.0, float("inf"), True),
+    "momentum": ("optimizer", "momentum", 0.0, 1.0, False),
+    "init_std": ("parametrization", "init_std", 0.0, float("inf"), True),
+    "output_mult": ("parametrization", "output_mult", 0.0, float("inf"), True),
+    "attn_mult": ("parametrization", "attn_mult", 0.0, float("inf"), True),
+    "warmup": ("schedule", "warmup", 0.0, 0.99, False),  # a fraction of the steps; 1 would never reach peak
+    "min_lr_frac": ("schedule", "min_lr_frac", 0.0, 1.0, False),
+}
+
+
+@dataclass
+class ModelSpec:
+    """The model: a built-in factory or an import path to the user's own."""
+
+    name: str | None = spec_field(None, kind="choice", choices=("mlp", "gpt", "cnn"), optional=True,
+                                  doc="Built-in model factory (`mlp`, `gpt`, `cnn`). Give `name` or `factory`.")
+    factory: str | None = spec_field(None, kind="str", optional=True,
+                                     doc="Import path `package.module:function` of your own factory; it must "
+                                         "accept the width as keyword `width_arg`.")
+    kwargs: dict = spec_field(kind="mapping", factory=dict,
+                              doc="Extra keyword arguments for the factory (e.g. `n_layer: 2`). Built-in models "
+                                  "also get the task's sizes (vocab, classes) unless set here.")
+    width_arg: str = spec_field("width", kind="str", doc="Name of the factory's width argument. Default `width`.")
+
+
+@dataclass
+class TaskSpec:
+    """What to train on: a built-in task or the user's own training function."""
+
+    name: str | None = spec_field(None, kind="choice", choices=("classification", "images", "charlm"),
+                                  optional=True,
+                                  doc="Built-in task (`classification`, `images` (the same data as 3x8x8 images, "
+                                      "for `cnn`), `charlm`). Give `name` or `train_fn`.")
+    train_fn: str | None = spec_field(
+        None, kind="str", optional=True,
+        doc="Import path `package.module:function` of your own training function, called as "
+            "`fn(hp, *, width, seed, report)` and returning the final validation loss (float); it must call "
+            "`report(step, loss)` every step for divergence detection and pruning.")
+    kwargs: dict = spec_field(kind="mapping", factory=dict,
+                              doc="Keyword arguments of the built-in task (e.g. `block_size: 64`).")
+
+
+@dataclass
+class ParametrizationSpec:
+    """How the model is rewritten across widths, and the default forward multipliers."""
+
+    name: str = spec_field("mup", kind="str", doc="Registered parametrization (`mup`, `sp`, ...). Default `mup`.")
+    base_width: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                        doc="Width of the base shapes. Default: the (first) proxy width, so tuned "
+                                            "values mean the same in SP and μP there.")
+    zero_readout: bool = spec_field(False, kind="bool", doc="Zero-init the readout (TP5's advice). Default false.")
+    zero_query: bool = spec_field(False, kind="bool", doc="Zero-init the attention query projection. Default false.")
+    output_mult: float = spec_field(1.0, kind="float", minimum=0.0, exclusive_min=True,
+                                    doc="Readout multiplier when not searched. Default 1.")
+    attn_mult: float = spec_field(1.0, kind="float", minimum=0.0, exclusive_min=True,
+                                  doc="Attention-logit multiplier when not searched. Default 1.")
+    init_std: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
+                                        doc="Weight init std at the base width when not searched. Default null: "
+                                            "keep the factory's own init.")
+
+
+@dataclass
+class OptimizerSpec:
+    """Optimizer family and the defaults of its hyperparameters."""
+
+    name: OptimizerName = spec_field("adamw", kind="choice", choices=get_args(OptimizerName),
+                           doc="Optimizer: `adamw` (default), `adam` or `sgd`.")
+    lr: float = spec_field(1e-3, kind="float", minimum=0.0, exclusive_min=True,
+                           doc="Base learning rate (at the base width) when not searched. Default 1e-3.")
+    weight_decay: float = spec_field(0.0, kind="float", minimum=0.0,
+                                     doc="Base weight decay when not searched. Default 0.")
+    weight_decay_mode: Literal["coupled", "independent"] = spec_field(
+                                        "coupled", kind="choice", choices=("coupled", "independent"),
+                                        doc="`coupled` (lr*wd kept constant across widths) or `independent` "
+                                            "(decay wd per step). Default coupled.")
+    decay: Literal["all", "matrices"] = spec_field("all", kind="choice", choices=("all", "matrices"),
+                            doc="Which tensors decay: `all` (default) or `matrices` (2+ dims only).")
+    beta1: float = spec_field(0.9, kind="float", minimum=0.0, maximum=1.0, doc="Adam beta1. Default 0.9.")
+    beta2: float = spec_field(0.999, kind="float", minimum=0.0, maximum=1.0, doc="Adam beta2. Default 0.999.")
+    eps: float = spec_field(1e-8, kind="float", minimum=0.0, exclusive_min=True, doc="Adam epsilon. Default 1e-8.")
+    momentum: float = spec_field(0.0, kind="float", minimum=0.0, maximum=1.0, doc="SGD momentum. Default 0.")
+    grad_clip: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
+                                         doc="Clip the global gradient norm to this value. Default null (off).")
+
+
+@dataclass
+class ScheduleSpec:
+    """Learning-rate schedule shape (a multiplier on every group's LR)."""
+
+    warmup: float = spec_field(0.0, kind="float", minimum=0.0, maximum=0.99,
+                               doc="Fraction of steps of linear warmup when not searched. Default 0.")
+    decay: Literal["cosine", "linear", "constant"] = spec_field(
+                                        "cosine", kind="choice", choices=("cosine", "linear", "constant"),
+                            doc="Decay after warmup: `cosine` (default), `linear` or `constant`.")
+    min_lr_frac: float = spec_field(0.1, kind="float", minimum=0.0, maximum=1.0,
+                                    doc="LR at the last step as a fraction of the peak. Default 0.1.")
+
+
+@dataclass
+class TrainSpec:
+    """Batch size, length and seeds of every training run (proxy trials and target run)."""
+
+    batch_size: int = spec_field(kind="int", minimum=1, doc="Examples (sequences for LM tasks) per step. Required.")
+    steps: int = spec_field(kind="int", minimum=1, doc="Optimizer steps per run. Required.")
+    seeds: tuple = spec_field((0,), kind="ints", minimum=0,
+                              doc="Training seeds; a trial's loss is the mean over them. Default [0].")
+    divergence_factor: float = spec_field(3.0, kind="float", minimum=1.0, exclusive_min=True,
+                                          doc="A run diverges when its loss exceeds this multiple of its start "
+                                              "(or goes non-finite). Default 3.")
+    eval_every: int = spec_field(0, kind="int", minimum=0,
+                                 doc="Record the validation loss every this many steps in the target run "
+                                     "(0: a few points). Default 0.")
+
+
+@dataclass
+class WidthsSpec:
+    """The widths: small proxy for tuning, large target for the transferred values."""
+
+    proxy: tuple = spec_field(kind="ints", minimum=1,
+                              doc="Proxy width (or list: a trial's loss is the mean over them). Required.")
+    target: tuple = spec_field(kind="ints", minimum=1, doc="Target width (or list of widths). Required.")
+
+
+@dataclass
+class SearchParam:
+    """One dimension of the search space."""
+
+    type: Literal["float", "log_float", "int", "categorical"] = spec_field(
+        kind="choice", choices=("float", "log_float", "int", "categorical"),
+                           doc="`float`, `log_float` (log-uniform), `int` or `categorical`.")
+    low: float | None = spec_field(None, kind="float", optional=True, doc="Lower bound (numeric types).")
+    high: float | None = spec_field(None, kind="float", optional=True, doc="Upper bound (numeric types).")
+    step: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
+                                    doc="Grid step for `float`/`int` (optional).")
+    choices: Any = spec_field(None, kind="any", optional=True,
+                              doc="List of values for `categorical`.")
+
+
+@dataclass
+class TuneSpec:
+    """The Optuna study: sampler, pruner, budget, storage."""
+
+    trials: int = spec_field(30, kind="int", minimum=1,
+                             doc="Total trials in the study; a rerun continues up to this total. Default 30.")
+    sampler: Sampler = spec_field("gp", kind="choice", choices=SAMPLERS,
+                              doc="`gp` (default; best measured for 1-4 log-scale HPs), `tpe` (categorical "
+                                  "spaces, pruning), `random`, `qmc`.")
+    pruner: Pruner = spec_field("none", kind="choice", choices=PRUNERS,
+                             doc="`none` (default), `median`, `successive_halving` or `hyperband`.")
+    seed: int = spec_field(0, kind="int", minimum=0,
+                           doc="Sampler seed; worker i uses seed + i. Default 0.")
+    startup_trials: int = spec_field(8, kind="int", minimum=1,
+                                     doc="Random trials before the model-based sampler starts. Default 8.")
+    workers: int = spec_field(1, kind="int", minimum=1, doc="Local worker processes. Default 1.")
+    storage: str | None = spec_field(None, kind="str", optional=True,
+                                     doc="Study storage: a journal file path (or `journal:///abs/path`) or "
+                                         "`postgresql://...`. Default: `study.journal` in the run folder.")
+    study: str | None = spec_field(None, kind="str", optional=True,
+                                   doc="Study name. Default: the recipe name.")
+    report_every: int = spec_field(0, kind="int", minimum=0,
+                                   doc="Report the loss to the pruner every this many steps (0: steps/20).")
+
+
+@dataclass
+class TransferSpec:
+    """What changes between proxy and target besides width (μP does not cover these)."""
+
+    batch_size: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                        doc="Target batch size. Default null: same as `train.batch_size`.")
+    steps: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                   doc="Target steps. Default null: same as `train.steps`.")
+    law: Law = spec_field("none", kind="choice", choices=LAWS,
+                          doc="Opt-in empirical LR law when batch/steps change: `none` (default, warn only), "
+                              "`step_law` (arXiv:2503.04715) or `deepseek` (arXiv:2401.02954).")
+
+
+@dataclass
+class GridSpec:
+    """A log grid of one HP: ``low`` to ``high`` in steps of ``1/per_octave`` octave."""
+
+    low: float = spec_field(kind="float", minimum=0.0, exclusive_min=True, doc="Smallest value (> 0). Required.")
+    high: float = spec_field(kind="float", minimum=0.0, exclusive_min=True, doc="Largest value. Required.")
+    per_octave: float = spec_field(2.0, kind="float", minimum=0.0, exclusive_min=True,
+                                   doc="Grid points per octave (factor 2). Default 2: half-octave steps.")
+
+
+@dataclass
+class TolerancesSpec:
+    """Pass/fail limits; defaults measured in docs/verification.md."""
+
+    max_drift: float = spec_field(0.15, kind="float", minimum=0.0, exclusive_min=True,
+                                  doc="Largest |drift| of the optimum, octaves per width doubling. Default 0.15.")
+    max_regret: float = spec_field(0.02, kind="float", minimum=0.0, exclusive_min=True,
+                                   doc="Largest transfer regret as a fraction of the best loss. Default 0.02.")
+    max_wider_worse: float = spec_field(0.01, kind="float", minimum=0.0, exclusive_min=True,
+                                        doc="Largest loss rise from one width to the next at the proxy's optimum, "
+                                            "as a fraction of the loss. Default 0.01.")
+
+
+@dataclass
+class CheckSpec:
+    """The transfer check (`hptransfer check RECIPE`): widths, grids, seeds, tolerances."""
+
+    widths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
+                                      doc="Widths (3 or more). Default: doublings from the smallest proxy width "
+                                          "to the largest target width.")
+    seeds: tuple = spec_field((0, 1), kind="ints", minimum=0, doc="Training seeds (2 or more). Default [0, 1].")
+    lr: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
+                                     doc="LR grid. Default: `search.lr` low/high, 2 points per octave.")
+    init_std: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
+                                           doc="Also sweep the init std over this grid. Default: not swept.")
+    output_mult: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
+                                              doc="Also sweep the output multiplier. Default: not swept.")
+    attn_mult: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
+                                            doc="Also sweep the attention multiplier. Default: not swept.")
+    steps: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                   doc="Steps per run. Default: `train.steps` (the same at every width).")
+    batch_size: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                        doc="Batch size per run. Default: `train.batch_size`.")
+    compare: tuple | None = spec_field(None, kind="strs", optional=True,
+                                       doc="Parametrizations to run side by side, e.g. [sp, mup]. Default: only "
+                                           "`parametrization.name`.")
+    expect: dict = spec_field(kind="mapping", factory=dict,
+                              doc="Expected verdict per parametrization (`pass`, `fail`, `any`). Default: the "
+                                  "recipe's parametrization must pass, compared ones are reported (`any`).")
+    tolerances: TolerancesSpec = spec_field(kind="section", section=TolerancesSpec,
+                                            factory=TolerancesSpec,
+                                            doc="Pass/fail limits.")
+    workers: int = spec_field(1, kind="int", minimum=1, doc="Local worker processes. Default 1.")
+    bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")

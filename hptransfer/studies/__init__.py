@@ -1,0 +1,22 @@
+"""Optuna plumbing shared by tuning and the check: storages, local worker processes, progress display.
+
+A journal file is the embedded default; ``postgresql://`` URLs serve many machines.
+"""
+
+from __future__ import annotations
+
+from ._progress import Progress
+from ._storage import (
+    COUNTED_STATES,
+    count_trials,
+    create_study,
+    load_study,
+    mark_worker,
+    open_storage,
+    recover_stale,
+    storage_url,
+)
+from ._workers import start_workers, stop_workers
+
+__all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
+           "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers"]

@@ -1,0 +1,185 @@
+"""Study storage: URL -> Optuna storage, study creation, and recovery of dead workers' trials.
+
+Shared by ``tune`` and ``check``. The default is Optuna's journal file backend: operations
+are appended as JSON lines under a file lock, so several local processes write one study with
+no lost trials (SQLite crashed 7 of 8 fresh workers in our measurement, see shared/OPTUNA.md).
+Several machines use PostgreSQL (``postgresql://...``) through ``RDBStorage``.
+
+The journal backend has no heartbeats: a trial whose process was killed stays RUNNING
+forever. Every trial records ``worker_host`` and ``worker_pid``; :func:`recover_stale` fails
+RUNNING trials whose process on this host is gone (and those interrupted by Ctrl-C) and
+re-queues their parameters exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import StorageError
+
+__all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
+           "count_trials", "COUNTED_STATES"]
+
+#: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
+COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+_RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
+
+#: A RUNNING trial without a worker record younger than this may be a live worker whose
+#: sampler is still choosing values: :func:`recover_stale` leaves it alone.
+NO_RECORD_GRACE = datetime.timedelta(minutes=10)
+
+
+def storage_url(storage: str | None, run_dir: str | Path) -> str:
+    """Normalize a recipe's ``tune.storage`` into a URL: default ``journal:///<run_dir>/study.journal``.
+
+    A plain path (no ``scheme://``) is a journal file; relative paths are made absolute so that
+    worker processes agree whatever their working directory.
+    """
+    if storage is None:
+        return "journal://" + str((Path(run_dir) / "study.journal").resolve())
+    if "://" not in storage:
+        return "journal://" + str(Path(storage).expanduser().resolve())
+    scheme = storage.split("://", 1)[0].split("+", 1)[0]
+    if scheme == "journal":
+        path = storage[len("journal://"):]
+        return "journal://" + str(Path(path).expanduser().resolve())
+    if scheme not in _RDB_SCHEMES:
+        raise StorageError(
+            f"tune.storage: unknown storage scheme {scheme!r} in {storage!r}. Fix: use a file path (journal, the "
+            "default), journal:///abs/path, or postgresql://user:pass@host/db."
+        )
+    return storage
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open the storage behind a URL from :func:`storage_url`."""
+    if url.startswith("journal://"):
+        path = Path(url[len("journal://"):])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"tune.storage: cannot create folder {path.parent}: {exc.strerror}.") from None
+        try:  # the backend opens the file, the storage reads it: both fail on a folder or no permission
+            backend = optuna.storages.journal.JournalFileBackend(str(path))
+            return optuna.storages.JournalStorage(backend)
+        except OSError as exc:
+            raise StorageError(
+                f"tune.storage: cannot open journal file {path}: {exc.strerror or exc}. Fix: give a writable file "
+                "path (not a folder), e.g. runs/my-study/study.journal."
+            ) from None
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
+        raise StorageError(
+            f"tune.storage: cannot open {url.split('@')[-1]!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
+            "that the database server is reachable (pip install hptransfer[postgres] for the driver)."
+        ) from None
+
+
+def create_study(
+    url: str,
+    name: str,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> optuna.Study:
+    """Create the study (or load it if it exists) once, in the parent process, before workers start.
+
+    ``attrs`` are stored as study user attributes on creation (recipe hash, version); on load
+    they are left as they are, so a resumed study keeps its provenance.
+    """
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize", sampler=sampler,
+                                pruner=pruner, load_if_exists=True)
+    if attrs and not study.user_attrs:
+        for k, v in attrs.items():
+            study.set_user_attr(k, v)
+    return study
+
+
+def load_study(
+    url: str,
+    name: str,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Load an existing study; raise :class:`StorageError` naming the study and storage if absent."""
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StorageError(
+            f"no study named {name!r} in {url}. Known studies: {', '.join(names) or '(none)'}. Fix: run "
+            "`hptransfer tune` first, or pass the right tune.study / tune.storage."
+        ) from None
+
+
+def mark_worker(trial: optuna.trial.Trial) -> None:
+    """Record which process runs ``trial`` so a later start can tell whether it is still alive."""
+    trial.set_user_attr("worker_host", socket.gethostname())
+    trial.set_user_attr("worker_pid", os.getpid())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def recover_stale(
+    study: optuna.Study, *, force: bool = False, grace: datetime.timedelta | None = None
+) -> list[int]:
+    """Fail RUNNING trials whose worker is gone and re-queue their parameters; return their numbers.
+
+    A RUNNING trial is stale when it was started on this host by a process that no longer
+    exists, or carries no worker record although it started more than ``grace`` (default
+    :data:`NO_RECORD_GRACE`) ago (a live worker records itself right after the sampler has chosen the trial's values,
+    which can take seconds; younger unrecorded trials are left alone), or ``force``. Trials
+    running on other hosts are left alone: only they know whether they are alive. FAIL trials
+    marked ``interrupted`` (Ctrl-C) are re-queued as well. Each failed trial is re-queued at
+    most once.
+    """
+    host = socket.gethostname()
+    now = datetime.datetime.now()
+    grace = NO_RECORD_GRACE if grace is None else grace
+    trials = study.get_trials(deepcopy=False)
+    requeued = {t.user_attrs.get("requeued_from") for t in trials}
+    recovered = []
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            pid = t.user_attrs.get("worker_pid")
+            mine = t.user_attrs.get("worker_host", host) == host
+            unrecorded_long = pid is None and (t.datetime_start is None or now - t.datetime_start > grace)
+            if not (force or unrecorded_long or (pid is not None and mine and not _alive(int(pid)))):
+                continue
+            try:
+                study.tell(t.number, state=TrialState.FAIL)
+            except (ValueError, RuntimeError):  # finished meanwhile
+                continue
+        elif not (t.state == TrialState.FAIL and t.user_attrs.get("interrupted")):
+            continue
+        if t.number in requeued or not t.params:
+            continue
+        study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
+        recovered.append(t.number)
+    return recovered
+
+
+def count_trials(study: optuna.Study, states: tuple[TrialState, ...] = COUNTED_STATES) -> int:
+    """Trials in ``states`` (default: complete, pruned, running — what counts toward the budget)."""
+    return len(study.get_trials(deepcopy=False, states=states))

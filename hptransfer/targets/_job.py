@@ -1,0 +1,196 @@
+"""``hptransfer run``: tune the proxy, transfer, train once at the target width, check, report.
+
+The run folder (``out`` or ``runs/<name>``) ends up with: ``study.journal`` (the study;
+running again resumes it), ``best.yaml``, ``target.yaml``, ``target_run.json``, three plots
+and ``summary.md``. The closing check asks what "wider is better" predicts under μP: the
+target run converged (finite, below the untrained loss) and did not do worse than the proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._io import write_text_atomic
+from .._version import __version__
+from ..recipe import Recipe, load_recipe
+from ..studies import Progress, load_study
+from ..training import model_cost, torch_threads, untrained_loss
+from ..training import run as run_spec
+from ..tuning import TuneResult, tune
+from . import _report
+from ._transfer import Target, transfer
+
+__all__ = ["run", "RunResult", "BEAT_TOLERANCE", "edge_warnings"]
+
+#: Relative slack when asking whether the target beat the proxy: the best proxy trial is the
+#: minimum over many trials (optimistically biased by seed noise), the target run is one draw.
+BEAT_TOLERANCE = 0.005
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`run`: the folder, the tuning result, the targets and the check."""
+
+    run_dir: Path
+    tune: TuneResult
+    targets: list[Target]
+    target_loss: float
+    proxy_loss: float
+    check_passed: bool
+    check_text: str
+    compute_ratio: float
+    seconds: float
+
+
+def run(
+    recipe: str | Path | Recipe,
+    *,
+    workers: int | None = None,
+    out: str | Path | None = None,
+    overrides: list[str] | None = None,
+    quiet: bool = False,
+    threads: int | None = None,
+) -> RunResult:
+    """The whole job on one recipe: tune, transfer, one target run, check, plots and summary.
+
+    Args:
+        recipe: path to a YAML recipe, or a :class:`Recipe`.
+        workers: local tuning processes (default: the recipe's ``tune.workers``).
+        out: run folder (default: the recipe's ``out`` or ``runs/<name>``).
+        overrides: ``"section.field=value"`` recipe overrides.
+        quiet: no progress output.
+        threads: torch threads for this process while the job runs (``None``: leave as is).
+    """
+    with torch_threads(threads):
+        return _run(recipe, workers=workers, out=out, overrides=overrides, quiet=quiet)
+
+
+def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | None, overrides: list[str] | None,
+         quiet: bool) -> RunResult:
+    start = time.perf_counter()
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    run_dir = Path(out) if out is not None else rec.run_dir
+    if out is not None:
+        rec.out = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "recipe.yaml", yaml.safe_dump(rec.to_dict(), sort_keys=False))
+    say = _say(quiet)
+    say(f"[1/4] tuning {rec.name}: {rec.tune.trials} trials at width {list(rec.widths.proxy)} -> {run_dir}")
+    tres = tune(rec, workers=workers, out=run_dir, quiet=quiet)
+    _write_best(run_dir / "best.yaml", tres, rec)
+    say(f"[2/4] best proxy loss {tres.best_value:.4f} (trial {tres.best_trial}); transferring to "
+        f"{list(rec.widths.target)}")
+    targets = transfer(rec, out=run_dir, quiet=quiet)
+    main = max(targets, key=lambda t: t.width)
+    t_steps = int(main.spec.train.steps or rec.train.steps)
+    say(f"[3/4] training the target (width {main.width}, {t_steps} steps)")
+    bar = Progress(t_steps, enabled=not quiet, desc=f"target w{main.width}")
+
+    def progress(step: int, loss: float) -> None:
+        bar.step(0, step, t_steps, loss)
+
+    every = rec.train.eval_every or max(1, t_steps // 10)
+    res = run_spec(main.spec, eval_every=every, progress=progress)
+    bar.close()
+    run_record = {**res.to_dict(), "width": main.width, "losses": res.losses, "val_curve": res.val_curve}
+    write_text_atomic(run_dir / "target_run.json", json.dumps(run_record))
+    untrained = untrained_loss(rec.task)
+    converged = not res.diverged and math.isfinite(res.val_loss) and res.val_loss < untrained
+    beat = converged and res.val_loss <= tres.best_value * (1 + BEAT_TOLERANCE)
+    if not converged:
+        text = f"the target run did not converge ({res.reason or 'loss not below the untrained loss'})."
+    elif beat:
+        text = (f"the target (width {main.width}) reached {res.val_loss:.4f} vs the proxy's {tres.best_value:.4f}: "
+                "converged, and wider is better as μP predicts.")
+    else:
+        text = (f"the target (width {main.width}) reached {res.val_loss:.4f}, worse than the proxy's "
+                f"{tres.best_value:.4f} by more than {100 * BEAT_TOLERANCE:.1f}%: the transfer did not hold. Check "
+                "the parametrization (hptransfer coord-check) and that batch size/steps match.")
+    say(f"[4/4] check: {'PASS' if beat else 'FAIL'} -- {text}")
+
+    study = load_study(tres.storage, tres.study_name)
+    proxy_w = max(rec.widths.proxy)
+    proxy_cost = model_cost(rec.at(proxy_w))
+    target_cost = model_cost(main.spec)
+    tune_steps = sum(int(t.user_attrs.get("train_steps", 0)) for t in study.trials)
+    flops_per_step = proxy_cost["flops"] / rec.train.steps
+    tune_flops = tune_steps * flops_per_step
+    ratio = tune_flops / target_cost["flops"] if target_cost["flops"] else math.nan
+    plots = []
+    if _report.plot_history(study, run_dir / "history.png"):
+        plots.append("history.png")
+    log_params = {k for k, p in rec.search.items() if p.type == "log_float"}
+    if _report.plot_slices(study, run_dir / "slices.png", log_params):
+        plots.append("slices.png")
+    if _report.plot_target_curve(res.losses, res.val_curve, tres.best_value, run_dir / "target_curve.png",
+                                 main.width):
+        plots.append("target_curve.png")
+    seconds = time.perf_counter() - start
+    facts: dict[str, Any] = {
+        "name": rec.name, "recipe": rec.source or "(in memory)", "recipe_hash": rec.hash, "version": __version__,
+        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": seconds,
+        "check_passed": beat, "check_text": text, "best_trial": tres.best_trial, "proxy_width": proxy_w,
+        "proxy_loss": tres.best_value, "target_width": main.width,
+        "target_loss": res.val_loss if math.isfinite(res.val_loss) else "diverged", "untrained_loss": untrained,
+        "base_width": rec.base_width, "values": main.values, "searched": set(rec.search),
+        "study": tres.study_name, "storage": tres.storage.replace("journal://", ""), "n_complete": tres.n_complete,
+        "n_pruned": tres.n_pruned, "n_diverged": tres.n_diverged, "n_failed": tres.n_failed,
+        "sampler": rec.tune.sampler, "pruner": rec.tune.pruner,
+        "n_trials": sum(not t.user_attrs.get("surplus") for t in study.trials),
+        "proxy_params": proxy_cost["params"], "tune_steps": tune_steps, "tune_flops": tune_flops,
+        "target_params": target_cost["params"], "target_steps": res.steps, "target_flops": target_cost["flops"],
+        "compute_ratio": ratio, "plots": plots,
+        "warnings": [*main.config["transfer"]["warnings"], *edge_warnings(rec, tres.best_params)],
+        "target_path": str(main.path),
+    }
+    _report.write_summary(run_dir / "summary.md", facts)
+    say(f"done in {seconds:.0f} s: {run_dir / 'summary.md'} (tuning cost {100 * ratio:.1f}% of one target run)")
+    return RunResult(run_dir, tres, targets, res.val_loss, tres.best_value, beat, text, ratio, seconds)
+
+
+def edge_warnings(rec: Recipe, best: dict[str, Any], margin: float = 0.05) -> list[str]:
+    """Warn for each searched numeric HP whose best value lies within ``margin`` (a fraction of
+    the range, in log space for ``log_float``) of a bound: the true optimum may lie outside.
+    Measured on the GPT recipe: an ``output_mult`` capped at 10 left the transferred LR half an
+    octave low (docs/tuning.md)."""
+    out = []
+    for name, p in rec.search.items():
+        if name not in best or p.type not in ("float", "log_float", "int") or p.low is None or p.high is None:
+            continue
+        lo, hi, v = float(p.low), float(p.high), float(best[name])
+        if p.type == "log_float":
+            lo, hi, v = math.log(lo), math.log(hi), math.log(v)
+        if hi <= lo:
+            continue
+        pos = (v - lo) / (hi - lo)
+        if pos < margin or pos > 1 - margin:
+            side, bound = ("lower", p.low) if pos < margin else ("upper", p.high)
+            out.append(f"the best `{name}` = {best[name]:.4g} lies at the {side} edge of its range ({bound:g}); "
+                       f"the optimum may be outside it. Widen `search.{name}` and run again (the study resumes).")
+    return out
+
+
+def _write_best(path: Path, tres: TuneResult, rec: Recipe) -> None:
+    data = {
+        "study": tres.study_name, "storage": tres.storage, "trial": tres.best_trial, "loss": tres.best_value,
+        "params": dict(tres.best_params), "values": dict(tres.best_values), "proxy_widths": list(rec.widths.proxy),
+        "recipe_hash": rec.hash, "hptransfer_version": __version__,
+        "trials": {"complete": tres.n_complete, "pruned": tres.n_pruned, "diverged": tres.n_diverged,
+                   "failed": tres.n_failed},
+    }
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _say(quiet: bool) -> Any:
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+    return say

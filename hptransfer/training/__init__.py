@@ -1,0 +1,30 @@
+"""One training run: the one build path from a :class:`~hptransfer.recipe.RunSpec`, and the loop.
+
+``build(spec)`` gives model, optimizer, task and schedule; ``run(spec)`` trains once (a built-in
+task in :func:`train`, or the user's own ``task.train_fn``) and returns a :class:`TrainResult`.
+"""
+
+from __future__ import annotations
+
+from ._build import (
+    Built,
+    WidthFactory,
+    build,
+    make_factory,
+    make_schedule,
+    make_task,
+    model_cost,
+    optimizer_kwargs,
+    parametrize_options,
+    run,
+    torch_threads,
+    untrained_loss,
+)
+from ._loop import DivergenceGuard, Schedule, TrainResult, train
+from ._user_fn import Reporter, call_train_fn
+
+__all__ = [
+    "build", "run", "Built", "train", "Schedule", "DivergenceGuard", "TrainResult", "Reporter", "call_train_fn",
+    "make_factory", "make_task", "make_schedule", "parametrize_options", "optimizer_kwargs", "model_cost",
+    "untrained_loss", "torch_threads", "WidthFactory",
+]

@@ -1,0 +1,247 @@
+"""The one build path: a :class:`~hptransfer.recipe.RunSpec` -> model, optimizer, task, schedule -> a run.
+
+Every stage builds its runs here: the tuner's objective, the check's runners, ``transfer``
+(optimizer groups on the meta device), ``load``, the coordinate check on a recipe and
+``hptransfer run``. :func:`run` covers both kinds of task: a built-in one (this package's loop)
+and the user's own ``task.train_fn``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import TrainingDiverged
+from ..parametrization import optimizer_class, param_groups, parametrize
+from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
+from ._loop import DivergenceGuard, Schedule, TrainResult, train
+from ._user_fn import Reporter, call_train_fn
+
+__all__ = ["Built", "build", "run", "make_factory", "make_task", "parametrize_options", "optimizer_kwargs",
+           "make_schedule", "model_cost", "untrained_loss", "torch_threads", "WidthFactory"]
+
+
+class WidthFactory:
+    """A picklable ``width -> nn.Module`` calling ``fn(**kwargs, width_arg=width)``."""
+
+    def __init__(self, fn: Callable[..., nn.Module], kwargs: Mapping[str, Any], width_arg: str):
+        self.fn, self.kwargs, self.width_arg = fn, dict(kwargs), width_arg
+
+    def __call__(self, width: int) -> nn.Module:
+        return self.fn(**self.kwargs, **{self.width_arg: width})
+
+
+def make_task(task: TaskSpec) -> Any:
+    """The built-in task instance (``None`` for the user's own ``train_fn`` or no task)."""
+    if task.name is None:
+        return None
+    from ..zoo.tasks import get_task
+
+    return get_task(task.name, **task.kwargs)
+
+
+def make_factory(model: ModelSpec, task: Any = None) -> Callable[[int], nn.Module] | None:
+    """``width -> nn.Module`` for a model spec (``None`` if it names none). Built-in models get the
+    task's sizes (vocabulary, classes) as defaults."""
+    if model.factory is not None:
+        return WidthFactory(import_object(model.factory, "model.factory"), model.kwargs, model.width_arg)
+    if model.name is None:
+        return None
+    from ..zoo.models import get_model
+
+    defaults = task.model_kwargs() if task is not None else {}
+    return WidthFactory(get_model(model.name), {**defaults, **model.kwargs}, model.width_arg)
+
+
+def parametrize_options(spec: RunSpec) -> dict[str, Any]:
+    """Keyword arguments of :func:`hptransfer.parametrize` for the spec (the one HP -> option map)."""
+    p = spec.parametrization
+    return {"base_width": spec.base_width, "parametrization": p.name, "output_mult": float(p.output_mult),
+            "attn_mult": float(p.attn_mult), "base_std": None if p.init_std is None else float(p.init_std),
+            "zero_readout": p.zero_readout, "zero_query": p.zero_query}
+
+
+def optimizer_kwargs(spec: RunSpec) -> dict[str, Any]:
+    """Keyword arguments of the torch optimizer besides the groups and ``lr``."""
+    o = spec.optimizer
+    if o.name == "sgd":
+        return {"momentum": float(o.momentum)}
+    return {"betas": (float(o.beta1), float(o.beta2)), "eps": float(o.eps)}
+
+
+def make_schedule(spec: RunSpec) -> Schedule:
+    """The LR schedule of the spec."""
+    s = spec.schedule
+    return Schedule(warmup=float(s.warmup), decay=s.decay, min_lr_frac=float(s.min_lr_frac))
+
+
+@dataclass
+class Built:
+    """Everything one training run needs, built from ``spec``."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    task: Any
+    schedule: Schedule
+    spec: RunSpec
+
+    @property
+    def width(self) -> int:
+        return self.spec.width
+
+
+def build(
+    spec: RunSpec,
+    *,
+    factory: Callable[..., nn.Module] | None = None,
+    task: Any = None,
+    device: str | torch.device | None = None,
+    parametrize_extra: Mapping[str, Any] | None = None,
+) -> Built:
+    """Build model (init drawn after ``torch.manual_seed(spec.seed)``), optimizer, task and schedule.
+
+    Args:
+        spec: the run.
+        factory: your ``width -> nn.Module`` when the spec names none (Python API); else the spec's.
+        task: an already built task object (saves rebuilding its data); else from ``spec.task``.
+        device: build the model there (``"meta"``: shapes and groups only, no memory, no init).
+        parametrize_extra: further :func:`hptransfer.parametrize` options (``readout``, ``roles``...).
+
+    Raises:
+        FactoryError, ParametrizationError, OptimizerConfigError: from the factory and the rewrite,
+            naming the width, module or parameter and the fix.
+    """
+    task = task if task is not None else make_task(spec.task)
+    fac = factory if factory is not None else make_factory(spec.model, task)
+    if fac is None:
+        from ..errors import FactoryError
+
+        raise FactoryError("the run spec names no model (model.name or model.factory). Fix: name one, or pass "
+                           "factory= (your width -> nn.Module).")
+    opts = {**parametrize_options(spec), **dict(parametrize_extra or {})}
+    meta = device is not None and torch.device(device).type == "meta"
+    if task is not None and not meta and "example_input" not in opts:
+        opts["example_input"] = task.example_input()
+    torch.manual_seed(spec.seed)
+    with torch.device(device) if meta else contextlib.nullcontext():
+        model = parametrize(fac, width=spec.width, **opts)
+    if device is not None and not meta:
+        model = model.to(device)
+    o = spec.optimizer
+    groups = param_groups(model, lr=float(o.lr), weight_decay=float(o.weight_decay), optimizer=o.name,
+                          weight_decay_mode=o.weight_decay_mode, decay=o.decay)
+    opt = optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
+    return Built(model, opt, task, make_schedule(spec), spec)
+
+
+def run(
+    spec: RunSpec,
+    *,
+    factory: Callable[..., nn.Module] | None = None,
+    task: Any = None,
+    report: Callable[[int, float], None] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    eval_every: int | None = None,
+    parametrize_extra: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train the spec once; divergence is recorded in the result, never raised.
+
+    A built-in task trains in this package's loop; a ``task.train_fn`` is called as
+    ``fn(hp, *, width, seed, report)`` with ``hp = spec.values()`` plus ``parametrization``.
+    ``report(step, loss)`` is called every step (the tuner's pruning hook; it may raise
+    ``optuna.TrialPruned``); ``progress(step, loss)`` feeds a display; ``eval_every``
+    (default ``spec.train.eval_every``) records validation losses along the way.
+    """
+    if spec.task.train_fn is not None:
+        return _run_user_fn(spec, report, progress)
+    b = build(spec, factory=factory, task=task, parametrize_extra=parametrize_extra)
+    guard = DivergenceGuard(factor=spec.train.divergence_factor, floor=float(getattr(b.task, "init_loss_bound", 0.0)))
+    return train(b.model, b.optimizer, b.task, steps=int(spec.train.steps or 0), seed=spec.seed,
+                 batch_size=int(spec.train.batch_size or 0), schedule=b.schedule, guard=guard, report=report,
+                 progress=progress, grad_clip=spec.optimizer.grad_clip,
+                 eval_every=spec.train.eval_every if eval_every is None else eval_every)
+
+
+def _run_user_fn(spec: RunSpec, report: Callable[[int, float], None] | None,
+                 progress: Callable[[int, float], None] | None) -> TrainResult:
+    fn = import_object(spec.task.train_fn, "task.train_fn")
+    guard = DivergenceGuard(factor=spec.train.divergence_factor)
+    losses: list[float] = []
+
+    def hook(step: int, loss: float) -> None:
+        guard.check(step, float(loss))
+        losses.append(float(loss))
+        if report is not None:
+            report(step, loss)
+        if progress is not None:
+            progress(step, loss)
+
+    reporter = report if isinstance(report, Reporter) else None
+    out = TrainResult()
+    start = time.perf_counter()
+    try:
+        out.val_loss = call_train_fn(fn, {**spec.values(), "parametrization": spec.parametrization.name},
+                                     width=spec.width, seed=spec.seed, report=hook)
+    except TrainingDiverged as exc:
+        out.diverged, out.reason = True, str(exc)
+    out.seconds, out.losses, out.steps = time.perf_counter() - start, losses, len(losses)
+    if reporter is not None:
+        out.steps = max(out.steps, reporter.steps)
+    if not math.isfinite(out.val_loss):
+        out.diverged, out.val_loss = True, math.inf
+        out.reason = out.reason or "non-finite final loss"
+    elif not out.diverged:
+        out.val_curve.append((out.steps, out.val_loss))
+    return out
+
+
+def model_cost(spec: RunSpec) -> dict[str, float]:
+    """Training cost of the run: parameters, tokens and FLOPs (6 x params x tokens).
+
+    Tokens per example are the task's sequence length (1 for classification). Returns
+    ``{"params", "tokens", "flops", "param_steps"}``; built on the meta device (no memory).
+    A spec whose model or length is not known here (the user's own loop) costs ``nan``.
+    """
+    task = make_task(spec.task)
+    factory = make_factory(spec.model, task)
+    if factory is None or not spec.train.steps or not spec.train.batch_size:
+        nan = math.nan
+        return {"params": nan, "tokens": nan, "flops": nan, "param_steps": nan}
+    with torch.device("meta"):
+        model = factory(spec.width)
+    n = sum(p.numel() for p in model.parameters())
+    per_example = int(getattr(task, "block_size", 1)) if task is not None else 1
+    tokens = spec.train.steps * spec.train.batch_size * per_example
+    return {"params": n, "tokens": tokens, "flops": 6.0 * n * tokens, "param_steps": n * spec.train.steps}
+
+
+def untrained_loss(task: TaskSpec | Any) -> float:
+    """The loss of an untrained (uniform) predictor of the task: the diverged-run penalty. ``inf`` if unknown."""
+    obj = make_task(task) if isinstance(task, TaskSpec) else task
+    return float(getattr(obj, "init_loss_bound", math.inf)) if obj is not None else math.inf
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` (``None``: leave it), then restore.
+
+    Why: on a shared 2-core machine, OpenMP threads spin-waiting against other processes made the
+    quickstart take 8 min with 2 threads and 14 s with 1 (measured); the models here are too small
+    to gain from more.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

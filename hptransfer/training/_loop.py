@@ -1,0 +1,188 @@
+"""The training loop shared by tuning, transfer runs and verification sweeps.
+
+Three pieces a user's own loop can reuse too:
+
+* :class:`Schedule` -- warmup then decay, as a multiplier on every group's LR (so μP's
+  per-group ratios are kept);
+* :class:`DivergenceGuard` -- checked every step: a non-finite loss, or a loss far above its
+  starting value, raises :class:`~hptransfer.errors.TrainingDiverged` so the run stops early;
+* a ``report(step, loss)`` callback -- the tuner passes one that feeds Optuna's pruner.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import HPTransferError, TrainingDiverged
+
+__all__ = ["Schedule", "DivergenceGuard", "TrainResult", "train"]
+
+DECAYS = ("cosine", "linear", "constant")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """LR multiplier over training: linear warmup, then decay.
+
+    Attributes:
+        warmup: fraction of the steps spent warming up linearly from 0 (default 0.0).
+        decay: ``"cosine"`` (default), ``"linear"`` or ``"constant"`` after warmup.
+        min_lr_frac: the multiplier at the last step, as a fraction of the peak (default 0.1).
+    """
+
+    warmup: float = 0.0
+    decay: str = "cosine"
+    min_lr_frac: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.warmup < 1.0:
+            raise HPTransferError(f"schedule warmup={self.warmup!r} must be a fraction in [0, 1).")
+        if self.decay not in DECAYS:
+            raise HPTransferError(f"schedule decay={self.decay!r} is unknown. Fix: use one of {', '.join(DECAYS)}.")
+        if not 0.0 <= self.min_lr_frac <= 1.0:
+            raise HPTransferError(f"schedule min_lr_frac={self.min_lr_frac!r} must be in [0, 1].")
+
+    def factor(self, step: int, total: int) -> float:
+        """The LR multiplier at ``step`` (0-based) of ``total`` steps."""
+        warm = round(self.warmup * total)
+        if step < warm:
+            return (step + 1) / warm
+        if self.decay == "constant" or total - warm <= 1:
+            return 1.0
+        progress = (step - warm) / (total - warm - 1)
+        if self.decay == "linear":
+            shape = 1.0 - progress
+        else:
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_frac + (1.0 - self.min_lr_frac) * shape
+
+
+@dataclass
+class DivergenceGuard:
+    """Stops a run whose loss is non-finite or above ``factor`` x its reference.
+
+    The reference is the larger of the first step's loss and ``floor`` (e.g. the loss of a
+    uniform predictor), so a run that starts low and explodes is caught, while ordinary noise
+    is not. Default ``factor=3.0``: on the built-in tasks a healthy run never exceeds 1.5x its
+    first loss, while diverging runs pass 3x within a few steps.
+    """
+
+    factor: float = 3.0
+    floor: float = 0.0
+    reference: float | None = None
+
+    def check(self, step: int, loss: float) -> None:
+        """Raise :class:`TrainingDiverged` if ``loss`` (a float) at ``step`` means divergence."""
+        if not math.isfinite(loss):
+            raise TrainingDiverged(step, loss, "non-finite loss")
+        if self.reference is None:
+            self.reference = max(loss, self.floor)
+            return
+        if loss > self.factor * self.reference:
+            raise TrainingDiverged(step, loss, f"loss above {self.factor:g} x its start ({self.reference:.4g})")
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced.
+
+    ``losses``: training loss per completed step (nats). ``val_loss``: final validation loss
+    (``math.inf`` when diverged). ``diverged``: the guard stopped the run (``reason`` says why).
+    ``steps``: steps completed. ``seconds``: wall time. ``val_curve``: ``(step, val_loss)``.
+    """
+
+    losses: list[float] = field(default_factory=list)
+    val_loss: float = math.inf
+    diverged: bool = False
+    reason: str | None = None
+    steps: int = 0
+    seconds: float = 0.0
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "val_loss": self.val_loss if math.isfinite(self.val_loss) else None,
+            "diverged": self.diverged,
+            "reason": self.reason,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 3),
+            "final_train_loss": self.losses[-1] if self.losses else None,
+        }
+
+
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    task: Any,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int = 0,
+    schedule: Schedule | None = None,
+    guard: DivergenceGuard | None = None,
+    report: Callable[[int, float], None] | None = None,
+    eval_every: int = 0,
+    grad_clip: float | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``task`` for ``steps`` optimizer steps and return a :class:`TrainResult`.
+
+    Batches come from ``task.batch(step, batch_size, seed=seed)``; the loss is ``task.loss``.
+    The schedule multiplies every group's initial ``lr`` (default: constant). The guard
+    (default :class:`DivergenceGuard` with the task's uniform-predictor loss as floor) is
+    checked every step; on divergence the run stops and the result says so -- it never raises
+    for divergence. ``report(step, loss)`` is called every step (the tuner's pruning hook; it
+    may raise ``optuna.TrialPruned``, which propagates). ``eval_every`` > 0 records the
+    validation loss every that many steps.
+    """
+    if steps < 1 or batch_size < 1:
+        raise HPTransferError(f"steps={steps} and batch_size={batch_size} must both be >= 1.")
+    schedule = schedule or Schedule(decay="constant")
+    guard = guard or DivergenceGuard(floor=float(getattr(task, "init_loss_bound", 0.0)))
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    result = TrainResult()
+    start = time.perf_counter()
+    model.train()
+    try:
+        for step in range(steps):
+            f = schedule.factor(step, steps)
+            for g, lr in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = lr * f
+            x, y = task.batch(step, batch_size, seed=seed)
+            loss = task.loss(model(x), y)
+            value = float(loss.detach())
+            guard.check(step, value)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            result.losses.append(value)
+            result.steps = step + 1
+            if report is not None:
+                report(step, value)
+            if progress is not None:
+                progress(step, value)
+            if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+                result.val_curve.append((step + 1, task.eval_loss(model)))
+    except TrainingDiverged as exc:
+        result.diverged, result.reason = True, str(exc)
+        result.val_loss = math.inf
+    finally:
+        for g, lr in zip(optimizer.param_groups, base_lrs):
+            g["lr"] = lr
+        result.seconds = time.perf_counter() - start
+    if not result.diverged:
+        result.val_loss = float(task.eval_loss(model))
+        if not math.isfinite(result.val_loss):
+            result.diverged, result.reason, result.val_loss = True, "non-finite validation loss", math.inf
+        else:
+            result.val_curve.append((result.steps, result.val_loss))
+    return result

@@ -1,0 +1,142 @@
+"""The Optuna objective: sample HPs, train (built-in or the user's function), record divergence.
+
+Divergence handling follows shared/OPTUNA.md: returning NaN would mark the trial FAIL, and
+samplers ignore FAIL trials and keep sampling the diverging region. Instead a diverged trial
+returns a finite penalty (the untrained loss) and sets the constraint ``diverged = 1``;
+healthy trials set it to 0. GP and TPE then steer away, and ``best_trial`` skips violators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import TrainingDiverged
+from ..recipe import Recipe, SearchParam
+from ..studies import mark_worker
+from ..training import DivergenceGuard, Reporter, call_train_fn, run, untrained_loss
+
+__all__ = ["Objective", "SurplusTrial", "suggest"]
+
+
+def suggest(trial: optuna.trial.BaseTrial, space: dict[str, SearchParam]) -> dict[str, Any]:
+    """Draw one value per search dimension from ``trial``."""
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.type == "categorical":
+            out[name] = trial.suggest_categorical(name, p.choices)
+        elif p.type == "int":
+            out[name] = trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1))
+        else:
+            out[name] = trial.suggest_float(name, p.low, p.high, log=p.type == "log_float", step=p.step)
+    return out
+
+
+class SurplusTrial(Exception):
+    """A worker asked for a trial after the budget was already used up by the others.
+
+    Workers check the budget and then ask for a trial; two can pass the check together. The
+    late one is cancelled before it trains (recorded FAIL with ``surplus=True``, which counts
+    neither toward the budget nor as lost work) and its worker stops."""
+
+
+def _over_budget(trial: optuna.trial.Trial, total: int) -> bool:
+    """Optuna numbers trials in creation order; the trials before this one that are not FAIL
+    (complete, pruned, running or queued) already fill the budget when there are ``total``."""
+    earlier = trial.study.get_trials(deepcopy=False)
+    return sum(1 for t in earlier if t.number < trial.number and t.state != TrialState.FAIL) >= total
+
+
+@dataclass
+class Objective:
+    """Callable objective for ``study.optimize``: mean final validation loss over widths x seeds.
+
+    Exactly one of ``recipe`` (built-in training, or the recipe's ``task.train_fn``) and
+    ``train_fn`` (Python API) drives training. ``penalty`` is the value of a diverged trial
+    (default: the untrained loss of the task, or the first reported loss of the run).
+    """
+
+    space: dict[str, SearchParam]
+    widths: Sequence[int]
+    seeds: Sequence[int]
+    steps: int
+    recipe: Recipe | None = None
+    train_fn: Callable[..., float] | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    penalty: float | None = None
+    report_every: int = 0
+    divergence_factor: float = 3.0
+    on_step: Callable[[int, int, float], None] | None = None
+    total: int | None = None  # the study's trial budget (set by tune); None: unlimited
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        if self.total is not None and _over_budget(trial, self.total):
+            trial.set_user_attr("surplus", True)
+            with contextlib.suppress(RuntimeError):  # stop() is only allowed inside optimize()
+                trial.study.stop()
+            raise SurplusTrial(f"trial {trial.number} is beyond the budget of {self.total} trials")
+        mark_worker(trial)
+        sampled = suggest(trial, self.space)
+        # Recipe runs: the spec fills the non-searched HPs from the recipe (Recipe.at); fixed values win.
+        hp = {**sampled, **self.fixed} if self.recipe is not None else {**self.fixed, **sampled}
+        losses: list[float] = []
+        steps_done = 0
+        penalty = self.penalty
+        try:
+            for i, (width, seed) in enumerate((w, s) for w in self.widths for s in self.seeds):
+                on_step = None
+                if self.on_step is not None:
+                    cb = self.on_step
+                    n = trial.number
+
+                    def on_step(step: int, loss: float, cb: Callable = cb, n: int = n) -> None:
+                        cb(n, step, loss)
+                builtin = self.recipe is not None and self.recipe.task.train_fn is None
+                # The recipe path's run() checks divergence itself; the Python train_fn form has no loop of ours.
+                reporter = Reporter(trial, every=self.report_every, offset=i * self.steps, on_step=on_step,
+                                    guard=None if self.recipe is not None else
+                                    DivergenceGuard(factor=self.divergence_factor))
+                try:
+                    loss = self._one(hp, width, seed, reporter)
+                finally:
+                    steps_done += reporter.steps
+                    trial.set_user_attr("train_steps", steps_done)
+                    if penalty is None:
+                        penalty = self._default_penalty(reporter, builtin)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(reporter.steps, loss, "non-finite final loss")
+                losses.append(loss)
+        except TrainingDiverged as exc:
+            trial.set_user_attr("diverged", True)
+            trial.set_user_attr("diverged_reason", str(exc))
+            trial.set_constraint("diverged", 1.0)
+            return float(penalty if penalty is not None and math.isfinite(penalty) else 1e6)
+        except KeyboardInterrupt:
+            # Optuna marks the trial FAIL; the flag lets the next start re-queue its parameters.
+            trial.set_user_attr("interrupted", True)
+            raise
+        trial.set_user_attr("diverged", False)
+        trial.set_constraint("diverged", 0.0)
+        return float(sum(losses) / len(losses))
+
+    def _default_penalty(self, reporter: Reporter, builtin: bool) -> float:
+        """The untrained loss: the task's uniform-predictor loss, else the run's first reported loss."""
+        if builtin and self.recipe is not None:
+            return untrained_loss(self.recipe.task)
+        return reporter.first if reporter.first is not None and math.isfinite(reporter.first) else math.inf
+
+    def _one(self, hp: dict[str, Any], width: int, seed: int, reporter: Reporter) -> float:
+        """Run one training and return its final loss. Raises TrainingDiverged."""
+        if self.recipe is not None:
+            res = run(self.recipe.at(width, hp, seed=seed), report=reporter)
+            if res.diverged:
+                raise TrainingDiverged(res.steps, res.losses[-1] if res.losses else math.nan, res.reason or "")
+            return res.val_loss
+        assert self.train_fn is not None  # one of recipe / train_fn is set by tune()
+        return call_train_fn(self.train_fn, hp, width=width, seed=seed, report=reporter)

@@ -1,0 +1,9 @@
+"""Reference models and built-in offline tasks (also importable as ``hptransfer.models`` and ``hptransfer.tasks``)."""
+
+from __future__ import annotations
+
+from .models import CNN, GPT, MLP, MODELS, cnn, get_model, gpt, mlp
+from .tasks import TASKS, CharLMTask, ClassificationTask, ImageClassificationTask, Task, get_task
+
+__all__ = ["mlp", "gpt", "cnn", "MLP", "GPT", "CNN", "MODELS", "get_model", "Task", "ClassificationTask",
+           "ImageClassificationTask", "CharLMTask", "TASKS", "get_task"]
