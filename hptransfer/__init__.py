@@ -29,8 +29,10 @@ from .errors import (
     ShapeInferenceError,
     StorageError,
     TrainingDiverged,
+    TrainingError,
     TransferError,
     TuneError,
+    WorkerError,
 )
 
 #: Public name -> the subpackage that defines it (imported lazily by ``__getattr__``).
@@ -70,6 +72,7 @@ __all__ = [
     # errors
     "HPTransferError", "FactoryError", "ShapeInferenceError", "ParametrizationError", "OptimizerConfigError",
     "RecipeError", "StorageError", "TrainingDiverged", "DataError", "TuneError", "TransferError", "CheckError",
+    "TrainingError", "WorkerError",
     "CoordCheckError",
 ]
 

@@ -1,13 +1,20 @@
-"""Atomic file writes (text and figures): results are never left half-written by a crash or a full disk."""
+"""Atomic file writes (text and figures): results are never left half-written by a crash or a full disk.
+
+Also the one place that creates matplotlib figures (:func:`new_figure`).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["save_figure", "write_text_atomic"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["new_figure", "save_figure", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -30,21 +37,58 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Lay out, save as PNG atomically (temporary file + rename) and close a matplotlib figure."""
-    import matplotlib.pyplot as plt
+def new_figure(what: str, error: type[Exception], **figure_kwargs: Any) -> Figure:
+    """A new matplotlib ``Figure`` drawn by the Agg (PNG) canvas, made without pyplot.
 
+    hptransfer only writes figures to files, so it never goes through pyplot: no backend is
+    selected or switched (a notebook keeps its inline/widget backend, a desktop its GUI one), no
+    window can open, and the figure is not held in pyplot's global registry (nothing to close,
+    no state shared between threads). Add axes with ``fig.subplots(...)``; write it with
+    :func:`save_figure`.
+
+    Args:
+        what: what needs the figure, for the error message (e.g. ``"CoordCheckResult.plot"``).
+        error: the exception class raised when matplotlib is missing (the caller's own
+            :class:`~hptransfer.errors.HPTransferError` subclass; this module imports nothing of
+            the package).
+        figure_kwargs: passed to ``matplotlib.figure.Figure`` (``figsize`` in inches, ...).
+
+    Raises:
+        error: matplotlib is not installed, with the fix.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise error(f"{what} needs matplotlib. Fix: pip install 'hptransfer[plot]'.") from None
+    fig = Figure(**figure_kwargs)
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
+    return fig
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 110, tight: bool = True) -> Path:
+    """Lay out, save as PNG atomically (temporary file + rename) and release a matplotlib figure.
+
+    ``dpi`` is dots per inch (default 110). ``tight`` (default True) applies ``tight_layout``
+    first; pass False for a figure laid out already (a colorbar that stole space from its axes
+    breaks ``tight_layout``); its bounding box is then trimmed at save time instead. A figure
+    made by pyplot (Optuna's plots are) is closed so pyplot frees it and a notebook does not
+    display it again; a :func:`new_figure` needs no closing.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches=None if tight else "tight")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
-        plt.close(fig)
+        plt = sys.modules.get("matplotlib.pyplot")  # only pyplot can hold the figure; never import it here
+        if plt is not None:
+            plt.close(fig)
     return path

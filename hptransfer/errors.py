@@ -20,6 +20,8 @@ __all__ = [
     "CheckError",
     "TuneError",
     "TransferError",
+    "TrainingError",
+    "WorkerError",
 ]
 
 
@@ -106,3 +108,13 @@ class TransferError(HPTransferError):
     """Values cannot be carried to the target or loaded back: the study has no usable trial,
     the target widths are invalid, a target file is unreadable or was written by another schema,
     or the rebuilt model differs from the one tuned."""
+
+
+class TrainingError(HPTransferError):
+    """A training run was asked for with impossible settings: a schedule whose warmup, decay or
+    final LR fraction is out of range, or non-positive steps or batch size."""
+
+
+class WorkerError(HPTransferError):
+    """Local worker processes (tuning or check) could not start, because their arguments cannot
+    be pickled, or exited with an error. The study is kept; rerun with one worker to see it."""

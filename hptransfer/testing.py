@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ._io import write_text_atomic
-from .check._check import TransferReport, check_transfer
-from .coord._coord import CoordCheckResult, coord_check
+from .check import TransferReport, check_transfer
+from .coord import CoordCheckResult, coord_check
 
 __all__ = ["assert_transfer", "assert_coord_check"]
 

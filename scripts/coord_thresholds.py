@@ -34,7 +34,7 @@ from hptransfer.tasks import ImageClassificationTask, get_task
 
 def setups(preset: str, block_size: int) -> dict[str, tuple[Callable[..., torch.nn.Module], Any, tuple[int, ...], int]]:
     """model name -> (factory, task, widths, batch size) for the ``reference`` or ``tests`` preset."""
-    if preset == "tests":  # the sizes tests/test_coord.py uses: smaller widths, larger finite-width effects
+    if preset == "tests":  # the sizes tests/coord/test_coord.py uses: smaller widths, larger finite-width effects
         charlm = get_task("charlm", block_size=16, n_bytes=200_000)
         small = functools.partial(gpt, n_layer=2, **charlm.model_kwargs())
         return {
@@ -122,7 +122,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--steps", type=int, default=None, help="default 4 (reference) or 2 (tests)")
     ap.add_argument("--preset", choices=("reference", "tests"), default="reference",
-                    help="reference sizes (docs table) or the smaller sizes of tests/test_coord.py")
+                    help="reference sizes (docs table) or the smaller sizes of tests/coord/test_coord.py")
     ap.add_argument("--optimizer", default="adam")
     ap.add_argument("--block-size", type=int, default=32, help="GPT context length (default 32)")
     args = ap.parse_args()

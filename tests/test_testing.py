@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from test_check import LR_GRID, BowlRunner  # tests/ is on sys.path (pytest rootdir-relative import)
+from _helpers import LR_GRID, BowlRunner
 
 from hptransfer import CoordCheckResult, TransferReport, coord_check
-from hptransfer.check import check_grid
+from hptransfer.check import Tolerances, check_grid
 from hptransfer.models import mlp
 from hptransfer.testing import assert_coord_check, assert_transfer
 
@@ -32,10 +32,18 @@ def test_assert_transfer_names_parametrization_width_and_figure(tmp_path):
     assert "mup lr: " not in msg.split("\n")[1]  # only the failing parametrization heads the message
 
 
-def test_assert_transfer_runs_the_check_itself():
-    rep = assert_transfer("mlp", "classification", widths=[16, 32, 64], grid={"lr": [1e-3, 1e-2, 1e-1]},
-                          seeds=[0, 1], steps=3, batch_size=8, n_boot=20, expect={"mup": "any"})
-    assert isinstance(rep, TransferReport)
+def test_assert_transfer_runs_the_check_itself(tmp_path):
+    # A real check whose verdict is known: 3 steps leave lr 1e-2 best at every width (1e-4 barely
+    # moves, 1 overshoots), and loose tolerances turn an interior optimum into a pass.
+    kw = dict(widths=[16, 32, 64], grid={"lr": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}, seeds=[0, 1], steps=3,
+              batch_size=8, n_boot=20, tolerances=Tolerances(max_drift=10, max_regret=10, max_wider_worse=10),
+              storage=str(tmp_path / "check.journal"))
+    rep = assert_transfer("mlp", "classification", expect={"mup": "pass"}, **kw)
+    assert isinstance(rep, TransferReport) and rep.result("mup").verdict == "pass"
+    assert rep.result("mup").losses.shape == (3, 5, 2)
+    with pytest.raises(AssertionError, match=r"mup lr: pass \(expected fail\)"):
+        assert_transfer("mlp", "classification", expect={"mup": "fail"}, plot_dir=tmp_path / "fig", **kw)
+    assert (tmp_path / "fig" / "transfer_lr.png").exists()
 
 
 def _coord(parametrization: str) -> CoordCheckResult:

@@ -19,6 +19,7 @@ within :class:`Tolerances`. The defaults are justified in ``docs/verification.md
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from typing import Any
 
 from ..errors import CheckError
 from ..recipe import EXPECTATIONS
+from ..studies import optuna_verbosity, redact_url
 from ..training import Schedule
 from . import _optimum
 from ._report import Tolerances, TransferReport
@@ -141,17 +143,11 @@ def check_grid(
         from ..studies import storage_url
 
         url = storage_url(storage, ".")
-    import optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the report
-    try:
+    with optuna_verbosity(logging.WARNING):  # one INFO line per trial would drown the report
         data = run_sweep(runner, plans, url=url, prefix=study_prefix, workers=workers, progress=progress)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     results = [analyse(d, p, tol, expect=expect_map[p], n_boot=n_boot) for d in data for p in d.plan.parametrizations]
     cfg = {"widths": list(plans[0].widths), "seeds": list(plans[0].seeds), "parametrizations": list(parametrizations),
-           "grid": {p.hp: list(p.values) for p in plans}, "fixed": dict(fixed or {}), "storage": _redact(url),
+           "grid": {p.hp: list(p.values) for p in plans}, "fixed": dict(fixed or {}), "storage": redact_url(url),
            "train_seconds": round(sum(d.seconds for d in data), 1), **(config or {})}
     return TransferReport(results, tol, cfg, time.perf_counter() - start, [d.study for d in data])
 
@@ -201,11 +197,3 @@ def _expectations(expect: Mapping[str, str] | None, parametrizations: Sequence[s
             raise CheckError(f"expect[{p!r}]={e!r} is not one of {', '.join(EXPECTATIONS)}.")
         out[p] = e
     return out
-
-
-def _redact(url: str) -> str:
-    """The storage URL without its password (reports end up in CI artifacts)."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url

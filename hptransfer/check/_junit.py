@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .._io import write_text_atomic
 
 if TYPE_CHECKING:
-    from ._check import TransferReport
+    from ._report import TransferReport
 
 __all__ = ["junit_xml"]
 

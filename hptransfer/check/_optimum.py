@@ -34,7 +34,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "OptimumEstimate",
@@ -174,6 +173,8 @@ def _ols(lw: np.ndarray, opt: np.ndarray) -> tuple[float, float, float]:
         return float(slope), float(intercept), 0.0
     resid = opt - (slope * lw + intercept)
     se = math.sqrt(float(resid @ resid) / (n - 2) / float(((lw - lw.mean()) ** 2).sum()))
+    from scipy import stats  # local: scipy.stats costs ~1.4 s to import and only this line needs it
+
     return float(slope), float(intercept), float(stats.t.ppf(0.975, n - 2) * se)
 
 

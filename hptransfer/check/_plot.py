@@ -14,26 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._io import save_figure
-from ..errors import HPTransferError
+from .._io import new_figure, save_figure
+from ..errors import CheckError
 from . import _optimum
 
 if TYPE_CHECKING:
-    from ._check import ParamResult, TransferReport
+    from ._report import TransferReport
+    from ._verdict import ParamResult
 
 __all__ = ["plot_report"]
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise HPTransferError("plotting the transfer check needs matplotlib. Fix: pip install 'hptransfer[plot]'.") \
-            from None
-    return plt
 
 
 def _ylim(results: list[ParamResult]) -> tuple[float, float]:
@@ -55,15 +44,16 @@ def _finite_means(r: ParamResult) -> np.ndarray:
 
 def plot_report(report: TransferReport, path: str | Path, *, hp: str = "lr") -> Path:
     """Write the figure for ``hp`` to ``path`` (PNG) and return the path."""
-    plt = _pyplot()
     results = [r for r in report.results if r.hp == hp]
     if not results:
-        raise HPTransferError(f"the report has no sweep of {hp!r}. Fix: plot one of "
+        raise CheckError(f"the report has no sweep of {hp!r}. Fix: plot one of "
                               f"{sorted({r.hp for r in report.results})}.")
     n = len(results)
-    fig, axes = plt.subplots(2, n, figsize=(5.2 * n, 8.0), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 2]})
-    cmap = plt.get_cmap("viridis")
+    fig = new_figure("plotting the transfer check", CheckError, figsize=(5.2 * n, 8.0))
+    from matplotlib import colormaps  # matplotlib is present: new_figure succeeded
+
+    axes = fig.subplots(2, n, squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
+    cmap = colormaps["viridis"]
     y0, y1 = _ylim(results)
     for col, r in enumerate(results):
         _loss_panel(axes[0][col], r, cmap, (y0, y1))

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..recipe import GridSpec, Recipe
+from ..studies import storage_url
+from ._check import check_grid
+from ._report import Tolerances, TransferReport
+from ._runner import RecipeRunner
 
 __all__ = ["check_recipe", "grid_values", "check_widths"]
 
@@ -45,15 +48,12 @@ def check_recipe(
     workers: int | None = None,
     storage: str | None = None,
     progress: Callable[[str], None] | None = None,
-) -> Any:
-    """Run the recipe's transfer check on its tuning storage; returns a :class:`~hptransfer.check.TransferReport`.
+) -> TransferReport:
+    """Run the recipe's transfer check on its tuning storage.
 
     ``compare`` and ``expect`` override the section's; parametrizations named in ``compare``
     other than the recipe's own default to ``expect="any"`` (reported, not gated).
     """
-    from ..studies import storage_url
-    from ._check import Tolerances, check_grid
-    from ._runner import RecipeRunner
 
     spec = recipe.check
     own = recipe.parametrization.name

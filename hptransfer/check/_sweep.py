@@ -34,7 +34,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import HPTransferError
+from ..errors import CheckError, WorkerError
 from ..studies import create_study, load_study, mark_worker, recover_stale, start_workers, stop_workers
 
 __all__ = ["Runner", "SweepPlan", "SweepData", "run_sweep", "run_subplans", "split", "merge", "study_name",
@@ -285,7 +285,7 @@ def run_subplans(
     say = progress or (lambda _msg: None)
     if url == "inmemory":
         if workers > 1:
-            raise HPTransferError("workers > 1 needs a persistent storage. Fix: pass storage='check.journal' "
+            raise CheckError("workers > 1 needs a persistent storage. Fix: pass storage='check.journal' "
                                   "(a journal file) or a postgresql:// URL, or use workers=1.")
         printer = _printer(say, sum(p.n_runs for p in plans))
         return [_run_inmemory(runner, plan, name, printer) for plan, name in zip(plans, names)]
@@ -339,7 +339,7 @@ def _spawn(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], n
         raise
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
-        raise HPTransferError(f"{len(bad)} check worker(s) exited with codes {bad}. Fix: rerun with workers=1 to "
+        raise WorkerError(f"{len(bad)} check worker(s) exited with codes {bad}. Fix: rerun with workers=1 to "
                               "see the error; finished runs are kept in the study and a rerun continues.")
 
 

@@ -7,7 +7,8 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._check import ParamResult, TransferReport
+    from ._report import TransferReport
+    from ._verdict import ParamResult
 
 __all__ = ["summary_text", "markdown_table"]
 

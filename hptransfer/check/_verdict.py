@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..recipe import Expectation
 from . import _optimum
 from ._sweep import SweepData
 
 if TYPE_CHECKING:
-    from ._check import Tolerances
+    from ._report import Tolerances
 
-__all__ = ["ParamResult", "analyse"]
+__all__ = ["ParamResult", "analyse", "Verdict"]
+
+#: What the check concludes for one HP under one parametrization.
+Verdict = Literal["pass", "fail", "grid too narrow"]
 
 
 @dataclass
@@ -51,12 +55,12 @@ class ParamResult:
     regret: float
     regret_rel: float
     at_proxy_opt: list[float]
-    verdict: str
+    verdict: Verdict
     reasons: list[str]
     next_range: tuple[float, float] | None
     n_diverged: int
     n_missing: int
-    expect: str = "pass"
+    expect: Expectation = "pass"
 
     @property
     def met(self) -> bool:
@@ -80,7 +84,7 @@ class ParamResult:
         }
 
 
-def analyse(data: SweepData, parametrization: str, tol: Tolerances, *, expect: str = "pass",
+def analyse(data: SweepData, parametrization: str, tol: Tolerances, *, expect: Expectation = "pass",
             n_boot: int = _optimum.DEFAULT_N_BOOT) -> ParamResult:
     """Optima, drift, regret, wider-is-better and the verdict for one parametrization of a sweep."""
     plan, losses = data.plan, data.losses[parametrization]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import HPTransferError
+from ..errors import CheckError
 from ._tune import add_recipe_args, recipe_overrides
 
 __all__ = ["NAME", "HELP", "add_parser", "run"]
@@ -58,14 +58,13 @@ def _expect(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
-            raise HPTransferError(f"--expect {item!r} must look like PARAM=VERDICT, e.g. --expect sp=fail.")
+            raise CheckError(f"--expect {item!r} must look like PARAM=VERDICT, e.g. --expect sp=fail.")
         out[key.strip()] = value.strip()
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     from ..check import check_recipe
-    from ..errors import CheckError
     from ..recipe import load_recipe
 
     if args.workers is not None and args.workers < 1:

@@ -110,38 +110,28 @@ def coord_check(
     """Train ``factory`` briefly at several widths and check that module outputs stay Θ(1).
 
     Args:
-        factory: ``width -> nn.Module`` as for :func:`hptransfer.parametrize`, or a
-            :class:`~hptransfer.recipe.RunSpec` (``recipe.at(width)``): each run is then built by
-            :func:`hptransfer.training.build` at every width, and the spec's parametrization,
-            optimizer and LR are used (``lr``, ``optimizer``, ``parametrization`` here are ignored).
-        widths: at least two distinct positive widths (e.g. ``(64, 128, 256, 512)``).
-        base_width: base width of the parametrization; default ``min(widths)``.
+        factory: ``width -> nn.Module`` (as for :func:`hptransfer.parametrize`) or a
+            :class:`~hptransfer.recipe.RunSpec` (``recipe.at(width)``), built by
+            :func:`hptransfer.training.build` at every width with the spec's parametrization,
+            optimizer and LR (``lr``, ``optimizer``, ``parametrization`` here are then ignored).
+        widths: at least two distinct positive widths, e.g. ``(64, 128, 256, 512)``.
+        base_width: base width of the parametrization (factory form). Default ``min(widths)``.
         parametrization: ``"mup"`` (default), ``"sp"`` or any registered name.
-        task: a task (``hptransfer.tasks.Task`` or its name) giving training batches
-            ``task.batch(step, batch_size, seed=seed)``, the loss ``task.loss`` and the
-            default ``example_input``. Alternatively give ``batch_fn`` and ``loss_fn``.
-        loss_fn: ``(model output, target) -> scalar loss``; overrides ``task.loss``.
-        batch_fn: ``step -> (input, target)``; overrides ``task.batch`` (the same batches
-            are then used for every seed; seeds still vary the init).
-        steps: optimizer steps to take (>= 1); statistics are recorded at steps 0..steps.
-            Default 4.
-        seeds: seeds for ``torch.manual_seed`` before each build; statistics are averaged
-            over seeds before fitting. Default ``(0, 1, 2)``.
-        lr: base learning rate (the LR at ``base_width``). Default 1e-2, large enough that
-            SP's width dependence shows within 4 Adam steps.
-        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` or a torch optimizer class.
-            Per-parameter LRs come from :func:`hptransfer.param_groups`.
+        task: a task (or its name) giving ``batch(step, batch_size, seed=)``, ``loss`` and
+            ``example_input``; or give ``batch_fn`` (``step -> (input, target)``, the same batches
+            for every seed) and ``loss_fn`` (``(output, target) -> loss``), which override it.
+        steps: optimizer steps (>= 1); statistics at steps 0..steps. Default 4.
+        seeds: init seeds; statistics are averaged over them before fitting. Default ``(0, 1, 2)``.
+        lr: base LR (at ``base_width``). Default 1e-2: SP's width dependence shows within 4 Adam steps.
+        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` or a torch optimizer class;
+            per-parameter LRs from :func:`hptransfer.param_groups`.
         batch_size: training and probe batch size for ``task``. Default 32.
-        example_input: passed to ``parametrize`` to trace attention; default
-            ``task.example_input(2)``, else the probe input.
-        probe_input: the fixed input used for every measurement; default the task's
-            ``val`` batch 0 (seed 0), else the input of ``batch_fn(0)``.
-        tol_grow: largest allowed slope (log2 stat per doubling of width). Default
-            :data:`DEFAULT_TOL_GROW`.
-        tol_vanish: largest allowed negative update slope. Default :data:`DEFAULT_TOL_VANISH`.
+        example_input: for the attention trace. Default ``task.example_input(2)``, else the probe.
+        probe_input: the fixed measurement input. Default the task's ``val`` batch 0.
+        tol_grow, tol_vanish: largest growing slope / largest negative update slope (log2 stat
+            per width doubling). Defaults :data:`DEFAULT_TOL_GROW`, :data:`DEFAULT_TOL_VANISH`.
         device: where to build and train. Default CPU.
-        **parametrize_options: passed to :func:`hptransfer.parametrize` (``output_mult``,
-            ``attn_mult``, ``zero_readout``, ``zero_query``, ``readout``, ``roles``, ...).
+        **parametrize_options: passed to :func:`hptransfer.parametrize` (factory form).
 
     Returns:
         A :class:`CoordCheckResult`; ``result.passed`` is the verdict.
@@ -150,8 +140,51 @@ def coord_check(
         CoordCheckError: bad widths, steps, seeds, tolerances or a missing data source.
         HPTransferError: from ``parametrize``/``param_groups`` (bad factory, options, LR).
     """
-    widths_l = _check_widths(widths)
-    seeds_l = _check_seeds(seeds)
+    widths_l, seeds_l = _check_numbers(widths, seeds, steps, batch_size, tol_grow, tol_vanish)
+    spec = factory if isinstance(factory, RunSpec) else None
+    if spec is not None:
+        if parametrize_options:
+            raise CoordCheckError(f"parametrize options {sorted(parametrize_options)} cannot be combined with a run "
+                                  "spec. Fix: set them in the spec (spec.replace(...)).")
+        task = make_task(spec.task) if task is None and spec.task.name is not None else task
+        lr, optimizer, parametrization = spec.optimizer.lr, spec.optimizer.name, spec.parametrization.name
+    task = _resolve_task(task, batch_fn, loss_fn)
+    opt_cls, opt_name = _optimizer_class(optimizer)
+    if probe_input is None:
+        probe_input = (batch_fn(0)[0] if batch_fn is not None
+                       else task.batch(0, batch_size, split="val", seed=0)[0])  # type: ignore[union-attr]
+    example_input = example_input if example_input is not None else (
+        task.example_input(2) if task is not None else probe_input)
+    device = torch.device(device)
+    make = _spec_builder(spec, task, example_input, device) if spec is not None else _factory_builder(
+        factory, float(base_width) if base_width is not None else widths_l[0], parametrization, example_input,
+        parametrize_options, opt_cls, opt_name, float(lr), device)
+    def batches(step: int, seed: int) -> tuple[Any, Any]:
+        return batch_fn(step) if batch_fn is not None else task.batch(step, batch_size, seed=seed)  # type: ignore
+    loss = loss_fn if loss_fn is not None else task.loss  # type: ignore[union-attr]
+    records, order = _measure(make, batches, loss, widths_l, seeds_l, steps, probe_input, device)
+    name = str(getattr(parametrization, "name", parametrization))
+    return _analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
+                    parametrization=name, optimizer=opt_name, lr=float(lr))
+
+
+def _resolve_task(task: Any, batch_fn: Any, loss_fn: Any) -> Any:
+    """A task object from a name; a clear error when neither a task nor batch_fn/loss_fn is given."""
+    if isinstance(task, str):
+        from ..zoo.tasks import get_task  # local: tasks pulls in data code the core does not need
+
+        task = get_task(task)
+    if batch_fn is None and task is None:
+        raise CoordCheckError("coord_check needs training data. Fix: pass task=... or batch_fn= and loss_fn=.")
+    if loss_fn is None and task is None:
+        raise CoordCheckError("coord_check needs a loss. Fix: pass loss_fn=(output, target) -> loss, or task=.")
+    return task
+
+
+def _check_numbers(widths: Any, seeds: Any, steps: Any, batch_size: Any, tol_grow: Any, tol_vanish: Any
+                   ) -> tuple[list[float], list[int]]:
+    """Validate the numeric arguments of :func:`coord_check`; the sorted widths and the seeds."""
+    widths_l, seeds_l = _check_widths(widths), _check_seeds(seeds)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise CoordCheckError(f"steps={steps!r} must be an integer >= 1. Fix: pass steps=4 (the default).")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -159,51 +192,31 @@ def coord_check(
     for name, tol in (("tol_grow", tol_grow), ("tol_vanish", tol_vanish)):
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
             raise CoordCheckError(f"{name}={tol!r} must be a positive number (a log2-log2 slope).")
-    spec = factory if isinstance(factory, RunSpec) else None
-    if spec is not None:
-        if parametrize_options:
-            raise CoordCheckError(f"parametrize options {sorted(parametrize_options)} cannot be combined with a run "
-                                  "spec. Fix: set them in the spec (spec.replace(...)).")
-        if task is None and spec.task.name is not None:
-            task = make_task(spec.task)
-        lr, optimizer, parametrization = float(spec.optimizer.lr), spec.optimizer.name, spec.parametrization.name
-    if isinstance(task, str):
-        from ..zoo.tasks import get_task  # local: tasks pulls in data code the core does not need
+    return widths_l, seeds_l
 
-        task = get_task(task)
-    opt_cls, opt_name = _optimizer_class(optimizer)
-    if batch_fn is None and task is None:
-        raise CoordCheckError("coord_check needs training data. Fix: pass task=... or batch_fn= and loss_fn=.")
-    if loss_fn is None and task is None:
-        raise CoordCheckError("coord_check needs a loss. Fix: pass loss_fn=(output, target) -> loss, or task=.")
-    if probe_input is None:
-        probe_input = (batch_fn(0)[0] if batch_fn is not None
-                       else task.batch(0, batch_size, split="val", seed=0)[0])  # type: ignore[union-attr]
-    if example_input is None:
-        example_input = task.example_input(2) if task is not None else probe_input
-    device = torch.device(device)
-    if spec is not None:
-        def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-            b = build(spec.replace(width=int(width), seed=seed), task=task if hasattr(task, "model_kwargs") else None,
-                      device=device, parametrize_extra={"example_input": example_input})
-            return b.model, b.optimizer
-    else:
-        base = float(base_width) if base_width is not None else widths_l[0]
 
-        def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-            torch.manual_seed(seed)
-            model = parametrize(factory, width=width, base_width=base, parametrization=parametrization,
-                                example_input=example_input, **parametrize_options).to(device)
-            return model, opt_cls(param_groups(model, lr=lr, optimizer=opt_name), lr=lr)
+def _factory_builder(factory: Callable[..., nn.Module], base: float, parametrization: Any, example_input: Any,
+                     options: dict[str, Any], opt_cls: type[torch.optim.Optimizer], opt_name: str, lr: float,
+                     device: torch.device) -> Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]]:
+    """``(width, seed) -> (model, optimizer)`` from a factory and ``parametrize`` options."""
+    def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(seed)
+        model = parametrize(factory, width=width, base_width=base, parametrization=parametrization,
+                            example_input=example_input, **options).to(device)
+        return model, opt_cls(param_groups(model, lr=lr, optimizer=opt_name), lr=lr)
+    return make
 
-    def batches(step: int, seed: int) -> tuple[Any, Any]:
-        return batch_fn(step) if batch_fn is not None else task.batch(step, batch_size, seed=seed)  # type: ignore
 
-    loss = loss_fn if loss_fn is not None else task.loss  # type: ignore[union-attr]
-    records, order = _measure(make, batches, loss, widths_l, seeds_l, steps, probe_input, device)
-    return _analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
-                    parametrization=str(getattr(parametrization, "name", parametrization)), optimizer=opt_name,
-                    lr=float(lr))
+def _spec_builder(spec: RunSpec, task: Any, example_input: Any, device: torch.device
+                  ) -> Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]]:
+    """``(width, seed) -> (model, optimizer)`` through the one build path (``training.build``)."""
+    built_task = task if hasattr(task, "model_kwargs") else None  # a built-in task object, reused
+
+    def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        b = build(spec.replace(width=int(width), seed=seed), task=built_task, device=device,
+                  parametrize_extra={"example_input": example_input})
+        return b.model, b.optimizer
+    return make
 
 
 def _measure(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._io import save_figure
+from .._io import new_figure, save_figure
 from ..errors import CoordCheckError
 from ._result import ACT, UPD, fmt
 
@@ -19,21 +19,15 @@ __all__ = ["plot_result"]
 
 def plot_result(result: CoordCheckResult, path: Path, *, max_labels: int = 8) -> Path:
     """Write ``result`` as a PNG at ``path`` (see :meth:`CoordCheckResult.plot`)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CoordCheckError(
-            "CoordCheckResult.plot needs matplotlib. Fix: pip install 'hptransfer[plot]'."
-        ) from None
-    path = Path(path)
     n = len(result.steps)
-    fig, axes = plt.subplots(2, n, figsize=(min(3.6 * n, 26), 7.2), squeeze=False)
+    fig = new_figure("CoordCheckResult.plot", CoordCheckError, figsize=(min(3.6 * n, 26), 7.2))
+    from matplotlib import colormaps  # matplotlib is present: new_figure succeeded
+
+    path = Path(path)
+    axes = fig.subplots(2, n, squeeze=False)
     x = np.log2(np.asarray(result.widths, dtype=float))
     fails = {(m, t, k): s for m, t, k, s in result.failing}
-    palette = plt.get_cmap("tab20")
+    palette = colormaps["tab20"]
     # One colour per failing module across all panels, in worst-first order.
     colour = {m: palette(i % 20) for i, m in enumerate(dict.fromkeys(m for m, *_ in result.failing))}
     for row, kind in enumerate((ACT, UPD)):

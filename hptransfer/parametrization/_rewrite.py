@@ -82,37 +82,19 @@ def parametrize(
         FactoryError, ShapeInferenceError, ParametrizationError: with the parameter and the fix.
     """
     rule = get_parametrization(parametrization)
-    width, base_width = _check_width("width", width), _check_width("base_width", base_width)
-    probe_width = _check_width("probe_width", probe_width if probe_width is not None else 2 * base_width)
-    if probe_width == base_width:
-        raise ParametrizationError("probe_width must differ from base_width. Fix: leave probe_width unset.")
-    if attention not in ("auto", "off"):
-        raise ParametrizationError(f"attention={attention!r} is not an option. Fix: use 'auto' or 'off'.")
+    width, base_width, probe_width = _check_widths(width, base_width, probe_width, attention)
+    # Plain data (kept in the table, compared when a rewritten model comes back from the factory).
     options: dict[str, Any] = {
-        "output_mult": float(output_mult),
-        "attn_mult": float(attn_mult),
-        "base_std": None if base_std is None else float(base_std),
-        "zero_readout": bool(zero_readout),
+        "output_mult": float(output_mult), "attn_mult": float(attn_mult),
+        "base_std": None if base_std is None else float(base_std), "zero_readout": bool(zero_readout),
         "zero_query": zero_query if isinstance(zero_query, bool) else list(zero_query),
         "readout": readout if readout is None or isinstance(readout, str) else list(readout),
-        "roles": dict(roles or {}),
-        "attention": attention,
-        "probe_width": probe_width,
+        "roles": dict(roles or {}), "attention": attention, "probe_width": probe_width,
     }
 
     model = build(factory, width, meta=False, what="target")
-    existing = getattr(model, _TABLE_ATTR, None)
-    if existing is not None:
-        # The factory returned an already-rewritten model: never rescale twice.
-        same = (existing.parametrization, existing.width, existing.base_width, existing.options) == (
-            rule.name, width, base_width, options)
-        if same:
-            return model
-        raise ParametrizationError(
-            f"the factory returned a model already parametrized as {existing.parametrization!r} at width "
-            f"{existing.width:g} (base {existing.base_width:g}) with other options; rewriting it again would "
-            "rescale its init twice. Fix: return a fresh model from the factory."
-        )
+    if _already_rewritten(model, rule, width, base_width, options):
+        return model
     base = build(factory, base_width, meta=True, what="base")
     probe = build(factory, probe_width, meta=True, what="probe")
     params, readout_modules = infer_params(
@@ -120,18 +102,40 @@ def parametrize(
     )
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
-
     table = ScalingTable(rule.name, width, base_width, params=params, options=options)
     _rescale_init(model, table, rule)
-    for module, name in readout_modules.items():
-        mult = rule.readout_multiplier(params[name], output_mult)
-        if mult != 1.0:
-            reason = f"readout of {name}: output_mult / width_mult" if rule.name != "sp" else "output_mult"
-            table.module_scalings.append(ModuleScaling(module, "input", mult, reason))
+    _readout_multipliers(table, rule, readout_modules, output_mult)
     if attention == "auto":
         _setup_attention(model, base, table, rule, factory, example_input)
     attach_table(model, table)
     return model
+
+
+def _already_rewritten(model: nn.Module, rule: Parametrization, width: float, base_width: float,
+                       options: dict[str, Any]) -> bool:
+    """True when the factory returned a model rewritten with these very settings (returned as is);
+    raises when it was rewritten with others, since rewriting again would rescale the init twice."""
+    existing = getattr(model, _TABLE_ATTR, None)
+    if existing is None:
+        return False
+    if (existing.parametrization, existing.width, existing.base_width, existing.options) == (
+            rule.name, width, base_width, options):
+        return True
+    raise ParametrizationError(
+        f"the factory returned a model already parametrized as {existing.parametrization!r} at width "
+        f"{existing.width:g} (base {existing.base_width:g}) with other options; rewriting it again would "
+        "rescale its init twice. Fix: return a fresh model from the factory."
+    )
+
+
+def _readout_multipliers(table: ScalingTable, rule: Parametrization, readout_modules: dict[str, str],
+                         output_mult: float) -> None:
+    """Record the forward multiplier of each readout module (applied by a hook in ``attach_table``)."""
+    for module, name in readout_modules.items():
+        mult = rule.readout_multiplier(table.params[name], output_mult)
+        if mult != 1.0:
+            reason = f"readout of {name}: output_mult / width_mult" if rule.name != "sp" else "output_mult"
+            table.module_scalings.append(ModuleScaling(module, "input", mult, reason))
 
 
 def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
@@ -183,6 +187,17 @@ class _ScaleOutput:
 
     def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         return output * self.mult
+
+
+def _check_widths(width: Any, base_width: Any, probe_width: Any, attention: str) -> tuple[float, float, float]:
+    """Validated ``(width, base_width, probe_width)``; the probe defaults to twice the base width."""
+    width, base_width = _check_width("width", width), _check_width("base_width", base_width)
+    probe_width = _check_width("probe_width", probe_width if probe_width is not None else 2 * base_width)
+    if probe_width == base_width:
+        raise ParametrizationError("probe_width must differ from base_width. Fix: leave probe_width unset.")
+    if attention not in ("auto", "off"):
+        raise ParametrizationError(f"attention={attention!r} is not an option. Fix: use 'auto' or 'off'.")
+    return width, base_width, probe_width
 
 
 def _check_width(name: str, value: Any) -> float:
@@ -351,9 +366,14 @@ class _LazySdpaTrace:
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if not self.done:
-            self._trace(module, args, kwargs)
+            if torch.compiler.is_compiling():
+                # Under torch.compile the trace (meta builds, Python-side bookkeeping) must run eagerly.
+                # ``torch.compiler.disable`` imports torch._dynamo (1-2 s), so it is applied here, where
+                # dynamo is already loaded, rather than as a decorator evaluated at import.
+                torch.compiler.disable(self._trace)(module, args, kwargs)
+            else:
+                self._trace(module, args, kwargs)
 
-    @torch.compiler.disable
     def _trace(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self.done = True
         if args and kwargs:

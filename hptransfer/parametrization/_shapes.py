@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -150,7 +151,6 @@ def infer_params(
     Returns ``(params, readout_modules)``: :class:`ParamInfo` by canonical name, and for every
     readout applied through a module the ``module path -> parameter name`` it reads out with.
     """
-    width, base_width, probe_width = widths
     roles = dict(roles or {})
     for pattern, role in roles.items():
         if role not in ROLES:
@@ -167,26 +167,7 @@ def infer_params(
     output_candidates: list[str] = []
     for name, (p, regs) in usages.items():
         shape, b_shape, pr_shape = tuple(p.shape), base_shapes[name], probe_shapes[name]
-        if not (len(shape) == len(b_shape) == len(pr_shape)):
-            raise ShapeInferenceError(
-                f"parameter {name!r} has {len(b_shape)} dims at width {base_width:g} but {len(shape)} at "
-                f"width {width:g}. Fix: keep each parameter's rank fixed across widths."
-            )
-        width_axes = tuple(i for i, (b, q) in enumerate(zip(b_shape, pr_shape)) if b != q)
-        fixed_changed = [i for i in range(len(shape)) if i not in width_axes and shape[i] != b_shape[i]]
-        if fixed_changed:
-            raise ShapeInferenceError(
-                f"parameter {name!r}: axis {fixed_changed[0]} is {b_shape[fixed_changed[0]]} at widths "
-                f"{base_width:g} and {probe_width:g} but {shape[fixed_changed[0]]} at width {width:g}; "
-                "hptransfer cannot tell whether it scales with width. Fix: make every width-dependent size "
-                "change between any two different widths (avoid max()/min() clamps in the factory)."
-            )
-        if len(width_axes) > 2:
-            raise ShapeInferenceError(
-                f"parameter {name!r} (shape {list(shape)}) has {len(width_axes)} dimensions that grow with width "
-                f"(axes {list(width_axes)}); μP rules are defined for at most two (fan-in and fan-out). "
-                f"Fix: keep at most two width-sized axes, or pin its role with roles={{{name!r}: 'hidden'}}."
-            )
+        width_axes = _width_axes(name, shape, b_shape, pr_shape, widths)
         usage_roles = {_usage_role(u, width_axes, len(shape)) for u in regs}
         if len(width_axes) == 2:
             u0 = regs[0]
@@ -228,19 +209,56 @@ def infer_params(
     candidates = [n for n in output_candidates if n not in pinned]
     readout_modules = {m: n for m, n in readout_modules.items() if n not in pinned}
     readout_modules = _resolve_readouts(params, readout_modules, candidates, readout)
-    # Explicit role overrides win last, so a user can correct anything inferred above.
+    _override_roles(params, usages, roles)
+    _check_something_scales(params, widths)
+    return params, readout_modules
+
+
+def _override_roles(params: dict[str, ParamInfo], usages: dict[str, Any], roles: dict[str, str]) -> None:
+    """Explicit ``roles`` win last, so a user can correct anything inferred from shapes."""
     for name, info in list(params.items()):
         for pattern, role in roles.items():
             if match_any(name, [pattern]):
                 fi, fo = _mults(usages[name][1][0], role, info.shape, info.base_shape, info.width_axes)
                 params[name] = replace(info, role=role, fan_in_mult=fi, fan_out_mult=fo)
+
+
+def _check_something_scales(params: dict[str, ParamInfo], widths: tuple[float, float, float]) -> None:
+    _, base_width, probe_width = widths
     if not any(i.width_axes for i in params.values()):
         raise ShapeInferenceError(
             f"no parameter changes shape between width {base_width:g} and width {probe_width:g}: nothing scales "
             "with width, so there is nothing to parametrize. Fix: make sure the factory passes its `width` "
             "argument to the layer sizes (e.g. nn.Linear(d_in, width)), or use a different width argument name."
         )
-    return params, readout_modules
+
+
+def _width_axes(name: str, shape: tuple[int, ...], b_shape: tuple[int, ...], pr_shape: tuple[int, ...],
+                widths: tuple[float, float, float]) -> tuple[int, ...]:
+    """The axes of a parameter that grow with width (shape differs between base and probe widths);
+    raises when the shapes at three widths do not tell a consistent story."""
+    width, base_width, probe_width = widths
+    if not (len(shape) == len(b_shape) == len(pr_shape)):
+        raise ShapeInferenceError(
+            f"parameter {name!r} has {len(b_shape)} dims at width {base_width:g} but {len(shape)} at "
+            f"width {width:g}. Fix: keep each parameter's rank fixed across widths."
+        )
+    width_axes = tuple(i for i, (b, q) in enumerate(zip(b_shape, pr_shape)) if b != q)
+    fixed_changed = [i for i in range(len(shape)) if i not in width_axes and shape[i] != b_shape[i]]
+    if fixed_changed:
+        raise ShapeInferenceError(
+            f"parameter {name!r}: axis {fixed_changed[0]} is {b_shape[fixed_changed[0]]} at widths "
+            f"{base_width:g} and {probe_width:g} but {shape[fixed_changed[0]]} at width {width:g}; "
+            "hptransfer cannot tell whether it scales with width. Fix: make every width-dependent size "
+            "change between any two different widths (avoid max()/min() clamps in the factory)."
+        )
+    if len(width_axes) > 2:
+        raise ShapeInferenceError(
+            f"parameter {name!r} (shape {list(shape)}) has {len(width_axes)} dimensions that grow with width "
+            f"(axes {list(width_axes)}); μP rules are defined for at most two (fan-in and fan-out). "
+            f"Fix: keep at most two width-sized axes, or pin its role with roles={{{name!r}: 'hidden'}}."
+        )
+    return width_axes
 
 
 def _mults(

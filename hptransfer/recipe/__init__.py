@@ -7,16 +7,8 @@ recipe schema for editors.
 
 from __future__ import annotations
 
-from ._recipe import (
-    Recipe,
-    apply_overrides,
-    field_help,
-    load_recipe,
-    parse_recipe,
-    parse_search,
-    reference,
-    register_section,
-)
+from ._recipe import Recipe, apply_overrides, load_recipe, parse_recipe, register_section
+from ._reference import field_help, reference
 from ._runspec import RunSpec, RunTrainSpec, plain, spec_from_dict, spec_to_dict
 from ._schema import json_schema
 from ._sections import (
@@ -26,10 +18,15 @@ from ._sections import (
     SAMPLERS,
     TUNABLE,
     CheckSpec,
+    Expectation,
     GridSpec,
+    Law,
     ModelSpec,
+    OptimizerName,
     OptimizerSpec,
     ParametrizationSpec,
+    Pruner,
+    Sampler,
     ScheduleSpec,
     SearchParam,
     TaskSpec,
@@ -40,12 +37,14 @@ from ._sections import (
     WidthsSpec,
 )
 from ._spec import Problems, field_docs, import_object, parse_section, spec_field, suggest
+from ._validate import parse_search
 
 __all__ = [
     "Recipe", "RunSpec", "RunTrainSpec", "load_recipe", "parse_recipe", "parse_search", "apply_overrides",
     "register_section", "reference", "field_help", "json_schema", "spec_to_dict", "spec_from_dict", "plain",
     "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
     "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec",
-    "TUNABLE", "SAMPLERS", "PRUNERS", "LAWS", "EXPECTATIONS",
+    "TUNABLE", "SAMPLERS", "PRUNERS", "LAWS", "EXPECTATIONS", "Sampler", "Pruner", "Law", "Expectation",
+    "OptimizerName",
     "spec_field", "parse_section", "field_docs", "Problems", "suggest", "import_object",
 ]

@@ -5,6 +5,7 @@ A journal file is the embedded default; ``postgresql://`` URLs serve many machin
 
 from __future__ import annotations
 
+from ._logging import optuna_verbosity
 from ._progress import Progress
 from ._storage import (
     COUNTED_STATES,
@@ -14,9 +15,11 @@ from ._storage import (
     mark_worker,
     open_storage,
     recover_stale,
+    redact_url,
     storage_url,
 )
 from ._workers import start_workers, stop_workers
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
-           "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers"]
+           "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "redact_url",
+           "optuna_verbosity"]

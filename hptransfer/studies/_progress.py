@@ -1,66 +1,110 @@
-"""A dependency-free one-line progress display on stderr (trials and the steps of the current trial).
+"""A one-line progress display on stderr (trials, and the steps of the running trial), drawn by tqdm.
 
-On a terminal it redraws one line (throttled to ~10 redraws a second); elsewhere (CI logs)
-it prints one line per finished trial and nothing per step. ``enabled=False`` is the quiet mode.
+On a terminal tqdm redraws one line, at most every 0.1 s. Elsewhere (CI logs, files) a redraw
+would pile ``\\r``-separated meters onto one line, so each draw is written as a line of its own
+instead, at most one every 5 s (``mininterval``), plus the final state on :meth:`Progress.close`.
+``enabled=False`` is the quiet mode: nothing is printed and no tqdm bar is made.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
 
 __all__ = ["Progress"]
 
+#: Seconds between draws (tqdm's ``mininterval``): on a terminal, and in a log (one line each).
+TTY_INTERVAL = 0.1
+LOG_INTERVAL = 5.0
+
+
+class _LogLines:
+    """A file for tqdm off a terminal: each draw becomes one whole line.
+
+    tqdm redraws by writing ``"\\r" + meter + padding``; here the ``\\r`` and the padding are
+    dropped and a newline added. A draw identical to the previous line (close() repeats the
+    last one) and tqdm's bare newlines are skipped.
+    """
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.last = ""
+
+    def write(self, text: str) -> int:
+        line = text.replace("\r", "").strip()
+        if line and line != self.last:
+            self.stream.write(line + "\n")
+            self.last = line
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
 
 class Progress:
-    """Progress over ``total`` trials, with an optional step counter for the running trial."""
+    """Progress over ``total`` trials (or other units), with an optional step counter for the running trial.
 
-    def __init__(self, total: int, *, enabled: bool = True, desc: str = "trials", stream: TextIO | None = None):
+    Call :meth:`close` at the end, or use it as a context manager (``with Progress(n) as p:``).
+
+    Args:
+        total: number of trials (the bar's length).
+        enabled: False prints nothing at all (quiet mode, ``quiet=True`` in tune/run).
+        desc: the label at the start of the line. Default ``"trials"``.
+        stream: where to write. Default ``sys.stderr``.
+        mininterval: seconds between draws. Default 0.1 on a terminal, 5 elsewhere.
+        unit: what ``total`` counts, for the rate (``"trial"``/s). Default ``"trial"``.
+    """
+
+    def __init__(self, total: int, *, enabled: bool = True, desc: str = "trials", stream: TextIO | None = None,
+                 mininterval: float | None = None, unit: str = "trial"):
         self.total, self.enabled, self.desc = total, enabled, desc
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.done = 0
         self.best: float | None = None
         self.step_text = ""
-        self._last = 0.0
-        self._start = time.perf_counter()
+        self.note = ""
+        self._bar: tqdm | None = None
+        if enabled:
+            interval = mininterval if mininterval is not None else TTY_INTERVAL if self.tty else LOG_INTERVAL
+            self._bar = tqdm(
+                total=total, desc=desc, unit=unit, file=self.stream if self.tty else _LogLines(self.stream),
+                mininterval=interval,
+                miniters=0,  # draw on time alone: a step() changes the text, not the count
+                dynamic_ncols=self.tty, ascii=not self.tty, leave=True,
+                smoothing=0,  # rate and ETA from the whole run: trials vary too much for a moving average
+            )
 
     def set_done(self, done: int, best: float | None = None, note: str = "") -> None:
-        """Record ``done`` finished trials (and the best value so far); redraw or log a line."""
-        changed = done != self.done
+        """Record ``done`` finished trials, the best value so far and a note on the last trial
+        (e.g. ``"trial 3: complete loss 0.91"``); drawn when ``mininterval`` has passed."""
         self.done, self.best = done, best if best is not None else self.best
-        self.step_text = ""
-        if not self.enabled:
-            return
-        if self.tty:
-            self._draw(force=True)
-        elif changed or note:
-            print(self._line() + (f"  {note}" if note else ""), file=self.stream, flush=True)
+        self.step_text, self.note = "", note
+        self._update()
 
     def step(self, trial: int, step: int, steps: int, loss: float) -> None:
-        """Show the running trial's step and loss (terminal only)."""
-        if not (self.enabled and self.tty):
-            return
-        self.step_text = f" | trial {trial} step {step + 1}/{steps} loss {loss:.4g}"
-        self._draw()
+        """Show the running trial's step (0-based ``step`` of ``steps``) and its loss."""
+        self.step_text = f"trial {trial} step {step + 1}/{steps} loss {loss:.4g}"
+        self._update()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            self._draw(force=True)
-            print(file=self.stream, flush=True)
+        """Draw the final state and end the line. Safe to call twice."""
+        if self._bar is not None:
+            self._update()
+            self._bar.close()  # draws the last state whatever mininterval says, then ends the line
+            self._bar = None
 
-    def _line(self) -> str:
-        frac = self.done / self.total if self.total else 1.0
-        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
-        best = f" best {self.best:.4g}" if self.best is not None else ""
-        elapsed = time.perf_counter() - self._start
-        return f"{self.desc} [{bar}] {self.done}/{self.total}{best} {elapsed:.0f}s"
-
-    def _draw(self, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not force and now - self._last < 0.1:
+    def _update(self) -> None:
+        if self._bar is None:
             return
-        self._last = now
-        self.stream.write("\r" + (self._line() + self.step_text)[:150].ljust(100))
-        self.stream.flush()
+        parts = [f"best {self.best:.4g}" if self.best is not None else "", self.step_text or self.note]
+        self._bar.set_postfix_str(" | ".join(p for p in parts if p), refresh=False)
+        self._bar.update(self.done - self._bar.n)  # 0 when only the text changed; tqdm throttles the draw

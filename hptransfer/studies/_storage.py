@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from ..errors import StorageError
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
-           "count_trials", "COUNTED_STATES"]
+           "count_trials", "COUNTED_STATES", "redact_url"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -57,6 +57,28 @@ def storage_url(storage: str | None, run_dir: str | Path) -> str:
             "default), journal:///abs/path, or postgresql://user:pass@host/db."
         )
     return storage
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to print or store in a report: the password of a database URL becomes ``***``.
+
+    ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (SQLAlchemy's
+    ``make_url(...).render_as_string(hide_password=True)``; a ``password=`` query parameter is
+    dropped too). Journal URLs, plain paths and ``"inmemory"`` hold no credentials and come back
+    unchanged (not re-escaped). A string SQLAlchemy cannot parse still loses everything before
+    its last ``@``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme == "journal":
+        return url
+    from sqlalchemy.engine import make_url  # installed with Optuna; imported only when a report needs it
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+    return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

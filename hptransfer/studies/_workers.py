@@ -7,7 +7,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import HPTransferError
+from ..errors import WorkerError
 
 __all__ = ["start_workers", "stop_workers"]
 
@@ -21,7 +21,7 @@ def start_workers(target: Callable[..., None], args: Sequence[tuple[Any, ...]], 
     try:
         pickle.dumps((target, list(args)))
     except Exception as exc:
-        raise HPTransferError(f"workers={len(args)} need picklable arguments ({type(exc).__name__}: {exc}). "
+        raise WorkerError(f"workers={len(args)} need picklable arguments ({type(exc).__name__}: {exc}). "
                               f"Fix: {fix}") from None
     ctx = mp.get_context("spawn")  # fork after torch's thread pools started can deadlock
     procs = [ctx.Process(target=target, args=a) for a in args]

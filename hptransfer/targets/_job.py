@@ -92,10 +92,10 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     main = max(targets, key=lambda t: t.width)
     t_steps = int(main.spec.train.steps or rec.train.steps)
     say(f"[3/4] training the target (width {main.width}, {t_steps} steps)")
-    bar = Progress(t_steps, enabled=not quiet, desc=f"target w{main.width}")
+    bar = Progress(t_steps, enabled=not quiet, desc=f"target w{main.width}", unit="step")
 
     def progress(step: int, loss: float) -> None:
-        bar.step(0, step, t_steps, loss)
+        bar.set_done(step + 1, note=f"loss {loss:.4g}")  # one run: the bar counts its steps
 
     every = rec.train.eval_every or max(1, t_steps // 10)
     res = run_spec(main.spec, eval_every=every, progress=progress)
@@ -124,15 +124,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     flops_per_step = proxy_cost["flops"] / rec.train.steps
     tune_flops = tune_steps * flops_per_step
     ratio = tune_flops / target_cost["flops"] if target_cost["flops"] else math.nan
-    plots = []
-    if _report.plot_history(study, run_dir / "history.png"):
-        plots.append("history.png")
-    log_params = {k for k, p in rec.search.items() if p.type == "log_float"}
-    if _report.plot_slices(study, run_dir / "slices.png", log_params):
-        plots.append("slices.png")
-    if _report.plot_target_curve(res.losses, res.val_curve, tres.best_value, run_dir / "target_curve.png",
-                                 main.width):
-        plots.append("target_curve.png")
+    plots = _plots(study, rec, res, tres.best_value, main.width, run_dir)
     seconds = time.perf_counter() - start
     facts: dict[str, Any] = {
         "name": rec.name, "recipe": rec.source or "(in memory)", "recipe_hash": rec.hash, "version": __version__,
@@ -154,6 +146,19 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     _report.write_summary(run_dir / "summary.md", facts)
     say(f"done in {seconds:.0f} s: {run_dir / 'summary.md'} (tuning cost {100 * ratio:.1f}% of one target run)")
     return RunResult(run_dir, tres, targets, res.val_loss, tres.best_value, beat, text, ratio, seconds)
+
+
+def _plots(study: Any, rec: Recipe, res: Any, proxy_loss: float, width: int, run_dir: Path) -> list[str]:
+    """Write the three run plots; the names of those written (matplotlib may be missing)."""
+    plots = []
+    if _report.plot_history(study, run_dir / "history.png"):
+        plots.append("history.png")
+    log_params = {k for k, p in rec.search.items() if p.type == "log_float"}
+    if _report.plot_slices(study, run_dir / "slices.png", log_params):
+        plots.append("slices.png")
+    if _report.plot_target_curve(res.losses, res.val_curve, proxy_loss, run_dir / "target_curve.png", width):
+        plots.append("target_curve.png")
+    return plots
 
 
 def edge_warnings(rec: Recipe, best: dict[str, Any], margin: float = 0.05) -> list[str]:

@@ -6,89 +6,115 @@ everything else is still written.
 
 from __future__ import annotations
 
-import math
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from .._io import save_figure, write_text_atomic
+from .._io import new_figure, save_figure, write_text_atomic
+from ..errors import HPTransferError
 
 __all__ = ["plot_history", "plot_slices", "plot_target_curve", "write_summary"]
 
 
-def _plt() -> Any:
+def _have_matplotlib() -> bool:
+    """Whether matplotlib imports (Optuna's plots need it; the caller then skips the plot)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; never open a window
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
-        return None
-    return plt
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _optuna_plots() -> Iterator[Any]:
+    """``optuna.visualization.matplotlib`` with its side effects kept inside the block.
+
+    Its functions are experimental (each call warns) and apply ``plt.style.use("ggplot")`` to
+    the whole process; the warning is silenced here only and the style is undone on exit
+    (``rc_context``), so a notebook user's later figures keep their look. Save inside the block.
+    """
+    import matplotlib
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as optuna_mpl
+
+    with warnings.catch_warnings(), matplotlib.rc_context():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield optuna_mpl
+
+
+def _diverged(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.value is not None and t.user_attrs.get("diverged")]
 
 
 def plot_history(study: optuna.Study, path: Path) -> bool:
-    """Optimisation history: every trial's loss (diverged trials marked) and the running best."""
-    plt = _plt()
-    if plt is None:
+    """Optimisation history (PNG at ``path``): every trial's loss and the running best.
+
+    Optuna's ``plot_optimization_history`` draws it (diverged trials carry the ``diverged``
+    constraint, so it greys them and leaves them out of the running best); this adds a red cross
+    on each diverged trial (its value is the penalty, not a loss) and a legend entry for it.
+    Returns False (nothing written) when matplotlib is missing.
+    """
+    if not _have_matplotlib():
         return False
-    trials = [t for t in study.trials if t.value is not None]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ok = [t for t in trials if not t.user_attrs.get("diverged")]
-    bad = [t for t in trials if t.user_attrs.get("diverged")]
-    ax.scatter([t.number for t in ok], [t.value for t in ok], s=14, label="trial")
-    if bad:
-        ax.scatter([t.number for t in bad], [t.value for t in bad], s=20, marker="x", color="red",
-                   label="diverged (penalty)")
-    best, xs, ys = math.inf, [], []
-    for t in sorted(ok, key=lambda t: t.number):
-        best = min(best, t.value)
-        xs.append(t.number)
-        ys.append(best)
-    ax.step(xs, ys, where="post", color="black", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("proxy validation loss (nats)")
-    ax.set_title("optimisation history")
-    ax.legend()
-    save_figure(fig, path)
+    with _optuna_plots() as optuna_mpl:
+        ax = optuna_mpl.plot_optimization_history(study, target_name="proxy validation loss (nats)")
+        bad = _diverged(study)
+        if bad:
+            ax.scatter([t.number for t in bad], [t.value for t in bad], s=24, marker="x", color="red",
+                       label="diverged (penalty)", zorder=3)
+        ax.set_title("optimisation history")
+        ax.set_xlabel("trial")
+        handles, labels = ax.get_legend_handles_labels()
+        names = {"proxy validation loss (nats)": "trial", "Best Value": "best so far"}
+        # Inside the axes ("best" spot): Optuna's legend outside on the right squeezes the plot.
+        ax.legend(handles, [names.get(x, x) for x in labels], loc="best")
+        save_figure(ax.figure, path)
     return True
 
 
 def plot_slices(study: optuna.Study, path: Path, log_params: set[str]) -> bool:
-    """Loss against each searched HP (one panel per HP; log x-axis for log-scale HPs)."""
-    plt = _plt()
-    if plt is None:
-        return False
+    """Loss against each searched HP (PNG at ``path``; one panel per HP, colour = trial number).
+
+    Optuna's ``plot_slice`` draws it (log x-axis for log-scale distributions, diverged trials
+    greyed as infeasible); this adds a red cross on each diverged trial and forces a log x-axis
+    for the names in ``log_params`` (the recipe's ``log_float`` HPs). Returns False (nothing
+    written) when matplotlib is missing or no finished trial has parameters.
+    """
     trials = [t for t in study.trials if t.value is not None and t.params]
     names = sorted({k for t in trials for k in t.params})
-    if not names:
+    if not names or not _have_matplotlib():
         return False
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        pts = [(t.params[name], t.value, bool(t.user_attrs.get("diverged"))) for t in trials if name in t.params]
-        ax.scatter([p[0] for p in pts if not p[2]], [p[1] for p in pts if not p[2]], s=14,
-                   c=[t.number for t in trials if name in t.params and not t.user_attrs.get("diverged")],
-                   cmap="viridis")
-        div = [p for p in pts if p[2]]
-        if div:
-            ax.scatter([p[0] for p in div], [p[1] for p in div], s=20, marker="x", color="red")
-        if name in log_params:
-            ax.set_xscale("log")
-        ax.set_xlabel(name)
-        ax.set_ylabel("loss (nats)")
-    fig.suptitle("loss vs hyperparameter (colour: trial number; x: diverged)")
-    save_figure(fig, path)
+    with _optuna_plots() as optuna_mpl:
+        axes = optuna_mpl.plot_slice(study, params=names, target_name="loss (nats)")
+        axes = list(axes.flat) if hasattr(axes, "flat") else [axes]
+        bad = _diverged(study)
+        for ax in axes:
+            name = ax.get_xlabel()
+            div = [t for t in bad if name in t.params]
+            if div:
+                ax.scatter([t.params[name] for t in div], [t.value for t in div], s=24, marker="x", color="red",
+                           zorder=3)
+            if name in log_params and ax.get_xscale() != "log":
+                ax.set_xscale("log")
+        fig = axes[0].figure
+        fig.suptitle("loss vs hyperparameter (colour: trial number; red x: diverged)")
+        save_figure(fig, path, tight=False)  # tight_layout misplaces Optuna's colorbar
     return True
 
 
 def plot_target_curve(losses: list[float], val_curve: list[tuple[int, float]], proxy_loss: float, path: Path,
                       width: int) -> bool:
-    """The target run: training loss per step (smoothed), validation points, and the proxy's best loss."""
-    plt = _plt()
-    if plt is None:
+    """The target run: training loss per step (raw and smoothed), validation points, and the
+    proxy's best loss as a dashed line (PNG at ``path``). Returns False when matplotlib is missing."""
+    try:
+        fig = new_figure("the target curve plot", HPTransferError, figsize=(6, 4))
+    except HPTransferError:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
+    ax = fig.subplots()
     ema, smooth = None, []
     for v in losses:
         ema = v if ema is None else 0.95 * ema + 0.05 * v

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import HPTransferError, TrainingDiverged
+from ..errors import TrainingDiverged, TrainingError
 
 __all__ = ["Schedule", "DivergenceGuard", "TrainResult", "train"]
 
@@ -43,11 +43,11 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.warmup < 1.0:
-            raise HPTransferError(f"schedule warmup={self.warmup!r} must be a fraction in [0, 1).")
+            raise TrainingError(f"schedule warmup={self.warmup!r} must be a fraction in [0, 1).")
         if self.decay not in DECAYS:
-            raise HPTransferError(f"schedule decay={self.decay!r} is unknown. Fix: use one of {', '.join(DECAYS)}.")
+            raise TrainingError(f"schedule decay={self.decay!r} is unknown. Fix: use one of {', '.join(DECAYS)}.")
         if not 0.0 <= self.min_lr_frac <= 1.0:
-            raise HPTransferError(f"schedule min_lr_frac={self.min_lr_frac!r} must be in [0, 1].")
+            raise TrainingError(f"schedule min_lr_frac={self.min_lr_frac!r} must be in [0, 1].")
 
     def factor(self, step: int, total: int) -> float:
         """The LR multiplier at ``step`` (0-based) of ``total`` steps."""
@@ -143,7 +143,7 @@ def train(
     validation loss every that many steps.
     """
     if steps < 1 or batch_size < 1:
-        raise HPTransferError(f"steps={steps} and batch_size={batch_size} must both be >= 1.")
+        raise TrainingError(f"steps={steps} and batch_size={batch_size} must both be >= 1.")
     schedule = schedule or Schedule(decay="constant")
     guard = guard or DivergenceGuard(floor=float(getattr(task, "init_loss_bound", 0.0)))
     base_lrs = [g["lr"] for g in optimizer.param_groups]

@@ -7,6 +7,8 @@ the best values.
 from __future__ import annotations
 
 from ._objective import Objective, SurplusTrial, suggest
-from ._tune import TuneResult, make_pruner, make_sampler, parse_space, tune
+from ._samplers import make_pruner, make_sampler
+from ._settings import parse_space
+from ._tune import TuneResult, tune
 
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space", "Objective", "SurplusTrial", "suggest"]

@@ -25,10 +25,13 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import studies
-from ..errors import HPTransferError, RecipeError
-from ..recipe import PRUNERS, SAMPLERS, Recipe, SearchParam, load_recipe, parse_recipe, parse_search
+from ..errors import StorageError, TuneError, WorkerError
+from ..recipe import SAMPLERS, Recipe
 from ..studies import Progress, start_workers, stop_workers
+from ..training import torch_threads
 from ._objective import Objective, SurplusTrial
+from ._samplers import make_pruner, make_sampler
+from ._settings import as_recipe, parse_space, settings_from_fn, settings_from_recipe
 
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
 
@@ -75,54 +78,6 @@ class _Job:
     objective: Objective
 
 
-def make_sampler(name: str, seed: int | None = None, startup: int = 8) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler by recipe name (``gp``, ``tpe``, ``random``, ``qmc``) with ``startup`` random trials."""
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
-    raise RecipeError([("tune.sampler", f"unknown sampler {name!r}. Fix: use one of {', '.join(SAMPLERS)}.")])
-
-
-def make_pruner(name: str, max_resource: int) -> optuna.pruners.BasePruner:
-    """An Optuna pruner by recipe name; resources are training steps (``max_resource`` in all)."""
-    low = max(1, max_resource // 10)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=low)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=low)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=low, max_resource=max_resource)
-    raise RecipeError([("tune.pruner", f"unknown pruner {name!r}. Fix: use one of {', '.join(PRUNERS)}.")])
-
-
-def parse_space(space: dict[str, Any]) -> dict[str, SearchParam]:
-    """A Python search space -> :class:`SearchParam` per HP.
-
-    Accepts recipe-style mappings (``{"lr": {"type": "log_float", "low": 1e-4, "high": 1e-1}}``),
-    tuples ``("log_float", low, high)`` / ``("int", low, high)``, and lists (categorical choices).
-    """
-    data: dict[str, Any] = {}
-    for k, v in (space or {}).items():
-        if isinstance(v, tuple) and len(v) == 3:
-            data[k] = {"type": v[0], "low": v[1], "high": v[2]}
-        elif isinstance(v, list):
-            data[k] = {"type": "categorical", "choices": v}
-        else:
-            data[k] = v
-    problems: list[tuple[str, str]] = []
-    out = parse_search(data, problems)
-    if problems or out is None:
-        raise RecipeError(problems or [("space", "empty search space")], "tune(space=...)")
-    return out
-
-
 def tune(
     recipe: Recipe | str | Path | dict | Callable[..., float],
     *,
@@ -147,7 +102,6 @@ def tune(
     """Tune hyperparameters with Optuna and return the best values.
 
     Two forms:
-
     * ``tune("recipes/mlp_quickstart.yaml", workers=2)`` -- a recipe (path, dict or
       :class:`Recipe`); keyword arguments given here override the recipe's ``tune`` section.
     * ``tune(train_fn, space={"lr": ("log_float", 1e-4, 1e-1)}, width=64, trials=30)`` -- your
@@ -161,107 +115,79 @@ def tune(
         width: proxy width(s); function form only (recipes use ``widths.proxy``).
         trials: total trials in the study (a rerun continues up to it). Default recipe / 30.
         seeds: training seeds averaged per trial (function form). Default (0,).
-        fixed: HP values passed to every trial besides the searched ones.
+        fixed, penalty: HP values given to every trial; loss of a diverged trial (default untrained).
         sampler, pruner: names (see :data:`hptransfer.recipe.SAMPLERS` / ``PRUNERS``).
-        storage: journal file path, ``journal:///abs/path`` or ``postgresql://...``. Default:
-            ``<out>/study.journal``.
+        storage: journal file path, ``journal:///abs/path`` or ``postgresql://...``. Default
+            ``<out>/study.journal``; ``out`` defaults to ``runs/<name>``.
         study_name: default the recipe name (function form: ``"tune"``).
-        workers: local worker processes. Default 1 (in this process).
-        seed: sampler seed; worker i uses ``seed + i``. Default 0.
-        penalty: loss recorded for a diverged trial. Default: the untrained loss.
-        out: run folder for the default storage. Default ``runs/<name>``.
-        overrides: ``"section.field=value"`` recipe overrides.
-        quiet: no progress display (CI).
-        threads: torch threads while tuning in this process (``None``: leave as is). Worker
-            processes always use 1. The CLI passes 1 (see ``--threads``).
+        workers, seed: local worker processes (default 1: this process); sampler seed (worker i
+            uses ``seed + i``; default 0).
+        overrides, quiet: ``"section.field=value"`` recipe overrides; no progress display (CI).
+        threads: torch threads in this process (``None``: leave as is; workers use 1).
 
     Raises:
-        RecipeError, StorageError, HPTransferError: bad input, with the field and the fix.
+        RecipeError, StorageError: bad input, with the field and the fix.
+        TuneError: nothing usable came out (every trial diverged, no finished trial).
+        WorkerError: a worker process exited with an error (the study is kept).
     """
-    rec: Recipe | None = None
     if callable(recipe) and not isinstance(recipe, (Recipe, str, Path, dict)):
-        if space is None or width is None:
-            raise HPTransferError("tune(train_fn, ...) needs space= and width=. Fix: e.g. tune(fn, "
-                                  "space={'lr': ('log_float', 1e-4, 1e-1)}, width=64, trials=30).")
-        name = study_name or "tune"
-        objective = Objective(space=parse_space(space), widths=_ints("width", width), seeds=_ints("seeds", seeds),
-                              steps=steps, train_fn=recipe, fixed=dict(fixed or {}), penalty=penalty,
-                              report_every=max(1, steps // 20) if steps else 0)
-        run_dir = Path(out or f"runs/{name}")
-        total, smp, prn, sseed, startup, nworkers = trials or 30, sampler or "gp", pruner or "none", seed or 0, 8, \
-            workers or 1
+        st = settings_from_fn(recipe, space=space, width=width, steps=steps, seeds=seeds, fixed=fixed,
+                               penalty=penalty, study_name=study_name, out=out, storage=storage)
     else:
-        rec = _as_recipe(recipe, overrides)
-        name = study_name or rec.study_name
-        t = rec.tune
-        every = t.report_every or max(1, rec.train.steps // 20)
-        prn = pruner or t.pruner
-        objective = Objective(space=rec.search, widths=rec.widths.proxy, seeds=rec.train.seeds, steps=rec.train.steps,
-                              recipe=rec, fixed=dict(fixed or {}), penalty=penalty,
-                              report_every=every if prn != "none" else 0,
-                              divergence_factor=rec.train.divergence_factor)
-        run_dir = Path(out) if out is not None else rec.run_dir
-        storage = storage or t.storage
-        total, smp, sseed, startup, nworkers = trials or t.trials, sampler or t.sampler, \
-            t.seed if seed is None else seed, t.startup_trials, workers or t.workers
+        st = settings_from_recipe(as_recipe(recipe, overrides), fixed=fixed, penalty=penalty, pruner=pruner,
+                                   study_name=study_name, out=out, storage=storage)
+    rec, name, objective, run_dir, storage = st.recipe, st.name, st.objective, st.run_dir, st.storage
+    t = st.defaults
+    total, smp, prn = trials or t.trials, sampler or t.sampler, pruner or t.pruner
+    sseed, startup, nworkers = t.seed if seed is None else seed, t.startup_trials, workers or t.workers
     if smp not in SAMPLERS:
         make_sampler(smp)  # raises with the fix
     url = studies.storage_url(storage, run_dir)
     if nworkers > 1 and url.startswith("sqlite"):
-        raise HPTransferError("tune.storage: SQLite fails with several worker processes. Fix: use the default "
+        raise StorageError("tune.storage: SQLite fails with several worker processes. Fix: use the default "
                               "journal file or postgresql://.")
     resource = objective.steps * len(objective.widths) * len(objective.seeds) or 100
-    _quiet_optuna(quiet)
+    # Optuna's log level is process-wide: quiet (or no per-trial INFO lines) for this call only.
+    with studies.optuna_verbosity(logging.ERROR if quiet else logging.WARNING):
+        study = _open_study(url, name, rec, make_pruner(prn, resource))
+        base_seed = sseed + 100_003 * len(study.get_trials(deepcopy=False))  # a resumed run draws new points
+        objective.total = total
+        job = _Job(url, name, total, smp, prn, base_seed, startup, objective)
+        start = time.perf_counter()
+        with Progress(total, enabled=not quiet) as progress:  # closed (line ended) even when a trial raises
+            _optimize(study, job, nworkers, threads, progress)
+            progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
+        return _result(study, url, name, rec, objective, time.perf_counter() - start)
+
+
+def _open_study(url: str, name: str, rec: Recipe | None, pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """Create or resume the study; warn about a changed recipe and re-queue trials of stopped workers."""
     attrs = {"recipe_hash": rec.hash if rec else None, "recipe": rec.to_dict() if rec else None,
              "hptransfer_version": _version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    study = studies.create_study(url, name, pruner=make_pruner(prn, resource), attrs=attrs)
+    study = studies.create_study(url, name, pruner=pruner, attrs=attrs)
     if rec is not None and study.user_attrs.get("recipe_hash") not in (None, rec.hash):
         _warn(f"study {name!r} was created from a different recipe (hash {study.user_attrs['recipe_hash']}, now "
               f"{rec.hash}); its trials are continued as they are. Use a new tune.study to start afresh.")
     recovered = studies.recover_stale(study)
     if recovered:
         _warn(f"re-queued trial(s) {recovered} left unfinished by a stopped worker.")
-    base_seed = sseed + 100_003 * len(study.get_trials(deepcopy=False))  # a resumed run draws new points
-    objective.total = total
-    job = _Job(url, name, total, smp, prn, base_seed, startup, objective)
-    start = time.perf_counter()
-    progress = Progress(total, enabled=not quiet)
-    remaining = total - studies.count_trials(study)
-    if remaining > 0:
-        try:
-            if nworkers == 1:
-                from ..training import torch_threads
-
-                with torch_threads(threads):
-                    _run_in_process(job, progress)
-            else:
-                _run_workers(job, nworkers, progress)
-        except KeyboardInterrupt:
-            progress.close()
-            studies.recover_stale(study)
-            raise
-    progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
-    progress.close()
-    return _result(study, url, name, rec, objective, time.perf_counter() - start)
+    return study
 
 
-def _as_recipe(recipe: Recipe | str | Path | dict, overrides: list[str] | None) -> Recipe:
-    if isinstance(recipe, Recipe):
-        if overrides:
-            raise HPTransferError("overrides apply to a recipe file or dict. Fix: pass the path instead.")
-        return recipe
-    if isinstance(recipe, dict):
-        from ..recipe import apply_overrides
-
-        return parse_recipe(apply_overrides(recipe, overrides or []), source="(dict)")
-    return load_recipe(recipe, overrides)
-
-
-def _ints(name: str, value: int | Sequence[int]) -> tuple[int, ...]:
-    items = (value,) if isinstance(value, int) else tuple(value)
-    if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items):
-        raise HPTransferError(f"tune({name}={value!r}): give an integer or a list of integers.")
-    return items
+def _optimize(study: optuna.Study, job: _Job, nworkers: int, threads: int | None, progress: Progress) -> None:
+    """Run the missing trials here (one worker) or in ``nworkers`` processes; Ctrl-C keeps the study."""
+    if job.trials - studies.count_trials(study) <= 0:
+        return
+    try:
+        if nworkers == 1:
+            with torch_threads(threads):
+                _run_in_process(job, progress)
+        else:
+            _run_workers(job, nworkers, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        studies.recover_stale(study)
+        raise
 
 
 def _callbacks(job: _Job) -> list[Any]:
@@ -304,7 +230,7 @@ def _worker_main(job: _Job, index: int) -> None:
 
     # Two processes with 2 OpenMP threads each on 2 cores train 5-10x slower (measured).
     torch.set_num_threads(1)
-    _quiet_optuna(True)
+    optuna.logging.set_verbosity(logging.ERROR)  # a spawned process of its own: nothing to restore
     try:
         study = studies.load_study(job.url, job.study_name,
                                     sampler=make_sampler(job.sampler, job.seed + index, job.startup),
@@ -333,7 +259,7 @@ def _run_workers(job: _Job, n: int, progress: Progress) -> None:
         failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
                   if not t.user_attrs.get("interrupted")]
         reason = f"; failed trial(s): {[t.number for t in failed][-5:]}" if failed else ""
-        raise HPTransferError(f"{len(bad)} of {n} worker(s) exited with an error (exit codes {bad}){reason}. "
+        raise WorkerError(f"{len(bad)} of {n} worker(s) exited with an error (exit codes {bad}){reason}. "
                               "Fix: run with workers=1 to see the error; the study is kept, rerun to continue.")
 
 
@@ -349,13 +275,13 @@ def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: O
     try:
         best = study.best_trial
     except ValueError:
-        raise HPTransferError(
+        raise TuneError(
             f"study {name!r} has no finished, non-diverged trial ({len(trials)} trials; "
             f"{sum(bool(t.user_attrs.get('diverged')) for t in trials)} diverged). Fix: lower the learning-rate "
             "range in `search`, or raise `tune.trials`."
         ) from None
     if best.user_attrs.get("diverged"):
-        raise HPTransferError(f"every finished trial in study {name!r} diverged. Fix: lower the learning-rate range.")
+        raise TuneError(f"every finished trial in study {name!r} diverged. Fix: lower the learning-rate range.")
     values = rec.values(dict(best.params)) if rec is not None else dict(best.params)
     values.update(obj.fixed)
     values.update(best.params)
@@ -367,10 +293,6 @@ def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: O
         n_failed=sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials),
         seconds=seconds, recipe=rec,
     )
-
-
-def _quiet_optuna(quiet: bool) -> None:
-    optuna.logging.set_verbosity(logging.ERROR if quiet else logging.WARNING)
 
 
 def _warn(msg: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _helpers import ROOT
 
 from hptransfer import cli
 from hptransfer.errors import RecipeError
@@ -22,7 +23,6 @@ from hptransfer.recipe import (
 from hptransfer.recipe._recipe import _EXTENSIONS
 from hptransfer.recipe._spec import spec_field
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "recipes").glob("*.yaml"))
 
 BASE = {

@@ -1,4 +1,4 @@
-"""``hptransfer run``: a tiny end-to-end job and the CLI exit codes of tune/transfer/run."""
+"""``hptransfer run``: a tiny end-to-end job, the Python API, a failing check (exit 1) and edge warnings."""
 
 from __future__ import annotations
 
@@ -7,24 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _helpers import ROOT, write_tiny
 
 import hptransfer
 from hptransfer import cli
-
-
-def write_tiny(tmp_path: Path, **extra: object) -> Path:
-    data = {
-        "name": "tiny",
-        "model": {"name": "mlp"}, "task": {"name": "classification", "kwargs": {"n_train": 1024, "n_val": 512}},
-        "train": {"batch_size": 32, "steps": 60},
-        "widths": {"proxy": 16, "target": 64},
-        "search": {"lr": {"type": "log_float", "low": 3e-3, "high": 1e-1}},
-        "tune": {"trials": 5, "sampler": "gp", "startup_trials": 3},
-        **extra,
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_tiny_end_to_end_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -58,24 +44,6 @@ def test_python_run_api(tmp_path: Path) -> None:
     assert res.target_loss <= res.proxy_loss * 1.005
 
 
-def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    recipe = write_tiny(tmp_path, tune={"trials": 2, "sampler": "random"})
-    out = str(tmp_path / "run")
-    # Bad input: 2, one line, no traceback.
-    assert cli.main(["tune", str(tmp_path / "missing.yaml")]) == 2
-    assert cli.main(["tune", str(recipe), "--workers", "0"]) == 2
-    assert cli.main(["tune", str(recipe), "--sampler", "nope"]) == 2
-    assert cli.main(["transfer", str(recipe), "--out", out, "-q"]) == 2  # no study yet
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "no study named" in err
-    # Success: 0.
-    assert cli.main(["tune", str(recipe), "--out", out, "-q", "--set", "train.steps=20"]) == 0
-    assert cli.main(["transfer", str(recipe), "--out", out, "-q", "--set", "train.steps=20", "--width", "32"]) == 0
-    assert "width 32" in capsys.readouterr().out
-    assert cli.main(["tune", "--help"]) == 0
-    assert "train.steps" in capsys.readouterr().out  # recipe field docs in the help
-
-
 def test_run_check_failure_exits_1(tmp_path: Path) -> None:
     # A target trained for 2 steps cannot beat the proxy: the check fails with exit code 1, not a crash.
     recipe = write_tiny(tmp_path, transfer={"steps": 2}, tune={"trials": 2, "sampler": "random"})
@@ -90,7 +58,7 @@ def test_best_value_on_the_edge_of_its_range_is_warned() -> None:
     from hptransfer.recipe import load_recipe
     from hptransfer.targets._job import edge_warnings
 
-    rec = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "mlp_quickstart.yaml")
+    rec = load_recipe(ROOT / "recipes" / "mlp_quickstart.yaml")
     low = rec.search["output_mult"].low
     (warning,) = edge_warnings(rec, {"lr": 1e-2, "output_mult": low * 1.1})
     assert "output_mult" in warning and "lower edge" in warning and "search.output_mult" in warning

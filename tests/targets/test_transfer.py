@@ -8,35 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _helpers import transfer_recipe
 
 import hptransfer
-from hptransfer.errors import HPTransferError, StorageError, TransferError
+from hptransfer.errors import HPTransferError, StorageError
 from hptransfer.models import mlp
 from hptransfer.parametrization import param_groups, parametrize
 from hptransfer.recipe import parse_recipe
-from hptransfer.targets import LAW_CITATIONS, law_factor, read_target
+from hptransfer.targets import LAW_CITATIONS, law_factor
 from hptransfer.tasks import get_task
-
-
-def tiny(tmp_path: Path, **extra: object) -> dict:
-    return {
-        "name": "tiny", "out": str(tmp_path / "run"),
-        "model": {"name": "mlp"}, "task": {"name": "classification", "kwargs": {"n_train": 512, "n_val": 256}},
-        "train": {"batch_size": 32, "steps": 20},
-        "widths": {"proxy": 16, "target": [32, 64]},
-        "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1},
-                   "output_mult": {"type": "log_float", "low": 0.5, "high": 2.0}},
-        "tune": {"trials": 3, "sampler": "random"},
-        **extra,
-    }
-
-
-@pytest.fixture(scope="module")
-def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[hptransfer.Recipe, object]:
-    tmp = tmp_path_factory.mktemp("transfer")
-    rec = parse_recipe(tiny(tmp))
-    res = hptransfer.tune(rec, quiet=True)
-    return rec, res
 
 
 def test_transfer_writes_targets_with_groups_and_provenance(tuned: tuple) -> None:
@@ -90,28 +70,6 @@ def test_load_rejects_a_different_architecture(tuned: tuple, tmp_path: Path) -> 
         hptransfer.load(bad)
 
 
-def test_target_file_round_trips_the_spec(tuned: tuple, tmp_path: Path) -> None:
-    """load(write(spec)) == spec: target.yaml is the run spec written by the schema."""
-    rec, _ = tuned
-    (target,) = hptransfer.transfer(rec, target_widths=64, out=tmp_path / "t.yaml", quiet=True)
-    back = read_target(target.path)
-    assert back.spec == target.spec and back.spec == rec.at(64, target.values)
-    assert hptransfer.load(target.path).spec == target.spec
-    # A hand edit that breaks the schema names the field.
-    text = target.path.read_text().replace("name: adamw", "name: adamx")
-    (tmp_path / "bad.yaml").write_text(text)
-    with pytest.raises(TransferError, match=r"optimizer\.name"):
-        read_target(tmp_path / "bad.yaml")
-
-
-def test_a_target_file_of_the_previous_release_gives_the_rerun_command(tmp_path: Path) -> None:
-    old = tmp_path / "old.yaml"
-    old.write_text(yaml.safe_dump({"width": 64, "values": {"lr": 0.01}, "parametrization": {"name": "mup"},
-                                   "optimizer": {"name": "adamw"}, "provenance": {"hptransfer_version": "0.1.0"}}))
-    with pytest.raises(TransferError, match=r"written by hptransfer 0\.1\.0.*rerun `hptransfer transfer RECIPE`"):
-        hptransfer.load(old)
-
-
 def test_changed_batch_or_steps_warns_and_law_is_opt_in(tuned: tuple, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     rec, res = tuned
@@ -156,4 +114,4 @@ def test_python_api_without_recipe(tmp_path: Path) -> None:
 
 def test_transfer_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no study named"):
-        hptransfer.transfer(parse_recipe(tiny(tmp_path, out=str(tmp_path / "empty"))), quiet=True)
+        hptransfer.transfer(parse_recipe(transfer_recipe(tmp_path, out=str(tmp_path / "empty"))), quiet=True)

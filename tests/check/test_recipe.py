@@ -1,4 +1,4 @@
-"""The project's own regression gate: on the MLP recipe, μP must pass and SP must fail.
+"""The project's own regression gate: check_recipe on the MLP recipe, where μP must pass and SP must fail.
 
 Run alone with ``pytest -m gate`` (about a minute on one CPU core). A change that breaks the
 parametrization (μP drifts) or the check itself (it can no longer tell SP from μP) fails it.
@@ -6,15 +6,12 @@ parametrization (μP drifts) or the check itself (it can no longer tell SP from 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from _helpers import ROOT
 
 from hptransfer.check import check_recipe
 from hptransfer.recipe import load_recipe
 from hptransfer.testing import assert_transfer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: Small but sharp: Adam with a constant LR (a decaying schedule blurs the optimum), 150 steps,
 #: widths 128..512 (4x; at width 64 and 150 steps μP's optimum sits 0.3 octave higher, a

@@ -1,11 +1,14 @@
 """Models written the way users write them (torch's own encoder layer, an LSTM, a BatchNorm
-ResNet block) -- none was used to choose the coordinate-check tolerances: μP passes, SP fails."""
+ResNet block) -- none was used to choose the coordinate-check tolerances: μP passes, SP fails.
+
+They run the probe (hptransfer.coord._probe) on nested containers and tuple outputs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import LSTMLM
 from torch import nn
 
 import hptransfer as hpt
@@ -21,17 +24,6 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         return self.head(self.enc(self.emb(x)))
-
-
-class LSTMLM(nn.Module):
-    def __init__(self, w: int, vocab: int = 64):
-        super().__init__()
-        self.emb = nn.Embedding(vocab, w)
-        self.rnn = nn.LSTM(w, w, batch_first=True)
-        self.head = nn.Linear(w, vocab)
-
-    def forward(self, x):
-        return self.head(self.rnn(self.emb(x))[0])
 
 
 class ResNet(nn.Module):
@@ -71,9 +63,3 @@ def test_user_style_models(factory, batch_fn, loss_fn):
     sp = hpt.coord_check(factory, parametrization="sp", **kw)
     assert not sp.passed
     assert sp.failing[0][3] > 0.5  # worst slope: clear growth, not a borderline call
-
-
-def test_lstm_roles():
-    t = hpt.scaling_table(hpt.parametrize(LSTMLM, width=64, base_width=16))
-    assert t.params["rnn.weight_hh_l0"].role == "hidden" and t.params["rnn.weight_hh_l0"].fan_in_mult == 4
-    assert t.params["rnn.weight_ih_l0"].role == "hidden" and t.params["rnn.bias_ih_l0"].role == "input"

@@ -1,4 +1,4 @@
-"""Storage recovery and atomic writes (journal file; PostgreSQL in test_storage_postgres.py)."""
+"""Storage recovery and clear storage errors (journal file; PostgreSQL in test_storage_postgres.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hptransfer._io import write_text_atomic
 from hptransfer.errors import StorageError
 from hptransfer.studies import _storage
 
@@ -36,9 +35,18 @@ def test_journal_path_that_is_a_folder_is_a_clear_error(tmp_path: Path) -> None:
         _storage.open_storage("journal://" + str(tmp_path / "runs"))
 
 
-def test_atomic_write_replaces_whole_file_and_leaves_no_temporaries(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "target.yaml"
-    write_text_atomic(path, "a: 1\n")
-    write_text_atomic(path, "a: 2\n")
-    assert path.read_text() == "a: 2\n"
-    assert [p.name for p in path.parent.iterdir()] == ["target.yaml"]
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://user:s3cret@db.example:5432/hpt", "postgresql://user:***@db.example:5432/hpt"),
+    ("postgresql+psycopg://u:p%40ss@h/db?password=x&sslmode=require", "postgresql+psycopg://u:***@h/db?sslmode=require"),
+    ("mysql://u@h/db", "mysql://u@h/db"),  # no password: nothing to hide
+    ("sqlite:////tmp/s.db", "sqlite:////tmp/s.db"),
+    ("journal:///tmp/my run/a%b@c.journal", "journal:///tmp/my run/a%b@c.journal"),  # a path, not re-escaped
+    ("/tmp/s.journal", "/tmp/s.journal"),
+    ("inmemory", "inmemory"),
+    ("postgresql://u:s3cret@h:notaport/db", "postgresql://***@h:notaport/db"),  # unparsable: cut before "@"
+])
+def test_redact_url_hides_passwords_only(url: str, shown: str) -> None:
+    from hptransfer.studies import redact_url
+
+    assert redact_url(url) == shown
+    assert "s3cret" not in redact_url(url)

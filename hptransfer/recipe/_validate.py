@@ -1,0 +1,135 @@
+"""Recipe validation beyond single fields: the search space, cross-field checks, the check section.
+
+Every problem is appended as ``(field path, message with the fix)``; nothing raises here, so
+:func:`hptransfer.recipe.parse_recipe` can report all of them at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RecipeError
+from ._sections import EXPECTATIONS, TUNABLE, GridSpec, SearchParam
+from ._spec import Problems, import_object, parse_section, suggest
+
+if TYPE_CHECKING:
+    from ._recipe import Recipe
+
+__all__ = ["parse_search", "cross_check", "check_section"]
+
+
+def parse_search(data: Any, problems: Problems) -> dict[str, SearchParam] | None:
+    """The ``search`` section: one :class:`SearchParam` per HP; problems are appended, not raised."""
+    if not isinstance(data, dict) or not data:
+        problems.append(("search", "must map each hyperparameter name to its range, e.g. "
+                                   "`lr: {type: log_float, low: 1.0e-4, high: 1.0e-1}`."))
+        return None
+    out: dict[str, SearchParam] = {}
+    for name, spec in data.items():
+        path = f"search.{name}"
+        n_before = len(problems)
+        param = parse_section(SearchParam, spec, path, problems)
+        if param is None or len(problems) > n_before:
+            continue
+        if param.type == "categorical":
+            if not isinstance(param.choices, list) or not param.choices:
+                problems.append((f"{path}.choices", "categorical needs a non-empty list `choices: [a, b]`."))
+                continue
+            if param.low is not None or param.high is not None:
+                problems.append((path, "categorical takes `choices`, not `low`/`high`."))
+                continue
+        else:
+            if param.low is None or param.high is None:
+                problems.append((path, f"{param.type} needs `low` and `high`."))
+                continue
+            if param.low >= param.high:
+                problems.append((path, f"low ({param.low:g}) must be below high ({param.high:g}). Fix: swap them."))
+                continue
+            if param.type == "log_float" and param.low <= 0:
+                problems.append((f"{path}.low", f"log_float needs low > 0, got {param.low:g}."))
+                continue
+            if param.type == "log_float" and param.step is not None:
+                problems.append((f"{path}.step", "log_float does not take a step. Fix: remove `step`."))
+                continue
+            if param.type == "int" and not (float(param.low).is_integer() and float(param.high).is_integer()):
+                problems.append((path, "int needs integer `low` and `high`."))
+                continue
+            if param.choices is not None:
+                problems.append((f"{path}.choices", f"{param.type} takes `low`/`high`, not `choices`."))
+                continue
+        out[str(name)] = param
+    return out
+
+
+def cross_check(r: Recipe, problems: Problems) -> None:
+    m, t = r.model, r.task
+    if (m.name is None) == (m.factory is None):
+        problems.append(("model", "give exactly one of `name` (built-in) or `factory` (import path)."))
+    elif m.factory is not None:
+        _check_import(m.factory, "model.factory", problems)
+    if (t.name is None) == (t.train_fn is None):
+        problems.append(("task", "give exactly one of `name` (built-in) or `train_fn` (import path)."))
+    elif t.train_fn is not None:
+        _check_import(t.train_fn, "task.train_fn", problems)
+    elif t.name is not None:
+        from ..zoo.tasks import get_task
+
+        try:
+            get_task(t.name, **t.kwargs)
+        except Exception as exc:  # DataError or a bad value type; report as a recipe problem
+            problems.append(("task.kwargs", f"{exc}"))
+    from ..parametrization import available_parametrizations
+
+    names = list(available_parametrizations())
+    if r.parametrization.name not in names:
+        pname = r.parametrization.name
+        problems.append(("parametrization.name",
+                         f"{pname!r} is not registered.{suggest(pname, names)} Known: {', '.join(names)}."))
+    proxy, target = r.widths.proxy, r.widths.target
+    if max(proxy) > min(target):
+        problems.append(("widths", f"proxy widths {list(proxy)} must not exceed target widths {list(target)}. "
+                                   "Fix: tune the small model, transfer to the large one."))
+    if t.train_fn is None:
+        for hp in r.search:
+            if hp not in TUNABLE:
+                problems.append((f"search.{hp}", f"the built-in training does not use {hp!r}."
+                                                 f"{suggest(hp, list(TUNABLE))} Tunable: {', '.join(TUNABLE)} "
+                                                 "(or use your own task.train_fn)."))
+    for hp, p in r.search.items():
+        if hp in TUNABLE and p.type != "categorical":
+            _, _, lo, hi, excl = TUNABLE[hp]
+            if (p.low <= lo if excl else p.low < lo) or p.high > hi:
+                rng = f"{'(' if excl else '['}{lo:g}, {hi:g}]"
+                problems.append((f"search.{hp}", f"range [{p.low:g}, {p.high:g}] leaves the legal range {rng} "
+                                                 f"of {hp}. Fix: narrow it."))
+    if r.tune.sampler == "gp" and any(p.type == "categorical" for p in r.search.values()):
+        problems.append(("tune.sampler", "`gp` handles numeric spaces best; this space has a categorical HP. "
+                                         "Fix: use `sampler: tpe`."))
+    if r.tune.storage and r.tune.storage.startswith("sqlite") and r.tune.workers > 1:
+        problems.append(("tune.storage", "SQLite fails with several worker processes. Fix: drop `storage` "
+                                         "(journal file default) or use postgresql://."))
+
+
+def check_section(r: Recipe, problems: Problems) -> None:
+    spec = r.check
+    if spec.widths is not None and len(set(spec.widths)) < 3:
+        problems.append(("check.widths", f"needs at least 3 distinct widths, got {list(spec.widths)}."))
+    if len(set(spec.seeds)) < 2:
+        problems.append(("check.seeds", f"needs at least 2 distinct seeds, got {list(spec.seeds)}. Fix: [0, 1, 2]."))
+    for hp in ("lr", "init_std", "output_mult", "attn_mult"):
+        g: GridSpec | None = getattr(spec, hp)
+        if g is not None and g.low >= g.high:
+            problems.append((f"check.{hp}", f"low ({g.low:g}) must be below high ({g.high:g})."))
+    if "check" in r.raw and spec.lr is None and not (r.search.get("lr") and r.search["lr"].low):
+        problems.append(("check.lr", "no LR grid: the recipe searches no `lr` range. Fix: add "
+                                     "`check: {lr: {low: 1.0e-4, high: 1.0e-1}}`."))
+    for p, e in spec.expect.items():
+        if e not in EXPECTATIONS:
+            problems.append((f"check.expect.{p}", f"{e!r} is not one of {', '.join(EXPECTATIONS)}."))
+
+
+def _check_import(spec: str, path: str, problems: Problems) -> None:
+    try:
+        import_object(spec, path)
+    except RecipeError as exc:
+        problems.extend(exc.problems)

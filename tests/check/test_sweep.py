@@ -1,0 +1,74 @@
+"""The sweep behind the check: Optuna storage, resume, crashed and retried runs, worker processes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from _helpers import LR_GRID, BowlRunner, bowl_check
+
+from hptransfer.check import Tolerances
+
+
+def test_a_crashing_run_stops_the_check_and_missing_runs_never_pass(tmp_path):
+    class Flaky(BowlRunner):
+        def __call__(self, parametrization, width, seed, hps):
+            if width == 256 and seed == 1 and hps["lr"] == LR_GRID[5]:
+                raise RuntimeError("worker died")
+            return super().__call__(parametrization, width, seed, hps)
+
+    storage = str(tmp_path / "check.journal")
+    with pytest.raises(RuntimeError):  # a broken training function is a bug, not a data point
+        bowl_check(runner=Flaky({"sp": -0.75, "mup": 0.0}), storage=storage)
+    # What finished is kept; analysed as it stands, the hole is reported and cannot pass.
+    from hptransfer.check._sweep import SweepData, SweepPlan
+    from hptransfer.check._verdict import analyse
+
+    plan = SweepPlan("lr", tuple(LR_GRID), (64, 128, 256), (0, 1), ("mup",))
+    full = bowl_check(parametrizations=["mup"], expect=None, widths=[64, 128, 256]).results[0].losses.copy()
+    full[1, 8, 0] = math.nan
+    r = analyse(SweepData(plan, {"mup": full}, 0.0, 1, "s"), "mup", Tolerances())
+    assert r.verdict == "fail" and r.n_missing == 1 and "missing" in r.reasons[0]
+
+
+def test_journal_storage_resumes_without_rerunning(tmp_path):
+    storage = str(tmp_path / "check.journal")
+    first = BowlRunner({"sp": -0.75, "mup": 0.0})
+    rep1 = bowl_check(runner=first, storage=storage, widths=[64, 128, 256], grid={"lr": LR_GRID[:12]})
+    assert first.calls == 3 * 12 * 2 * 2
+    again = BowlRunner({"sp": -0.75, "mup": 0.0})
+    rep2 = bowl_check(runner=again, storage=storage, widths=[64, 128, 256], grid={"lr": LR_GRID[:12]})
+    assert again.calls == 0
+    assert rep1.studies == rep2.studies
+    assert rep2.result("mup").drift.slope == pytest.approx(rep1.result("mup").drift.slope)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_fill_the_grid_once(tmp_path):
+    storage = str(tmp_path / "check.journal")
+    rep = bowl_check(storage=storage, workers=2, widths=[64, 128, 256], grid={"lr": LR_GRID[:12]})
+    for r in rep.results:
+        assert r.n_missing == 0
+    again = BowlRunner({"sp": -0.75, "mup": 0.0})
+    bowl_check(runner=again, storage=storage, widths=[64, 128, 256], grid={"lr": LR_GRID[:12]})
+    assert again.calls == 0
+
+
+def test_a_run_that_raised_is_retried_on_the_next_check(tmp_path):
+    class FlakyOnce(BowlRunner):
+        failed = False
+
+        def __call__(self, parametrization, width, seed, hps):
+            if not FlakyOnce.failed and width == 128 and seed == 1 and hps["lr"] == LR_GRID[5]:
+                FlakyOnce.failed = True
+                raise RuntimeError("out of memory")
+            return super().__call__(parametrization, width, seed, hps)
+
+    storage = str(tmp_path / "check.journal")
+    kw = {"parametrizations": ["mup"], "expect": None, "widths": [64, 128, 256], "storage": storage}
+    with pytest.raises(RuntimeError):
+        bowl_check(runner=FlakyOnce({"mup": 0.0}), **kw)
+    rerun = FlakyOnce({"mup": 0.0})
+    rep = bowl_check(runner=rerun, **kw)  # the FAILed grid point is queued again, not skipped forever
+    assert rep.results[0].n_missing == 0 and rep.passed
+    assert 1 <= rerun.calls < 3 * len(LR_GRID) * 2  # resumed: only what was not COMPLETE ran

@@ -1,0 +1,149 @@
+"""Coordinate check: μP passes and SP fails on the reference models and on a model written here,
+and the update statistic catches vanishing updates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from _helpers import COORD_FAST, gpt_coord, mlp_coord
+from torch import nn
+
+from hptransfer import coord_check
+from hptransfer.errors import CoordCheckError
+from hptransfer.models import cnn, mlp
+from hptransfer.parametrization import MuP, ParamInfo, available_parametrizations, register_parametrization
+from hptransfer.tasks import get_task
+
+# ---- verdicts on the reference models --------------------------------------------------
+
+
+def test_mlp_mup_passes() -> None:
+    res = mlp_coord("mup")
+    assert res.passed, res.summary()
+    assert res.failing == []
+    assert {"input", "hidden.0", "readout", "(model)"} <= set(res.modules)
+    # The shared activation module runs twice per forward: each call is its own coordinate.
+    assert {"act", "act#2"} <= set(res.modules)
+
+
+def test_mlp_sp_fails_and_names_the_modules() -> None:
+    res = mlp_coord("sp")
+    assert not res.passed
+    failing = {m for m, *_ in res.failing}
+    assert {"hidden.0", "readout"} <= failing
+    assert "input" not in failing  # the first layer's Adam update does not depend on width
+    _module, step, kind, slope = res.failing[0]
+    assert step >= 1 and slope > res.tolerances["grow"] and kind in ("activation", "update")
+    assert "hidden.0" in res.summary() and "FAIL" in res.summary()
+
+
+def test_gpt_mup_passes() -> None:
+    res = gpt_coord("mup")
+    assert res.passed, res.summary()
+    assert "lm_head" in res.fixed_size and "blocks.0.attn.q_proj" not in res.fixed_size
+
+
+def test_gpt_sp_fails_and_names_the_modules() -> None:
+    res = gpt_coord("sp")
+    assert not res.passed
+    failing = {m for m, *_ in res.failing}
+    assert {"blocks.0.mlp.proj", "blocks.1.attn.o_proj", "lm_head"} <= failing
+    assert "wte" not in failing
+    assert "blocks.0.mlp.proj" in res.summary()
+
+
+# ---- a model defined only here ---------------------------------------------------------
+
+
+class GluMLP(nn.Module):
+    """Pre-norm residual GLU MLP with RMSNorm and no biases anywhere."""
+
+    def __init__(self, width: int, d_in: int = 16, n_classes: int = 5) -> None:
+        super().__init__()
+        self.embed = nn.Linear(d_in, width, bias=False)
+        self.norm = nn.RMSNorm(width)
+        self.gate = nn.Linear(width, 2 * width, bias=False)
+        self.up = nn.Linear(width, 2 * width, bias=False)
+        self.down = nn.Linear(2 * width, width, bias=False)
+        self.norm_out = nn.RMSNorm(width)
+        self.head = nn.Linear(width, n_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        z = self.norm(h)
+        h = h + self.down(F.silu(self.gate(z)) * self.up(z))
+        return self.head(self.norm_out(h))
+
+
+def _glu_batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1000 + step)
+    x = torch.randn(32, 16, generator=gen)
+    return x, (x[:, :5].argmax(dim=1))  # a learnable rule: index of the largest of 5 features
+
+
+def test_user_glu_rmsnorm_model_passes_under_mup_with_batch_fn() -> None:
+    res = coord_check(GluMLP, widths=(32, 64, 128, 256), batch_fn=_glu_batches, loss_fn=F.cross_entropy, **COORD_FAST)
+    assert res.passed, res.summary()
+    assert {"gate", "up", "down", "norm_out", "head"} <= set(res.modules)
+    sp = coord_check(GluMLP, widths=(32, 64, 128, 256), parametrization="sp", batch_fn=_glu_batches,
+                     loss_fn=F.cross_entropy, **COORD_FAST)
+    assert not sp.passed and "down" in {m for m, *_ in sp.failing}
+
+
+def test_mup_sgd_passes() -> None:
+    res = coord_check(mlp, widths=(32, 64, 128, 256), task="classification", optimizer="sgd", lr=0.1, **COORD_FAST)
+    assert res.passed, res.summary()
+
+
+# ---- vanishing updates: caught by the update statistic only ---------------------------
+
+if "test-mup-hidden-lr-too-small" not in available_parametrizations():
+
+    @register_parametrization("test-mup-hidden-lr-too-small")
+    class _HiddenLRTooSmall(MuP):
+        """μP with the hidden Adam LR divided by the width multiplier once too often."""
+
+        def lr_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+            mult = super().lr_mult(info, family, readout_hooked=readout_hooked)
+            return mult / info.fan_in_mult if info.role == "hidden" else mult
+
+
+def test_vanishing_hidden_update_is_caught() -> None:
+    task = get_task("classification", d_in=3 * 8 * 8)
+
+    def images(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = task.batch(step, 32)
+        return x.view(-1, 3, 8, 8), y
+
+    res = coord_check(cnn, widths=(16, 32, 64, 128), parametrization="test-mup-hidden-lr-too-small",
+                      batch_fn=images, loss_fn=task.loss, **COORD_FAST)
+    assert not res.passed
+    kinds = {(m, k) for m, _, k, s in res.failing if s < 0}
+    assert ("conv2", "update") in kinds
+    # The plain activation statistic does not see it: conv2's mean |h| does not grow or shrink much.
+    assert all(s <= res.tolerances["grow"] for s in res.slopes["conv2"])
+
+
+# ---- bad input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"widths": (64,)}, "at least two"),
+        ({"widths": (64, -1)}, "at least two distinct positive"),
+        ({"widths": (32, 64), "steps": 0}, "steps"),
+        ({"widths": (32, 64), "seeds": ()}, "seeds"),
+        ({"widths": (32, 64), "optimizer": "lion"}, "optimizer"),
+        ({"widths": (32, 64), "tol_grow": -1.0}, "tol_grow"),
+    ],
+)
+def test_bad_input_raises_coord_check_error(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(CoordCheckError, match=fragment):
+        coord_check(mlp, task="classification", **kwargs)
+
+
+def test_missing_data_source_raises() -> None:
+    with pytest.raises(CoordCheckError, match="batch_fn"):
+        coord_check(mlp, widths=(32, 64))

@@ -1,0 +1,97 @@
+"""The run spec: Recipe.at, values in and out of sections, replace, and the schema round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hptransfer.errors import RecipeError
+from hptransfer.recipe import TUNABLE, RunSpec, parse_recipe, spec_from_dict, spec_to_dict
+from hptransfer.training import build, run
+
+BASE = {
+    "name": "tiny",
+    "model": {"name": "mlp", "kwargs": {"depth": 3}},
+    "task": {"name": "classification", "kwargs": {"n_train": 256, "n_val": 128}},
+    "train": {"batch_size": 16, "steps": 5, "seeds": [3, 4]},
+    "widths": {"proxy": 16, "target": 64},
+    "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}},
+    "optimizer": {"lr": 0.002, "beta1": 0.8},
+}
+
+
+def test_at_puts_each_value_in_its_section_and_values_reads_it_back() -> None:
+    rec = parse_recipe(BASE)
+    spec = rec.at(64, {"lr": 0.01, "output_mult": 2.0, "warmup": 0.1, "my_dropout": 0.3})
+    assert spec.width == 64 and spec.seed == 3 and spec.base_width == 16
+    assert spec.optimizer.lr == 0.01 and spec.optimizer.beta1 == 0.8  # not searched: the recipe's value
+    assert spec.parametrization.output_mult == 2.0 and spec.schedule.warmup == 0.1
+    assert spec.extra == {"my_dropout": 0.3}  # a name only the user's train_fn knows
+    values = spec.values()
+    assert set(TUNABLE) <= set(values) and values["lr"] == 0.01 and values["my_dropout"] == 0.3
+    # Overrides of the run's shape and parametrization, as the check and the target run use them.
+    other = rec.at(32, seed=7, parametrization="sp", steps=9, batch_size=4)
+    assert (other.seed, other.parametrization.name, other.train.steps, other.train.batch_size) == (7, "sp", 9, 4)
+
+
+def test_replace_reaches_into_sections() -> None:
+    spec = parse_recipe(BASE).at(64)
+    new = spec.replace(width=128, **{"optimizer.name": "sgd", "train.steps": 2})
+    assert (new.width, new.optimizer.name, new.train.steps) == (128, "sgd", 2)
+    assert spec.optimizer.name == "adamw"  # frozen: the original is untouched
+
+
+def test_schema_round_trip_and_errors_name_the_field() -> None:
+    spec = parse_recipe(BASE).at(64, {"lr": 0.01, "my_dropout": 0.3})
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+    data = spec_to_dict(spec)
+    data["optimizer"]["name"] = "adamx"
+    data["train"]["steps"] = 0
+    with pytest.raises(RecipeError) as info:
+        spec_from_dict(data)
+    assert {p for p, _ in info.value.problems} == {"optimizer.name", "train.steps"}
+
+
+def test_build_and_run_follow_the_spec() -> None:
+    spec = parse_recipe(BASE).at(32, {"lr": 0.01})
+    b = build(spec)
+    assert b.model.width == 32 and isinstance(b.optimizer, torch.optim.AdamW)
+    assert b.optimizer.defaults["betas"] == (0.8, 0.999)
+    # μP Adam: the hidden matrix gets lr / (32 / 16).
+    lrs = {n: g["lr"] for g in b.optimizer.param_groups for n in g["param_names"]}
+    assert lrs["hidden.0.weight"] == pytest.approx(0.005) and lrs["input.weight"] == pytest.approx(0.01)
+    res = run(spec)
+    assert res.steps == 5 and not res.diverged and res.val_loss < float("inf")
+    again = run(spec)
+    assert again.losses == res.losses  # the seed in the spec makes the run repeatable
+
+
+def test_adding_a_tunable_hp_is_one_table_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/architecture.md, "Adding a hyperparameter": an existing section field becomes tunable
+    with one TUNABLE entry; search validation, Recipe.at, RunSpec.values and the build follow."""
+    data = {**BASE, "search": {**BASE["search"], "grad_clip": {"type": "log_float", "low": 0.01, "high": 1.0}}}
+    with pytest.raises(RecipeError, match="built-in training does not use 'grad_clip'"):
+        parse_recipe(data)
+    monkeypatch.setitem(TUNABLE, "grad_clip", ("optimizer", "grad_clip", 0.0, float("inf"), True))
+    rec = parse_recipe(data)
+    spec = rec.at(32, {"lr": 0.01, "grad_clip": 0.05})
+    assert spec.optimizer.grad_clip == 0.05 and spec.values()["grad_clip"] == 0.05
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+    clipped, free = run(spec), run(dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer,
+                                                                                         grad_clip=None)))
+    assert clipped.losses[0] == free.losses[0] and clipped.losses[-1] != free.losses[-1]
+
+
+def test_a_spec_without_a_model_needs_a_factory() -> None:
+    from hptransfer.errors import FactoryError
+    from hptransfer.recipe import ModelSpec, OptimizerSpec, ParametrizationSpec, RunTrainSpec, ScheduleSpec, TaskSpec
+
+    spec = RunSpec(width=32, model=ModelSpec(), task=TaskSpec(), parametrization=ParametrizationSpec(base_width=16),
+                   optimizer=OptimizerSpec(), schedule=ScheduleSpec(), train=RunTrainSpec())
+    with pytest.raises(FactoryError, match="factory="):
+        build(spec)
+    from hptransfer.models import mlp
+
+    assert build(spec, factory=mlp).model.width == 32
