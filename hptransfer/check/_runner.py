@@ -100,7 +100,7 @@ class ModelRunner:
     def spec(self, parametrization: str, width: int, seed: int, hps: dict[str, float]) -> RunSpec:
         """The run spec of one sweep point (the factory and task travel beside it)."""
         o = dict(self.optimizer_options)
-        betas = o.pop("betas", (0.9, 0.999))
+        betas = o.pop("betas", (OptimizerSpec.beta1, OptimizerSpec.beta2))
         opts = {k: v for k, v in self.parametrize_options.items() if k in ("output_mult", "attn_mult",
                                                                           "zero_readout", "zero_query")}
         if "base_std" in self.parametrize_options:

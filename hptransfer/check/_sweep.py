@@ -138,7 +138,7 @@ class _Objective:
         trial.set_user_attr("diverged", diverged)
         trial.set_user_attr("seconds", round(float(getattr(res, "seconds", 0.0)), 3))
         if diverged:
-            trial.set_user_attr("reason", str(getattr(res, "reason", "") or "non-finite loss")[:200])
+            trial.set_user_attr("diverged_reason", str(getattr(res, "reason", "") or "non-finite loss")[:200])
         trial.set_constraint("diverged", 1.0 if diverged else 0.0)
         if self.on_done is not None:
             self.on_done({"hp": p.hp, "parametrization": par, "width": width, "seed": seed, "value": value,
@@ -364,7 +364,7 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
         if t.user_attrs.get("diverged"):
             diverged[par][w, v, s] = True
             if len(reasons) < 5:
-                reasons.append(str(t.user_attrs.get("reason", "")))
+                reasons.append(str(t.user_attrs.get("diverged_reason", "")))
         else:
             sums[par][w, v, s] += float(t.value)
             counts[par][w, v, s] += 1

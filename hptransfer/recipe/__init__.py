@@ -12,6 +12,7 @@ from ._reference import field_help, reference
 from ._runspec import RunSpec, RunTrainSpec, plain, spec_from_dict, spec_to_dict
 from ._schema import json_schema
 from ._sections import (
+    DIVERGENCE_FACTOR,
     EXPECTATIONS,
     LAWS,
     PRUNERS,
@@ -44,7 +45,7 @@ __all__ = [
     "register_section", "reference", "field_help", "json_schema", "spec_to_dict", "spec_from_dict", "plain",
     "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
     "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec",
-    "TUNABLE", "SAMPLERS", "PRUNERS", "LAWS", "EXPECTATIONS", "Sampler", "Pruner", "Law", "Expectation",
-    "OptimizerName",
+    "TUNABLE", "DIVERGENCE_FACTOR", "SAMPLERS", "PRUNERS", "LAWS", "EXPECTATIONS", "Sampler", "Pruner", "Law",
+    "Expectation", "OptimizerName",
     "spec_field", "parse_section", "field_docs", "Problems", "suggest", "import_object",
 ]

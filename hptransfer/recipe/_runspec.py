@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RecipeError
-from ._sections import TUNABLE, ModelSpec, OptimizerSpec, ParametrizationSpec, ScheduleSpec, TaskSpec
+from ._sections import DIVERGENCE_FACTOR, TUNABLE, ModelSpec, OptimizerSpec, ParametrizationSpec, ScheduleSpec, TaskSpec
 from ._spec import Problems, parse_section, spec_field
 
 __all__ = ["RunSpec", "RunTrainSpec", "spec_to_dict", "spec_from_dict", "plain"]
@@ -35,7 +35,7 @@ class RunTrainSpec:
                                             "training loop decides.")
     steps: int | None = spec_field(None, kind="int", minimum=1, optional=True,
                                    doc="Optimizer steps; null when the user's own training loop decides.")
-    divergence_factor: float = spec_field(3.0, kind="float", minimum=1.0, exclusive_min=True,
+    divergence_factor: float = spec_field(DIVERGENCE_FACTOR, kind="float", minimum=1.0, exclusive_min=True,
                                           doc="The run diverges when its loss exceeds this multiple of its start.")
     eval_every: int = spec_field(0, kind="int", minimum=0,
                                  doc="Record the validation loss every this many steps (0: only at the end).")

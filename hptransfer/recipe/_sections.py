@@ -14,8 +14,9 @@ from ._spec import spec_field
 
 __all__ = [
     "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
-    "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec", "TUNABLE", "SAMPLERS",
-    "PRUNERS", "LAWS", "EXPECTATIONS", "Sampler", "Pruner", "Law", "Expectation", "OptimizerName",
+    "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec", "TUNABLE",
+    "DIVERGENCE_FACTOR",
+    "SAMPLERS", "PRUNERS", "LAWS", "EXPECTATIONS", "Sampler", "Pruner", "Law", "Expectation", "OptimizerName",
 ]
 
 #: Sampler names (``tune.sampler``). ``gp`` is the default: best measured for 1-4 log-scale
@@ -34,6 +35,11 @@ Expectation = Literal["pass", "fail", "any"]
 EXPECTATIONS: tuple[str, ...] = get_args(Expectation)
 #: Optimizer names a recipe may use (the classes: ``hptransfer.parametrization.OPTIMIZERS``).
 OptimizerName = Literal["adamw", "adam", "sgd"]
+
+#: A run diverges when its loss exceeds this multiple of its start (``train.divergence_factor``):
+#: on the built-in tasks a healthy run never exceeds 1.5x its first loss, while diverging runs pass
+#: 3x within a few steps. The one home of this default.
+DIVERGENCE_FACTOR = 3.0
 
 #: Hyperparameters the built-in training understands: name -> (section, field, legal low, legal high,
 #: low exclusive). A recipe's ``search`` may use these names; custom training functions may use any.
@@ -148,7 +154,7 @@ class TrainSpec:
     steps: int = spec_field(kind="int", minimum=1, doc="Optimizer steps per run. Required.")
     seeds: tuple = spec_field((0,), kind="ints", minimum=0,
                               doc="Training seeds; a trial's loss is the mean over them. Default [0].")
-    divergence_factor: float = spec_field(3.0, kind="float", minimum=1.0, exclusive_min=True,
+    divergence_factor: float = spec_field(DIVERGENCE_FACTOR, kind="float", minimum=1.0, exclusive_min=True,
                                           doc="A run diverges when its loss exceeds this multiple of its start "
                                               "(or goes non-finite). Default 3.")
     eval_every: int = spec_field(0, kind="int", minimum=0,

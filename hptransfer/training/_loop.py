@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingDiverged, TrainingError
+from ..recipe import DIVERGENCE_FACTOR
 
 __all__ = ["Schedule", "DivergenceGuard", "TrainResult", "train"]
 
@@ -70,11 +71,10 @@ class DivergenceGuard:
 
     The reference is the larger of the first step's loss and ``floor`` (e.g. the loss of a
     uniform predictor), so a run that starts low and explodes is caught, while ordinary noise
-    is not. Default ``factor=3.0``: on the built-in tasks a healthy run never exceeds 1.5x its
-    first loss, while diverging runs pass 3x within a few steps.
+    is not. Default ``factor``: :data:`hptransfer.recipe.DIVERGENCE_FACTOR` (3, with the reason).
     """
 
-    factor: float = 3.0
+    factor: float = DIVERGENCE_FACTOR
     floor: float = 0.0
     reference: float | None = None
 

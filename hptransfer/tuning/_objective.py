@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import TrainingDiverged
-from ..recipe import Recipe, SearchParam
+from ..recipe import DIVERGENCE_FACTOR, Recipe, SearchParam
 from ..studies import mark_worker
 from ..training import DivergenceGuard, Reporter, call_train_fn, run, untrained_loss
 
@@ -71,7 +71,7 @@ class Objective:
     fixed: dict[str, Any] = field(default_factory=dict)
     penalty: float | None = None
     report_every: int = 0
-    divergence_factor: float = 3.0
+    divergence_factor: float = DIVERGENCE_FACTOR
     on_step: Callable[[int, int, float], None] | None = None
     total: int | None = None  # the study's trial budget (set by tune); None: unlimited
 

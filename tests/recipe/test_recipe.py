@@ -191,3 +191,24 @@ def test_reference_doc_is_generated_and_current() -> None:
         assert key in text
     doc = ROOT / "docs" / "recipe_reference.md"
     assert doc.read_text().strip() == text.strip(), "regenerate: hptransfer schema --reference > " + str(doc)
+
+
+def test_json_schema_accepts_shipped_recipes_and_rejects_bad_ones(capsys: pytest.CaptureFixture) -> None:
+    """`hptransfer schema` is the JSON Schema editors use; it must agree with the parser."""
+    import json
+
+    import jsonschema
+
+    assert cli.main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in SHIPPED:
+        errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
+        assert not errors, f"{path.name}: {[e.message for e in errors]}"
+    for field, value in (("optimizer.name", "adamx"), ("train.steps", 0), ("tune.sampler", "bayes"),
+                         ("widths.proxy", "sixteen"), ("model.colour", "red")):
+        bad = _with(field, value)
+        with pytest.raises(RecipeError):
+            parse_recipe(bad)
+        assert list(validator.iter_errors(bad)), f"schema accepts {field}={value!r} but the parser does not"
