@@ -41,7 +41,7 @@ from ._sections import (
     WidthsSpec,
 )
 from ._spec import Problems, parse_section, suggest
-from ._validate import check_section, cross_check, parse_search
+from ._validate import check_section, cross_check, parse_search, transfer_section
 
 __all__ = ["Recipe", "load_recipe", "parse_recipe", "register_section", "apply_overrides"]
 
@@ -289,6 +289,7 @@ def parse_recipe(data: Any, source: str | None = None, default_name: str = "reci
     )
     cross_check(recipe, problems)
     check_section(recipe, problems)
+    transfer_section(recipe, problems)
     for name_, (_, _, validate, _) in _EXTENSIONS.items():
         if validate is not None and name_ in extra and extra[name_] is not None:
             validate(recipe, problems)

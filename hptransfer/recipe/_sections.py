@@ -222,6 +222,25 @@ class TransferSpec:
     law: Law = spec_field("none", kind="choice", choices=LAWS,
                           doc="Opt-in empirical LR law when batch/steps change: `none` (default, warn only), "
                               "`step_law` (arXiv:2503.04715) or `deepseek` (arXiv:2401.02954).")
+    drift: Literal["none", "fit"] = spec_field(
+        "none", kind="choice", choices=("none", "fit"),
+        doc="`fit`: after tuning, sweep the LR locally at `fit_widths`, fit the optimum's residual drift with "
+            "width and extrapolate the LR to the target (docs/tuning.md). Default `none`: the tuned LR as is.")
+    fit_widths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
+                                          doc="Extra widths of the drift fit (besides the proxy), below the target. "
+                                              "Default: 2x and 4x the proxy width.")
+    fit_points: int = spec_field(5, kind="int", minimum=3, maximum=15,
+                                 doc="LR values per fit width, centred on the tuned LR. Default 5.")
+    fit_step: float = spec_field(0.5, kind="float", minimum=0.0, exclusive_min=True, maximum=2.0,
+                                 doc="Octaves between fit LR values. Default 0.5 (the 5 points span 2 octaves).")
+    fit_seeds: tuple = spec_field((0, 1), kind="ints", minimum=0,
+                                  doc="Seeds of every fit run (2 or more: the interval resamples them). "
+                                      "Default [0, 1].")
+    fit_max_halfwidth: float = spec_field(0.3, kind="float", minimum=0.0, exclusive_min=True,
+                                          doc="Largest half-width of the slope's 95% interval (octaves per "
+                                              "doubling) for the correction to be applied. Default 0.3.")
+    fit_force: bool = spec_field(False, kind="bool",
+                                 doc="Apply the fitted correction even when the fit is untrustworthy. Default false.")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ._spec import Problems, import_object, parse_section, suggest
 if TYPE_CHECKING:
     from ._recipe import Recipe
 
-__all__ = ["parse_search", "cross_check", "check_section"]
+__all__ = ["parse_search", "cross_check", "check_section", "transfer_section"]
 
 
 def parse_search(data: Any, problems: Problems) -> dict[str, SearchParam] | None:
@@ -108,6 +108,26 @@ def cross_check(r: Recipe, problems: Problems) -> None:
     if r.tune.storage and r.tune.storage.startswith("sqlite") and r.tune.workers > 1:
         problems.append(("tune.storage", "SQLite fails with several worker processes. Fix: drop `storage` "
                                          "(journal file default) or use postgresql://."))
+
+
+def transfer_section(r: Recipe, problems: Problems) -> None:
+    """The drift fit's widths and seeds (only checked when ``transfer.drift: fit``)."""
+    t = r.transfer
+    if t.drift != "fit":
+        return
+    proxy, target = max(r.widths.proxy), min(r.widths.target)
+    extra = sorted(set(t.fit_widths or (2 * proxy, 4 * proxy)) - {proxy})
+    if len(extra) < 2:
+        problems.append(("transfer.fit_widths", f"the drift fit needs 2 widths besides the proxy ({proxy}) for a "
+                                                f"slope with an interval, got {extra}. Fix: e.g. [{2 * proxy}, "
+                                                f"{4 * proxy}]."))
+    bad = [w for w in extra if not proxy < w < target]
+    if bad:
+        problems.append(("transfer.fit_widths", f"{bad} must lie between the proxy width {proxy} and the target "
+                                                f"width {target} (the fit is meant to be cheap). Fix: e.g. "
+                                                f"[{2 * proxy}, {4 * proxy}], or a larger target."))
+    if len(set(t.fit_seeds)) < 2:
+        problems.append(("transfer.fit_seeds", f"needs at least 2 distinct seeds, got {list(t.fit_seeds)}."))
 
 
 def check_section(r: Recipe, problems: Problems) -> None:

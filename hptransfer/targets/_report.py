@@ -142,6 +142,24 @@ def _loss(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _drift_lines(d: dict[str, Any] | None, target_flops: float) -> list[str]:
+    """The "Drift correction" section (``transfer.drift: fit``), or nothing."""
+    if not d:
+        return []
+    lo, hi = d["ci95"]
+    ci = f"[{lo:+.3f}, {hi:+.3f}]" if lo is not None and hi is not None else "[n/a]"
+    slope = f"{d['slope']:+.3f}" if d["slope"] is not None else "n/a"
+    cost = f"{d['flops']:.3g} FLOPs ({100 * d['flops'] / target_flops:.1f}% of one target run)" \
+        if d.get("flops") and target_flops else "n/a"
+    verdict = (f"applied: LR x 2^{d['correction_octaves']:+.3f} ({d['lr_proxy']:.4g} -> {d['lr_target']:.4g})"
+               if d["applied"] else f"not applied ({d['reason']}); the tuned LR {d['lr_proxy']:.4g} is used")
+    return ["## Drift correction (transfer.drift: fit)", "",
+            f"Local LR sweeps ({len(d['grid'])} values x seeds) at widths {d['widths']} give a residual drift of "
+            f"the optimal LR of **{slope} octaves per width doubling**, 95% interval {ci}. Extrapolated from "
+            f"width {d['proxy_width']} to {d['target_width']}: {verdict}.", "",
+            f"Extra compute: {d['runs']} runs, {cost}. Study `{d['study']}` (rerun resumes it).", ""]
+
+
 def write_summary(path: Path, f: dict[str, Any]) -> None:
     """Write ``summary.md`` from the facts dict assembled by ``hptransfer._run``."""
     verdict = "PASS" if f["check_passed"] else "FAIL"
@@ -195,6 +213,7 @@ def write_summary(path: Path, f: dict[str, Any]) -> None:
         "target grows.",
         "",
     ]
+    lines += _drift_lines(f.get("drift"), f["target_flops"])
     if f["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in f["warnings"]] + [""]
     lines += ["## Files", "",

@@ -42,6 +42,7 @@ from ..recipe import (
 from ..studies import load_study, storage_url
 from ..training import Schedule, build, make_schedule
 from ..tuning import TuneResult
+from ._drift import DriftFit, fit_drift, fit_widths
 from ._target_file import TargetFile, read_target, write_target
 
 __all__ = ["transfer", "load", "Target", "Loaded", "LAW_CITATIONS", "law_factor"]
@@ -134,13 +135,17 @@ def transfer(
     values = dict(best["values"])
     proxy_values = dict(values)
     notes = _horizon_warnings(rec, batch_size, steps, law, values, quiet)
+    fit = _drift_fit(rec, values, widths, notes, quiet) if rec is not None and rec.transfer.drift == "fit" else None
     out_dir = Path(out) if out is not None else (rec.run_dir if rec else Path("."))
-    specs = [_spec(rec, values, w, factory=factory, base_width=base_width, parametrization=parametrization,
-                   optimizer=optimizer, batch_size=batch_size, steps=steps) for w in widths]
+    specs = [_spec(rec, {**values, **({"lr": fit.at(w).lr_target} if fit else {})}, w, factory=factory,
+                   base_width=base_width, parametrization=parametrization, optimizer=optimizer,
+                   batch_size=batch_size, steps=steps) for w in widths]
     largest = max(widths)
     targets = []
     for spec in specs:
         tf = _target_file(spec, factory, best, rec, law, notes, proxy_values)
+        if fit is not None:
+            tf.transfer["drift"] = fit.at(spec.width).to_dict()
         if out_dir.suffix in (".yaml", ".yml") and len(specs) == 1:
             path = out_dir
         elif len(specs) == 1 or spec.width == largest:
@@ -211,6 +216,22 @@ def _horizon_warnings(rec: Recipe | None, batch: int | None, steps: int | None, 
         bar = "!" * 78
         print(f"{bar}\nWARNING: {notes[0]}\n{' '.join(notes[1:])}\n{bar}", file=sys.stderr)
     return notes
+
+
+def _drift_fit(rec: Recipe, values: dict[str, Any], widths: list[int], notes: list[str], quiet: bool) -> DriftFit:
+    """Run the fitted drift correction (``transfer.drift: fit``); a note when it is not applied."""
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say(f"fitting the LR drift: local sweeps at widths {fit_widths(rec)} ({rec.transfer.fit_points} LRs x "
+        f"{len(rec.transfer.fit_seeds)} seeds each)")
+    fit = fit_drift(rec, values, min(widths), progress=None if quiet else say)
+    if fit.applied:
+        say(f"drift fit: slope {fit.slope:+.3f} [{fit.lo:+.3f}, {fit.hi:+.3f}] octaves per width doubling; "
+            f"{'' if not fit.reason else fit.reason + '; '}target LR corrected by it")
+    else:
+        msg = f"drift fit not applied: {fit.reason}. The tuned LR is used as is."
+        notes.append(msg)
+        warnings.warn(msg, stacklevel=3)
+    return fit
 
 
 def _spec(rec: Recipe | None, values: dict[str, Any], width: int, *, factory: Any, base_width: int | None,

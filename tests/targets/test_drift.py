@@ -1,0 +1,88 @@
+"""The fitted drift correction (transfer.drift: fit) on objectives whose optimum moves by a known slope."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+import hptransfer
+from hptransfer.errors import RecipeError
+from hptransfer.recipe import parse_recipe
+from hptransfer.targets import fit_drift
+
+USER_CODE = '''
+import math, random
+
+SLOPE = {slope!r}
+NOISE = {noise!r}
+
+def train(hp, *, width, seed, report):
+    # A bowl in log2(lr) whose centre moves SLOPE octaves per width doubling from 2**-6 at width 16.
+    centre = -6.0 + SLOPE * math.log2(width / 16)
+    loss = 1.0 + 0.1 * (math.log2(hp["lr"]) - centre) ** 2
+    loss += NOISE * random.Random(hash((width, round(math.log2(hp["lr"]), 3), seed))).gauss(0.0, 1.0)
+    for step in range(3):
+        report(step, loss + 0.1 / (step + 1))
+    return loss
+'''
+
+
+def _recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slope: float, noise: float = 0.0, **transfer: object):
+    module = f"drift_obj_{abs(hash((slope, noise))) % 10**8}"
+    (tmp_path / f"{module}.py").write_text(USER_CODE.format(slope=slope, noise=noise))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return parse_recipe({
+        "name": module, "out": str(tmp_path / "run"),
+        "model": {"name": "mlp"}, "task": {"train_fn": f"{module}:train"},
+        "train": {"batch_size": 8, "steps": 3},
+        "widths": {"proxy": 16, "target": 1024},
+        "search": {"lr": {"type": "log_float", "low": 2.0 ** -12, "high": 2.0 ** -1}},
+        "tune": {"trials": 6, "sampler": "random"},
+        "transfer": {"drift": "fit", **transfer},
+    })
+
+
+@pytest.mark.parametrize("slope", [-0.3, 0.0, 0.2])
+def test_a_known_slope_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slope: float) -> None:
+    rec = _recipe(tmp_path, monkeypatch, slope)
+    fit = fit_drift(rec, {"lr": 2.0 ** -6}, 1024)
+    assert fit.widths == [16, 32, 64] and fit.runs == 5 * 3 * 2
+    assert fit.slope == pytest.approx(slope, abs=0.05)
+    assert fit.applied and fit.reason == ""
+    # Extrapolated over 6 doublings to width 1024.
+    assert math.log2(fit.lr_target) == pytest.approx(-6.0 + 6 * slope, abs=6 * 0.05)
+    if slope == 0.0:
+        assert fit.correction_octaves == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_noisy_fit_falls_back_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _recipe(tmp_path, monkeypatch, -0.3, noise=0.05)
+    fit = fit_drift(rec, {"lr": 2.0 ** -6}, 1024)
+    assert not fit.applied and fit.lr_target == fit.lr_proxy and fit.correction_octaves == 0.0
+    assert "interval" in fit.reason or "edge" in fit.reason
+    forced = fit_drift(_recipe(tmp_path, monkeypatch, -0.3, noise=0.05, fit_force=True), {"lr": 2.0 ** -6}, 1024)
+    assert forced.applied and forced.reason.startswith("forced despite")
+
+
+def test_transfer_writes_the_corrected_lr_and_the_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _recipe(tmp_path, monkeypatch, -0.25)
+    res = hptransfer.tune(rec, quiet=True)
+    (target,) = hptransfer.transfer(rec, quiet=True)
+    cfg = yaml.safe_load(target.path.read_text())
+    d = cfg["transfer"]["drift"]
+    assert d["applied"] and d["slope"] == pytest.approx(-0.25, abs=0.05) and d["target_width"] == 1024
+    assert cfg["transfer"]["proxy_values"]["lr"] == pytest.approx(res.best_values["lr"])
+    assert cfg["spec"]["optimizer"]["lr"] == pytest.approx(res.best_values["lr"] * 2.0 ** d["correction_octaves"])
+    assert d["correction_octaves"] == pytest.approx(6 * d["slope"])
+
+
+def test_fit_settings_are_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for transfer, field in (({"fit_widths": [32]}, "transfer.fit_widths"),
+                            ({"fit_widths": [32, 2048]}, "transfer.fit_widths"),
+                            ({"fit_seeds": [0]}, "transfer.fit_seeds")):
+        with pytest.raises(RecipeError) as info:
+            _recipe(tmp_path, monkeypatch, 0.0, **transfer)
+        assert field in [p for p, _ in info.value.problems]
