@@ -11,6 +11,7 @@ import argparse
 import functools
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,7 @@ def _run_full_recipe(args: argparse.Namespace) -> int:
     """coord-check on a tuning recipe: each width is the recipe's run spec (``Recipe.at``), built by
     the one build path; command-line options override the spec's LR, optimizer and parametrization."""
     from ..coord import coord_check
+    from ..diagnostics import diagnose
     from ..recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
@@ -185,6 +187,8 @@ def _run_full_recipe(args: argparse.Namespace) -> int:
     if args.lr:
         changes["optimizer.lr"] = _number(args.lr, "--lr", float)
     spec = recipe.at(min(widths)).replace(**changes)
+    for d in diagnose(recipe):  # known breakers the coordinate check may or may not show
+        print(f"warning: {d}", file=sys.stderr)
     result = coord_check(spec, widths=widths, steps=_number(args.steps or OPTIONS["steps"], "--steps", int),
                          seeds=_seeds(args.seeds or OPTIONS["seeds"], "--seeds"), batch_size=spec.train.batch_size)
     return _report(result, args.plot, args.json)

@@ -107,6 +107,10 @@ class ParametrizationSpec:
     init_std: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
                                         doc="Weight init std at the base width when not searched. Default null: "
                                             "keep the factory's own init.")
+    gains: Literal["train", "freeze", "scaled"] = spec_field(
+        "train", kind="choice", choices=("train", "freeze", "scaled"),
+        doc="Norm gains and biases: `train` (default), `freeze` (non-parametric norms, the fix of Lingle 2024, "
+            "arXiv:2404.05728) or `scaled` (trainable with LR x base_width / width).")
 
 
 @dataclass

@@ -140,7 +140,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
         "proxy_params": proxy_cost["params"], "tune_steps": tune_steps, "tune_flops": tune_flops,
         "target_params": target_cost["params"], "target_steps": res.steps, "target_flops": target_cost["flops"],
         "compute_ratio": ratio, "plots": plots,
-        "warnings": [*main.config["transfer"]["warnings"], *edge_warnings(rec, tres.best_params)],
+        "warnings": [*tres.diagnostics, *main.config["transfer"]["warnings"], *edge_warnings(rec, tres.best_params)],
         "target_path": str(main.path), "drift": main.config["transfer"].get("drift"),
     }
     _report.write_summary(run_dir / "summary.md", facts)

@@ -20,11 +20,12 @@ from ._build import (
     torch_threads,
     untrained_loss,
 )
+from ._gains import GAIN_MODES, apply_gains, norm_gains
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
 
 __all__ = [
     "build", "run", "Built", "train", "Schedule", "DivergenceGuard", "TrainResult", "Reporter", "call_train_fn",
     "make_factory", "make_task", "make_schedule", "parametrize_options", "optimizer_kwargs", "model_cost",
-    "untrained_loss", "torch_threads", "WidthFactory",
+    "untrained_loss", "torch_threads", "WidthFactory", "norm_gains", "apply_gains", "GAIN_MODES",
 ]

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import TrainingDiverged
 from ..parametrization import optimizer_class, param_groups, parametrize
 from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
+from ._gains import apply_gains
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
 
@@ -137,6 +138,7 @@ def build(
     o = spec.optimizer
     groups = param_groups(model, lr=float(o.lr), weight_decay=float(o.weight_decay), optimizer=o.name,
                           weight_decay_mode=o.weight_decay_mode, decay=o.decay)
+    groups = apply_gains(model, groups, spec.parametrization.gains, spec.width / spec.base_width)
     opt = optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
     return Built(model, opt, task, make_schedule(spec), spec)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..diagnostics import diagnose
 from ..errors import RecipeError, TuneError
 from ..recipe import Recipe, SearchParam, TuneSpec, apply_overrides, load_recipe, parse_recipe, parse_search
 from ._objective import Objective
@@ -45,6 +47,7 @@ class Settings:
     storage: str | None
     defaults: TuneSpec  # trials, sampler, pruner, seeds, workers when not given to tune()
     recipe: Recipe | None = None
+    diagnostics: list[str] = field(default_factory=list)  # known breakers of transfer found in the recipe
 
 
 def settings_from_fn(fn: Callable[..., float], *, space: dict[str, Any] | None, width: Any, steps: int,
@@ -70,7 +73,10 @@ def settings_from_recipe(rec: Recipe, *, fixed: dict[str, Any] | None, penalty: 
                           report_every=every if (pruner or t.pruner) != "none" else 0,
                           divergence_factor=rec.train.divergence_factor)
     run_dir = Path(out) if out is not None else rec.run_dir
-    return Settings(study_name or rec.study_name, objective, run_dir, storage or t.storage, t, rec)
+    found = [str(d) for d in diagnose(rec)]
+    for d in found:
+        warnings.warn(f"known breaker of μTransfer: {d}", stacklevel=4)
+    return Settings(study_name or rec.study_name, objective, run_dir, storage or t.storage, t, rec, found)
 
 
 def as_recipe(recipe: Recipe | str | Path | dict, overrides: list[str] | None) -> Recipe:

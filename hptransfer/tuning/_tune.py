@@ -31,7 +31,7 @@ from ..studies import Progress, start_workers, stop_workers
 from ..training import torch_threads
 from ._objective import Objective, SurplusTrial
 from ._samplers import make_pruner, make_sampler
-from ._settings import as_recipe, parse_space, settings_from_fn, settings_from_recipe
+from ._settings import Settings, as_recipe, parse_space, settings_from_fn, settings_from_recipe
 
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
 
@@ -57,6 +57,7 @@ class TuneResult:
     n_failed: int  # trials that raised; not those cancelled before training as surplus
     seconds: float
     recipe: Recipe | None = field(default=None, repr=False)
+    diagnostics: list[str] = field(default_factory=list)  # known breakers found before tuning (diagnostics)
 
     @property
     def study(self) -> optuna.Study:
@@ -157,7 +158,7 @@ def tune(
         with Progress(total, enabled=not quiet) as progress:  # closed (line ended) even when a trial raises
             _optimize(study, job, nworkers, threads, progress)
             progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
-        return _result(study, url, name, rec, objective, time.perf_counter() - start)
+        return _result(study, url, name, st, time.perf_counter() - start)
 
 
 def _open_study(url: str, name: str, rec: Recipe | None, pruner: optuna.pruners.BasePruner) -> optuna.Study:
@@ -270,7 +271,8 @@ def _best(study: optuna.Study) -> float | None:
         return None
 
 
-def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: Objective, seconds: float) -> TuneResult:
+def _result(study: optuna.Study, url: str, name: str, st: Settings, seconds: float) -> TuneResult:
+    rec, obj = st.recipe, st.objective
     trials = study.get_trials(deepcopy=False)
     try:
         best = study.best_trial
@@ -291,7 +293,7 @@ def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: O
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
         n_diverged=sum(bool(t.user_attrs.get("diverged")) for t in trials),
         n_failed=sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials),
-        seconds=seconds, recipe=rec,
+        seconds=seconds, recipe=rec, diagnostics=list(st.diagnostics),
     )
 
 
