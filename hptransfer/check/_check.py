@@ -23,19 +23,26 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from ..errors import CheckError
 from ..recipe import EXPECTATIONS
 from ..studies import optuna_verbosity, redact_url
 from ..training import Schedule
 from . import _optimum
+from ._adaptive import run_adaptive
 from ._report import Tolerances, TransferReport
 from ._runner import SWEEPABLE, ModelRunner
 from ._sweep import Runner, SweepPlan, run_sweep
 from ._verdict import analyse
 
-__all__ = ["check_transfer", "check_grid"]
+__all__ = ["check_transfer", "check_grid", "Strategy"]
+
+#: How the check spends runs: ``grid`` trains every grid point; ``adaptive`` brackets the optimum
+#: per width on the octave lattice and refines around it (about a third of the runs; ``_adaptive``).
+Strategy = Literal["grid", "adaptive"]
 
 def check_transfer(
     factory: Callable[..., Any],
@@ -60,6 +67,7 @@ def check_transfer(
     parametrize_options: Mapping[str, Any] | None = None,
     optimizer_options: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    strategy: Strategy = "grid",
 ) -> TransferReport:
     """Sweep HPs at several widths, estimate the optimum per width and judge whether it transfers.
 
@@ -86,6 +94,8 @@ def check_transfer(
         n_boot: bootstrap replicates (default 1000).
         parametrize_options, optimizer_options: passed to ``parametrize`` and the optimizer.
         progress: called with one-line progress messages (e.g. ``print``).
+        strategy: ``"grid"`` (default: every grid point) or ``"adaptive"`` (bracket and refine the
+            optimum per width: about a third of the runs, in this process; ``workers`` is ignored).
 
     Returns:
         A :class:`TransferReport`; ``report.passed`` is the gate.
@@ -109,7 +119,7 @@ def check_transfer(
                          optimizer_options=dict(optimizer_options or {}))
     return check_grid(runner, widths=widths_t, grid=grid, seeds=seeds, parametrizations=parametrizations,
                       fixed=fixed, tolerances=tolerances, expect=expect, storage=storage,
-                      study_prefix=study_prefix, workers=workers, n_boot=n_boot, progress=progress,
+                      study_prefix=study_prefix, workers=workers, n_boot=n_boot, progress=progress, strategy=strategy,
                       config={"steps": int(steps), "batch_size": int(batch_size), "optimizer": optimizer,
                               "base_width": runner.base_width})
 
@@ -130,9 +140,12 @@ def check_grid(
     n_boot: int = _optimum.DEFAULT_N_BOOT,
     progress: Callable[[str], None] | None = None,
     config: dict[str, Any] | None = None,
+    strategy: Strategy = "grid",
+    start: float | None = None,
 ) -> TransferReport:
-    """:func:`check_transfer` with any :class:`~hptransfer._sweep.Runner` (the recipe route uses
-    :class:`~hptransfer._check_runner.RecipeRunner`). Arguments as for :func:`check_transfer`."""
+    """:func:`check_transfer` with any :class:`~hptransfer.check.Runner` (the recipe route uses
+    :class:`~hptransfer.check.RecipeRunner`). Arguments as for :func:`check_transfer`; ``start``
+    is where the adaptive strategy's first width starts (an HP value, e.g. the tuned LR)."""
     plans = _plans(widths, grid, seeds, parametrizations, fixed)
     expect_map = _expectations(expect, parametrizations)
     tol = tolerances or Tolerances()
@@ -144,11 +157,15 @@ def check_grid(
 
         url = storage_url(storage, ".")
     with optuna_verbosity(logging.WARNING):  # one INFO line per trial would drown the report
-        data = run_sweep(runner, plans, url=url, prefix=study_prefix, workers=workers, progress=progress)
+        data = (run_adaptive(runner, plans, url=url, prefix=study_prefix, start=start, progress=progress)
+                if strategy == "adaptive" else
+                run_sweep(runner, plans, url=url, prefix=study_prefix, workers=workers, progress=progress))
     results = [analyse(d, p, tol, expect=expect_map[p], n_boot=n_boot) for d in data for p in d.plan.parametrizations]
     cfg = {"widths": list(plans[0].widths), "seeds": list(plans[0].seeds), "parametrizations": list(parametrizations),
            "grid": {p.hp: list(p.values) for p in plans}, "fixed": dict(fixed or {}), "storage": redact_url(url),
-           "train_seconds": round(sum(d.seconds for d in data), 1), **(config or {})}
+           "train_seconds": round(sum(d.seconds for d in data), 1), "strategy": strategy,
+           "runs_trained": int(sum((~np.isnan(a)).sum() for d in data for a in d.losses.values())),
+           "grid_runs": int(sum(p.n_runs for p in plans)), **(config or {})}
     return TransferReport(results, tol, cfg, time.perf_counter() - start, [d.study for d in data])
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from ..errors import HPTransferError
 from ..recipe import GridSpec, Recipe
-from ..studies import storage_url
-from ._check import check_grid
+from ..studies import load_study, storage_url
+from ._check import Strategy, check_grid
 from ._report import Tolerances, TransferReport
 from ._runner import RecipeRunner
 
@@ -48,11 +49,13 @@ def check_recipe(
     workers: int | None = None,
     storage: str | None = None,
     progress: Callable[[str], None] | None = None,
+    strategy: Strategy | None = None,
 ) -> TransferReport:
     """Run the recipe's transfer check on its tuning storage.
 
     ``compare`` and ``expect`` override the section's; parametrizations named in ``compare``
-    other than the recipe's own default to ``expect="any"`` (reported, not gated).
+    other than the recipe's own default to ``expect="any"`` (reported, not gated). ``strategy``
+    overrides ``check.strategy``; an adaptive check starts from the tuning study's best LR.
     """
 
     spec = recipe.check
@@ -82,4 +85,14 @@ def check_recipe(
         study_prefix=recipe.name, workers=workers or spec.workers, n_boot=spec.bootstrap, progress=progress,
         config={"recipe": recipe.name, "recipe_hash": recipe.hash, "steps": steps, "batch_size": batch,
                 "optimizer": recipe.optimizer.name, "base_width": recipe.base_width},
+        strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url),
     )
+
+
+def _tuned_lr(recipe: Recipe, url: str) -> float:
+    """Where an adaptive check starts: the tuning study's best LR if it exists, else the recipe's LR."""
+    try:
+        best = load_study(url, recipe.study_name).best_trial
+        return float(best.params.get("lr", recipe.defaults()["lr"]))
+    except (HPTransferError, ValueError, KeyError):  # no study yet, or no finished trial
+        return float(recipe.defaults()["lr"])

@@ -104,6 +104,9 @@ class SweepData:
     failed: int
     study: str
     reasons: list[str] = field(default_factory=list)
+    #: True for an adaptive sweep: unplanned grid points are NaN by design, and only ``failed``
+    #: runs count as missing.
+    sparse: bool = False
 
 
 def study_name(prefix: str, plan: SweepPlan, fingerprint: str) -> str:

@@ -98,7 +98,9 @@ def analyse(data: SweepData, parametrization: str, tol: Tolerances, *, expect: E
     best = float(np.min(last[np.isfinite(last)])) if np.isfinite(last).any() else math.nan
     regret = at_opt[-1] - best if math.isfinite(best) else math.nan
     regret_rel = regret / best if math.isfinite(best) and best > 0 else math.nan
-    n_missing, n_div = int(np.isnan(losses).sum()), int(np.isinf(losses).sum())
+    # An adaptive sweep leaves unplanned points NaN on purpose; only runs that raised are missing.
+    n_missing = data.failed if data.sparse else int(np.isnan(losses).sum())
+    n_div = int(np.isinf(losses).sum())
 
     reasons: list[str] = []
     where = f"{parametrization} {plan.hp}"

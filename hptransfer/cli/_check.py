@@ -40,6 +40,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--widths", default=None, metavar="W1,W2,...", help="widths (default: check.widths)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...", help="seeds (default: check.seeds)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes")
+    p.add_argument("--strategy", choices=("grid", "adaptive"), default=None,
+                   help="grid: every grid point; adaptive: bracket and refine the optimum per width, about a third "
+                        "of the runs (default: check.strategy)")
     p.add_argument("--storage", default=None, help="journal file path, journal:///path or postgresql://...")
     p.add_argument("--json", default=None, metavar="PATH", help="write the full report as JSON")
     p.add_argument("--junit-xml", dest="junit_xml", default=None, metavar="PATH",
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             raise CheckError(f"--expect names {unknown} which --compare does not run. Fix: add them to --compare.")
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = check_recipe(recipe, compare=compare, expect=expect, workers=args.workers, storage=args.storage,
-                          progress=say)
+                          progress=say, strategy=args.strategy)
     print(report.summary())
     if args.json:
         report.to_json(args.json)

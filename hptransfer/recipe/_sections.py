@@ -301,3 +301,8 @@ class CheckSpec:
                                             doc="Pass/fail limits.")
     workers: int = spec_field(1, kind="int", minimum=1, doc="Local worker processes. Default 1.")
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
+    strategy: Literal["grid", "adaptive"] = spec_field(
+        "grid", kind="choice", choices=("grid", "adaptive"),
+        doc="`grid` (default): train every grid point. `adaptive`: per width, bracket the optimum an octave at a "
+            "time from the tuned LR (or the previous width's optimum) and refine around it; about a third of the "
+            "runs, in one process (docs/verification.md).")
