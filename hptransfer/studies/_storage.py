@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import StorageError
+from ._journal import check_journal
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "redact_url"]
@@ -89,6 +90,19 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"tune.storage: cannot create folder {path.parent}: {exc.strerror}.") from None
+        if path.is_dir():
+            raise StorageError(f"tune.storage: cannot open journal file {path}: it is a folder. Fix: give a file "
+                               "path, e.g. runs/my-study/study.journal.")
+        lock = optuna.storages.journal.JournalFileSymlinkLock(str(path))
+        try:  # under the journal's lock: a record a live worker is appending is not a torn one
+            lock.acquire()
+        except OSError as exc:
+            raise StorageError(f"tune.storage: cannot lock journal file {path}: {exc.strerror or exc}. Fix: give a "
+                               "path in a writable folder.") from None
+        try:
+            check_journal(path)
+        finally:
+            lock.release()
         try:  # the backend opens the file, the storage reads it: both fail on a folder or no permission
             backend = optuna.storages.journal.JournalFileBackend(str(path))
             return optuna.storages.JournalStorage(backend)
