@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from .._io import redact_url
 from ..errors import RecipeError
 from ._runspec import RunSpec, RunTrainSpec
 from ._sections import (
@@ -169,7 +170,10 @@ class Recipe:
         return spec.with_values(values or {})
 
     def to_dict(self) -> dict[str, Any]:
-        """The recipe as plain data (defaults filled in), suitable for YAML and hashing."""
+        """The recipe as plain data (defaults filled in), suitable for YAML and hashing.
+
+        A database password in ``tune.storage`` is shown as ``***`` (:func:`hptransfer._io.redact_url`):
+        this is what recipe.yaml and the study's stored recipe hold."""
         out: dict[str, Any] = {"name": self.name, "description": self.description}
         for sec in _SECTIONS:
             out[sec] = _plain(dataclasses.asdict(getattr(self, sec)))
@@ -177,6 +181,8 @@ class Recipe:
                          for k, p in self.search.items()}
         for name, value in self.sections.items():
             out[name] = _plain(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) else value
+        if out["tune"].get("storage"):  # recipe.yaml and the study's stored recipe are shared: no password
+            out["tune"]["storage"] = redact_url(out["tune"]["storage"])
         if self.out is not None:
             out["out"] = self.out
         return out

@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from .._io import redact_url
 from ..errors import StorageError
 from ._journal import check_journal
 
@@ -60,28 +61,6 @@ def storage_url(storage: str | None, run_dir: str | Path) -> str:
     return storage
 
 
-def redact_url(url: str) -> str:
-    """``url`` safe to print or store in a report: the password of a database URL becomes ``***``.
-
-    ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (SQLAlchemy's
-    ``make_url(...).render_as_string(hide_password=True)``; a ``password=`` query parameter is
-    dropped too). Journal URLs, plain paths and ``"inmemory"`` hold no credentials and come back
-    unchanged (not re-escaped). A string SQLAlchemy cannot parse still loses everything before
-    its last ``@``.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme == "journal":
-        return url
-    from sqlalchemy.engine import make_url  # installed with Optuna; imported only when a report needs it
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
-    return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
-
-
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Open the storage behind a URL from :func:`storage_url`."""
     if url.startswith("journal://"):
@@ -115,7 +94,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
         raise StorageError(
-            f"tune.storage: cannot open {url.split('@')[-1]!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
+            f"tune.storage: cannot open {redact_url(url)!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
             "that the database server is reachable (pip install hptransfer[postgres] for the driver)."
         ) from None
 
@@ -156,7 +135,7 @@ def load_study(
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StorageError(
-            f"no study named {name!r} in {url}. Known studies: {', '.join(names) or '(none)'}. Fix: run "
+            f"no study named {name!r} in {redact_url(url)}. Known studies: {', '.join(names) or '(none)'}. Fix: run "
             "`hptransfer tune` first, or pass the right tune.study / tune.storage."
         ) from None
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .._io import write_text_atomic
+from .._io import redact_url, write_text_atomic
 from .._version import __version__
 from ..recipe import Recipe, load_recipe
 from ..studies import Progress, load_study
@@ -133,7 +133,8 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
         "proxy_loss": tres.best_value, "target_width": main.width,
         "target_loss": res.val_loss if math.isfinite(res.val_loss) else "diverged", "untrained_loss": untrained,
         "base_width": rec.base_width, "values": main.values, "searched": set(rec.search),
-        "study": tres.study_name, "storage": tres.storage.replace("journal://", ""), "n_complete": tres.n_complete,
+        "study": tres.study_name, "storage": redact_url(tres.storage).replace("journal://", ""),
+        "n_complete": tres.n_complete,
         "n_pruned": tres.n_pruned, "n_diverged": tres.n_diverged, "n_failed": tres.n_failed,
         "sampler": rec.tune.sampler, "pruner": rec.tune.pruner,
         "n_trials": sum(not t.user_attrs.get("surplus") for t in study.trials),
@@ -185,7 +186,8 @@ def edge_warnings(rec: Recipe, best: dict[str, Any], margin: float = 0.05) -> li
 
 def _write_best(path: Path, tres: TuneResult, rec: Recipe) -> None:
     data = {
-        "study": tres.study_name, "storage": tres.storage, "trial": tres.best_trial, "loss": tres.best_value,
+        "study": tres.study_name, "storage": redact_url(tres.storage), "trial": tres.best_trial,
+        "loss": tres.best_value,
         "params": dict(tres.best_params), "values": dict(tres.best_values), "proxy_widths": list(rec.widths.proxy),
         "recipe_hash": rec.hash, "hptransfer_version": __version__,
         "trials": {"complete": tres.n_complete, "pruned": tres.n_pruned, "diverged": tres.n_diverged,

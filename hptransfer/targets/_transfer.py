@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import redact_url
 from .._version import __version__
 from ..errors import TransferError
 from ..parametrization import scaling_table
@@ -244,7 +245,7 @@ def _target_file(spec: RunSpec, factory: Any, best: dict[str, Any], rec: Recipe 
         transfer={"law": law, "citation": LAW_CITATIONS.get(law), "warnings": list(notes),
                   "proxy_values": {k: v for k, v in proxy_values.items() if v is not None}},
         provenance={
-            "study": best["study"], "storage": best["storage"], "trial": best["trial"],
+            "study": best["study"], "storage": redact_url(best["storage"]), "trial": best["trial"],
             "proxy_loss": best["value"], "recipe_hash": best["recipe_hash"],
             "recipe": rec.source if rec else None, "hptransfer_version": __version__,
             "seeds": seeds, "sampler_seed": rec.tune.seed if rec else None,
