@@ -14,6 +14,7 @@ __all__ = [
     "OptimizerConfigError",
     "RecipeError",
     "StorageError",
+    "StorageLostError",
     "TrainingDiverged",
     "DataError",
     "CoordCheckError",
@@ -64,6 +65,12 @@ class RecipeError(HPTransferError):
 
 class StorageError(HPTransferError):
     """A study storage URL cannot be opened or is used in a way that would lose trials."""
+
+
+class StorageLostError(StorageError):
+    """The connection to the study's database dropped while a study was running (server stopped,
+    network gone). Nothing finished is lost: the study is kept; rerun the same command to continue.
+    The command line exits 3 for it."""
 
 
 class TrainingDiverged(HPTransferError):

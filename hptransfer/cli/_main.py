@@ -4,8 +4,22 @@ Each command lives in its own module exposing ``NAME``, ``HELP``, ``add_parser(s
 and ``run(args) -> int``; this file only collects them. To add a command, write the module
 and list it in :data:`COMMAND_MODULES`.
 
-Exit codes: 0 success (a check passed), 1 a check failed, 2 bad input (one line on stderr
-naming the option or field and the fix; no traceback).
+Exit codes (the one table; docs/tuning.md repeats it):
+
+====  =====================================================================================
+code  meaning
+====  =====================================================================================
+0     success (a check passed)
+1     a check failed, or its verdict is inconclusive (the reason is printed)
+2     bad input: recipe, option, model factory, file path (one line naming it and the fix)
+3     storage lost: the database connection dropped or the server stopped; the study is kept,
+      rerun the same command to continue
+4     a worker process crashed (killed, out of memory); the study is kept, rerun to continue
+130   interrupted (Ctrl-C); the study is consistent, rerun to continue
+====  =====================================================================================
+
+No exit code comes with a traceback for any of these: stderr holds one line (plus, for a recipe,
+one line per problem).
 """
 
 from __future__ import annotations
@@ -16,11 +30,21 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ..errors import HPTransferError
+from ..errors import HPTransferError, StorageLostError, WorkerError
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT"]
+__all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT",
+           "EXIT_STORAGE_LOST", "EXIT_WORKER_CRASHED", "EXIT_INTERRUPTED", "exit_code"]
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_STORAGE_LOST, EXIT_WORKER_CRASHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code for an error that ends a command (see the table above)."""
+    if isinstance(exc, StorageLostError):
+        return EXIT_STORAGE_LOST
+    if isinstance(exc, WorkerError):
+        return EXIT_WORKER_CRASHED
+    return EXIT_BAD_INPUT
 
 #: Modules implementing one subcommand each (imported lazily by :func:`build_parser`).
 COMMAND_MODULES: tuple[str, ...] = ("hptransfer.cli._coord", "hptransfer.cli._check", "hptransfer.cli._schema",
@@ -73,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hptransfer {args.command}: error: {first}", file=sys.stderr)
         for line in rest:
             print(line, file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # an output path we cannot write: a read-only folder, a file where a folder goes
+        where = exc.filename or "a file"
+        print(f"hptransfer {args.command}: error: cannot write {where}: {exc.strerror or exc}. Fix: give a path in "
+              "an existing, writable folder (--out, --json, --junit-xml, --plot).", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -16,10 +16,12 @@ from ._storage import (
     open_storage,
     recover_stale,
     redact_url,
+    storage_guard,
     storage_url,
+    where,
 )
 from ._workers import start_workers, stop_workers
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "redact_url",
-           "optuna_verbosity"]
+           "optuna_verbosity", "storage_guard", "where"]

@@ -13,9 +13,11 @@ re-queues their parameters exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,11 @@ import optuna
 from optuna.trial import TrialState
 
 from .._io import redact_url
-from ..errors import StorageError
+from ..errors import StorageError, StorageLostError
 from ._journal import check_journal
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
-           "count_trials", "COUNTED_STATES", "redact_url"]
+           "count_trials", "COUNTED_STATES", "redact_url", "storage_guard", "where"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -198,3 +200,54 @@ def recover_stale(
 def count_trials(study: optuna.Study, states: tuple[TrialState, ...] = COUNTED_STATES) -> int:
     """Trials in ``states`` (default: complete, pruned, running — what counts toward the budget)."""
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+def where(url: str) -> str:
+    """``host:port/database`` of a database URL (no user, no password); a journal's file path."""
+    if url.startswith("journal://") or "://" not in url:
+        return url.replace("journal://", "")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return redact_url(url)
+    return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a dropped database connection rather than bad data.
+
+    Optuna's RDB storage re-raises every SQLAlchemy error as ``StorageInternalError`` with the
+    misleading text "invalid data ... exceeding max length"; the cause tells the truth.
+    """
+    from sqlalchemy import exc as sa
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError)):
+            return True
+        if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+@contextlib.contextmanager
+def storage_guard(url: str) -> Iterator[None]:
+    """Turn a lost database connection inside the block into one :class:`StorageLostError` line.
+
+    ``"lost the connection to host:port/db; the study is kept; rerun to continue"`` (exit 3 in the
+    command line). Journal storages pass every error through unchanged.
+    """
+    if url.startswith("journal://") or "://" not in url:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        if not _connection_lost(exc):
+            raise
+        raise StorageLostError(f"lost the connection to {where(url)} ({type(exc).__name__}); the study is kept; "
+                               "rerun the same command to continue once the database server is back.") from None

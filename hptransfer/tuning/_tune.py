@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import studies
-from ..errors import StorageError, TuneError, WorkerError
+from ..errors import StorageError, StorageLostError, TuneError, WorkerError
 from ..recipe import SAMPLERS, Recipe
 from ..studies import Progress, start_workers, stop_workers
 from ..training import torch_threads
@@ -34,6 +35,9 @@ from ._samplers import make_pruner, make_sampler
 from ._settings import as_recipe, parse_space, settings_from_fn, settings_from_recipe
 
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
+
+#: Exit status of a worker process that lost the database connection (the parent reports it once).
+WORKER_STORAGE_LOST = 3
 
 
 @dataclass
@@ -148,7 +152,7 @@ def tune(
                               "journal file or postgresql://.")
     resource = objective.steps * len(objective.widths) * len(objective.seeds) or 100
     # Optuna's log level is process-wide: quiet (or no per-trial INFO lines) for this call only.
-    with studies.optuna_verbosity(logging.ERROR if quiet else logging.WARNING):
+    with studies.optuna_verbosity(logging.ERROR if quiet else logging.WARNING), studies.storage_guard(url):
         study = _open_study(url, name, rec, make_pruner(prn, resource))
         base_seed = sseed + 100_003 * len(study.get_trials(deepcopy=False))  # a resumed run draws new points
         objective.total = total
@@ -232,14 +236,18 @@ def _worker_main(job: _Job, index: int) -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(logging.ERROR)  # a spawned process of its own: nothing to restore
     try:
-        study = studies.load_study(job.url, job.study_name,
-                                    sampler=make_sampler(job.sampler, job.seed + index, job.startup),
-                                    pruner=make_pruner(job.pruner, _resource(job)))
-        remaining = job.trials - studies.count_trials(study)
-        if remaining > 0:
-            study.optimize(job.objective, n_trials=remaining, callbacks=_callbacks(job), catch=(SurplusTrial,))
+        with studies.storage_guard(job.url):
+            study = studies.load_study(job.url, job.study_name,
+                                        sampler=make_sampler(job.sampler, job.seed + index, job.startup),
+                                        pruner=make_pruner(job.pruner, _resource(job)))
+            remaining = job.trials - studies.count_trials(study)
+            if remaining > 0:
+                study.optimize(job.objective, n_trials=remaining, callbacks=_callbacks(job), catch=(SurplusTrial,))
     except KeyboardInterrupt:
         pass
+    except StorageLostError as exc:  # one line, not a traceback per worker; the parent reports it once
+        print(f"hptransfer worker {index}: {exc}", file=sys.stderr)
+        sys.exit(WORKER_STORAGE_LOST)
 
 
 def _run_workers(job: _Job, n: int, progress: Progress) -> None:
@@ -255,12 +263,17 @@ def _run_workers(job: _Job, n: int, progress: Progress) -> None:
         stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if WORKER_STORAGE_LOST in bad:
+        raise StorageLostError(f"lost the connection to {studies.where(job.url)} in {bad.count(WORKER_STORAGE_LOST)} "
+                               "worker(s); the study is kept; rerun the same command to continue once the database "
+                               "server is back.")
     if bad:
-        failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                  if not t.user_attrs.get("interrupted")]
-        reason = f"; failed trial(s): {[t.number for t in failed][-5:]}" if failed else ""
-        raise WorkerError(f"{len(bad)} of {n} worker(s) exited with an error (exit codes {bad}){reason}. "
-                              "Fix: run with workers=1 to see the error; the study is kept, rerun to continue.")
+        # The trials a crashed worker was running are still RUNNING: fail and re-queue them, and name them.
+        lost = studies.recover_stale(study)
+        reason = f"; its running trial(s) {lost} are re-queued" if lost else ""
+        raise WorkerError(f"{len(bad)} of {n} worker(s) crashed (exit codes {bad}: a negative code is the signal that "
+                          f"killed it){reason}. Fix: rerun the same command to continue (the study is kept); run "
+                          "with workers=1 to see an error in your code.")
 
 
 def _best(study: optuna.Study) -> float | None:

@@ -48,3 +48,62 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     bad = "postgresql://postgres@127.0.0.1:1/postgres"
     with pytest.raises(StorageError, match=r"(?s)cannot open .*127\.0\.0\.1:1/postgres.*Fix"):
         _storage.open_storage(bad)
+
+
+def _sql(*statements: str) -> list[tuple]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(URL)
+    rows: list[tuple] = []
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True) as conn:
+        for s in statements:
+            cur = conn.execute(s)
+            if cur.description:
+                rows += cur.fetchall()
+    return rows
+
+
+def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budget(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from sqlalchemy.engine import make_url
+
+    db = f"hptlost_{uuid.uuid4().hex[:8]}"
+    _sql(f"CREATE DATABASE {db}")
+    url = make_url(URL).set(database=db).render_as_string(hide_password=False)
+    rec = _recipe(tmp_path, "lost", 40)
+    rec["tune"]["storage"], rec["train"]["steps"] = url, 40
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    cmd = [sys.executable, "-m", "hptransfer", "tune", str(path), "-q", "--workers", "2"]
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the study has finished trials, then take the database away
+            time.sleep(0.5)
+            try:
+                done = _storage.count_trials(_storage.load_study(url, "lost"), (TrialState.COMPLETE,))
+            except StorageError:
+                continue
+            if done >= 3:
+                break
+        _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS false",
+             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 3, err
+        assert "Traceback" not in err and "lost the connection to 127.0.0.1" in err and f"/{db}" in err
+        assert len(err.strip().splitlines()) <= 3, err  # the parent's line and at most one per worker
+        _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert again.returncode == 0, again.stderr
+        trials = [t for t in _storage.load_study(url, "lost").get_trials() if not t.user_attrs.get("surplus")]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert len(complete) == 40 and len({t.number for t in trials}) == len(trials)
+    finally:
+        _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
