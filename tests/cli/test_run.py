@@ -43,6 +43,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           env=env, timeout=300)
 
 
+@pytest.mark.slow  # subprocesses and real trials: ~20-40 s
 def test_password_is_in_no_file_output_message_or_database_row(tmp_path: Path) -> None:
     from sqlalchemy.engine import make_url
 

@@ -64,6 +64,7 @@ def _sql(*statements: str) -> list[tuple]:
     return rows
 
 
+@pytest.mark.slow  # subprocesses and real trials: ~20-40 s
 def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budget(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -95,7 +96,7 @@ def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budg
                 break
         _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS false",
              f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 3, err
         assert "Traceback" not in err and "lost the connection to 127.0.0.1" in err and f"/{db}" in err
         assert len(err.strip().splitlines()) <= 3, err  # the parent's line and at most one per worker
