@@ -98,7 +98,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
         bar.set_done(step + 1, note=f"loss {loss:.4g}")  # one run: the bar counts its steps
 
     every = rec.train.eval_every or max(1, t_steps // 10)
-    res = run_spec(main.spec, eval_every=every, progress=progress)
+    res = run_spec(main.spec, eval_every=every, progress=progress, role="target")
     bar.close()
     run_record = {**res.to_dict(), "width": main.width, "losses": res.losses, "val_curve": res.val_curve}
     write_text_atomic(run_dir / "target_run.json", json.dumps(run_record))

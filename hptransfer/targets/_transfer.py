@@ -235,7 +235,7 @@ def _spec(rec: Recipe | None, values: dict[str, Any], width: int, *, factory: An
 def _target_file(spec: RunSpec, factory: Any, best: dict[str, Any], rec: Recipe | None, law: str,
                  notes: list[str], proxy_values: dict[str, Any]) -> TargetFile:
     """Groups and base shapes from a build on the meta device (no memory, no init), plus provenance."""
-    built = build(spec, factory=factory, device="meta")
+    built = build(spec, factory=factory, device="meta", role="target")
     table = scaling_table(built.model)
     groups = [{"params": list(g["param_names"]), "lr": float(g["lr"]), "weight_decay": float(g["weight_decay"]),
                "lr_mult": float(g["lr_mult"])} for g in built.optimizer.param_groups]
@@ -301,7 +301,7 @@ def load(
     spec = tf.spec if seed is None else tf.spec.replace(seed=int(seed))
     if factory is None and spec.model.name is None and spec.model.factory is None:
         raise TransferError(f"{p} records no importable model factory. Fix: pass factory= to hptransfer.load().")
-    built = build(spec, factory=factory, device=device)
+    built = build(spec, factory=factory, device=device, role="target")
     got = {n: list(i.base_shape) for n, i in scaling_table(built.model).params.items()}
     if tf.base_shapes and got != tf.base_shapes:
         diff = sorted(set(tf.base_shapes).symmetric_difference(got)) or \

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import TrainingDiverged
-from ..parametrization import optimizer_class, param_groups, parametrize
+from ..errors import FactoryError, TrainingDiverged
+from ..parametrization import optimizer_class, param_groups, parametrize, width_role
 from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
@@ -33,6 +33,32 @@ class WidthFactory:
 
     def __init__(self, fn: Callable[..., nn.Module], kwargs: Mapping[str, Any], width_arg: str):
         self.fn, self.kwargs, self.width_arg = fn, dict(kwargs), width_arg
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        """Refuse up front a factory that cannot take the width or the model.kwargs by name."""
+        import inspect
+
+        try:
+            params = inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        named = [n for n, p in params.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                            inspect.Parameter.KEYWORD_ONLY)]
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        if self.width_arg not in named:
+            guess = [n for n in named if n in ("width", "d_model", "hidden", "hidden_size", "dim", "n_embd",
+                                               "channels", "d_hidden", "n_hidden", "embed_dim")]
+            raise FactoryError(
+                f"model factory {name}({', '.join(named)}) has no argument {self.width_arg!r} (model.width_arg) to "
+                f"take the width. Fix: set model.width_arg to its width argument"
+                + (f", e.g. `width_arg: {guess[0]}`." if guess else "."))
+        unknown = [k for k in self.kwargs if k not in named]
+        if unknown:
+            raise FactoryError(f"model.kwargs {unknown} are not arguments of model factory {name}({', '.join(named)}). "
+                               "Fix: remove or rename them in model.kwargs.")
 
     def __call__(self, width: int) -> nn.Module:
         return self.fn(**self.kwargs, **{self.width_arg: width})
@@ -104,6 +130,7 @@ def build(
     task: Any = None,
     device: str | torch.device | None = None,
     parametrize_extra: Mapping[str, Any] | None = None,
+    role: str | None = None,
 ) -> Built:
     """Build model (init drawn after ``torch.manual_seed(spec.seed)``), optimizer, task and schedule.
 
@@ -113,16 +140,21 @@ def build(
         task: an already built task object (saves rebuilding its data); else from ``spec.task``.
         device: build the model there (``"meta"``: shapes and groups only, no memory, no init).
         parametrize_extra: further :func:`hptransfer.parametrize` options (``readout``, ``roles``...).
+        role: what this width is for (``"proxy"``, ``"target"``, ``"check"``...), named in factory errors.
 
     Raises:
         FactoryError, ParametrizationError, OptimizerConfigError: from the factory and the rewrite,
             naming the width, module or parameter and the fix.
     """
+    with width_role(role) if role else contextlib.nullcontext():
+        return _build(spec, factory, task, device, parametrize_extra)
+
+
+def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, device: str | torch.device | None,
+           parametrize_extra: Mapping[str, Any] | None) -> Built:
     task = task if task is not None else make_task(spec.task)
     fac = factory if factory is not None else make_factory(spec.model, task)
     if fac is None:
-        from ..errors import FactoryError
-
         raise FactoryError("the run spec names no model (model.name or model.factory). Fix: name one, or pass "
                            "factory= (your width -> nn.Module).")
     opts = {**parametrize_options(spec), **dict(parametrize_extra or {})}
@@ -150,6 +182,7 @@ def run(
     progress: Callable[[int, float], None] | None = None,
     eval_every: int | None = None,
     parametrize_extra: Mapping[str, Any] | None = None,
+    role: str | None = None,
 ) -> TrainResult:
     """Train the spec once; divergence is recorded in the result, never raised.
 
@@ -157,11 +190,12 @@ def run(
     ``fn(hp, *, width, seed, report)`` with ``hp = spec.values()`` plus ``parametrization``.
     ``report(step, loss)`` is called every step (the tuner's pruning hook; it may raise
     ``optuna.TrialPruned``); ``progress(step, loss)`` feeds a display; ``eval_every``
-    (default ``spec.train.eval_every``) records validation losses along the way.
+    (default ``spec.train.eval_every``) records validation losses along the way. ``role``
+    (``"proxy"``, ``"target"``, ``"check"``) is named in factory errors.
     """
     if spec.task.train_fn is not None:
         return _run_user_fn(spec, report, progress)
-    b = build(spec, factory=factory, task=task, parametrize_extra=parametrize_extra)
+    b = build(spec, factory=factory, task=task, parametrize_extra=parametrize_extra, role=role)
     guard = DivergenceGuard(factor=spec.train.divergence_factor, floor=float(getattr(b.task, "init_loss_bound", 0.0)))
     return train(b.model, b.optimizer, b.task, steps=int(spec.train.steps or 0), seed=spec.seed,
                  batch_size=int(spec.train.batch_size or 0), schedule=b.schedule, guard=guard, report=report,

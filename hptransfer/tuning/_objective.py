@@ -134,7 +134,7 @@ class Objective:
     def _one(self, hp: dict[str, Any], width: int, seed: int, reporter: Reporter) -> float:
         """Run one training and return its final loss. Raises TrainingDiverged."""
         if self.recipe is not None:
-            res = run(self.recipe.at(width, hp, seed=seed), report=reporter)
+            res = run(self.recipe.at(width, hp, seed=seed), report=reporter, role="proxy")
             if res.diverged:
                 raise TrainingDiverged(res.steps, res.losses[-1] if res.losses else math.nan, res.reason or "")
             return res.val_loss
