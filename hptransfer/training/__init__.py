@@ -20,10 +20,10 @@ from ._build import (
     torch_threads,
     untrained_loss,
 )
-from ._loop import DivergenceGuard, Schedule, TrainResult, train
+from ._loop import AT_INIT, DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
 
-__all__ = [
+__all__ = ["AT_INIT",
     "build", "run", "Built", "train", "Schedule", "DivergenceGuard", "TrainResult", "Reporter", "call_train_fn",
     "make_factory", "make_task", "make_schedule", "parametrize_options", "optimizer_kwargs", "model_cost",
     "untrained_loss", "torch_threads", "WidthFactory",

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import FactoryError, TrainingDiverged
+from ..errors import DataError, FactoryError, TrainingDiverged, TrainingError
 from ..parametrization import optimizer_class, param_groups, parametrize, width_role
 from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
@@ -197,10 +197,34 @@ def run(
         return _run_user_fn(spec, report, progress)
     b = build(spec, factory=factory, task=task, parametrize_extra=parametrize_extra, role=role)
     guard = DivergenceGuard(factor=spec.train.divergence_factor, floor=float(getattr(b.task, "init_loss_bound", 0.0)))
-    return train(b.model, b.optimizer, b.task, steps=int(spec.train.steps or 0), seed=spec.seed,
-                 batch_size=int(spec.train.batch_size or 0), schedule=b.schedule, guard=guard, report=report,
-                 progress=progress, grad_clip=spec.optimizer.grad_clip,
-                 eval_every=spec.train.eval_every if eval_every is None else eval_every)
+    where = f"width={spec.width} (the {role or 'requested'} width)"
+    try:
+        return train(b.model, b.optimizer, b.task, steps=int(spec.train.steps or 0), seed=spec.seed,
+                     batch_size=int(spec.train.batch_size or 0), schedule=b.schedule, guard=guard, report=report,
+                     progress=progress, grad_clip=spec.optimizer.grad_clip,
+                     eval_every=spec.train.eval_every if eval_every is None else eval_every)
+    except (DataError, TrainingError) as exc:  # the model's output does not fit the task
+        raise type(exc)(f"at {where}: {exc}") from None
+    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        # The user's forward (or backward) raised: name where in their code, without a traceback.
+        raise TrainingError(f"the model raised while training at {where}: {type(exc).__name__}: {exc} "
+                            f"{_user_frame(exc)}. Fix: run the model on the task's example input by hand "
+                            "(task.example_input()) and fix the forward.") from None
+
+
+def _user_frame(exc: BaseException) -> str:
+    """``(in file:line, function)`` of the innermost frame outside torch and hptransfer, if any."""
+    import os
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    skip = (f"{os.sep}torch{os.sep}", f"{os.sep}hptransfer{os.sep}training{os.sep}",
+            f"{os.sep}hptransfer{os.sep}zoo{os.sep}_task_base")
+    mine = [f for f in frames if not any(k in f.filename for k in skip)]
+    if not mine:
+        return ""
+    f = mine[-1]
+    return f"(in {os.path.basename(f.filename)}:{f.lineno}, {f.name})"
 
 
 def _run_user_fn(spec: RunSpec, report: Callable[[int, float], None] | None,
@@ -224,13 +248,15 @@ def _run_user_fn(spec: RunSpec, report: Callable[[int, float], None] | None,
         out.val_loss = call_train_fn(fn, {**spec.values(), "parametrization": spec.parametrization.name},
                                      width=spec.width, seed=spec.seed, report=hook)
     except TrainingDiverged as exc:
-        out.diverged, out.reason = True, str(exc)
+        out.diverged, out.reason, out.diverged_step, out.diverged_loss = True, exc.reason, exc.step, exc.loss
     out.seconds, out.losses, out.steps = time.perf_counter() - start, losses, len(losses)
     if reporter is not None:
         out.steps = max(out.steps, reporter.steps)
     if not math.isfinite(out.val_loss):
         out.diverged, out.val_loss = True, math.inf
         out.reason = out.reason or "non-finite final loss"
+        if out.diverged_step is None:
+            out.diverged_step, out.diverged_loss = out.steps, math.nan
     elif not out.diverged:
         out.val_curve.append((out.steps, out.val_loss))
     return out

@@ -29,7 +29,7 @@ from .. import studies
 from ..errors import StorageError, StorageLostError, TuneError, WorkerError
 from ..recipe import SAMPLERS, Recipe
 from ..studies import Progress, start_workers, stop_workers
-from ..training import torch_threads
+from ..training import AT_INIT, torch_threads
 from ._objective import Objective, SurplusTrial
 from ._samplers import make_pruner, make_sampler
 from ._settings import as_recipe, parse_space, settings_from_fn, settings_from_recipe
@@ -294,6 +294,11 @@ def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: O
             "range in `search`, or raise `tune.trials`."
         ) from None
     if best.user_attrs.get("diverged"):
+        reasons = {str(t.user_attrs.get("diverged_reason", "")) for t in trials if t.user_attrs.get("diverged")}
+        if reasons and all(AT_INIT in r for r in reasons):  # NaN before any update: no LR can help
+            raise TuneError(f"every trial in study {name!r} had a non-finite loss at initialization, before any "
+                            "update: the model's output is not finite (not a learning-rate problem). Fix: check the "
+                            "model's forward (a division by zero, a log of 0, an uninitialized tensor).")
         raise TuneError(f"every finished trial in study {name!r} diverged. Fix: lower the learning-rate range.")
     values = rec.values(dict(best.params)) if rec is not None else dict(best.params)
     values.update(obj.fixed)
