@@ -144,7 +144,7 @@ def _loss(v: Any) -> str:
 
 def write_summary(path: Path, f: dict[str, Any]) -> None:
     """Write ``summary.md`` from the facts dict assembled by ``hptransfer._run``."""
-    verdict = "PASS" if f["check_passed"] else "FAIL"
+    verdict = f.get("verdict") or ("PASS" if f["check_passed"] else "FAIL")
     lines = [
         f"# hptransfer run: {f['name']}",
         "",
