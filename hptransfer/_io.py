@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "save_figure", "write_text_atomic", "redact_url", "make_parent"]
+__all__ = ["new_figure", "save_figure", "write_text_atomic", "redact_url", "make_parent", "user_frame"]
 
 
 def redact_url(url: str) -> str:
@@ -144,3 +144,17 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110, tight: bool = Tru
         if plt is not None:
             plt.close(fig)
     return path
+
+
+def user_frame(exc: BaseException) -> str:
+    """``(in file.py:line, function)`` of the innermost traceback frame of ``exc`` outside torch and
+    hptransfer: where in the user's model an error came from, to name it without a traceback."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    skip = (f"{os.sep}torch{os.sep}", f"{os.sep}hptransfer{os.sep}")
+    mine = [f for f in frames if not any(k in f.filename for k in skip)]
+    if not mine:
+        return ""
+    f = mine[-1]
+    return f"(in {os.path.basename(f.filename)}:{f.lineno}, {f.name})"

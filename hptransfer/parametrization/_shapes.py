@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import FactoryError, ShapeInferenceError
 from ._table import ROLES, ParamInfo, Role
 
-__all__ = ["build", "width_role", "Usage", "collect_usages", "infer_params", "match_any"]
+__all__ = ["build", "width_role", "current_role", "Usage", "collect_usages", "infer_params", "match_any"]
 
 # Modules whose weight is (fan_out, fan_in, *kernel) -- torch's own convention, as used by
 # torch.nn.init._calculate_fan_in_and_fan_out.
@@ -49,6 +49,11 @@ def width_role(role: str) -> Iterator[None]:
         yield
     finally:
         _ROLE.reset(token)
+
+
+def current_role() -> str:
+    """The role set by the innermost :func:`width_role` (``"requested"`` outside any)."""
+    return _ROLE.get()
 
 
 def _where(arg: Any, what: str) -> str:

@@ -18,8 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import DataError, FactoryError, TrainingDiverged, TrainingError
-from ..parametrization import optimizer_class, param_groups, parametrize, width_role
+from .._io import user_frame
+from ..errors import (
+    DataError,
+    FactoryError,
+    ParametrizationError,
+    ShapeInferenceError,
+    TrainingDiverged,
+    TrainingError,
+)
+from ..parametrization import current_role, optimizer_class, param_groups, parametrize, width_role
 from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
@@ -162,8 +170,12 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
     if task is not None and not meta and "example_input" not in opts:
         opts["example_input"] = task.example_input()
     torch.manual_seed(spec.seed)
-    with torch.device(device) if meta else contextlib.nullcontext():
-        model = parametrize(fac, width=spec.width, **opts)
+    try:
+        with torch.device(device) if meta else contextlib.nullcontext():
+            model = parametrize(fac, width=spec.width, **opts)
+    except (ShapeInferenceError, ParametrizationError) as exc:  # name the model and the width's role
+        what = spec.model.factory or spec.model.name or getattr(fac, "__qualname__", "the model")
+        raise type(exc)(f"model {what} at width={spec.width} (the {current_role()} width): {exc}") from None
     if device is not None and not meta:
         model = model.to(device)
     o = spec.optimizer
@@ -208,23 +220,9 @@ def run(
     except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         # The user's forward (or backward) raised: name where in their code, without a traceback.
         raise TrainingError(f"the model raised while training at {where}: {type(exc).__name__}: {exc} "
-                            f"{_user_frame(exc)}. Fix: run the model on the task's example input by hand "
+                            f"{user_frame(exc)}. Fix: run the model on the task's example input by hand "
                             "(task.example_input()) and fix the forward.") from None
 
-
-def _user_frame(exc: BaseException) -> str:
-    """``(in file:line, function)`` of the innermost frame outside torch and hptransfer, if any."""
-    import os
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    skip = (f"{os.sep}torch{os.sep}", f"{os.sep}hptransfer{os.sep}training{os.sep}",
-            f"{os.sep}hptransfer{os.sep}zoo{os.sep}_task_base")
-    mine = [f for f in frames if not any(k in f.filename for k in skip)]
-    if not mine:
-        return ""
-    f = mine[-1]
-    return f"(in {os.path.basename(f.filename)}:{f.lineno}, {f.name})"
 
 
 def _run_user_fn(spec: RunSpec, report: Callable[[int, float], None] | None,

@@ -285,6 +285,13 @@ def _best(study: optuna.Study) -> float | None:
 
 def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: Objective, seconds: float) -> TuneResult:
     trials = study.get_trials(deepcopy=False)
+    reasons = {str(t.user_attrs.get("diverged_reason", "")) for t in trials if t.user_attrs.get("diverged")}
+    if reasons and all(AT_INIT in r for r in reasons) and not any(
+            t.state == TrialState.COMPLETE and not t.user_attrs.get("diverged") for t in trials):
+        # NaN before any update in every trial: no learning rate can help
+        raise TuneError(f"every trial in study {name!r} had a non-finite loss at initialization, before any "
+                        "update: the model's output is not finite (not a learning-rate problem). Fix: check the "
+                        "model's forward (a division by zero, a log of 0, an uninitialized tensor).")
     try:
         best = study.best_trial
     except ValueError:
@@ -294,11 +301,6 @@ def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: O
             "range in `search`, or raise `tune.trials`."
         ) from None
     if best.user_attrs.get("diverged"):
-        reasons = {str(t.user_attrs.get("diverged_reason", "")) for t in trials if t.user_attrs.get("diverged")}
-        if reasons and all(AT_INIT in r for r in reasons):  # NaN before any update: no LR can help
-            raise TuneError(f"every trial in study {name!r} had a non-finite loss at initialization, before any "
-                            "update: the model's output is not finite (not a learning-rate problem). Fix: check the "
-                            "model's forward (a division by zero, a log of 0, an uninitialized tensor).")
         raise TuneError(f"every finished trial in study {name!r} diverged. Fix: lower the learning-rate range.")
     values = rec.values(dict(best.params)) if rec is not None else dict(best.params)
     values.update(obj.fixed)
