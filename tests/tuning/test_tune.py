@@ -79,6 +79,11 @@ def test_builtin_divergence_never_crashes(tmp_path: Path) -> None:
     assert len(trials) == 2 and all(t.user_attrs["diverged"] and t.state == TrialState.COMPLETE for t in trials)
     assert all(t.value == pytest.approx(math.log(10)) for t in trials)  # the untrained loss
     assert all(t.user_attrs["train_steps"] < 20 for t in trials)  # stopped early
+    for t in trials:  # one reason, carrying the loss that tripped the guard (not the last finite one)
+        reason = t.user_attrs["diverged_reason"]
+        assert reason.count("training diverged") == 1, reason
+        loss = float(reason.rsplit("loss=", 1)[1].rstrip(")"))
+        assert not math.isfinite(loss) or loss > 3 * math.log(10), reason
 
 
 def test_resume_after_killed_worker_requeues_its_params(tmp_path: Path) -> None:
