@@ -218,6 +218,10 @@ class TuneSpec:
                                          "`postgresql://...`. Default: `study.journal` in the run folder.")
     study: str | None = spec_field(None, kind="str", optional=True,
                                    doc="Study name. Default: the recipe name.")
+    heartbeat: int = spec_field(30, kind="int", minimum=0, maximum=3600,
+                                doc="PostgreSQL only: seconds between a running trial's heartbeats. A trial silent "
+                                    "for 4x this long (its worker died or froze, on any host) is failed and its "
+                                    "parameters run once more. 0: off. Default 30.")
     report_every: int = spec_field(0, kind="int", minimum=0,
                                    doc="Report the loss to the pruner every this many steps (0: steps/20).")
 

@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,19 @@ def storage_url(storage: str | None, run_dir: str | Path) -> str:
     return storage
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open the storage behind a URL from :func:`storage_url`."""
+#: A trial whose heartbeat is older than this many heartbeat intervals is stale (its worker is gone).
+GRACE_INTERVALS = 4
+
+
+def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
+    """Open the storage behind a URL from :func:`storage_url`.
+
+    ``heartbeat`` (seconds, database storages only; 0: off): every running trial records a heartbeat
+    this often; a trial silent for :data:`GRACE_INTERVALS` x ``heartbeat`` (its worker was killed or
+    froze, on any host) is failed by the next trial start in any worker and its parameters are
+    re-queued once (Optuna's ``RetryFailedTrialCallback(max_retry=1)``). The journal file has no
+    heartbeats: :func:`recover_stale` covers it on the same host.
+    """
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
         try:
@@ -92,8 +104,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 f"tune.storage: cannot open journal file {path}: {exc.strerror or exc}. Fix: give a writable file "
                 "path (not a folder), e.g. runs/my-study/study.journal."
             ) from None
+    kwargs: dict[str, Any] = {}
+    if heartbeat > 0:
+        kwargs = {"heartbeat_interval": int(heartbeat), "grace_period": GRACE_INTERVALS * int(heartbeat),
+                  "heartbeat_stale_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
     try:
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
+            return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
         raise StorageError(
             f"tune.storage: cannot open {redact_url(url)!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
@@ -129,9 +147,12 @@ def load_study(
     *,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    heartbeat: int = 0,
 ) -> optuna.Study:
-    """Load an existing study; raise :class:`StorageError` naming the study and storage if absent."""
-    storage = open_storage(url)
+    """Load an existing study; raise :class:`StorageError` naming the study and storage if absent.
+
+    ``heartbeat``: see :func:`open_storage` (for a process that runs trials on a database)."""
+    storage = open_storage(url, heartbeat)
     try:
         return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
     except KeyError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class _Job:
     seed: int
     startup: int
     objective: Objective
+    heartbeat: int = 0  # seconds; database storages only (studies.open_storage)
 
 
 def tune(
@@ -156,7 +158,7 @@ def tune(
         study = _open_study(url, name, rec, make_pruner(prn, resource))
         base_seed = sseed + 100_003 * len(study.get_trials(deepcopy=False))  # a resumed run draws new points
         objective.total = total
-        job = _Job(url, name, total, smp, prn, base_seed, startup, objective)
+        job = _Job(url, name, total, smp, prn, base_seed, startup, objective, t.heartbeat)
         start = time.perf_counter()
         with Progress(total, enabled=not quiet) as progress:  # closed (line ended) even when a trial raises
             _optimize(study, job, nworkers, threads, progress)
@@ -200,7 +202,7 @@ def _callbacks(job: _Job) -> list[Any]:
 
 def _run_in_process(job: _Job, progress: Progress) -> None:
     study = studies.load_study(job.url, job.study_name, sampler=make_sampler(job.sampler, job.seed, job.startup),
-                                pruner=make_pruner(job.pruner, _resource(job)))
+                                pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
     steps = job.objective.steps
 
     def on_step(trial: int, step: int, loss: float) -> None:
@@ -215,12 +217,31 @@ def _run_in_process(job: _Job, progress: Progress) -> None:
         progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study), note)
 
     job.objective.on_step = on_step
-    remaining = job.trials - studies.count_trials(study)
     try:
-        study.optimize(job.objective, n_trials=remaining, callbacks=[*_callbacks(job), on_trial],
-                       catch=(SurplusTrial,))
+        _optimize_until_budget(study, job, [*_callbacks(job), on_trial])
     finally:
         job.objective.on_step = None
+
+
+def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any]) -> None:
+    """Run trials until the study holds its budget; with heartbeats, also outlive other workers' trials.
+
+    A trial whose worker froze or died on another host still counts as RUNNING, so every worker can
+    stop with the budget one short. While other trials run, this worker waits a heartbeat, fails the
+    stale ones (Optuna re-queues their parameters once) and runs what that frees up.
+    """
+    while True:
+        remaining = job.trials - studies.count_trials(study)
+        if remaining > 0:
+            study.optimize(job.objective, n_trials=remaining, callbacks=callbacks, catch=(SurplusTrial,))
+        if job.heartbeat <= 0 or job.url.startswith("journal://"):
+            return
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return
+        time.sleep(job.heartbeat)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
 
 
 def _resource(job: _Job) -> int:
@@ -239,10 +260,8 @@ def _worker_main(job: _Job, index: int) -> None:
         with studies.storage_guard(job.url):
             study = studies.load_study(job.url, job.study_name,
                                         sampler=make_sampler(job.sampler, job.seed + index, job.startup),
-                                        pruner=make_pruner(job.pruner, _resource(job)))
-            remaining = job.trials - studies.count_trials(study)
-            if remaining > 0:
-                study.optimize(job.objective, n_trials=remaining, callbacks=_callbacks(job), catch=(SurplusTrial,))
+                                        pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
+            _optimize_until_budget(study, job, _callbacks(job))
     except KeyboardInterrupt:
         pass
     except StorageLostError as exc:  # one line, not a traceback per worker; the parent reports it once
@@ -316,8 +335,6 @@ def _result(study: optuna.Study, url: str, name: str, rec: Recipe | None, obj: O
 
 
 def _warn(msg: str) -> None:
-    import warnings
-
     warnings.warn(msg, stacklevel=3)
 
 

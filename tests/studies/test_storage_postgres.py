@@ -108,3 +108,55 @@ def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budg
         assert len(complete) == 40 and len({t.number for t in trials}) == len(trials)
     finally:
         _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+@pytest.mark.slow  # three worker processes, a frozen one, heartbeats: ~30-60 s
+def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: Path) -> None:
+    """3 workers as separate process groups (as on 3 hosts); one is frozen with SIGSTOP (a host that
+    vanished) and killed at the end. Heartbeats fail its trial, which runs once more elsewhere."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    study = f"frozen-{uuid.uuid4().hex[:8]}"
+    rec = _recipe(tmp_path, study, 12)
+    rec["train"]["steps"], rec["tune"]["heartbeat"] = 60, 1  # stale after 4 s without a heartbeat
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [subprocess.Popen([sys.executable, "-m", "hptransfer", "worker", str(path), "-q", "--index", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True) for i in range(3)]
+    frozen = None
+    try:
+        deadline = time.time() + 120
+        while frozen is None and time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                running = [t for t in _storage.load_study(URL, study).get_trials(states=(TrialState.RUNNING,))
+                           if "worker_pid" in t.user_attrs and t.user_attrs["worker_pid"] in {p.pid for p in procs}]
+            except StorageError:
+                continue
+            frozen = running[0] if running else None
+        assert frozen is not None
+        victim = next(p for p in procs if p.pid == frozen.user_attrs["worker_pid"])
+        os.killpg(victim.pid, signal.SIGSTOP)
+        others = [p for p in procs if p is not victim]
+        for p in others:
+            _out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    trials = [t for t in _storage.load_study(URL, study).get_trials() if not t.user_attrs.get("surplus")]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 12  # the budget, reached without the frozen worker
+    assert len({t.number for t in trials}) == len(trials)  # no duplicate trial number
+    again = [t for t in trials if t.system_attrs.get("failed_trial") == frozen.number]
+    assert [t.state for t in again] == [TrialState.COMPLETE] and again[0].params == frozen.params  # rerun once
+    assert next(t for t in trials if t.number == frozen.number).state == TrialState.FAIL
