@@ -49,7 +49,7 @@ def exit_code(exc: BaseException) -> int:
 #: Modules implementing one subcommand each (imported lazily by :func:`build_parser`).
 COMMAND_MODULES: tuple[str, ...] = ("hptransfer.cli._coord", "hptransfer.cli._check", "hptransfer.cli._schema",
                                     "hptransfer.cli._tune", "hptransfer.cli._transfer", "hptransfer.cli._run",
-                                    "hptransfer.cli._worker")
+                                    "hptransfer.cli._worker", "hptransfer.cli._train")
 
 
 class _UsageError(Exception):

@@ -219,6 +219,9 @@ def run(
         raise type(exc)(f"at {where}: {exc}") from None
     except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         # The user's forward (or backward) raised: name where in their code, without a traceback.
+        # An error that never passed through user code is a bug of ours: keep its traceback.
+        if not user_frame(exc):
+            raise
         raise TrainingError(f"the model raised while training at {where}: {type(exc).__name__}: {exc} "
                             f"{user_frame(exc)}. Fix: run the model on the task's example input by hand "
                             "(task.example_input()) and fix the forward.") from None

@@ -143,6 +143,8 @@ def train(
     eval_every: int = 0,
     grad_clip: float | None = None,
     progress: Callable[[int, float], None] | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``task`` for ``steps`` optimizer steps and return a :class:`TrainResult`.
 
@@ -152,18 +154,20 @@ def train(
     checked every step; on divergence the run stops and the result says so -- it never raises
     for divergence. ``report(step, loss)`` is called every step (the tuner's pruning hook; it
     may raise ``optuna.TrialPruned``, which propagates). ``eval_every`` > 0 records the
-    validation loss every that many steps.
+    validation loss every that many steps. ``start``/``stop`` (default 0 / ``steps``) run only steps
+    ``start..stop-1`` of the ``steps``-step schedule: a run cut at a checkpoint and resumed from it
+    trains exactly as one uninterrupted run (same batches, same LR at every step).
     """
     if steps < 1 or batch_size < 1:
         raise TrainingError(f"steps={steps} and batch_size={batch_size} must both be >= 1.")
     schedule = schedule or Schedule(decay="constant")
     guard = guard or DivergenceGuard(floor=float(getattr(task, "init_loss_bound", 0.0)))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    result = TrainResult()
-    start = time.perf_counter()
+    result = TrainResult(steps=start)
+    t0 = time.perf_counter()
     model.train()
     try:
-        for step in range(steps):
+        for step in range(start, steps if stop is None else min(stop, steps)):
             f = schedule.factor(step, steps)
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * f
@@ -191,7 +195,7 @@ def train(
     finally:
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr
-        result.seconds = time.perf_counter() - start
+        result.seconds = time.perf_counter() - t0
     if not result.diverged:
         result.val_loss = float(task.eval_loss(model))
         if not math.isfinite(result.val_loss):
