@@ -28,6 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--stop", type=int, default=None, metavar="K", help="stop after step K of the schedule")
     p.add_argument("--checkpoint", default=None, metavar="PATH", help="save model, optimizer and step here at the end")
     p.add_argument("--resume", default=None, metavar="PATH", help="continue from this checkpoint")
+    p.add_argument("--fsdp", action="store_true",
+                   help="shard parameters and optimizer state with FSDP2 (fully_shard) instead of DDP")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads per process (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return p
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             raise TrainingError(f"--{name} must be >= 1, got {value}.")
     with torch_threads(args.threads):
         res = train_target(args.target, out=args.out, steps=args.steps, stop=args.stop, checkpoint=args.checkpoint,
-                           resume=args.resume)
+                           resume=args.resume, fsdp=args.fsdp)
     if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
         loss = "diverged" if res["val_loss"] is None else f"{res['val_loss']:.6f}"
         print(f"target width {res['width']}: validation loss {loss} after step {res['steps']} "

@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from .._io import write_text_atomic
 from ..errors import TrainingError
-from ..training import DivergenceGuard, make_task, train
+from ..training import DivergenceGuard, make_optimizer, make_task, train
 from ._transfer import load
 
 __all__ = ["train_target", "ShardedTask", "CHECKPOINT_VERSION"]
@@ -76,7 +76,7 @@ class _Dist:
 
 def train_target(path: str | Path, *, out: str | Path | None = None, steps: int | None = None,
                  stop: int | None = None, checkpoint: str | Path | None = None,
-                 resume: str | Path | None = None) -> dict[str, Any]:
+                 resume: str | Path | None = None, fsdp: bool = False) -> dict[str, Any]:
     """Train the run in ``target.yaml`` once; return (and on rank 0 write ``out/train_result.json``) its result.
 
     Args:
@@ -86,6 +86,8 @@ def train_target(path: str | Path, *, out: str | Path | None = None, steps: int 
             (default ``steps``), e.g. to checkpoint part way.
         checkpoint: write model, optimizer and step here at the end (rank 0).
         resume: continue from this checkpoint (loaded with ``weights_only=True``).
+        fsdp: shard parameters, gradients and optimizer state with FSDP2 (``fully_shard`` on every
+            module that owns parameters, then the root) instead of replicating them with DDP.
 
     Raises:
         TrainingError: the global batch does not split evenly over the processes, or the checkpoint
@@ -104,16 +106,20 @@ def train_target(path: str | Path, *, out: str | Path | None = None, steps: int 
         start = _resume(resume, loaded, guard) if resume else 0
         task = make_task(spec.task)
         guard.floor = float(getattr(task, "init_loss_bound", 0.0))
-        model = loaded.model
-        if d.world > 1:
+        model, optimizer = loaded.model, loaded.optimizer
+        if fsdp:
+            optimizer = _fully_shard(loaded, checkpoint, resume)
+        elif d.world > 1:
             model = torch.nn.parallel.DistributedDataParallel(loaded.model)
+        if d.world > 1:
             task = ShardedTask(task, d.rank, d.world)
-        res = train(model, loaded.optimizer, task, steps=total, batch_size=batch, seed=spec.seed,
+        res = train(model, optimizer, task, steps=total, batch_size=batch, seed=spec.seed,
                     schedule=loaded.schedule, guard=guard, grad_clip=spec.optimizer.grad_clip, start=start,
                     stop=stop)
         record = {"val_loss": res.val_loss if math.isfinite(res.val_loss) else None, "losses": res.losses,
                   "steps": res.steps, "start": start, "world_size": d.world, "global_batch": batch,
-                  "diverged": res.diverged, "reason": res.reason, "width": spec.width}
+                  "diverged": res.diverged, "reason": res.reason, "width": spec.width,
+                  "parallel": "fsdp2" if fsdp else "ddp" if d.world > 1 else "none"}
         if d.rank == 0:
             folder = Path(out) if out is not None else Path(path).parent
             write_text_atomic(folder / "train_result.json", json.dumps(record))
@@ -123,6 +129,22 @@ def train_target(path: str | Path, *, out: str | Path | None = None, steps: int 
     finally:
         if d.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _fully_shard(loaded: Any, checkpoint: Any, resume: Any) -> torch.optim.Optimizer:
+    """FSDP2 over the loaded model; the optimizer is rebuilt over the sharded (DTensor) parameters,
+    whose names and so μP groups are unchanged. Checkpoints of sharded state are not written here."""
+    from torch.distributed.fsdp import fully_shard
+
+    if checkpoint is not None or resume is not None:
+        raise TrainingError("--fsdp with --checkpoint/--resume: sharded state needs torch.distributed.checkpoint, "
+                            "which hptransfer train does not write. Fix: checkpoint a DDP or one-process run.")
+    model = loaded.model
+    for module in list(model.modules())[1:]:
+        if any(True for _ in module.parameters(recurse=False)):
+            fully_shard(module)
+    fully_shard(model)
+    return make_optimizer(model, loaded.spec)
 
 
 def _save(path: str | Path, loaded: Any, step: int, guard: DivergenceGuard) -> None:

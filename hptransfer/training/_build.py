@@ -33,7 +33,7 @@ from ._loop import DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
 
 __all__ = ["Built", "build", "run", "make_factory", "make_task", "parametrize_options", "optimizer_kwargs",
-           "make_schedule", "model_cost", "untrained_loss", "torch_threads", "WidthFactory"]
+           "make_schedule", "model_cost", "untrained_loss", "torch_threads", "WidthFactory", "make_optimizer"]
 
 
 class WidthFactory:
@@ -178,11 +178,18 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
         raise type(exc)(f"model {what} at width={spec.width} (the {current_role()} width): {exc}") from None
     if device is not None and not meta:
         model = model.to(device)
+    return Built(model, make_optimizer(model, spec), task, make_schedule(spec), spec)
+
+
+def make_optimizer(model: nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
+    """The spec's optimizer over ``model``'s μP/SP parameter groups (per-group LR and weight decay).
+
+    Also for a model whose parameters were replaced after the build (FSDP2's ``fully_shard``): the
+    groups are found by parameter name in the model's scaling table."""
     o = spec.optimizer
     groups = param_groups(model, lr=float(o.lr), weight_decay=float(o.weight_decay), optimizer=o.name,
                           weight_decay_mode=o.weight_decay_mode, decay=o.decay)
-    opt = optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
-    return Built(model, opt, task, make_schedule(spec), spec)
+    return optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
 
 
 def run(

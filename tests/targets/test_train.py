@@ -43,17 +43,20 @@ def test_resume_from_another_file_is_refused(target: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow  # torchrun starts 2 processes: ~15 s
-def test_ddp_on_two_processes_matches_one_process(target: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_two_processes_match_one_process(target: Path, tmp_path: Path, mode: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "hptransfer", "train", str(target), "--out", str(tmp_path / "one"),
                           "--steps", "20"], capture_output=True, text=True, env=env, timeout=300)
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "hptransfer",
-                          "train", str(target), "--out", str(tmp_path / "two"), "--steps", "20"],
+                          "train", str(target), "--out", str(tmp_path / "two"), "--steps", "20",
+                          *(["--fsdp"] if mode == "fsdp2" else [])],
                          capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     a = json.loads((tmp_path / "one" / "train_result.json").read_text())
     b = json.loads((tmp_path / "two" / "train_result.json").read_text())
     assert a["world_size"] == 1 and b["world_size"] == 2 and a["global_batch"] == b["global_batch"]
+    assert b["parallel"] == mode
     # same global batch: the same run up to float summation order
     assert max(abs(x - y) for x, y in zip(a["losses"], b["losses"])) < 1e-5
     assert abs(a["val_loss"] - b["val_loss"]) < 1e-5 * a["val_loss"]
