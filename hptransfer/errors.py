@@ -23,6 +23,7 @@ __all__ = [
     "TransferError",
     "TrainingError",
     "WorkerError",
+    "OutputPathError",
 ]
 
 
@@ -125,3 +126,8 @@ class TrainingError(HPTransferError):
 class WorkerError(HPTransferError):
     """Local worker processes (tuning or check) could not start, because their arguments cannot
     be pickled, or exited with an error. The study is kept; rerun with one worker to see it."""
+
+
+class OutputPathError(HPTransferError):
+    """An output file given to a command cannot be written where asked: its folder does not exist
+    (no folder is created for it), or the path is a folder."""

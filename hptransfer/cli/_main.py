@@ -33,7 +33,7 @@ from typing import NoReturn
 from ..errors import HPTransferError, StorageLostError, WorkerError
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT",
-           "EXIT_STORAGE_LOST", "EXIT_WORKER_CRASHED", "EXIT_INTERRUPTED", "exit_code"]
+           "EXIT_STORAGE_LOST", "EXIT_WORKER_CRASHED", "EXIT_INTERRUPTED", "exit_code", "check_output_paths"]
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_STORAGE_LOST, EXIT_WORKER_CRASHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -50,6 +50,25 @@ def exit_code(exc: BaseException) -> int:
 COMMAND_MODULES: tuple[str, ...] = ("hptransfer.cli._coord", "hptransfer.cli._check", "hptransfer.cli._schema",
                                     "hptransfer.cli._tune", "hptransfer.cli._transfer", "hptransfer.cli._run",
                                     "hptransfer.cli._worker", "hptransfer.cli._train")
+
+
+def check_output_paths(**options: str | None) -> None:
+    """Refuse up front (before any training) an output file option whose folder does not exist or
+    that names a folder: ``check_output_paths(plot=args.plot, json=args.json)``. No folder is
+    created for such a file, so a typo cannot make folders elsewhere (``--plot /nonexistent/x.png``)."""
+    from pathlib import Path
+
+    from ..errors import OutputPathError
+
+    for name, value in options.items():
+        if not value:
+            continue
+        path, flag = Path(value), "--" + name.replace("_", "-")
+        if path.is_dir():
+            raise OutputPathError(f"{flag} {value} is a folder. Fix: name a file in it, e.g. {path / 'out'}.")
+        if not path.parent.is_dir():
+            raise OutputPathError(f"{flag} {value}: folder {path.parent} does not exist. Fix: create it first, or "
+                                  "give a path in an existing folder.")
 
 
 class _UsageError(Exception):

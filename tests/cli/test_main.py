@@ -199,3 +199,26 @@ def test_bad_factory_is_one_clear_error(tmp_path, capsys, factory: str, model: d
 
 def test_the_table_is_as_large_as_promised() -> None:
     assert len(RECIPES) + len(RAW) >= 50 and len(FACTORIES) >= 15
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["coord-check", "--plot", "/nonexistent-hpt/x.png"], "--plot /nonexistent-hpt/x.png"),
+    (["coord-check", "--json", "/nonexistent-hpt/deeper/r.json"], "--json"),
+])
+def test_output_file_in_a_missing_folder_is_refused_and_creates_nothing(capsys, argv: list[str], named: str) -> None:
+    from pathlib import Path
+
+    assert hptransfer.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and "does not exist" in err and "Traceback" not in err
+    assert not Path("/nonexistent-hpt").exists()
+
+
+def test_out_naming_a_file_is_one_line(tmp_path, capsys) -> None:
+    import yaml
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_BASE))
+    (tmp_path / "afile").write_text("x")
+    assert hptransfer.cli.main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "afile"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "afile" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
