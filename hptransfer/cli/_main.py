@@ -123,6 +123,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hptransfer {args.command}: error: cannot write {where}: {exc.strerror or exc}. Fix: give a path in "
               "an existing, writable folder (--out, --json, --junit-xml, --plot).", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        if not _database_lost(exc):
+            raise  # not a user error: a bug of ours keeps its traceback
+        print(f"hptransfer {args.command}: error: lost the connection to the study's database ({type(exc).__name__}); "
+              "the study is kept; rerun the same command to continue once the database server is back.",
+              file=sys.stderr)
+        return EXIT_STORAGE_LOST
+
+
+def _database_lost(exc: BaseException) -> bool:
+    """A dropped database connection that escaped :func:`hptransfer.studies.storage_guard` (check, transfer)."""
+    if "sqlalchemy" not in sys.modules:  # no database was ever opened in this process
+        return False
+    from ..studies import connection_lost
+
+    return connection_lost(exc)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from ..errors import StorageError, StorageLostError
 from ._journal import check_journal
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
-           "count_trials", "COUNTED_STATES", "redact_url", "storage_guard", "where"]
+           "count_trials", "COUNTED_STATES", "redact_url", "storage_guard", "where", "connection_lost"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -237,7 +237,7 @@ def where(url: str) -> str:
     return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
 
 
-def _connection_lost(exc: BaseException) -> bool:
+def connection_lost(exc: BaseException) -> bool:
     """Whether ``exc`` (or what it wraps) is a dropped database connection rather than bad data.
 
     Optuna's RDB storage re-raises every SQLAlchemy error as ``StorageInternalError`` with the
@@ -268,7 +268,7 @@ def storage_guard(url: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not _connection_lost(exc):
+        if not connection_lost(exc):
             raise
         raise StorageLostError(f"lost the connection to {where(url)} ({type(exc).__name__}); the study is kept; "
                                "rerun the same command to continue once the database server is back.") from None
