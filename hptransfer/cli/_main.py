@@ -124,18 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
               "an existing, writable folder (--out, --json, --junit-xml, --plot).", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:
-        if not _database_lost(exc):
+        cause = _database_lost(exc)
+        if cause is None:
             raise  # not a user error: a bug of ours keeps its traceback
-        print(f"hptransfer {args.command}: error: lost the connection to the study's database ({type(exc).__name__}); "
-              "the study is kept; rerun the same command to continue once the database server is back.",
+        print(f"hptransfer {args.command}: error: lost the connection to the study's database "
+              f"({type(cause).__name__}); the study is kept; rerun the same command to continue once the database server is back.",
               file=sys.stderr)
         return EXIT_STORAGE_LOST
 
 
-def _database_lost(exc: BaseException) -> bool:
+def _database_lost(exc: BaseException) -> BaseException | None:
     """A dropped database connection that escaped :func:`hptransfer.studies.storage_guard` (check, transfer)."""
     if "sqlalchemy" not in sys.modules:  # no database was ever opened in this process
-        return False
+        return None
     from ..studies import connection_lost
 
     return connection_lost(exc)

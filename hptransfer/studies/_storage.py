@@ -104,13 +104,15 @@ def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
                 f"tune.storage: cannot open journal file {path}: {exc.strerror or exc}. Fix: give a writable file "
                 "path (not a folder), e.g. runs/my-study/study.journal."
             ) from None
-    kwargs: dict[str, Any] = {}
-    if heartbeat > 0:
-        kwargs = {"heartbeat_interval": int(heartbeat), "grace_period": GRACE_INTERVALS * int(heartbeat),
-                  "heartbeat_stale_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
+            kwargs: dict[str, Any] = {}
+            if heartbeat > 0:
+                retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+                    optuna.storages.RetryFailedTrialCallback  # the name before Optuna 4.9
+                kwargs = {"heartbeat_interval": int(heartbeat), "grace_period": GRACE_INTERVALS * int(heartbeat),
+                          "heartbeat_stale_trial_callback": retry(max_retry=1)}
             return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
         raise StorageError(
@@ -237,22 +239,25 @@ def where(url: str) -> str:
     return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
 
 
-def connection_lost(exc: BaseException) -> bool:
+def connection_lost(exc: BaseException) -> BaseException | None:
     """Whether ``exc`` (or what it wraps) is a dropped database connection rather than bad data.
 
     Optuna's RDB storage re-raises every SQLAlchemy error as ``StorageInternalError`` with the
-    misleading text "invalid data ... exceeding max length"; the cause tells the truth.
+    misleading text "invalid data ... exceeding max length"; the cause tells the truth. Returns
+    the connection error found in the chain (``None``: not a lost connection).
     """
     from sqlalchemy import exc as sa
 
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError)):
-            return True
-        if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError)):
+            return seen
+        if isinstance(seen, sa.DBAPIError) and seen.connection_invalidated:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -268,7 +273,8 @@ def storage_guard(url: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not connection_lost(exc):
+        cause = connection_lost(exc)
+        if cause is None:
             raise
-        raise StorageLostError(f"lost the connection to {where(url)} ({type(exc).__name__}); the study is kept; "
+        raise StorageLostError(f"lost the connection to {where(url)} ({type(cause).__name__}); the study is kept; "
                                "rerun the same command to continue once the database server is back.") from None

@@ -76,7 +76,7 @@ def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budg
     db = f"hptlost_{uuid.uuid4().hex[:8]}"
     _sql(f"CREATE DATABASE {db}")
     url = make_url(URL).set(database=db).render_as_string(hide_password=False)
-    rec = _recipe(tmp_path, "lost", 40)
+    rec = _recipe(tmp_path, "lost", 24)
     rec["tune"]["storage"], rec["train"]["steps"] = url, 40
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(rec))
@@ -105,7 +105,7 @@ def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budg
         assert again.returncode == 0, again.stderr
         trials = [t for t in _storage.load_study(url, "lost").get_trials() if not t.user_attrs.get("surplus")]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        assert len(complete) == 40 and len({t.number for t in trials}) == len(trials)
+        assert len(complete) == 24 and len({t.number for t in trials}) == len(trials)
     finally:
         _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
