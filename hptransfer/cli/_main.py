@@ -128,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cause is None:
             raise  # not a user error: a bug of ours keeps its traceback
         print(f"hptransfer {args.command}: error: lost the connection to the study's database "
-              f"({type(cause).__name__}); the study is kept; rerun the same command to continue once the database server is back.",
+              f"({type(cause).__name__}); the study is kept; rerun the same command to continue once the database "
+              "server is back.",
               file=sys.stderr)
         return EXIT_STORAGE_LOST
 
