@@ -1,6 +1,12 @@
 """Atomic file writes (text and figures): results are never left half-written by a crash or a full disk.
 
-Also the one place that creates matplotlib figures (:func:`new_figure`).
+Also the one place that creates matplotlib figures (:func:`new_figure`) and that hides a database
+password before a storage URL is printed or written (:func:`redact_url`).
+
+Files are written with the mode the user's umask gives a new file (``0o666 & ~umask``), not the
+0600 of a temporary file, so a CI artifact step running as another user can read them. Only the
+file's own folder is created, and only when the folder above it exists: a mistyped path fails
+with ``FileNotFoundError`` instead of creating folders elsewhere.
 """
 
 from __future__ import annotations
@@ -14,18 +20,63 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "save_figure", "write_text_atomic"]
+__all__ = ["new_figure", "save_figure", "write_text_atomic", "redact_url", "make_parent", "user_frame"]
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to print or store: the password of a database URL becomes ``***``.
+
+    ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (SQLAlchemy's
+    ``make_url(...).render_as_string(hide_password=True)``; a ``password=`` query parameter is
+    dropped too). Journal URLs, plain paths and ``"inmemory"`` hold no credentials and come back
+    unchanged (not re-escaped). A string SQLAlchemy cannot parse still loses everything before
+    its last ``@``. Pass passwords through ``PGPASSWORD`` or ``~/.pgpass`` to keep them out of URLs.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme == "journal":
+        return url
+    from sqlalchemy.engine import make_url  # installed with Optuna; imported only when a URL is shown
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+    return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
+
+
+def make_parent(path: Path) -> None:
+    """Create ``path``'s folder if missing, but only that one level (its parent must exist).
+
+    Raises ``FileNotFoundError`` (naming the missing folder) otherwise, and ``NotADirectoryError``
+    when something on the way is a file.
+    """
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if not parent.parent.is_dir():
+        raise FileNotFoundError(2, "folder does not exist (only the last folder of an output path is created)",
+                                str(parent.parent))
+    parent.mkdir(exist_ok=True)
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; restore at once
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and a rename.
 
-    A reader sees either the old file or the whole new one; the folder is created if needed.
+    A reader sees either the old file or the whole new one; the file's folder is created if its
+    parent exists (:func:`make_parent`); the mode follows the umask.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _umask_mode())  # mkstemp makes 0600; a new file gets what the umask allows
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -76,10 +127,11 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110, tight: bool = Tru
     display it again; a :func:`new_figure` needs no closing.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     if tight:
         fig.tight_layout()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.fchmod(fd, _umask_mode())
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches=None if tight else "tight")
@@ -92,3 +144,17 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110, tight: bool = Tru
         if plt is not None:
             plt.close(fig)
     return path
+
+
+def user_frame(exc: BaseException) -> str:
+    """``(in file.py:line, function)`` of the innermost traceback frame of ``exc`` outside torch and
+    hptransfer: where in the user's model an error came from, to name it without a traceback."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    skip = (f"{os.sep}torch{os.sep}", f"{os.sep}hptransfer{os.sep}")
+    mine = [f for f in frames if not any(k in f.filename for k in skip)]
+    if not mine:
+        return ""
+    f = mine[-1]
+    return f"(in {os.path.basename(f.filename)}:{f.lineno}, {f.name})"

@@ -14,6 +14,7 @@ __all__ = [
     "OptimizerConfigError",
     "RecipeError",
     "StorageError",
+    "StorageLostError",
     "TrainingDiverged",
     "DataError",
     "CoordCheckError",
@@ -22,6 +23,7 @@ __all__ = [
     "TransferError",
     "TrainingError",
     "WorkerError",
+    "OutputPathError",
 ]
 
 
@@ -64,6 +66,12 @@ class RecipeError(HPTransferError):
 
 class StorageError(HPTransferError):
     """A study storage URL cannot be opened or is used in a way that would lose trials."""
+
+
+class StorageLostError(StorageError):
+    """The connection to the study's database dropped while a study was running (server stopped,
+    network gone). Nothing finished is lost: the study is kept; rerun the same command to continue.
+    The command line exits 3 for it."""
 
 
 class TrainingDiverged(HPTransferError):
@@ -118,3 +126,8 @@ class TrainingError(HPTransferError):
 class WorkerError(HPTransferError):
     """Local worker processes (tuning or check) could not start, because their arguments cannot
     be pickled, or exited with an error. The study is kept; rerun with one worker to see it."""
+
+
+class OutputPathError(HPTransferError):
+    """An output file given to a command cannot be written where asked: its folder does not exist
+    (no folder is created for it), or the path is a folder."""

@@ -46,7 +46,6 @@ def junit_xml(report: TransferReport, path: str | Path | None = None, *, suite: 
     ET.indent(root)
     text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)
     return text
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from ..errors import HPTransferError
+from ..errors import CheckError, HPTransferError
+from ..parametrization import available_parametrizations
 from ..recipe import GridSpec, Recipe
 from ..studies import load_study, storage_url
 from ._check import Strategy, check_grid
@@ -61,6 +62,15 @@ def check_recipe(
     spec = recipe.check
     own = recipe.parametrization.name
     pars = list(compare or spec.compare or [own])
+    known = available_parametrizations()
+    unknown = [p for p in pars if p not in known]
+    if unknown:  # before any study is opened: one line, no Optuna traceback
+        raise CheckError(f"--compare / check.compare: unknown parametrization(s) {unknown}. Fix: use some of "
+                         f"{sorted(known)}, comma-separated, e.g. --compare mup,sp.")
+    dropped = [p for p in (expect or {}) if p not in pars]
+    if dropped:  # an expectation on a parametrization that is not run would gate nothing
+        raise CheckError(f"--expect names {dropped}, which this check does not run (it runs {pars}). Fix: add "
+                         f"--compare {','.join(dict.fromkeys([*pars, *dropped]))}, or drop the expectation.")
     exp = {p: ("pass" if p == own else "any") for p in pars}
     exp.update({k: v for k, v in spec.expect.items() if k in exp})
     exp.update({k: v for k, v in (expect or {}).items() if k in exp})

@@ -87,7 +87,6 @@ class TransferReport:
         """The report as JSON text; also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, text + "\n")
         return text
 

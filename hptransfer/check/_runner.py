@@ -119,7 +119,7 @@ class ModelRunner:
         extra = {k: v for k, v in self.parametrize_options.items()
                  if k not in ("output_mult", "attn_mult", "zero_readout", "zero_query", "base_std")}
         return run(self.spec(parametrization, width, seed, hps), factory=self.factory, task=self.task,
-                   parametrize_extra=extra)
+                   parametrize_extra=extra, role="check")
 
 
 @dataclass
@@ -154,4 +154,4 @@ class RecipeRunner:
                               batch_size=self.batch_size)
         if self._task is None and spec.task.name is not None:
             self._task = make_task(spec.task)
-        return run(spec, task=self._task)
+        return run(spec, task=self._task, role="check")

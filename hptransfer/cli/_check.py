@@ -69,9 +69,11 @@ def _expect(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from ..check import check_recipe
     from ..recipe import load_recipe
+    from ._main import check_output_paths
 
     if args.workers is not None and args.workers < 1:
         raise CheckError("--workers must be >= 1.")
+    check_output_paths(json=args.json, junit_xml=args.junit_xml, plot=args.plot)
     overrides = recipe_overrides(args, **{"check.widths": _list(args.widths), "check.seeds": _list(args.seeds),
                                           "out": args.out})
     recipe = load_recipe(args.recipe, overrides)

@@ -113,7 +113,9 @@ def load_recipe_options(path: str | Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run the check; print the summary; write --plot/--json; return 0 (pass) or 1 (fail)."""
     from ..coord import coord_check
+    from ._main import check_output_paths
 
+    check_output_paths(plot=args.plot, json=args.json)
     if args.recipe and _is_full_recipe(args.recipe):
         return _run_full_recipe(args)
     recipe = load_recipe_options(args.recipe) if args.recipe else {}

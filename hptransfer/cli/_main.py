@@ -4,8 +4,22 @@ Each command lives in its own module exposing ``NAME``, ``HELP``, ``add_parser(s
 and ``run(args) -> int``; this file only collects them. To add a command, write the module
 and list it in :data:`COMMAND_MODULES`.
 
-Exit codes: 0 success (a check passed), 1 a check failed, 2 bad input (one line on stderr
-naming the option or field and the fix; no traceback).
+Exit codes (the one table; docs/tuning.md repeats it):
+
+====  =====================================================================================
+code  meaning
+====  =====================================================================================
+0     success (a check passed)
+1     a check failed, or its verdict is inconclusive (the reason is printed)
+2     bad input: recipe, option, model factory, file path (one line naming it and the fix)
+3     storage lost: the database connection dropped or the server stopped; the study is kept,
+      rerun the same command to continue
+4     a worker process crashed (killed, out of memory); the study is kept, rerun to continue
+130   interrupted (Ctrl-C); the study is consistent, rerun to continue
+====  =====================================================================================
+
+No exit code comes with a traceback for any of these: stderr holds one line (plus, for a recipe,
+one line per problem).
 """
 
 from __future__ import annotations
@@ -16,15 +30,45 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ..errors import HPTransferError
+from ..errors import HPTransferError, StorageLostError, WorkerError
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT"]
+__all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT",
+           "EXIT_STORAGE_LOST", "EXIT_WORKER_CRASHED", "EXIT_INTERRUPTED", "exit_code", "check_output_paths"]
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_STORAGE_LOST, EXIT_WORKER_CRASHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code for an error that ends a command (see the table above)."""
+    if isinstance(exc, StorageLostError):
+        return EXIT_STORAGE_LOST
+    if isinstance(exc, WorkerError):
+        return EXIT_WORKER_CRASHED
+    return EXIT_BAD_INPUT
 
 #: Modules implementing one subcommand each (imported lazily by :func:`build_parser`).
 COMMAND_MODULES: tuple[str, ...] = ("hptransfer.cli._coord", "hptransfer.cli._check", "hptransfer.cli._schema",
-                                    "hptransfer.cli._tune", "hptransfer.cli._transfer", "hptransfer.cli._run")
+                                    "hptransfer.cli._tune", "hptransfer.cli._transfer", "hptransfer.cli._run",
+                                    "hptransfer.cli._worker", "hptransfer.cli._train")
+
+
+def check_output_paths(**options: str | None) -> None:
+    """Refuse up front (before any training) an output file option whose folder does not exist or
+    that names a folder: ``check_output_paths(plot=args.plot, json=args.json)``. No folder is
+    created for such a file, so a typo cannot make folders elsewhere (``--plot /nonexistent/x.png``)."""
+    from pathlib import Path
+
+    from ..errors import OutputPathError
+
+    for name, value in options.items():
+        if not value:
+            continue
+        path, flag = Path(value), "--" + name.replace("_", "-")
+        if path.is_dir():
+            raise OutputPathError(f"{flag} {value} is a folder. Fix: name a file in it, e.g. {path / 'out'}.")
+        if not path.parent.is_dir():
+            raise OutputPathError(f"{flag} {value}: folder {path.parent} does not exist. Fix: create it first, or "
+                                  "give a path in an existing folder.")
 
 
 class _UsageError(Exception):
@@ -73,7 +117,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hptransfer {args.command}: error: {first}", file=sys.stderr)
         for line in rest:
             print(line, file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # an output path we cannot write: a read-only folder, a file where a folder goes
+        where = exc.filename or "a file"
+        print(f"hptransfer {args.command}: error: cannot write {where}: {exc.strerror or exc}. Fix: give a path in "
+              "an existing, writable folder (--out, --json, --junit-xml, --plot).", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        cause = _database_lost(exc)
+        if cause is None:
+            raise  # not a user error: a bug of ours keeps its traceback
+        print(f"hptransfer {args.command}: error: lost the connection to the study's database "
+              f"({type(cause).__name__}); the study is kept; rerun the same command to continue once the database "
+              "server is back.",
+              file=sys.stderr)
+        return EXIT_STORAGE_LOST
+
+
+def _database_lost(exc: BaseException) -> BaseException | None:
+    """A dropped database connection that escaped :func:`hptransfer.studies.storage_guard` (check, transfer)."""
+    if "sqlalchemy" not in sys.modules:  # no database was ever opened in this process
+        return None
+    from ..studies import connection_lost
+
+    return connection_lost(exc)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """``hptransfer run RECIPE``: the whole job -- tune, transfer, one target run, check, report.
 
 Writes the run folder (study, best.yaml, target.yaml, plots, summary.md). Exit 0 when the
-target run converged and beat the proxy, 1 when that check failed, 2 for a bad recipe, 130
-when interrupted (run again to resume).
+target run converged and beat the proxy, 1 when that check failed or is inconclusive (the best
+proxy loss is within 5% of an untrained predictor's: nothing was learned), 2 for a bad recipe,
+3/4 for a lost database or a crashed worker, 130 when interrupted (run again to resume).
 """
 
 from __future__ import annotations
@@ -42,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
         print("\nhptransfer run: interrupted; the study is consistent. Run the same command to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"{'PASS' if res.check_passed else 'FAIL'}: {res.check_text}")
+    print(f"{res.verdict}: {res.check_text}")
     print(f"summary: {res.run_dir / 'summary.md'}")
     return 0 if res.check_passed else 1

@@ -52,6 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._io import redact_url
     from ..tuning import tune
 
     if args.workers is not None and args.workers < 1:
@@ -70,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"best loss {res.best_value:.4f} (trial {res.best_trial}): "
           + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in res.best_params.items()))
     print(f"{res.n_complete} complete, {res.n_pruned} pruned, {res.n_diverged} diverged, {res.n_failed} failed; "
-          f"study {res.study_name!r} in {res.storage}")
+          f"study {res.study_name!r} in {redact_url(res.storage)}")
     return 0

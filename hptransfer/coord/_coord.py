@@ -214,7 +214,7 @@ def _spec_builder(spec: RunSpec, task: Any, example_input: Any, device: torch.de
 
     def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
         b = build(spec.replace(width=int(width), seed=seed), task=built_task, device=device,
-                  parametrize_extra={"example_input": example_input})
+                  parametrize_extra={"example_input": example_input}, role="coordinate-check")
         return b.model, b.optimizer
     return make
 

@@ -61,7 +61,7 @@ def diagnose_spec(proxy: RunSpec, target: RunSpec) -> list[Diagnosis]:
     if proxy.model.name is None and proxy.model.factory is None:
         return out  # nothing to build (the user's own loop): only the horizon can be judged
     task = make_task(proxy.task)
-    built = build(proxy, task=task)
+    built = build(proxy, task=task, role="proxy")
     out += _gains(built.model, proxy)
     out += _attention(built.model)
     if task is not None and proxy.optimizer.name in ("adam", "adamw"):

@@ -18,6 +18,7 @@ from ._rules import (
     get_parametrization,
     register_parametrization,
 )
+from ._shapes import current_role, width_role
 from ._table import ROLES, ModuleScaling, ParamInfo, Role, ScalingTable, scaling_table, strip_prefix, unwrap
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES",
     "Parametrization", "SP", "MuP", "register_parametrization", "get_parametrization", "available_parametrizations",
     "ScalingTable", "ParamInfo", "ModuleScaling", "Role", "ROLES", "scaling_table", "strip_prefix", "unwrap",
+    "width_role", "current_role",
 ]

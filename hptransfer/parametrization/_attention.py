@@ -36,6 +36,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
+from .._io import user_frame
 from ..errors import ParametrizationError
 
 __all__ = ["AttentionScaling", "trace_sdpa", "attach_attention", "detach_attention", "to_meta"]
@@ -184,11 +185,13 @@ def trace_sdpa(model: nn.Module, example_input: Any) -> list[tuple[str, int]]:
     except ParametrizationError:
         raise
     except Exception as exc:
+        shapes = [tuple(a.shape) for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
         raise ParametrizationError(
-            f"tracing the model on the meta device with example_input failed ({type(exc).__name__}: {exc}). "
-            "Fix: pass an example_input the model accepts (a tensor, a tuple of positional args or a dict of "
-            "keyword args), or set attention='off' if the model has no attention."
-        ) from exc
+            f"the model's forward failed on the example input {shapes} ({type(exc).__name__}: {exc}) "
+            f"{user_frame(exc)}. Fix: make the forward accept the task's input (a recipe's task gives this "
+            "input), or pass an example_input the model accepts (a tensor, a tuple of positional args or a dict "
+            "of keyword args); attention='off' skips this trace for a model without attention."
+        ) from None
     finally:
         for h in handles:
             h.remove()

@@ -21,7 +21,7 @@ from ..errors import ParametrizationError, ShapeInferenceError
 from . import _attention
 from ._rules import Parametrization, get_parametrization
 from ._shapes import build, infer_params, match_any
-from ._table import _TABLE_ATTR, ModuleScaling, ParamInfo, ScalingTable, unwrap
+from ._table import _TABLE_ATTR, ModuleScaling, ParamInfo, ScalingTable, unwrap, warn_no_readout
 
 __all__ = ["parametrize", "attach_table"]
 
@@ -97,9 +97,9 @@ def parametrize(
         return model
     base = build(factory, base_width, meta=True, what="base")
     probe = build(factory, probe_width, meta=True, what="probe")
-    params, readout_modules = infer_params(
-        model, base, probe, widths=(width, base_width, probe_width), readout=readout, roles=roles
-    )
+    params, readout_modules = infer_params(model, base, probe, widths=(width, base_width, probe_width),
+                                           readout=readout, roles=roles)
+    warn_no_readout(params, readout, readout_modules)
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
     table = ScalingTable(rule.name, width, base_width, params=params, options=options)
@@ -388,3 +388,4 @@ class _LazySdpaTrace:
         root_enter = module.__dict__["_hptransfer_enters"].get("")
         if root_enter is not None:  # the root computes attention itself: activate for this call too
             root_enter(module, args)
+

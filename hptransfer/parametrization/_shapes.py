@@ -10,8 +10,10 @@ module that owns the parameter (``nn.Linear`` is ``(out, in)``, ``nn.Embedding``
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import fnmatch
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +23,7 @@ from torch import nn
 from ..errors import FactoryError, ShapeInferenceError
 from ._table import ROLES, ParamInfo, Role
 
-__all__ = ["build", "Usage", "collect_usages", "infer_params", "match_any"]
+__all__ = ["build", "width_role", "current_role", "Usage", "collect_usages", "infer_params", "match_any"]
 
 # Modules whose weight is (fan_out, fan_in, *kernel) -- torch's own convention, as used by
 # torch.nn.init._calculate_fan_in_and_fan_out.
@@ -29,11 +31,61 @@ _OUT_IN_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, nn.modul
 _MHA_WEIGHTS = {"in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"}
 
 
+#: What the width being built is for, set by the caller (:func:`width_role`): "proxy" (a tuning
+#: trial), "target" (transfer, load, the target run), "check" (a transfer-check sweep),
+#: "coordinate-check"; named in every factory error so the user knows which setting to change.
+_ROLE: contextvars.ContextVar[str] = contextvars.ContextVar("hptransfer_width_role", default="requested")
+
+_ROLE_FIELDS = {"proxy": "widths.proxy", "target": "widths.target (or --width)", "check": "check.widths",
+                "coordinate-check": "the coord-check widths"}
+
+
+@contextlib.contextmanager
+def width_role(role: str) -> Iterator[None]:
+    """Name the role of the widths built inside the block (``"proxy"``, ``"target"``, ``"check"``,
+    ``"coordinate-check"``) in factory errors."""
+    token = _ROLE.set(role)
+    try:
+        yield
+    finally:
+        _ROLE.reset(token)
+
+
+def current_role() -> str:
+    """The role set by the innermost :func:`width_role` (``"requested"`` outside any)."""
+    return _ROLE.get()
+
+
+def _where(arg: Any, what: str) -> str:
+    role = _ROLE.get()
+    if what == "target":
+        return f"width={arg} (the {role} width)"
+    # base/probe builds are shape inference on the meta device, on behalf of the role's model
+    return f"width={arg} (the {what} width, built on the meta device to infer which dimensions scale, for the {role} " \
+           "model)"
+
+
+def _fix(errors: list[str], what: str) -> str:
+    text = " ".join(errors).lower()
+    role = _ROLE.get()
+    setting = _ROLE_FIELDS.get(role, "the widths")
+    if "divisible" in text or "head" in text:
+        return (f"choose widths the model accepts (a multiple of the head count) in {setting}, or "
+                "parametrization.base_width / probe_width for the base and probe widths.")
+    if "unexpected keyword argument" in text:
+        return ("the factory does not take an argument it was given: set model.width_arg to the name of its width "
+                "argument (e.g. `width_arg: d_model`), and check model.kwargs.")
+    if what != "target" and "meta" in text:
+        return "make the factory build on any device, or pass probe_width= to parametrize."
+    return f"fix the factory so it builds at this width (run it once by hand), or change {setting}."
+
+
 def build(factory: Callable[..., nn.Module], width: float, *, meta: bool, what: str) -> nn.Module:
     """Call ``factory(width)``; on the meta device when ``meta`` (no memory, no init cost).
 
     A factory that cannot run on the meta device (it reads tensor values while building, for
-    example) is retried on the CPU. Any failure becomes a :class:`FactoryError` naming the width.
+    example) is retried on the CPU. Any failure becomes a :class:`FactoryError` naming the width,
+    its role (:func:`width_role`: proxy, target, check...) and a fix that matches the error.
     """
     arg = int(width) if float(width).is_integer() else width
     errors: list[str] = []
@@ -45,19 +97,19 @@ def build(factory: Callable[..., nn.Module], width: float, *, meta: bool, what: 
             else:
                 with torch.device(device):
                     model = factory(arg)
+        except FactoryError:
+            raise  # already names the argument and the fix (built-in models, model.width_arg)
         except Exception as exc:  # the user's code: report any failure, with its type
             errors.append(f"{device}: {type(exc).__name__}: {exc}")
             continue
         if not isinstance(model, nn.Module):
             raise FactoryError(
-                f"the factory returned {type(model).__name__} at width={arg} (the {what} width), not an nn.Module. "
+                f"the factory returned {type(model).__name__} at {_where(arg, what)}, not an nn.Module. "
                 "Fix: make the factory return the model, e.g. `lambda width: MyModel(width)`."
             )
         return model
-    raise FactoryError(
-        f"the model factory failed at width={arg} (the {what} width): {'; '.join(errors)}. "
-        "Fix: choose widths the model accepts (divisible by the head count, for example) or fix the factory."
-    )
+    raise FactoryError(f"the model factory failed at {_where(arg, what)}: {'; '.join(errors)}. "
+                       f"Fix: {_fix(errors, what)}")
 
 
 @dataclass(frozen=True)

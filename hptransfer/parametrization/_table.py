@@ -239,3 +239,22 @@ def _short_list(names: Any, n: int = 6) -> str:
     names = list(names)
     more = f", ... ({len(names) - n} more)" if len(names) > n else ""
     return ", ".join(names[:n]) + more
+
+
+def warn_no_readout(params: dict[str, Any], readout: Any, readout_modules: dict[str, str]) -> None:
+    """Warn when no parameter got the output role: μP's readout scaling then applies to nothing.
+
+    A model whose last layer's fan-out does not change with width usually has one; when none is
+    found (an output dimension that scales, a readout through a functional call) the candidates
+    are the parameters with a width fan-in, named so the user can pass ``readout=``.
+    """
+    if readout is not None or readout_modules or any(getattr(i, "role", None) == "output" for i in params.values()):
+        return
+    import warnings
+
+    candidates = [n for n, i in params.items() if getattr(i, "role", None) == "hidden"][-3:]
+    warnings.warn(
+        "no parameter has the output (readout) role, so the readout is not scaled and μP transfer will not hold. "
+        f"Candidates (the last hidden-role parameters): {candidates or '(none)'}. Fix: pass readout='<module name>' to "
+        "parametrize (in a recipe: a model whose last layer maps the width to a fixed number of outputs).",
+        stacklevel=3)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from .._io import redact_url
 from ..errors import RecipeError
 from ._runspec import RunSpec, RunTrainSpec
 from ._sections import (
@@ -169,7 +170,10 @@ class Recipe:
         return spec.with_values(values or {})
 
     def to_dict(self) -> dict[str, Any]:
-        """The recipe as plain data (defaults filled in), suitable for YAML and hashing."""
+        """The recipe as plain data (defaults filled in), suitable for YAML and hashing.
+
+        A database password in ``tune.storage`` is shown as ``***`` (:func:`hptransfer._io.redact_url`):
+        this is what recipe.yaml and the study's stored recipe hold."""
         out: dict[str, Any] = {"name": self.name, "description": self.description}
         for sec in _SECTIONS:
             out[sec] = _plain(dataclasses.asdict(getattr(self, sec)))
@@ -177,6 +181,8 @@ class Recipe:
                          for k, p in self.search.items()}
         for name, value in self.sections.items():
             out[name] = _plain(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) else value
+        if out["tune"].get("storage"):  # recipe.yaml and the study's stored recipe are shared: no password
+            out["tune"]["storage"] = redact_url(out["tune"]["storage"])
         if self.out is not None:
             out["out"] = self.out
         return out
@@ -190,6 +196,35 @@ class Recipe:
         keep = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths", "search")
         d = {k: d[k] for k in keep}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last
+    silently, so `steps: 100` followed later by `steps: 10` would train 10 steps), and reports an
+    integer too long for Python (over 4300 digits) as a YAML problem instead of a traceback."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1}); keep one of them",
+                    key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"number too long ({len(node.value)} characters)", node.start_mark) from None
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
+StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -208,7 +243,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     except OSError as exc:
         raise RecipeError([("(file)", f"cannot read {p}: {exc.strerror}. Fix: check the path.")], str(p)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=StrictLoader)  # SafeLoader, duplicate keys refused
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown position)"
@@ -234,7 +269,7 @@ def apply_overrides(data: Any, overrides: list[str], source: str | None = None) 
             problems.append((item, "override must look like `section.field=value`, e.g. `train.steps=50`."))
             continue
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=StrictLoader)
         except yaml.YAMLError:
             value = text
         node = data

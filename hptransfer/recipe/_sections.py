@@ -41,6 +41,15 @@ OptimizerName = Literal["adamw", "adam", "sgd"]
 #: 3x within a few steps. The one home of this default.
 DIVERGENCE_FACTOR = 3.0
 
+# Upper bounds: far above any real run, low enough that a typo (`1e30`, a stray digit) is an
+# error naming the field instead of a run that never ends or a width that exhausts memory.
+MAX_STEPS = 10_000_000  #: optimizer steps of one run
+MAX_WIDTH = 1_048_576  #: a model width (2**20)
+MAX_BATCH = 1_048_576  #: examples per step
+MAX_TRIALS = 100_000  #: trials in one study
+MAX_WORKERS = 1024  #: local worker processes
+MAX_SEED = 2**32 - 1  #: torch and numpy accept 32-bit seeds everywhere
+
 #: Hyperparameters the built-in training understands: name -> (section, field, legal low, legal high,
 #: low exclusive). A recipe's ``search`` may use these names; custom training functions may use any.
 TUNABLE: dict[str, tuple[str, str, float, float, bool]] = {
@@ -95,7 +104,7 @@ class ParametrizationSpec:
     """How the model is rewritten across widths, and the default forward multipliers."""
 
     name: str = spec_field("mup", kind="str", doc="Registered parametrization (`mup`, `sp`, ...). Default `mup`.")
-    base_width: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+    base_width: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_WIDTH, optional=True,
                                         doc="Width of the base shapes. Default: the (first) proxy width, so tuned "
                                             "values mean the same in SP and μP there.")
     zero_readout: bool = spec_field(False, kind="bool", doc="Zero-init the readout (TP5's advice). Default false.")
@@ -154,9 +163,10 @@ class ScheduleSpec:
 class TrainSpec:
     """Batch size, length and seeds of every training run (proxy trials and target run)."""
 
-    batch_size: int = spec_field(kind="int", minimum=1, doc="Examples (sequences for LM tasks) per step. Required.")
-    steps: int = spec_field(kind="int", minimum=1, doc="Optimizer steps per run. Required.")
-    seeds: tuple = spec_field((0,), kind="ints", minimum=0,
+    batch_size: int = spec_field(kind="int", minimum=1, maximum=MAX_BATCH,
+                                 doc="Examples (sequences for LM tasks) per step. Required.")
+    steps: int = spec_field(kind="int", minimum=1, maximum=MAX_STEPS, doc="Optimizer steps per run. Required.")
+    seeds: tuple = spec_field((0,), kind="ints", minimum=0, maximum=MAX_SEED,
                               doc="Training seeds; a trial's loss is the mean over them. Default [0].")
     divergence_factor: float = spec_field(DIVERGENCE_FACTOR, kind="float", minimum=1.0, exclusive_min=True,
                                           doc="A run diverges when its loss exceeds this multiple of its start "
@@ -170,9 +180,10 @@ class TrainSpec:
 class WidthsSpec:
     """The widths: small proxy for tuning, large target for the transferred values."""
 
-    proxy: tuple = spec_field(kind="ints", minimum=1,
+    proxy: tuple = spec_field(kind="ints", minimum=1, maximum=MAX_WIDTH,
                               doc="Proxy width (or list: a trial's loss is the mean over them). Required.")
-    target: tuple = spec_field(kind="ints", minimum=1, doc="Target width (or list of widths). Required.")
+    target: tuple = spec_field(kind="ints", minimum=1, maximum=MAX_WIDTH,
+                               doc="Target width (or list of widths). Required.")
 
 
 @dataclass
@@ -194,23 +205,27 @@ class SearchParam:
 class TuneSpec:
     """The Optuna study: sampler, pruner, budget, storage."""
 
-    trials: int = spec_field(30, kind="int", minimum=1,
+    trials: int = spec_field(30, kind="int", minimum=1, maximum=MAX_TRIALS,
                              doc="Total trials in the study; a rerun continues up to this total. Default 30.")
     sampler: Sampler = spec_field("gp", kind="choice", choices=SAMPLERS,
                               doc="`gp` (default; best measured for 1-4 log-scale HPs), `tpe` (categorical "
                                   "spaces, pruning), `random`, `qmc`.")
     pruner: Pruner = spec_field("none", kind="choice", choices=PRUNERS,
                              doc="`none` (default), `median`, `successive_halving` or `hyperband`.")
-    seed: int = spec_field(0, kind="int", minimum=0,
+    seed: int = spec_field(0, kind="int", minimum=0, maximum=MAX_SEED,
                            doc="Sampler seed; worker i uses seed + i. Default 0.")
-    startup_trials: int = spec_field(8, kind="int", minimum=1,
+    startup_trials: int = spec_field(8, kind="int", minimum=1, maximum=MAX_TRIALS,
                                      doc="Random trials before the model-based sampler starts. Default 8.")
-    workers: int = spec_field(1, kind="int", minimum=1, doc="Local worker processes. Default 1.")
+    workers: int = spec_field(1, kind="int", minimum=1, maximum=MAX_WORKERS, doc="Local worker processes. Default 1.")
     storage: str | None = spec_field(None, kind="str", optional=True,
                                      doc="Study storage: a journal file path (or `journal:///abs/path`) or "
                                          "`postgresql://...`. Default: `study.journal` in the run folder.")
     study: str | None = spec_field(None, kind="str", optional=True,
                                    doc="Study name. Default: the recipe name.")
+    heartbeat: int = spec_field(30, kind="int", minimum=0, maximum=3600,
+                                doc="PostgreSQL only: seconds between a running trial's heartbeats. A trial silent "
+                                    "for 4x this long (its worker died or froze, on any host) is failed and its "
+                                    "parameters run once more. 0: off. Default 30.")
     report_every: int = spec_field(0, kind="int", minimum=0,
                                    doc="Report the loss to the pruner every this many steps (0: steps/20).")
 
@@ -219,9 +234,9 @@ class TuneSpec:
 class TransferSpec:
     """What changes between proxy and target besides width (μP does not cover these)."""
 
-    batch_size: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+    batch_size: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_BATCH, optional=True,
                                         doc="Target batch size. Default null: same as `train.batch_size`.")
-    steps: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+    steps: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_STEPS, optional=True,
                                    doc="Target steps. Default null: same as `train.steps`.")
     law: Law = spec_field("none", kind="choice", choices=LAWS,
                           doc="Opt-in empirical LR law when batch/steps change: `none` (default, warn only), "
@@ -274,10 +289,11 @@ class TolerancesSpec:
 class CheckSpec:
     """The transfer check (`hptransfer check RECIPE`): widths, grids, seeds, tolerances."""
 
-    widths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
+    widths: tuple | None = spec_field(None, kind="ints", minimum=1, maximum=MAX_WIDTH, optional=True,
                                       doc="Widths (3 or more). Default: doublings from the smallest proxy width "
                                           "to the largest target width.")
-    seeds: tuple = spec_field((0, 1), kind="ints", minimum=0, doc="Training seeds (2 or more). Default [0, 1].")
+    seeds: tuple = spec_field((0, 1), kind="ints", minimum=0, maximum=MAX_SEED,
+                              doc="Training seeds (2 or more). Default [0, 1].")
     lr: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
                                      doc="LR grid. Default: `search.lr` low/high, 2 points per octave.")
     init_std: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
@@ -286,9 +302,9 @@ class CheckSpec:
                                               doc="Also sweep the output multiplier. Default: not swept.")
     attn_mult: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
                                             doc="Also sweep the attention multiplier. Default: not swept.")
-    steps: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+    steps: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_STEPS, optional=True,
                                    doc="Steps per run. Default: `train.steps` (the same at every width).")
-    batch_size: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+    batch_size: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_BATCH, optional=True,
                                         doc="Batch size per run. Default: `train.batch_size`.")
     compare: tuple | None = spec_field(None, kind="strs", optional=True,
                                        doc="Parametrizations to run side by side, e.g. [sp, mup]. Default: only "
@@ -299,7 +315,7 @@ class CheckSpec:
     tolerances: TolerancesSpec = spec_field(kind="section", section=TolerancesSpec,
                                             factory=TolerancesSpec,
                                             doc="Pass/fail limits.")
-    workers: int = spec_field(1, kind="int", minimum=1, doc="Local worker processes. Default 1.")
+    workers: int = spec_field(1, kind="int", minimum=1, maximum=MAX_WORKERS, doc="Local worker processes. Default 1.")
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),

@@ -180,6 +180,10 @@ def _number(meta: dict[str, Any], value: Any, path: str, problems: Problems, *, 
         # YAML 1.1 reads `1e-3` (no dot) as a string; accept it rather than surprise users.
         with contextlib.suppress(ValueError):
             value = float(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:  # float() would overflow
+        problems.append((path, f"is far too large ({len(str(abs(value)))} digits). Fix: give a value "
+                               f"<= {meta['maximum'] if meta['maximum'] is not None else 2**63:g}."))
+        return False, None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
         problems.append((path, f"must be {want}, got {_describe(value)}."))
         return False, None

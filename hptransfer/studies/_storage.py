@@ -13,19 +13,24 @@ re-queues their parameters exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import StorageError
+from .._io import redact_url
+from ..errors import StorageError, StorageLostError
+from ._journal import check_journal
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
-           "count_trials", "COUNTED_STATES", "redact_url"]
+           "count_trials", "COUNTED_STATES", "redact_url", "storage_guard", "where", "connection_lost"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -59,36 +64,38 @@ def storage_url(storage: str | None, run_dir: str | Path) -> str:
     return storage
 
 
-def redact_url(url: str) -> str:
-    """``url`` safe to print or store in a report: the password of a database URL becomes ``***``.
+#: A trial whose heartbeat is older than this many heartbeat intervals is stale (its worker is gone).
+GRACE_INTERVALS = 4
 
-    ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (SQLAlchemy's
-    ``make_url(...).render_as_string(hide_password=True)``; a ``password=`` query parameter is
-    dropped too). Journal URLs, plain paths and ``"inmemory"`` hold no credentials and come back
-    unchanged (not re-escaped). A string SQLAlchemy cannot parse still loses everything before
-    its last ``@``.
+
+def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
+    """Open the storage behind a URL from :func:`storage_url`.
+
+    ``heartbeat`` (seconds, database storages only; 0: off): every running trial records a heartbeat
+    this often; a trial silent for :data:`GRACE_INTERVALS` x ``heartbeat`` (its worker was killed or
+    froze, on any host) is failed by the next trial start in any worker and its parameters are
+    re-queued once (Optuna's ``RetryFailedTrialCallback(max_retry=1)``). The journal file has no
+    heartbeats: :func:`recover_stale` covers it on the same host.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme == "journal":
-        return url
-    from sqlalchemy.engine import make_url  # installed with Optuna; imported only when a report needs it
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
-    return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open the storage behind a URL from :func:`storage_url`."""
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"tune.storage: cannot create folder {path.parent}: {exc.strerror}.") from None
+        if path.is_dir():
+            raise StorageError(f"tune.storage: cannot open journal file {path}: it is a folder. Fix: give a file "
+                               "path, e.g. runs/my-study/study.journal.")
+        lock = optuna.storages.journal.JournalFileSymlinkLock(str(path))
+        try:  # under the journal's lock: a record a live worker is appending is not a torn one
+            lock.acquire()
+        except OSError as exc:
+            raise StorageError(f"tune.storage: cannot lock journal file {path}: {exc.strerror or exc}. Fix: give a "
+                               "path in a writable folder.") from None
+        try:
+            check_journal(path)
+        finally:
+            lock.release()
         try:  # the backend opens the file, the storage reads it: both fail on a folder or no permission
             backend = optuna.storages.journal.JournalFileBackend(str(path))
             return optuna.storages.JournalStorage(backend)
@@ -98,10 +105,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 "path (not a folder), e.g. runs/my-study/study.journal."
             ) from None
     try:
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
+            kwargs: dict[str, Any] = {}
+            if heartbeat > 0:
+                retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+                    optuna.storages.RetryFailedTrialCallback  # the name before Optuna 4.9
+                kwargs = {"heartbeat_interval": int(heartbeat), "grace_period": GRACE_INTERVALS * int(heartbeat),
+                          "heartbeat_stale_trial_callback": retry(max_retry=1)}
+            return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
         raise StorageError(
-            f"tune.storage: cannot open {url.split('@')[-1]!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
+            f"tune.storage: cannot open {redact_url(url)!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
             "that the database server is reachable (pip install hptransfer[postgres] for the driver)."
         ) from None
 
@@ -134,15 +149,18 @@ def load_study(
     *,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    heartbeat: int = 0,
 ) -> optuna.Study:
-    """Load an existing study; raise :class:`StorageError` naming the study and storage if absent."""
-    storage = open_storage(url)
+    """Load an existing study; raise :class:`StorageError` naming the study and storage if absent.
+
+    ``heartbeat``: see :func:`open_storage` (for a process that runs trials on a database)."""
+    storage = open_storage(url, heartbeat)
     try:
         return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StorageError(
-            f"no study named {name!r} in {url}. Known studies: {', '.join(names) or '(none)'}. Fix: run "
+            f"no study named {name!r} in {redact_url(url)}. Known studies: {', '.join(names) or '(none)'}. Fix: run "
             "`hptransfer tune` first, or pass the right tune.study / tune.storage."
         ) from None
 
@@ -205,3 +223,58 @@ def recover_stale(
 def count_trials(study: optuna.Study, states: tuple[TrialState, ...] = COUNTED_STATES) -> int:
     """Trials in ``states`` (default: complete, pruned, running — what counts toward the budget)."""
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+def where(url: str) -> str:
+    """``host:port/database`` of a database URL (no user, no password); a journal's file path."""
+    if url.startswith("journal://") or "://" not in url:
+        return url.replace("journal://", "")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return redact_url(url)
+    return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+
+
+def connection_lost(exc: BaseException) -> BaseException | None:
+    """Whether ``exc`` (or what it wraps) is a dropped database connection rather than bad data.
+
+    Optuna's RDB storage re-raises every SQLAlchemy error as ``StorageInternalError`` with the
+    misleading text "invalid data ... exceeding max length"; the cause tells the truth. Returns
+    the connection error found in the chain (``None``: not a lost connection).
+    """
+    from sqlalchemy import exc as sa
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError)):
+            return seen
+        if isinstance(seen, sa.DBAPIError) and seen.connection_invalidated:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def storage_guard(url: str) -> Iterator[None]:
+    """Turn a lost database connection inside the block into one :class:`StorageLostError` line.
+
+    ``"lost the connection to host:port/db; the study is kept; rerun to continue"`` (exit 3 in the
+    command line). Journal storages pass every error through unchanged.
+    """
+    if url.startswith("journal://") or "://" not in url:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        cause = connection_lost(exc)
+        if cause is None:
+            raise
+        raise StorageLostError(f"lost the connection to {where(url)} ({type(cause).__name__}); the study is kept; "
+                               "rerun the same command to continue once the database server is back.") from None

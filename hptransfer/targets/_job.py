@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .._io import write_text_atomic
+from .._io import redact_url, write_text_atomic
 from .._version import __version__
 from ..recipe import Recipe, load_recipe
 from ..studies import Progress, load_study
@@ -28,11 +28,16 @@ from ..tuning import TuneResult, tune
 from . import _report
 from ._transfer import Target, transfer
 
-__all__ = ["run", "RunResult", "BEAT_TOLERANCE", "edge_warnings"]
+__all__ = ["run", "RunResult", "BEAT_TOLERANCE", "LEARNED_MARGIN", "edge_warnings"]
 
 #: Relative slack when asking whether the target beat the proxy: the best proxy trial is the
 #: minimum over many trials (optimistically biased by seed noise), the target run is one draw.
 BEAT_TOLERANCE = 0.005
+
+#: A best proxy loss above ``(1 - LEARNED_MARGIN)`` x the untrained predictor's loss means the
+#: study learned nothing worth transferring: verdict INCONCLUSIVE (exit 1). 5%: the issue's
+#: LR range 1..100 reached 1.9% below untrained; the quickstart reaches ~60% below.
+LEARNED_MARGIN = 0.05
 
 
 @dataclass
@@ -48,6 +53,7 @@ class RunResult:
     check_text: str
     compute_ratio: float
     seconds: float
+    verdict: str = "PASS"  # PASS, FAIL or INCONCLUSIVE (check_passed is True only for PASS)
 
 
 def run(
@@ -98,23 +104,14 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
         bar.set_done(step + 1, note=f"loss {loss:.4g}")  # one run: the bar counts its steps
 
     every = rec.train.eval_every or max(1, t_steps // 10)
-    res = run_spec(main.spec, eval_every=every, progress=progress)
+    res = run_spec(main.spec, eval_every=every, progress=progress, role="target")
     bar.close()
     run_record = {**res.to_dict(), "width": main.width, "losses": res.losses, "val_curve": res.val_curve}
     write_text_atomic(run_dir / "target_run.json", json.dumps(run_record))
     untrained = untrained_loss(rec.task)
-    converged = not res.diverged and math.isfinite(res.val_loss) and res.val_loss < untrained
-    beat = converged and res.val_loss <= tres.best_value * (1 + BEAT_TOLERANCE)
-    if not converged:
-        text = f"the target run did not converge ({res.reason or 'loss not below the untrained loss'})."
-    elif beat:
-        text = (f"the target (width {main.width}) reached {res.val_loss:.4f} vs the proxy's {tres.best_value:.4f}: "
-                "converged, and wider is better as μP predicts.")
-    else:
-        text = (f"the target (width {main.width}) reached {res.val_loss:.4f}, worse than the proxy's "
-                f"{tres.best_value:.4f} by more than {100 * BEAT_TOLERANCE:.1f}%: the transfer did not hold. Check "
-                "the parametrization (hptransfer coord-check) and that batch size/steps match.")
-    say(f"[4/4] check: {'PASS' if beat else 'FAIL'} -- {text}")
+    verdict, text = _verdict(res, tres.best_value, untrained, main.width)
+    beat = verdict == "PASS"
+    say(f"[4/4] check: {verdict} -- {text}")
 
     study = load_study(tres.storage, tres.study_name)
     proxy_w = max(rec.widths.proxy)
@@ -129,11 +126,13 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     facts: dict[str, Any] = {
         "name": rec.name, "recipe": rec.source or "(in memory)", "recipe_hash": rec.hash, "version": __version__,
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": seconds,
-        "check_passed": beat, "check_text": text, "best_trial": tres.best_trial, "proxy_width": proxy_w,
+        "check_passed": beat, "verdict": verdict, "check_text": text, "best_trial": tres.best_trial,
+        "proxy_width": proxy_w,
         "proxy_loss": tres.best_value, "target_width": main.width,
         "target_loss": res.val_loss if math.isfinite(res.val_loss) else "diverged", "untrained_loss": untrained,
         "base_width": rec.base_width, "values": main.values, "searched": set(rec.search),
-        "study": tres.study_name, "storage": tres.storage.replace("journal://", ""), "n_complete": tres.n_complete,
+        "study": tres.study_name, "storage": redact_url(tres.storage).replace("journal://", ""),
+        "n_complete": tres.n_complete,
         "n_pruned": tres.n_pruned, "n_diverged": tres.n_diverged, "n_failed": tres.n_failed,
         "sampler": rec.tune.sampler, "pruner": rec.tune.pruner,
         "n_trials": sum(not t.user_attrs.get("surplus") for t in study.trials),
@@ -145,7 +144,30 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     }
     _report.write_summary(run_dir / "summary.md", facts)
     say(f"done in {seconds:.0f} s: {run_dir / 'summary.md'} (tuning cost {100 * ratio:.1f}% of one target run)")
-    return RunResult(run_dir, tres, targets, res.val_loss, tres.best_value, beat, text, ratio, seconds)
+    return RunResult(run_dir, tres, targets, res.val_loss, tres.best_value, beat, text, ratio, seconds, verdict)
+
+
+def _verdict(res: Any, proxy_loss: float, untrained: float, width: int) -> tuple[str, str]:
+    """``("PASS" | "FAIL" | "INCONCLUSIVE", reason)`` of the run's check.
+
+    INCONCLUSIVE when the best proxy loss is within :data:`LEARNED_MARGIN` of the untrained
+    (uniform) predictor's loss, ``ln(outputs)`` for the task (the model's output size must match it,
+    or training refuses): a study that learned nothing cannot show that values transfer.
+    """
+    if math.isfinite(untrained) and proxy_loss > untrained * (1 - LEARNED_MARGIN):
+        return "INCONCLUSIVE", (
+            f"the best proxy loss {proxy_loss:.4f} is within {100 * LEARNED_MARGIN:.0f}% of an untrained predictor's "
+            f"{untrained:.4f}: the study learned (almost) nothing, so transfer cannot be judged. Fix: move or widen "
+            "search.lr (look at slices.png), raise train.steps, or check that the task is learnable.")
+    converged = not res.diverged and math.isfinite(res.val_loss) and res.val_loss < untrained
+    if not converged:
+        return "FAIL", f"the target run did not converge ({res.reason or 'loss not below the untrained loss'})."
+    if res.val_loss <= proxy_loss * (1 + BEAT_TOLERANCE):
+        return "PASS", (f"the target (width {width}) reached {res.val_loss:.4f} vs the proxy's {proxy_loss:.4f}: "
+                        "converged, and wider is better as μP predicts.")
+    return "FAIL", (f"the target (width {width}) reached {res.val_loss:.4f}, worse than the proxy's {proxy_loss:.4f} "
+                    f"by more than {100 * BEAT_TOLERANCE:.1f}%: the transfer did not hold. Check the parametrization "
+                    "(hptransfer coord-check) and that batch size/steps match.")
 
 
 def _plots(study: Any, rec: Recipe, res: Any, proxy_loss: float, width: int, run_dir: Path) -> list[str]:
@@ -185,7 +207,8 @@ def edge_warnings(rec: Recipe, best: dict[str, Any], margin: float = 0.05) -> li
 
 def _write_best(path: Path, tres: TuneResult, rec: Recipe) -> None:
     data = {
-        "study": tres.study_name, "storage": tres.storage, "trial": tres.best_trial, "loss": tres.best_value,
+        "study": tres.study_name, "storage": redact_url(tres.storage), "trial": tres.best_trial,
+        "loss": tres.best_value,
         "params": dict(tres.best_params), "values": dict(tres.best_values), "proxy_widths": list(rec.widths.proxy),
         "recipe_hash": rec.hash, "hptransfer_version": __version__,
         "trials": {"complete": tres.n_complete, "pruned": tres.n_pruned, "diverged": tres.n_diverged,

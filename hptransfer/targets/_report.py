@@ -162,7 +162,7 @@ def _drift_lines(d: dict[str, Any] | None, target_flops: float) -> list[str]:
 
 def write_summary(path: Path, f: dict[str, Any]) -> None:
     """Write ``summary.md`` from the facts dict assembled by ``hptransfer._run``."""
-    verdict = "PASS" if f["check_passed"] else "FAIL"
+    verdict = f.get("verdict") or ("PASS" if f["check_passed"] else "FAIL")
     lines = [
         f"# hptransfer run: {f['name']}",
         "",

@@ -53,7 +53,6 @@ class TargetFile:
 def write_target(path: str | Path, target: TargetFile) -> Path:
     """Write ``target`` atomically (a reader never sees half a file) and return the path."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(p, _HEADER + yaml.safe_dump(target.to_dict(), sort_keys=False, width=100))
     return p
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import redact_url
 from .._version import __version__
 from ..errors import TransferError
 from ..parametrization import scaling_table
@@ -255,7 +256,7 @@ def _spec(rec: Recipe | None, values: dict[str, Any], width: int, *, factory: An
 def _target_file(spec: RunSpec, factory: Any, best: dict[str, Any], rec: Recipe | None, law: str,
                  notes: list[str], proxy_values: dict[str, Any]) -> TargetFile:
     """Groups and base shapes from a build on the meta device (no memory, no init), plus provenance."""
-    built = build(spec, factory=factory, device="meta")
+    built = build(spec, factory=factory, device="meta", role="target")
     table = scaling_table(built.model)
     groups = [{"params": list(g["param_names"]), "lr": float(g["lr"]), "weight_decay": float(g["weight_decay"]),
                "lr_mult": float(g["lr_mult"])} for g in built.optimizer.param_groups]
@@ -265,7 +266,7 @@ def _target_file(spec: RunSpec, factory: Any, best: dict[str, Any], rec: Recipe 
         transfer={"law": law, "citation": LAW_CITATIONS.get(law), "warnings": list(notes),
                   "proxy_values": {k: v for k, v in proxy_values.items() if v is not None}},
         provenance={
-            "study": best["study"], "storage": best["storage"], "trial": best["trial"],
+            "study": best["study"], "storage": redact_url(best["storage"]), "trial": best["trial"],
             "proxy_loss": best["value"], "recipe_hash": best["recipe_hash"],
             "recipe": rec.source if rec else None, "hptransfer_version": __version__,
             "seeds": seeds, "sampler_seed": rec.tune.seed if rec else None,
@@ -321,7 +322,7 @@ def load(
     spec = tf.spec if seed is None else tf.spec.replace(seed=int(seed))
     if factory is None and spec.model.name is None and spec.model.factory is None:
         raise TransferError(f"{p} records no importable model factory. Fix: pass factory= to hptransfer.load().")
-    built = build(spec, factory=factory, device=device)
+    built = build(spec, factory=factory, device=device, role="target")
     got = {n: list(i.base_shape) for n, i in scaling_table(built.model).params.items()}
     if tf.base_shapes and got != tf.base_shapes:
         diff = sorted(set(tf.base_shapes).symmetric_difference(got)) or \

@@ -11,6 +11,7 @@ from ._build import (
     WidthFactory,
     build,
     make_factory,
+    make_optimizer,
     make_schedule,
     make_task,
     model_cost,
@@ -21,11 +22,12 @@ from ._build import (
     untrained_loss,
 )
 from ._gains import GAIN_MODES, apply_gains, norm_gains
-from ._loop import DivergenceGuard, Schedule, TrainResult, train
+from ._loop import AT_INIT, DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
 
-__all__ = [
-    "build", "run", "Built", "train", "Schedule", "DivergenceGuard", "TrainResult", "Reporter", "call_train_fn",
+__all__ = ["AT_INIT",
+    "build", "make_optimizer", "run", "Built", "train", "Schedule", "DivergenceGuard", "TrainResult", "Reporter",
+    "call_train_fn",
     "make_factory", "make_task", "make_schedule", "parametrize_options", "optimizer_kwargs", "model_cost",
     "untrained_loss", "torch_threads", "WidthFactory", "norm_gains", "apply_gains", "GAIN_MODES",
 ]

@@ -18,15 +18,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import TrainingDiverged
-from ..parametrization import optimizer_class, param_groups, parametrize
+from .._io import user_frame
+from ..errors import (
+    DataError,
+    FactoryError,
+    ParametrizationError,
+    ShapeInferenceError,
+    TrainingDiverged,
+    TrainingError,
+)
+from ..parametrization import current_role, optimizer_class, param_groups, parametrize, width_role
 from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
 from ._gains import apply_gains
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
 
 __all__ = ["Built", "build", "run", "make_factory", "make_task", "parametrize_options", "optimizer_kwargs",
-           "make_schedule", "model_cost", "untrained_loss", "torch_threads", "WidthFactory"]
+           "make_schedule", "model_cost", "untrained_loss", "torch_threads", "WidthFactory", "make_optimizer"]
 
 
 class WidthFactory:
@@ -34,6 +42,32 @@ class WidthFactory:
 
     def __init__(self, fn: Callable[..., nn.Module], kwargs: Mapping[str, Any], width_arg: str):
         self.fn, self.kwargs, self.width_arg = fn, dict(kwargs), width_arg
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        """Refuse up front a factory that cannot take the width or the model.kwargs by name."""
+        import inspect
+
+        try:
+            params = inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        named = [n for n, p in params.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                            inspect.Parameter.KEYWORD_ONLY)]
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        if self.width_arg not in named:
+            guess = [n for n in named if n in ("width", "d_model", "hidden", "hidden_size", "dim", "n_embd",
+                                               "channels", "d_hidden", "n_hidden", "embed_dim")]
+            raise FactoryError(
+                f"model factory {name}({', '.join(named)}) has no argument {self.width_arg!r} (model.width_arg) to "
+                f"take the width. Fix: set model.width_arg to its width argument"
+                + (f", e.g. `width_arg: {guess[0]}`." if guess else "."))
+        unknown = [k for k in self.kwargs if k not in named]
+        if unknown:
+            raise FactoryError(f"model.kwargs {unknown} are not arguments of model factory {name}({', '.join(named)}). "
+                               "Fix: remove or rename them in model.kwargs.")
 
     def __call__(self, width: int) -> nn.Module:
         return self.fn(**self.kwargs, **{self.width_arg: width})
@@ -105,6 +139,7 @@ def build(
     task: Any = None,
     device: str | torch.device | None = None,
     parametrize_extra: Mapping[str, Any] | None = None,
+    role: str | None = None,
 ) -> Built:
     """Build model (init drawn after ``torch.manual_seed(spec.seed)``), optimizer, task and schedule.
 
@@ -114,16 +149,21 @@ def build(
         task: an already built task object (saves rebuilding its data); else from ``spec.task``.
         device: build the model there (``"meta"``: shapes and groups only, no memory, no init).
         parametrize_extra: further :func:`hptransfer.parametrize` options (``readout``, ``roles``...).
+        role: what this width is for (``"proxy"``, ``"target"``, ``"check"``...), named in factory errors.
 
     Raises:
         FactoryError, ParametrizationError, OptimizerConfigError: from the factory and the rewrite,
             naming the width, module or parameter and the fix.
     """
+    with width_role(role) if role else contextlib.nullcontext():
+        return _build(spec, factory, task, device, parametrize_extra)
+
+
+def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, device: str | torch.device | None,
+           parametrize_extra: Mapping[str, Any] | None) -> Built:
     task = task if task is not None else make_task(spec.task)
     fac = factory if factory is not None else make_factory(spec.model, task)
     if fac is None:
-        from ..errors import FactoryError
-
         raise FactoryError("the run spec names no model (model.name or model.factory). Fix: name one, or pass "
                            "factory= (your width -> nn.Module).")
     opts = {**parametrize_options(spec), **dict(parametrize_extra or {})}
@@ -131,16 +171,27 @@ def build(
     if task is not None and not meta and "example_input" not in opts:
         opts["example_input"] = task.example_input()
     torch.manual_seed(spec.seed)
-    with torch.device(device) if meta else contextlib.nullcontext():
-        model = parametrize(fac, width=spec.width, **opts)
+    try:
+        with torch.device(device) if meta else contextlib.nullcontext():
+            model = parametrize(fac, width=spec.width, **opts)
+    except (ShapeInferenceError, ParametrizationError) as exc:  # name the model and the width's role
+        what = spec.model.factory or spec.model.name or getattr(fac, "__qualname__", "the model")
+        raise type(exc)(f"model {what} at width={spec.width} (the {current_role()} width): {exc}") from None
     if device is not None and not meta:
         model = model.to(device)
+    return Built(model, make_optimizer(model, spec), task, make_schedule(spec), spec)
+
+
+def make_optimizer(model: nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
+    """The spec's optimizer over ``model``'s μP/SP parameter groups (per-group LR and weight decay).
+
+    Also for a model whose parameters were replaced after the build (FSDP2's ``fully_shard``): the
+    groups are found by parameter name in the model's scaling table."""
     o = spec.optimizer
     groups = param_groups(model, lr=float(o.lr), weight_decay=float(o.weight_decay), optimizer=o.name,
                           weight_decay_mode=o.weight_decay_mode, decay=o.decay)
     groups = apply_gains(model, groups, spec.parametrization.gains, spec.width / spec.base_width)
-    opt = optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
-    return Built(model, opt, task, make_schedule(spec), spec)
+    return optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
 
 
 def run(
@@ -152,6 +203,7 @@ def run(
     progress: Callable[[int, float], None] | None = None,
     eval_every: int | None = None,
     parametrize_extra: Mapping[str, Any] | None = None,
+    role: str | None = None,
 ) -> TrainResult:
     """Train the spec once; divergence is recorded in the result, never raised.
 
@@ -159,16 +211,30 @@ def run(
     ``fn(hp, *, width, seed, report)`` with ``hp = spec.values()`` plus ``parametrization``.
     ``report(step, loss)`` is called every step (the tuner's pruning hook; it may raise
     ``optuna.TrialPruned``); ``progress(step, loss)`` feeds a display; ``eval_every``
-    (default ``spec.train.eval_every``) records validation losses along the way.
+    (default ``spec.train.eval_every``) records validation losses along the way. ``role``
+    (``"proxy"``, ``"target"``, ``"check"``) is named in factory errors.
     """
     if spec.task.train_fn is not None:
         return _run_user_fn(spec, report, progress)
-    b = build(spec, factory=factory, task=task, parametrize_extra=parametrize_extra)
+    b = build(spec, factory=factory, task=task, parametrize_extra=parametrize_extra, role=role)
     guard = DivergenceGuard(factor=spec.train.divergence_factor, floor=float(getattr(b.task, "init_loss_bound", 0.0)))
-    return train(b.model, b.optimizer, b.task, steps=int(spec.train.steps or 0), seed=spec.seed,
-                 batch_size=int(spec.train.batch_size or 0), schedule=b.schedule, guard=guard, report=report,
-                 progress=progress, grad_clip=spec.optimizer.grad_clip,
-                 eval_every=spec.train.eval_every if eval_every is None else eval_every)
+    where = f"width={spec.width} (the {role or 'requested'} width)"
+    try:
+        return train(b.model, b.optimizer, b.task, steps=int(spec.train.steps or 0), seed=spec.seed,
+                     batch_size=int(spec.train.batch_size or 0), schedule=b.schedule, guard=guard, report=report,
+                     progress=progress, grad_clip=spec.optimizer.grad_clip,
+                     eval_every=spec.train.eval_every if eval_every is None else eval_every)
+    except (DataError, TrainingError) as exc:  # the model's output does not fit the task
+        raise type(exc)(f"at {where}: {exc}") from None
+    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        # The user's forward (or backward) raised: name where in their code, without a traceback.
+        # An error that never passed through user code is a bug of ours: keep its traceback.
+        if not user_frame(exc):
+            raise
+        raise TrainingError(f"the model raised while training at {where}: {type(exc).__name__}: {exc} "
+                            f"{user_frame(exc)}. Fix: run the model on the task's example input by hand "
+                            "(task.example_input()) and fix the forward.") from None
+
 
 
 def _run_user_fn(spec: RunSpec, report: Callable[[int, float], None] | None,
@@ -192,13 +258,15 @@ def _run_user_fn(spec: RunSpec, report: Callable[[int, float], None] | None,
         out.val_loss = call_train_fn(fn, {**spec.values(), "parametrization": spec.parametrization.name},
                                      width=spec.width, seed=spec.seed, report=hook)
     except TrainingDiverged as exc:
-        out.diverged, out.reason = True, str(exc)
+        out.diverged, out.reason, out.diverged_step, out.diverged_loss = True, exc.reason, exc.step, exc.loss
     out.seconds, out.losses, out.steps = time.perf_counter() - start, losses, len(losses)
     if reporter is not None:
         out.steps = max(out.steps, reporter.steps)
     if not math.isfinite(out.val_loss):
         out.diverged, out.val_loss = True, math.inf
         out.reason = out.reason or "non-finite final loss"
+        if out.diverged_step is None:
+            out.diverged_step, out.diverged_loss = out.steps, math.nan
     elif not out.diverged:
         out.val_curve.append((out.steps, out.val_loss))
     return out

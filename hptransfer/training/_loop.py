@@ -79,14 +79,22 @@ class DivergenceGuard:
     reference: float | None = None
 
     def check(self, step: int, loss: float) -> None:
-        """Raise :class:`TrainingDiverged` if ``loss`` (a float) at ``step`` means divergence."""
+        """Raise :class:`TrainingDiverged` if ``loss`` (a float) at ``step`` means divergence; a
+        non-finite loss at step 0 gets the reason :data:`AT_INIT` (a model problem, not the LR)."""
         if not math.isfinite(loss):
+            if step == 0 and self.reference is None:  # before any update: the model, not the learning rate
+                raise TrainingDiverged(step, loss, AT_INIT)
             raise TrainingDiverged(step, loss, "non-finite loss")
         if self.reference is None:
             self.reference = max(loss, self.floor)
             return
         if loss > self.factor * self.reference:
             raise TrainingDiverged(step, loss, f"loss above {self.factor:g} x its start ({self.reference:.4g})")
+
+
+#: Divergence reason of a loss that is not finite before the first update: the model's forward
+#: (a division by zero, a log of 0), not the learning rate.
+AT_INIT = "non-finite loss at initialization (step 0, before any update): the model's output is not finite"
 
 
 @dataclass
@@ -96,6 +104,8 @@ class TrainResult:
     ``losses``: training loss per completed step (nats). ``val_loss``: final validation loss
     (``math.inf`` when diverged). ``diverged``: the guard stopped the run (``reason`` says why).
     ``steps``: steps completed. ``seconds``: wall time. ``val_curve``: ``(step, val_loss)``.
+    ``diverged_step`` / ``diverged_loss``: the step and the loss that stopped a diverged run
+    (the loss that tripped the guard, not the last finite one).
     """
 
     losses: list[float] = field(default_factory=list)
@@ -105,6 +115,8 @@ class TrainResult:
     steps: int = 0
     seconds: float = 0.0
     val_curve: list[tuple[int, float]] = field(default_factory=list)
+    diverged_step: int | None = None
+    diverged_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +143,8 @@ def train(
     eval_every: int = 0,
     grad_clip: float | None = None,
     progress: Callable[[int, float], None] | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``task`` for ``steps`` optimizer steps and return a :class:`TrainResult`.
 
@@ -140,18 +154,20 @@ def train(
     checked every step; on divergence the run stops and the result says so -- it never raises
     for divergence. ``report(step, loss)`` is called every step (the tuner's pruning hook; it
     may raise ``optuna.TrialPruned``, which propagates). ``eval_every`` > 0 records the
-    validation loss every that many steps.
+    validation loss every that many steps. ``start``/``stop`` (default 0 / ``steps``) run only steps
+    ``start..stop-1`` of the ``steps``-step schedule: a run cut at a checkpoint and resumed from it
+    trains exactly as one uninterrupted run (same batches, same LR at every step).
     """
     if steps < 1 or batch_size < 1:
         raise TrainingError(f"steps={steps} and batch_size={batch_size} must both be >= 1.")
     schedule = schedule or Schedule(decay="constant")
     guard = guard or DivergenceGuard(floor=float(getattr(task, "init_loss_bound", 0.0)))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    result = TrainResult()
-    start = time.perf_counter()
+    result = TrainResult(steps=start)
+    t0 = time.perf_counter()
     model.train()
     try:
-        for step in range(steps):
+        for step in range(start, steps if stop is None else min(stop, steps)):
             f = schedule.factor(step, steps)
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * f
@@ -173,16 +189,19 @@ def train(
             if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
                 result.val_curve.append((step + 1, task.eval_loss(model)))
     except TrainingDiverged as exc:
-        result.diverged, result.reason = True, str(exc)
+        result.diverged, result.reason = True, exc.reason
+        result.diverged_step, result.diverged_loss = exc.step, exc.loss
         result.val_loss = math.inf
     finally:
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr
-        result.seconds = time.perf_counter() - start
+        result.seconds = time.perf_counter() - t0
     if not result.diverged:
         result.val_loss = float(task.eval_loss(model))
         if not math.isfinite(result.val_loss):
-            result.diverged, result.reason, result.val_loss = True, "non-finite validation loss", math.inf
+            result.diverged, result.reason, result.diverged_step, result.diverged_loss = (
+                True, "non-finite validation loss", result.steps, result.val_loss)
+            result.val_loss = math.inf
         else:
             result.val_curve.append((result.steps, result.val_loss))
     return result

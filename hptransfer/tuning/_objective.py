@@ -134,9 +134,12 @@ class Objective:
     def _one(self, hp: dict[str, Any], width: int, seed: int, reporter: Reporter) -> float:
         """Run one training and return its final loss. Raises TrainingDiverged."""
         if self.recipe is not None:
-            res = run(self.recipe.at(width, hp, seed=seed), report=reporter)
+            res = run(self.recipe.at(width, hp, seed=seed), report=reporter, role="proxy")
             if res.diverged:
-                raise TrainingDiverged(res.steps, res.losses[-1] if res.losses else math.nan, res.reason or "")
+                # the step and loss that tripped the guard, and its one reason (not wrapped twice)
+                step = res.diverged_step if res.diverged_step is not None else res.steps
+                loss = res.diverged_loss if res.diverged_loss is not None else math.nan
+                raise TrainingDiverged(step, loss, res.reason or "diverged")
             return res.val_loss
         assert self.train_fn is not None  # one of recipe / train_fn is set by tune()
         return call_train_fn(self.train_fn, hp, width=width, seed=seed, report=reporter)

@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +27,18 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import studies
-from ..errors import StorageError, TuneError, WorkerError
+from ..errors import StorageError, StorageLostError, TuneError, WorkerError
 from ..recipe import SAMPLERS, Recipe
 from ..studies import Progress, start_workers, stop_workers
-from ..training import torch_threads
+from ..training import AT_INIT, torch_threads
 from ._objective import Objective, SurplusTrial
 from ._samplers import make_pruner, make_sampler
 from ._settings import Settings, as_recipe, parse_space, settings_from_fn, settings_from_recipe
 
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
+
+#: Exit status of a worker process that lost the database connection (the parent reports it once).
+WORKER_STORAGE_LOST = 3
 
 
 @dataclass
@@ -77,6 +82,7 @@ class _Job:
     seed: int
     startup: int
     objective: Objective
+    heartbeat: int = 0  # seconds; database storages only (studies.open_storage)
 
 
 def tune(
@@ -149,11 +155,11 @@ def tune(
                               "journal file or postgresql://.")
     resource = objective.steps * len(objective.widths) * len(objective.seeds) or 100
     # Optuna's log level is process-wide: quiet (or no per-trial INFO lines) for this call only.
-    with studies.optuna_verbosity(logging.ERROR if quiet else logging.WARNING):
+    with studies.optuna_verbosity(logging.ERROR if quiet else logging.WARNING), studies.storage_guard(url):
         study = _open_study(url, name, rec, make_pruner(prn, resource))
         base_seed = sseed + 100_003 * len(study.get_trials(deepcopy=False))  # a resumed run draws new points
         objective.total = total
-        job = _Job(url, name, total, smp, prn, base_seed, startup, objective)
+        job = _Job(url, name, total, smp, prn, base_seed, startup, objective, t.heartbeat)
         start = time.perf_counter()
         with Progress(total, enabled=not quiet) as progress:  # closed (line ended) even when a trial raises
             _optimize(study, job, nworkers, threads, progress)
@@ -197,7 +203,7 @@ def _callbacks(job: _Job) -> list[Any]:
 
 def _run_in_process(job: _Job, progress: Progress) -> None:
     study = studies.load_study(job.url, job.study_name, sampler=make_sampler(job.sampler, job.seed, job.startup),
-                                pruner=make_pruner(job.pruner, _resource(job)))
+                                pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
     steps = job.objective.steps
 
     def on_step(trial: int, step: int, loss: float) -> None:
@@ -212,12 +218,31 @@ def _run_in_process(job: _Job, progress: Progress) -> None:
         progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study), note)
 
     job.objective.on_step = on_step
-    remaining = job.trials - studies.count_trials(study)
     try:
-        study.optimize(job.objective, n_trials=remaining, callbacks=[*_callbacks(job), on_trial],
-                       catch=(SurplusTrial,))
+        _optimize_until_budget(study, job, [*_callbacks(job), on_trial])
     finally:
         job.objective.on_step = None
+
+
+def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any]) -> None:
+    """Run trials until the study holds its budget; with heartbeats, also outlive other workers' trials.
+
+    A trial whose worker froze or died on another host still counts as RUNNING, so every worker can
+    stop with the budget one short. While other trials run, this worker waits a heartbeat, fails the
+    stale ones (Optuna re-queues their parameters once) and runs what that frees up.
+    """
+    while True:
+        remaining = job.trials - studies.count_trials(study)
+        if remaining > 0:
+            study.optimize(job.objective, n_trials=remaining, callbacks=callbacks, catch=(SurplusTrial,))
+        if job.heartbeat <= 0 or job.url.startswith("journal://"):
+            return
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return
+        time.sleep(job.heartbeat)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
 
 
 def _resource(job: _Job) -> int:
@@ -233,14 +258,16 @@ def _worker_main(job: _Job, index: int) -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(logging.ERROR)  # a spawned process of its own: nothing to restore
     try:
-        study = studies.load_study(job.url, job.study_name,
-                                    sampler=make_sampler(job.sampler, job.seed + index, job.startup),
-                                    pruner=make_pruner(job.pruner, _resource(job)))
-        remaining = job.trials - studies.count_trials(study)
-        if remaining > 0:
-            study.optimize(job.objective, n_trials=remaining, callbacks=_callbacks(job), catch=(SurplusTrial,))
+        with studies.storage_guard(job.url):
+            study = studies.load_study(job.url, job.study_name,
+                                        sampler=make_sampler(job.sampler, job.seed + index, job.startup),
+                                        pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
+            _optimize_until_budget(study, job, _callbacks(job))
     except KeyboardInterrupt:
         pass
+    except StorageLostError as exc:  # one line, not a traceback per worker; the parent reports it once
+        print(f"hptransfer worker {index}: {exc}", file=sys.stderr)
+        sys.exit(WORKER_STORAGE_LOST)
 
 
 def _run_workers(job: _Job, n: int, progress: Progress) -> None:
@@ -256,12 +283,17 @@ def _run_workers(job: _Job, n: int, progress: Progress) -> None:
         stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if WORKER_STORAGE_LOST in bad:
+        raise StorageLostError(f"lost the connection to {studies.where(job.url)} in {bad.count(WORKER_STORAGE_LOST)} "
+                               "worker(s); the study is kept; rerun the same command to continue once the database "
+                               "server is back.")
     if bad:
-        failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                  if not t.user_attrs.get("interrupted")]
-        reason = f"; failed trial(s): {[t.number for t in failed][-5:]}" if failed else ""
-        raise WorkerError(f"{len(bad)} of {n} worker(s) exited with an error (exit codes {bad}){reason}. "
-                              "Fix: run with workers=1 to see the error; the study is kept, rerun to continue.")
+        # The trials a crashed worker was running are still RUNNING: fail and re-queue them, and name them.
+        lost = studies.recover_stale(study)
+        reason = f"; its running trial(s) {lost} are re-queued" if lost else ""
+        raise WorkerError(f"{len(bad)} of {n} worker(s) crashed (exit codes {bad}: a negative code is the signal that "
+                          f"killed it){reason}. Fix: rerun the same command to continue (the study is kept); run "
+                          "with workers=1 to see an error in your code.")
 
 
 def _best(study: optuna.Study) -> float | None:
@@ -274,6 +306,13 @@ def _best(study: optuna.Study) -> float | None:
 def _result(study: optuna.Study, url: str, name: str, st: Settings, seconds: float) -> TuneResult:
     rec, obj = st.recipe, st.objective
     trials = study.get_trials(deepcopy=False)
+    reasons = {str(t.user_attrs.get("diverged_reason", "")) for t in trials if t.user_attrs.get("diverged")}
+    if reasons and all(AT_INIT in r for r in reasons) and not any(
+            t.state == TrialState.COMPLETE and not t.user_attrs.get("diverged") for t in trials):
+        # NaN before any update in every trial: no learning rate can help
+        raise TuneError(f"every trial in study {name!r} had a non-finite loss at initialization, before any "
+                        "update: the model's output is not finite (not a learning-rate problem). Fix: check the "
+                        "model's forward (a division by zero, a log of 0, an uninitialized tensor).")
     try:
         best = study.best_trial
     except ValueError:
@@ -298,8 +337,6 @@ def _result(study: optuna.Study, url: str, name: str, st: Settings, seconds: flo
 
 
 def _warn(msg: str) -> None:
-    import warnings
-
     warnings.warn(msg, stacklevel=3)
 
 

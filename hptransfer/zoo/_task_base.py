@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 
 from ..errors import DataError
 
-__all__ = ["Task", "SPLITS", "derive_seed", "check_int", "model_device_dtype"]
+__all__ = ["Task", "SPLITS", "derive_seed", "check_int", "model_device_dtype", "logits_of"]
 
 SPLITS = ("train", "val")
 
@@ -39,6 +40,21 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype | No
     for p in model.parameters():
         return p.device, (p.dtype if p.is_floating_point() else None)
     return torch.device("cpu"), None
+
+
+def logits_of(output: Any) -> Tensor:
+    """The logits in a forward result: the tensor itself, ``output.logits`` / ``output["logits"]``,
+    or the first element of a tuple or list. Raises :class:`DataError` for anything else."""
+    if isinstance(output, Tensor):
+        return output
+    inner = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+    if inner is None and isinstance(output, (tuple, list)) and output:
+        inner = output[0]
+    if isinstance(inner, Tensor):
+        return inner
+    raise DataError(
+        f"the model's forward returned {type(output).__name__}, not logits. Fix: return the logits tensor, a "
+        "tuple whose first element is the logits, or an object with a `logits` attribute.")
 
 
 class Task(ABC):
@@ -102,10 +118,28 @@ class Task(ABC):
 
     # ---- loss ----------------------------------------------------------------------
 
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+    @property
+    def n_outputs(self) -> int:
+        """Logits per example (classes, or the vocabulary of an LM task): ``exp(init_loss_bound)``."""
+        return round(math.exp(self.init_loss_bound))
+
+    def loss(self, output: Any, target: Tensor) -> Tensor:
         """Mean cross-entropy in nats; for ``(B, T, V)`` LM logits it is the mean over
-        all ``B*T`` tokens. Computed in float32 so low-precision logits do not bias it."""
-        return F.cross_entropy(output.flatten(0, -2).float(), target.flatten())
+        all ``B*T`` tokens. Computed in float32 so low-precision logits do not bias it.
+
+        ``output`` is the model's forward result: a logits tensor, an object or mapping with
+        ``logits`` (Hugging Face outputs), or a tuple/list whose first element is the logits
+        (``return_dict=False``). Anything else, or logits whose last dimension is not
+        :attr:`n_outputs`, raises :class:`DataError` saying what came back and the fix.
+        """
+        logits = logits_of(output)
+        if logits.shape[-1] != self.n_outputs:
+            raise DataError(
+                f"the model's output has {logits.shape[-1]} logits per example (shape {tuple(logits.shape)}), but "
+                f"task {self.name!r} has {self.n_outputs} classes. Fix: make the readout produce {self.n_outputs} "
+                f"outputs (the task passes {self.model_kwargs()} to built-in factories; add the same to "
+                "model.kwargs for your own).")
+        return F.cross_entropy(logits.flatten(0, -2).float(), target.flatten())
 
     def eval_loss(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -45,10 +46,15 @@ def test_cli_writes_json_and_junit_and_exits_0_or_1(tmp_path, capsys):
     (["--set", "check.seeds=[0]"], "check.seeds"),
     (["--expect", "sp"], "PARAM=VERDICT"),
     (["--compare", "mup", "--expect", "sp=fail"], "--compare"),
+    (["--expect", "sp=fail"], "--compare mup,sp"),  # without --compare the gate "SP must fail" checked nothing
+    (["--compare", "foo"], "unknown parametrization"),
+    (["--plot", "/nonexistent-hpt/deeper/f.png"], "nonexistent-hpt"),
 ])
 def test_cli_bad_input_exits_2(tmp_path, capsys, extra, match):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(_RECIPE)
     code = main(["check", str(recipe), "--out", str(tmp_path / "run"), "-q", *extra])
     assert code == 2
-    assert match in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+    assert not Path("/nonexistent-hpt").exists()

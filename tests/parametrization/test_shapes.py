@@ -134,10 +134,28 @@ def test_error_factory_fails_at_a_width():
             raise ValueError("too wide for this toy")
         return mlp(w)
 
-    with pytest.raises(FactoryError, match=r"width=64 \(the target width\).*too wide"):
+    with pytest.raises(FactoryError, match=r"width=64 \(the requested width\).*too wide"):
         hpt.parametrize(factory, width=64, base_width=16)
-    with pytest.raises(FactoryError, match=r"width=32 \(the probe width\)"):
+    with pytest.raises(FactoryError, match=r"width=32 \(the probe width"):
         hpt.parametrize(lambda w: mlp(w) if w != 32 else None, width=24, base_width=16)
+
+
+@pytest.mark.parametrize("role, setting", [("proxy", "widths.proxy"), ("target", "widths.target"),
+                                           ("check", "check.widths")])
+def test_factory_error_names_the_role_and_a_fix_that_applies(role: str, setting: str) -> None:
+    def factory(w):
+        raise ValueError("too wide for this toy")
+
+    with hpt.parametrization.width_role(role), pytest.raises(FactoryError) as err:
+        hpt.parametrize(factory, width=64, base_width=16)
+    msg = str(err.value)
+    assert f"width=64 (the {role} width)" in msg and setting in msg and "head count" not in msg
+
+    def heads(w):
+        raise ValueError(f"embed_dim {w} must be divisible by num_heads")
+
+    with hpt.parametrization.width_role(role), pytest.raises(FactoryError, match="head count"):
+        hpt.parametrize(heads, width=64, base_width=16)
     with pytest.raises(FactoryError, match="not an nn.Module"):
         hpt.parametrize(lambda w: "model", width=24, base_width=16)
 

@@ -48,3 +48,115 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     bad = "postgresql://postgres@127.0.0.1:1/postgres"
     with pytest.raises(StorageError, match=r"(?s)cannot open .*127\.0\.0\.1:1/postgres.*Fix"):
         _storage.open_storage(bad)
+
+
+def _sql(*statements: str) -> list[tuple]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(URL)
+    rows: list[tuple] = []
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True) as conn:
+        for s in statements:
+            cur = conn.execute(s)
+            if cur.description:
+                rows += cur.fetchall()
+    return rows
+
+
+@pytest.mark.slow  # subprocesses and real trials: ~20-40 s
+def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budget(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from sqlalchemy.engine import make_url
+
+    db = f"hptlost_{uuid.uuid4().hex[:8]}"
+    _sql(f"CREATE DATABASE {db}")
+    url = make_url(URL).set(database=db).render_as_string(hide_password=False)
+    rec = _recipe(tmp_path, "lost", 24)
+    rec["tune"]["storage"], rec["train"]["steps"] = url, 40
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    cmd = [sys.executable, "-m", "hptransfer", "tune", str(path), "-q", "--workers", "2"]
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the study has finished trials, then take the database away
+            time.sleep(0.5)
+            try:
+                done = _storage.count_trials(_storage.load_study(url, "lost"), (TrialState.COMPLETE,))
+            except StorageError:
+                continue
+            if done >= 3:
+                break
+        _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS false",
+             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 3, err
+        assert "Traceback" not in err and "lost the connection to 127.0.0.1" in err and f"/{db}" in err
+        assert len(err.strip().splitlines()) <= 3, err  # the parent's line and at most one per worker
+        _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert again.returncode == 0, again.stderr
+        trials = [t for t in _storage.load_study(url, "lost").get_trials() if not t.user_attrs.get("surplus")]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert len(complete) == 24 and len({t.number for t in trials}) == len(trials)
+    finally:
+        _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+@pytest.mark.slow  # three worker processes, a frozen one, heartbeats: ~30-60 s
+def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: Path) -> None:
+    """3 workers as separate process groups (as on 3 hosts); one is frozen with SIGSTOP (a host that
+    vanished) and killed at the end. Heartbeats fail its trial, which runs once more elsewhere."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    study = f"frozen-{uuid.uuid4().hex[:8]}"
+    rec = _recipe(tmp_path, study, 12)
+    rec["train"]["steps"], rec["tune"]["heartbeat"] = 60, 1  # stale after 4 s without a heartbeat
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [subprocess.Popen([sys.executable, "-m", "hptransfer", "worker", str(path), "-q", "--index", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True) for i in range(3)]
+    frozen = None
+    try:
+        deadline = time.time() + 120
+        while frozen is None and time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                running = [t for t in _storage.load_study(URL, study).get_trials(states=(TrialState.RUNNING,))
+                           if "worker_pid" in t.user_attrs and t.user_attrs["worker_pid"] in {p.pid for p in procs}]
+            except StorageError:
+                continue
+            frozen = running[0] if running else None
+        assert frozen is not None
+        victim = next(p for p in procs if p.pid == frozen.user_attrs["worker_pid"])
+        os.killpg(victim.pid, signal.SIGSTOP)
+        others = [p for p in procs if p is not victim]
+        for p in others:
+            _out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    trials = [t for t in _storage.load_study(URL, study).get_trials() if not t.user_attrs.get("surplus")]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 12  # the budget, reached without the frozen worker
+    assert len({t.number for t in trials}) == len(trials)  # no duplicate trial number
+    again = [t for t in trials if t.system_attrs.get("failed_trial") == frozen.number]
+    assert [t.state for t in again] == [TrialState.COMPLETE] and again[0].params == frozen.params  # rerun once
+    assert next(t for t in trials if t.number == frozen.number).state == TrialState.FAIL

@@ -63,3 +63,14 @@ def test_best_value_on_the_edge_of_its_range_is_warned() -> None:
     (warning,) = edge_warnings(rec, {"lr": 1e-2, "output_mult": low * 1.1})
     assert "output_mult" in warning and "lower edge" in warning and "search.output_mult" in warning
     assert edge_warnings(rec, {"lr": 1e-2, "output_mult": 1.0}) == []
+
+
+def test_a_study_that_learned_nothing_is_inconclusive_not_pass(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # LRs of 1e-7..1e-6 for 20 steps leave the proxy at the untrained loss ln(classes): nothing to transfer.
+    recipe = write_tiny(tmp_path, search={"lr": {"type": "log_float", "low": 1e-7, "high": 1e-6}},
+                        tune={"trials": 2, "sampler": "random"})
+    rc = cli.main(["run", str(recipe), "--out", str(tmp_path / "run"), "-q", "--set", "train.steps=20"])
+    out = capsys.readouterr().out
+    assert rc == 1 and out.startswith("INCONCLUSIVE") and "untrained predictor" in out
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "**Verdict: INCONCLUSIVE**" in summary and "search.lr" in summary

@@ -79,6 +79,11 @@ def test_builtin_divergence_never_crashes(tmp_path: Path) -> None:
     assert len(trials) == 2 and all(t.user_attrs["diverged"] and t.state == TrialState.COMPLETE for t in trials)
     assert all(t.value == pytest.approx(math.log(10)) for t in trials)  # the untrained loss
     assert all(t.user_attrs["train_steps"] < 20 for t in trials)  # stopped early
+    for t in trials:  # one reason, carrying the loss that tripped the guard (not the last finite one)
+        reason = t.user_attrs["diverged_reason"]
+        assert reason.count("training diverged") == 1, reason
+        loss = float(reason.rsplit("loss=", 1)[1].rstrip(")"))
+        assert not math.isfinite(loss) or loss > 3 * math.log(10), reason
 
 
 def test_resume_after_killed_worker_requeues_its_params(tmp_path: Path) -> None:
@@ -237,3 +242,36 @@ def test_tune_restores_optuna_verbosity(tmp_path: Path, quiet: bool) -> None:
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:
         optuna.logging.set_verbosity(before)
+
+
+@pytest.mark.slow  # subprocesses and real trials: ~20-40 s
+def test_killed_worker_exits_4_names_its_requeued_trial_and_rerun_reaches_budget(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import yaml
+
+    rec = tiny(tmp_path, trials=12)
+    rec["train"]["steps"] = 150  # ~1 s trials: time to catch one running
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    cmd = [sys.executable, "-m", "hptransfer", "tune", str(path), "-q", "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    journal, victim, deadline = tmp_path / "run" / "study.journal", None, time.time() + 60
+    while victim is None and time.time() < deadline:
+        time.sleep(0.2)
+        if journal.exists() and journal.stat().st_size:
+            running = [t for t in _trials(journal) if t.state == TrialState.RUNNING and "worker_pid" in t.user_attrs]
+            victim = running[0] if running else None
+    assert victim is not None
+    os.kill(int(victim.user_attrs["worker_pid"]), signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert "Traceback" not in err and f"[{victim.number}] are re-queued" in err and "-9" in err
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    trials = [t for t in _trials(journal) if not t.user_attrs.get("surplus")]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 12 and len({t.number for t in trials}) == len(trials)
+    assert any(t.user_attrs.get("requeued_from") == victim.number for t in complete)

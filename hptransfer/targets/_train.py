@@ -1,0 +1,172 @@
+"""``train_target``: train the target from ``target.yaml``, in one process or several (DDP), with checkpoints.
+
+Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` set) every process builds the same model from
+the file (same seed), wraps it in ``DistributedDataParallel`` (``gloo`` on CPU, ``nccl`` on GPUs)
+and trains on its ``1/N`` of every global batch; DDP averages the gradients, so with equal shards
+the update is that of the whole batch in one process. The loss each process reports is the
+all-reduced mean over the global batch, so the divergence guard decides alike everywhere.
+
+A checkpoint holds the plain model and optimizer state dicts and the step (tensors, numbers and
+strings only: it loads with ``torch.load(weights_only=True)``); the μP scaling is rebuilt from
+``target.yaml``, not pickled. Resuming continues the same schedule, batches and LRs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from .._io import write_text_atomic
+from ..errors import TrainingError
+from ..training import DivergenceGuard, make_optimizer, make_task, train
+from ._transfer import load
+
+__all__ = ["train_target", "ShardedTask", "CHECKPOINT_VERSION"]
+
+#: Version of the checkpoint layout (``hptransfer_checkpoint`` key).
+CHECKPOINT_VERSION = 1
+
+
+class ShardedTask:
+    """A built-in task whose training batches are this process's shard of the global batch.
+
+    Rows ``rank::world`` of each batch; the loss value is the global mean (all-reduced, detached)
+    while its gradient is that of the local mean, which DDP then averages. Validation is not sharded.
+    """
+
+    def __init__(self, task: Any, rank: int, world: int):
+        self.task, self.rank, self.world = task, rank, world
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+    def batch(self, step: int, batch_size: int, *, split: str = "train", seed: int = 0) -> tuple[Any, Any]:
+        x, y = self.task.batch(step, batch_size, split=split, seed=seed)
+        return x[self.rank::self.world], y[self.rank::self.world]
+
+    def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
+        local = self.task.loss(output, target)
+        total = local.detach().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return local + (total / self.world - local).detach()
+
+    def eval_loss(self, model: Any, **kwargs: Any) -> float:
+        return self.task.eval_loss(model, **kwargs)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> _Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank() if world > 1 else 0, world)
+
+
+def train_target(path: str | Path, *, out: str | Path | None = None, steps: int | None = None,
+                 stop: int | None = None, checkpoint: str | Path | None = None,
+                 resume: str | Path | None = None, fsdp: bool = False) -> dict[str, Any]:
+    """Train the run in ``target.yaml`` once; return (and on rank 0 write ``out/train_result.json``) its result.
+
+    Args:
+        path: the target file (from ``hptransfer transfer`` / ``run``).
+        out: folder for ``train_result.json``. Default: the target file's folder.
+        steps: schedule length (default the spec's ``train.steps``); ``stop``: end after this step
+            (default ``steps``), e.g. to checkpoint part way.
+        checkpoint: write model, optimizer and step here at the end (rank 0).
+        resume: continue from this checkpoint (loaded with ``weights_only=True``).
+        fsdp: shard parameters, gradients and optimizer state with FSDP2 (``fully_shard`` on every
+            module that owns parameters, then the root) instead of replicating them with DDP.
+
+    Raises:
+        TrainingError: the global batch does not split evenly over the processes, or the checkpoint
+            belongs to another run.
+    """
+    d = _Dist.from_env()
+    try:
+        loaded = load(path)
+        spec = loaded.spec
+        total, batch = int(steps or spec.train.steps), int(spec.train.batch_size)
+        if batch % d.world:
+            raise TrainingError(f"train.batch_size {batch} (the global batch) does not split over {d.world} "
+                                f"processes. Fix: use a batch size divisible by {d.world}, or --nproc-per-node "
+                                "that divides it.")
+        guard = DivergenceGuard(factor=spec.train.divergence_factor)
+        start = _resume(resume, loaded, guard) if resume else 0
+        task = make_task(spec.task)
+        guard.floor = float(getattr(task, "init_loss_bound", 0.0))
+        model, optimizer = loaded.model, loaded.optimizer
+        if fsdp:
+            optimizer = _fully_shard(loaded, checkpoint, resume)
+        elif d.world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(loaded.model)
+        if d.world > 1:
+            task = ShardedTask(task, d.rank, d.world)
+        res = train(model, optimizer, task, steps=total, batch_size=batch, seed=spec.seed,
+                    schedule=loaded.schedule, guard=guard, grad_clip=spec.optimizer.grad_clip, start=start,
+                    stop=stop)
+        record = {"val_loss": res.val_loss if math.isfinite(res.val_loss) else None, "losses": res.losses,
+                  "steps": res.steps, "start": start, "world_size": d.world, "global_batch": batch,
+                  "diverged": res.diverged, "reason": res.reason, "width": spec.width,
+                  "parallel": "fsdp2" if fsdp else "ddp" if d.world > 1 else "none"}
+        if d.rank == 0:
+            folder = Path(out) if out is not None else Path(path).parent
+            write_text_atomic(folder / "train_result.json", json.dumps(record))
+            if checkpoint is not None:
+                _save(checkpoint, loaded, res.steps, guard)
+        return record
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _fully_shard(loaded: Any, checkpoint: Any, resume: Any) -> torch.optim.Optimizer:
+    """FSDP2 over the loaded model; the optimizer is rebuilt over the sharded (DTensor) parameters,
+    whose names and so μP groups are unchanged. Checkpoints of sharded state are not written here."""
+    from torch.distributed.fsdp import fully_shard
+
+    if checkpoint is not None or resume is not None:
+        raise TrainingError("--fsdp with --checkpoint/--resume: sharded state needs torch.distributed.checkpoint, "
+                            "which hptransfer train does not write. Fix: checkpoint a DDP or one-process run.")
+    model = loaded.model
+    for module in list(model.modules())[1:]:
+        if any(True for _ in module.parameters(recurse=False)):
+            fully_shard(module)
+    fully_shard(model)
+    return make_optimizer(model, loaded.spec)
+
+
+def _save(path: str | Path, loaded: Any, step: int, guard: DivergenceGuard) -> None:
+    state = {"hptransfer_checkpoint": CHECKPOINT_VERSION, "step": int(step), "width": int(loaded.spec.width),
+             "guard_reference": guard.reference, "model": loaded.model.state_dict(),
+             "optimizer": loaded.optimizer.state_dict()}
+    tmp = Path(str(path) + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a reader never sees half a checkpoint
+
+
+def _resume(path: str | Path, loaded: Any, guard: DivergenceGuard) -> int:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (OSError, RuntimeError) as exc:
+        raise TrainingError(f"--resume {path}: cannot read the checkpoint ({exc}). Fix: give a file written by "
+                            "hptransfer train --checkpoint.") from None
+    if state.get("hptransfer_checkpoint") != CHECKPOINT_VERSION or state.get("width") != loaded.spec.width:
+        raise TrainingError(f"--resume {path}: not a checkpoint of this target (width {state.get('width')}, layout "
+                            f"{state.get('hptransfer_checkpoint')}). Fix: resume with the target.yaml it was "
+                            "trained from.")
+    loaded.model.load_state_dict(state["model"])
+    loaded.optimizer.load_state_dict(state["optimizer"])
+    guard.reference = state.get("guard_reference")
+    return int(state["step"])
