@@ -12,6 +12,9 @@ from ._rewrite import attach_table, parametrize
 from ._rules import (
     OPTIMIZER_FAMILIES,
     SP,
+    CompleteP,
+    DepthMuP,
+    DepthScaled,
     MuP,
     Parametrization,
     available_parametrizations,
@@ -23,6 +26,7 @@ from ._table import ROLES, ModuleScaling, ParamInfo, Role, ScalingTable, scaling
 __all__ = [
     "parametrize", "attach_table", "param_groups", "optimizer", "optimizer_family", "optimizer_class",
     "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES",
-    "Parametrization", "SP", "MuP", "register_parametrization", "get_parametrization", "available_parametrizations",
+    "Parametrization", "SP", "MuP", "DepthScaled", "DepthMuP", "CompleteP",
+    "register_parametrization", "get_parametrization", "available_parametrizations",
     "ScalingTable", "ParamInfo", "ModuleScaling", "Role", "ROLES", "scaling_table", "strip_prefix", "unwrap",
 ]

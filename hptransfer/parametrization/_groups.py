@@ -129,7 +129,8 @@ def param_groups(
         group_lr = lr * mult
         wd = weight_decay if (decay == "all" or p.ndim >= 2) else 0.0
         if wd:
-            wd = wd / mult if weight_decay_mode == "coupled" else wd / group_lr
+            coupled = wd * rule.wd_mult(info, family, readout_hooked=hooked)
+            wd = coupled if weight_decay_mode == "coupled" else wd / group_lr
         group_eps = base_eps * rule.eps_mult(info, family, readout_hooked=hooked) if scale_eps else None
         key = (mult, wd, group_eps)
         if key not in groups:
