@@ -105,6 +105,14 @@ def parametrize(
         "roles": dict(roles or {}), "attention": attention, "probe_width": probe_width,
         **({} if depth is None else {"depth": depth, "base_depth": base_depth, "branches": list(branches or [])}),
     }
+    return _rewrite(factory, rule, (width, base_width, probe_width), options, example_input)
+
+
+def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: tuple[float, float, float],
+             options: dict[str, Any], example_input: Any) -> nn.Module:
+    """Build the model, infer roles, record depth, rescale init, set multipliers and attach the table."""
+    width, base_width, probe_width = widths
+    depth = options.get("depth")
     fac = factory if depth is None else AtDepth(factory, depth)
     model = build(fac, width, meta=False, what="target")
     if _already_rewritten(model, rule, width, base_width, options):
@@ -112,17 +120,17 @@ def parametrize(
     base = build(fac, base_width, meta=True, what="base")
     probe = build(fac, probe_width, meta=True, what="probe")
     params, readout_modules = infer_params(
-        model, base, probe, widths=(width, base_width, probe_width), readout=readout, roles=roles
+        model, base, probe, widths=widths, readout=options["readout"], roles=options["roles"]
     )
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
     table = ScalingTable(rule.name, width, base_width, params=params, options=options)
     if depth is not None:
-        setup_depth(table, rule, factory, base, depth=depth, base_depth=base_depth, branches=branches,
-                    example_input=example_input)
+        setup_depth(table, rule, factory, base, depth=depth, base_depth=options["base_depth"],
+                    branches=options["branches"], example_input=example_input)
     _rescale_init(model, table, rule)
-    _readout_multipliers(table, rule, readout_modules, output_mult)
-    if attention == "auto":
+    _readout_multipliers(table, rule, readout_modules, options["output_mult"])
+    if options["attention"] == "auto":
         _setup_attention(model, base, table, rule, fac, example_input)
     return attach_table(model, table)
 
