@@ -7,7 +7,7 @@ changes; what this module assumes, and checks:
 
 1. **The stack.** The factory takes ``(width, depth)`` and ``depth`` is the number of repeated
    blocks. Built at two depths on the meta device, the stack is every ``nn.ModuleList`` or
-   ``nn.Sequential`` whose length equals the depth at both (the outermost one when they nest). A
+   ``nn.Sequential`` that grows by one entry per unit of depth (the outermost one when they nest). A
    model where none does raises :class:`~hptransfer.errors.DepthInferenceError`.
 2. **The branches.** Each block adds the outputs of some of its submodules to its input (the
    residual stream): ``x = x + attn(ln1(x)); x = x + mlp(ln2(x))``. One block at a time runs on
@@ -42,7 +42,7 @@ _ADDS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, t
 
 
 def find_stacks(factory: Callable[[Any, int], nn.Module], width: float, base_depth: int) -> list[str]:
-    """Module paths of the block stacks: lists whose length equals the depth at two depths.
+    """Module paths of the block stacks: lists that grow by one entry per unit of depth.
 
     Builds ``factory(width, base_depth)`` and ``factory(width, base_depth + 1)`` on the meta device.
     """
@@ -51,12 +51,13 @@ def find_stacks(factory: Callable[[Any, int], nn.Module], width: float, base_dep
     for d in depths:
         model = build(lambda w, d=d: factory(w, d), width, meta=True, what=f"depth {d}")
         lengths.append({n: len(m) for n, m in model.named_modules() if isinstance(m, (nn.ModuleList, nn.Sequential))})
-    found = [n for n, k in lengths[0].items() if k == depths[0] and lengths[1].get(n) == depths[1]]
+    # "follows depth": one more block per unit of depth (len = depth + c, c >= 0: extra layers kept in the list)
+    found = [n for n, k in lengths[0].items() if n in lengths[1] and lengths[1][n] - k == 1 and k >= depths[0]]
     stacks = [n for n in found if not any(n != o and (o == "" or n.startswith(o + ".")) for o in found)]
     if not stacks:
         seen = {n or "(root)": lengths[0][n] for n in lengths[0]}
         raise DepthInferenceError(
-            f"no module list of the model has as many entries as the depth argument (built at depths {depths}; "
+            f"no module list of the model grows by one entry per unit of the depth argument (built at depths {depths}; "
             f"lists and their lengths at depth {depths[0]}: {seen or 'none'}). Fix: make the factory's depth "
             "argument set the number of blocks of one nn.ModuleList/nn.Sequential, or use "
             "parametrization 'mup' (width only)."

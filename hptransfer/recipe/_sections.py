@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 from ._spec import spec_field
 
 __all__ = [
+    "DepthsSpec",
     "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
     "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec", "TUNABLE",
     "DIVERGENCE_FACTOR",
@@ -58,6 +59,10 @@ TUNABLE: dict[str, tuple[str, str, float, float, bool]] = {
 }
 
 
+#: The depth keyword of each built-in model (``mlp``'s ``depth`` counts its linear layers).
+_DEPTH_ARGS: dict[str, str] = {"gpt": "n_layer", "mlp": "depth"}
+
+
 @dataclass
 class ModelSpec:
     """The model: a built-in factory or an import path to the user's own."""
@@ -71,6 +76,14 @@ class ModelSpec:
                               doc="Extra keyword arguments for the factory (e.g. `n_layer: 2`). Built-in models "
                                   "also get the task's sizes (vocab, classes) unless set here.")
     width_arg: str = spec_field("width", kind="str", doc="Name of the factory's width argument. Default `width`.")
+    depth_arg: str | None = spec_field(None, kind="str", optional=True,
+                                       doc="Name of the factory's depth argument (number of blocks), used when the "
+                                           "recipe has `depths`. Default: `n_layer` for `gpt`, `depth` otherwise.")
+
+    @property
+    def depth_argument(self) -> str:
+        """The factory's depth keyword: ``depth_arg``, else the built-in model's, else ``depth``."""
+        return self.depth_arg or _DEPTH_ARGS.get(self.name or "", "depth")
 
 
 @dataclass
@@ -104,6 +117,9 @@ class ParametrizationSpec:
                                     doc="Readout multiplier when not searched. Default 1.")
     attn_mult: float = spec_field(1.0, kind="float", minimum=0.0, exclusive_min=True,
                                   doc="Attention-logit multiplier when not searched. Default 1.")
+    base_depth: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                        doc="Depth of the base model for `depth-mup`/`completep`. Default: the "
+                                            "proxy depth (`depths.proxy`).")
     init_std: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
                                         doc="Weight init std at the base width when not searched. Default null: "
                                             "keep the factory's own init.")
@@ -169,6 +185,20 @@ class WidthsSpec:
     proxy: tuple = spec_field(kind="ints", minimum=1,
                               doc="Proxy width (or list: a trial's loss is the mean over them). Required.")
     target: tuple = spec_field(kind="ints", minimum=1, doc="Target width (or list of widths). Required.")
+
+
+@dataclass
+class DepthsSpec:
+    """Proxy and target depths (number of blocks), for a scale-up that grows depth as well as width.
+
+    Under `depth-mup`/`completep` residual branches and block learning rates are scaled relative to
+    `parametrization.base_depth`; under `sp`/`mup` the model is only built at these depths.
+    """
+
+    proxy: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                   doc="Depth of the proxy (tuning) runs. Default null: the factory's own depth.")
+    target: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                    doc="Depth of the target run. Default null: the factory's own depth.")
 
 
 @dataclass
