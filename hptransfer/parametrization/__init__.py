@@ -8,6 +8,7 @@ parameter name records the init, forward multipliers and per-parameter LR rules,
 from __future__ import annotations
 
 from ._groups import OPTIMIZERS, WEIGHT_DECAY_MODES, optimizer, optimizer_class, optimizer_family, param_groups
+from ._muon import MuonAdamW, OwnMuon, muon_class
 from ._rewrite import attach_table, parametrize
 from ._rules import (
     OPTIMIZER_FAMILIES,
@@ -25,7 +26,7 @@ from ._table import ROLES, ModuleScaling, ParamInfo, Role, ScalingTable, scaling
 
 __all__ = [
     "parametrize", "attach_table", "param_groups", "optimizer", "optimizer_family", "optimizer_class",
-    "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES",
+    "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES", "MuonAdamW", "OwnMuon", "muon_class",
     "Parametrization", "SP", "MuP", "DepthScaled", "DepthMuP", "CompleteP",
     "register_parametrization", "get_parametrization", "available_parametrizations",
     "ScalingTable", "ParamInfo", "ModuleScaling", "Role", "ROLES", "scaling_table", "strip_prefix", "unwrap",

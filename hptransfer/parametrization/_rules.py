@@ -34,12 +34,25 @@ __all__ = [
     "get_parametrization",
     "available_parametrizations",
     "OPTIMIZER_FAMILIES",
+    "is_spectral",
 ]
 
-#: Optimizer families the rules know. ``adam``: updates normalised entrywise (Adam, AdamW,
-#: Adamax, RMSprop, Adagrad, Lion-like). ``sgd``: updates proportional to the gradient (SGD,
-#: ASGD, SGD with momentum/Nesterov).
-OPTIMIZER_FAMILIES: tuple[str, ...] = ("adam", "sgd")
+#: Optimizer families the rules know, each with its own μP LR rule (relative to the base shape):
+#:
+#: * ``adam``: updates normalised entrywise (Adam, AdamW, Adamax, RMSprop, Adagrad, Lion-like); hidden
+#:   LR x 1/fan_in_mult (Tensor Programs V, arXiv:2203.03466, Table 3).
+#: * ``sgd``: updates proportional to the gradient (SGD, ASGD, momentum/Nesterov); hidden LR x
+#:   fan_out_mult/fan_in_mult, vector-like LR x width_mult (TP5 Table 3; ``mup.MuSGD``).
+#: * ``spectral``: Muon (``"muon"``, :class:`~hptransfer.parametrization.MuonAdamW`): 2-D hidden matrices get
+#:   orthogonalised updates whose spectral norm is the LR, scaled by sqrt(fan_out_mult/fan_in_mult) (the
+#:   spectral condition, Yang, Simon & Bernstein 2023, arXiv:2310.17813); every other tensor goes to AdamW
+#:   under the ``adam`` rule.
+OPTIMIZER_FAMILIES: tuple[str, ...] = ("adam", "sgd", "spectral")
+
+
+def is_spectral(info: ParamInfo, family: str) -> bool:
+    """True for a tensor the ``spectral`` family updates with Muon: a 2-D hidden matrix."""
+    return family == "spectral" and info.role == "hidden" and len(info.shape) == 2
 
 
 class Parametrization(ABC):
@@ -198,7 +211,9 @@ class MuP(Parametrization):
     def lr_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
         self.check_family(family)
         role = info.role
-        if family == "adam":
+        if is_spectral(info, family):  # spectral condition, arXiv:2310.17813: ||dW|| ~ sqrt(fan_out/fan_in)
+            return math.sqrt(info.fan_out_mult / info.fan_in_mult)
+        if family in ("adam", "spectral"):
             if role == "hidden":
                 return 1.0 / info.fan_in_mult
             if role == "output" and not readout_hooked:
@@ -227,6 +242,8 @@ class MuP(Parametrization):
         return math.sqrt(weight.fan_in_mult)
 
     def eps_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+        if is_spectral(info, family):
+            return 1.0  # Muon has no Adam epsilon
         if info.role == "hidden" or (info.role == "output" and not readout_hooked):
             return 1.0 / info.fan_in_mult
         return 1.0
@@ -242,7 +259,7 @@ class DepthScaled(MuP):
     ==========================  =====================================  ==========================
     parameters in a block       Adam family                            SGD family
     ==========================  =====================================  ==========================
-    hidden weights: LR          μP x m_L^(alpha - 1)  (= m_d^-1 ...)   μP x m_L^(2 alpha - 1)
+    hidden weights: LR          μP x m_L^(alpha - 1)  (Muon: same)      μP x m_L^(2 alpha - 1)
     norm gains, biases: LR      x m_L^(alpha - 1)                      x m_L^(2 alpha - 1)
     Adam epsilon                μP x m_L^-alpha  (= m_d^-1 m_L^-alpha) --
     weight decay (coupled)      x m_d (the width part only)            x m_d
@@ -264,7 +281,8 @@ class DepthScaled(MuP):
         alpha = float(self.depth_alpha or 0.0)
         if info.depth_mult == 1.0:
             return 1.0
-        return info.depth_mult ** ((alpha - 1.0) if family == "adam" else (2.0 * alpha - 1.0))
+        # Adam and Muon updates do not scale with the gradient's size; SGD's do.
+        return info.depth_mult ** ((alpha - 1.0) if family in ("adam", "spectral") else (2.0 * alpha - 1.0))
 
     def lr_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
         return super().lr_mult(info, family, readout_hooked=readout_hooked) * self._depth_factor(info, family)

@@ -35,7 +35,7 @@ LAWS: tuple[str, ...] = get_args(Law)
 Expectation = Literal["pass", "fail", "any"]
 EXPECTATIONS: tuple[str, ...] = get_args(Expectation)
 #: Optimizer names a recipe may use (the classes: ``hptransfer.parametrization.OPTIMIZERS``).
-OptimizerName = Literal["adamw", "adam", "sgd"]
+OptimizerName = Literal["adamw", "adam", "sgd", "muon"]
 
 #: A run diverges when its loss exceeds this multiple of its start (``train.divergence_factor``):
 #: on the built-in tasks a healthy run never exceeds 1.5x its first loss, while diverging runs pass
@@ -51,6 +51,7 @@ TUNABLE: dict[str, tuple[str, str, float, float, bool]] = {
     "beta2": ("optimizer", "beta2", 0.0, 1.0, False),
     "eps": ("optimizer", "eps", 0.0, float("inf"), True),
     "momentum": ("optimizer", "momentum", 0.0, 1.0, False),
+    "muon_lr_ratio": ("optimizer", "muon_lr_ratio", 0.0, float("inf"), True),
     "init_std": ("parametrization", "init_std", 0.0, float("inf"), True),
     "output_mult": ("parametrization", "output_mult", 0.0, float("inf"), True),
     "attn_mult": ("parametrization", "attn_mult", 0.0, float("inf"), True),
@@ -130,7 +131,8 @@ class OptimizerSpec:
     """Optimizer family and the defaults of its hyperparameters."""
 
     name: OptimizerName = spec_field("adamw", kind="choice", choices=get_args(OptimizerName),
-                           doc="Optimizer: `adamw` (default), `adam` or `sgd`.")
+                           doc="Optimizer: `adamw` (default), `adam`, `sgd` or `muon` (Muon on 2-D hidden matrices, "
+                               "AdamW on the rest; each with its μP rule).")
     lr: float = spec_field(1e-3, kind="float", minimum=0.0, exclusive_min=True,
                            doc="Base learning rate (at the base width) when not searched. Default 1e-3.")
     weight_decay: float = spec_field(0.0, kind="float", minimum=0.0,
@@ -145,6 +147,13 @@ class OptimizerSpec:
     beta2: float = spec_field(0.999, kind="float", minimum=0.0, maximum=1.0, doc="Adam beta2. Default 0.999.")
     eps: float = spec_field(1e-8, kind="float", minimum=0.0, exclusive_min=True, doc="Adam epsilon. Default 1e-8.")
     momentum: float = spec_field(0.0, kind="float", minimum=0.0, maximum=1.0, doc="SGD momentum. Default 0.")
+    muon_lr_ratio: float = spec_field(10.0, kind="float", minimum=0.0, exclusive_min=True,
+                                      doc="`muon` only: Muon's base LR as a multiple of `lr` (AdamW's). Default 10 "
+                                          "(Muon's usual 0.02 against AdamW's 0.002).")
+    scale_eps: bool | None = spec_field(None, kind="bool", optional=True,
+                                        doc="Shrink Adam's epsilon per group as the parametrization says (μP: "
+                                            "1/m_d; CompleteP: 1/(m_d m_L^alpha)). Default null: on for "
+                                            "`depth-mup`/`completep`, off otherwise.")
     grad_clip: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
                                          doc="Clip the global gradient norm to this value. Default null (off).")
 

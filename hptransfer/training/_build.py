@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingDiverged
-from ..parametrization import optimizer_class, param_groups, parametrize
+from ..parametrization import get_parametrization, optimizer_class, param_groups, parametrize
 from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
 from ._user_fn import Reporter, call_train_fn
@@ -77,7 +77,17 @@ def optimizer_kwargs(spec: RunSpec) -> dict[str, Any]:
     o = spec.optimizer
     if o.name == "sgd":
         return {"momentum": float(o.momentum)}
-    return {"betas": (float(o.beta1), float(o.beta2)), "eps": float(o.eps)}
+    return {"betas": (float(o.beta1), float(o.beta2)), "eps": float(o.eps)}  # muon: for its AdamW part
+
+
+def _scale_eps(spec: RunSpec) -> bool:
+    """``optimizer.scale_eps``, defaulting to on for depth-scaled rules (CompleteP's eps x 1/(m_d m_L^alpha))."""
+    o = spec.optimizer
+    if o.name == "sgd":
+        return False
+    if o.scale_eps is not None:
+        return bool(o.scale_eps)
+    return get_parametrization(spec.parametrization.name).depth_alpha is not None
 
 
 def make_schedule(spec: RunSpec) -> Schedule:
@@ -142,7 +152,8 @@ def build(
         model = model.to(device)
     o = spec.optimizer
     groups = param_groups(model, lr=float(o.lr), weight_decay=float(o.weight_decay), optimizer=o.name,
-                          weight_decay_mode=o.weight_decay_mode, decay=o.decay)
+                          weight_decay_mode=o.weight_decay_mode, decay=o.decay, eps=float(o.eps),
+                          scale_eps=_scale_eps(spec), muon_lr=float(o.lr) * float(o.muon_lr_ratio))
     opt = optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
     return Built(model, opt, task, make_schedule(spec), spec)
 
