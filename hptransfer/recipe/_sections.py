@@ -293,6 +293,9 @@ class CheckSpec:
     widths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
                                       doc="Widths (3 or more). Default: doublings from the smallest proxy width "
                                           "to the largest target width.")
+    depths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
+                                      doc="Depths (3 or more) for `hptransfer check --axis depth`, at the smallest "
+                                          "proxy width. Default: doublings from `depths.proxy` to `depths.target`.")
     seeds: tuple = spec_field((0, 1), kind="ints", minimum=0, doc="Training seeds (2 or more). Default [0, 1].")
     lr: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
                                      doc="LR grid. Default: `search.lr` low/high, 2 points per octave.")

@@ -142,6 +142,8 @@ def check_section(r: Recipe, problems: Problems) -> None:
     spec = r.check
     if spec.widths is not None and len(set(spec.widths)) < 3:
         problems.append(("check.widths", f"needs at least 3 distinct widths, got {list(spec.widths)}."))
+    if spec.depths is not None and len(set(spec.depths)) < 3:
+        problems.append(("check.depths", f"needs at least 3 distinct depths, got {list(spec.depths)}."))
     if len(set(spec.seeds)) < 2:
         problems.append(("check.seeds", f"needs at least 2 distinct seeds, got {list(spec.seeds)}. Fix: [0, 1, 2]."))
     for hp in ("lr", "init_std", "output_mult", "attn_mult"):
