@@ -9,6 +9,8 @@ Three parts, all from ``recipes/gpt_depth.yaml`` (GPT, AdamW + cosine, charlm wi
 * ``muon`` -- the width check (widths 32, 64, 128 at depth 2, ``mup``) with ``optimizer: muon`` (Muon on
   hidden matrices at ``muon_lr_ratio`` x the LR, AdamW on the rest) and with ``adamw``: drift, regret and
   the best loss at the widest width, on the same task, grid and seeds.
+* ``coord`` -- the coordinate check along depth (width 32, the same depths) under ``mup``, ``depth-mup``
+  and ``completep``: pass/fail and the worst slopes of the modules outside the block stack.
 * ``gap`` -- ``hptransfer run`` on the recipe (tune at width 32 / depth 2, transfer to width 128 / depth 8,
   4x each), then a direct LR sweep at the target: the transferred LR x 2^(k/2), k = -4..4, every other HP
   at its transferred value, same seed. Gap = (L_transfer - min L_sweep) / min L_sweep; the bar is 1%.
@@ -79,6 +81,30 @@ def part_muon(cfg: dict[str, Any], out: Path, workers: int) -> dict[str, Any]:
     return {"rows": rows, "widths": cfg["widths"], "steps": cfg["steps"]}
 
 
+def part_coord(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The coordinate check along depth (GPT width 32, Adam lr 1e-2, 4 steps, 2 seeds) per parametrization."""
+    import hptransfer as hpt
+    from hptransfer.tasks import get_task
+
+    task = get_task("charlm", block_size=32)
+    rows = []
+    for p in ("mup", "depth-mup", "completep"):
+        r = hpt.coord_check(_gpt_bytes, widths=[32], depths=cfg["depths"], parametrization=p, task=task, steps=4,
+                            seeds=(0, 1), batch_size=8, lr=1e-2)
+        grow = max((max(v[1:]) for v in r.slopes.values()), default=math.nan)
+        upd = max((max(v[1:]) for v in r.update_slopes.values()), default=math.nan)
+        rows.append({"parametrization": p, "passed": r.passed, "worst_act_slope": grow, "worst_update_slope": upd,
+                     "failing": [list(f) for f in r.failing[:3]], "modules": r.modules})
+        print(p, "PASS" if r.passed else "FAIL", r.failing[:2], flush=True)
+    return {"rows": rows, "depths": cfg["depths"], "width": 32}
+
+
+def _gpt_bytes(width: int, depth: int) -> Any:
+    from hptransfer.models import gpt
+
+    return gpt(width, n_layer=depth, n_head=2, vocab_size=256, block_size=32)
+
+
 def part_gap(cfg: dict[str, Any], out: Path, quick: bool) -> dict[str, Any]:
     import hptransfer
     from hptransfer.training import run
@@ -102,7 +128,7 @@ def part_gap(cfg: dict[str, Any], out: Path, quick: bool) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs, depths 2..8 (about a minute per part)")
-    ap.add_argument("--parts", default="drift,muon,gap")
+    ap.add_argument("--parts", default="drift,coord,muon,gap")
     ap.add_argument("--workers", type=int, default=1, help="check worker processes (one torch thread each)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # small models; several threads spin-wait on a shared 2-core machine
@@ -115,15 +141,17 @@ def main() -> None:
                "quick": args.quick}
     for part in [p.strip() for p in args.parts.split(",") if p.strip()]:
         start = time.perf_counter()
-        scratch = Path("runs/bench_depth_scratch") / part
+        scratch = Path("runs/bench_depth_scratch" + ("_quick" if args.quick else "")) / part
         if part == "drift":
             result = part_drift(cfg, scratch, img, args.workers)
+        elif part == "coord":
+            result = part_coord(cfg)
         elif part == "muon":
             result = part_muon(cfg, scratch, args.workers)
         elif part == "gap":
             result = part_gap(cfg, scratch, args.quick)
         else:
-            raise SystemExit(f"unknown part {part!r}: use drift, muon, gap")
+            raise SystemExit(f"unknown part {part!r}: use drift, coord, muon, gap")
         result.update(machine, seconds=time.perf_counter() - start)
         (out / f"{part}.json").write_text(json.dumps(result, indent=1, default=float))
         print(f"{part}: done in {result['seconds']:.0f} s -> {out / (part + '.json')}", flush=True)
