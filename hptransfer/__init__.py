@@ -21,6 +21,7 @@ from .errors import (
     CheckError,
     CoordCheckError,
     DataError,
+    DepthInferenceError,
     FactoryError,
     HPTransferError,
     OptimizerConfigError,
@@ -70,7 +71,8 @@ __all__ = [
     # coordinate check
     "coord_check", "CoordCheckResult",
     # errors
-    "HPTransferError", "FactoryError", "ShapeInferenceError", "ParametrizationError", "OptimizerConfigError",
+    "HPTransferError", "FactoryError", "ShapeInferenceError", "DepthInferenceError", "ParametrizationError",
+    "OptimizerConfigError",
     "RecipeError", "StorageError", "TrainingDiverged", "DataError", "TuneError", "TransferError", "CheckError",
     "TrainingError", "WorkerError",
     "CoordCheckError",

@@ -10,6 +10,7 @@ __all__ = [
     "HPTransferError",
     "FactoryError",
     "ShapeInferenceError",
+    "DepthInferenceError",
     "ParametrizationError",
     "OptimizerConfigError",
     "RecipeError",
@@ -40,6 +41,12 @@ class ShapeInferenceError(HPTransferError):
     """Parameter roles cannot be inferred from the shapes at two widths: nothing scales,
     names differ between widths, a parameter has more than two width dimensions, or the
     readout is ambiguous."""
+
+
+class DepthInferenceError(ShapeInferenceError):
+    """The depth axis cannot be found: no module list's length follows the factory's depth
+    argument, or a block of the stack adds to its residual stream something that is not the
+    output of a submodule (so no branch can be scaled without editing the source)."""
 
 
 class ParametrizationError(HPTransferError):

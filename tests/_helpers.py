@@ -171,3 +171,98 @@ def transfer_recipe(tmp_path: Path, **extra: object) -> dict:
         "tune": {"trials": 3, "sampler": "random"},
         **extra,
     }
+
+
+# ---- models with a depth axis (factories called as (width, depth)) --------------------------------
+
+
+class ResMLP(nn.Module):
+    """A hidden-size-free toy ResNet-style MLP: no config object, no attribute naming its width;
+    blocks ``x + fc2(relu(fc1(x)))`` in an ``nn.Sequential`` whose length is the depth."""
+
+    def __init__(self, width: int, depth: int, d_in: int = 8, d_out: int = 4):
+        super().__init__()
+        self.inp = nn.Linear(d_in, width)
+        self.blocks = nn.Sequential(*(_ResBlock(width) for _ in range(depth)))
+        self.out = nn.Linear(width, d_out)
+
+    def forward(self, x):
+        return self.out(self.blocks(self.inp(x)))
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(width, 2 * width), nn.Linear(2 * width, width)
+
+    def forward(self, x):
+        return x + self.fc2(F.relu(self.fc1(x)))
+
+
+class _FunctionalBranchBlock(nn.Module):
+    """Adds a branch computed with ``F.linear`` (no submodule returns it): no hook can scale it."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(width, width) / width**0.5)
+
+    def forward(self, x):
+        return x + F.linear(torch.tanh(x), self.w)
+
+
+def functional_branch_model(width: int, depth: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, width), nn.Sequential(*(_FunctionalBranchBlock(width) for _ in range(depth))),
+                         nn.Linear(width, 4))
+
+
+class _TupleAttention(nn.Module):
+    """Hugging Face style: the attention module returns ``(hidden, None)``."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.c_proj = nn.Linear(width, width)
+
+    def forward(self, hidden_states):
+        return self.c_proj(torch.tanh(hidden_states)), None
+
+
+class _LlamaStyleLayer(nn.Module):
+    """``residual = h; h = attn(norm(h))[0]; h = residual + h`` (Llama/GPT-2 decoder layers), with an
+    MLP whose output goes through a dropout before the addition (nanoGPT's ``resid_dropout``)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.input_layernorm, self.self_attn = nn.LayerNorm(width), _TupleAttention(width)
+        self.post_attention_layernorm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.dropout = nn.Dropout(0.0)
+
+    def forward(self, hidden_states):
+        residual = hidden_states
+        hidden_states = self.self_attn(self.input_layernorm(hidden_states))[0]
+        hidden_states = residual + hidden_states
+        residual = hidden_states
+        hidden_states = self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
+        return residual + hidden_states
+
+
+class LlamaStyle(nn.Module):
+    """Embedding, ``self.model.layers`` (a ModuleList of :class:`_LlamaStyleLayer`), norm, head."""
+
+    def __init__(self, width: int, depth: int):
+        super().__init__()
+        self.embed = nn.Embedding(32, width)
+        self.model = nn.Module()
+        self.model.layers = nn.ModuleList(_LlamaStyleLayer(width) for _ in range(depth))
+        self.norm, self.head = nn.LayerNorm(width), nn.Linear(width, 32, bias=False)
+
+    def forward(self, idx):
+        h = self.embed(idx)
+        for layer in self.model.layers:
+            h = layer(h)
+        return self.head(self.norm(h))
+
+
+def gpt_depth(width: int, depth: int) -> nn.Module:
+    """The reference GPT with ``n_layer = depth`` (small heads so widths 16.. work)."""
+    return gpt(width, n_layer=depth, n_head=2, vocab_size=32, block_size=16)

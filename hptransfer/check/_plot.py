@@ -55,21 +55,22 @@ def plot_report(report: TransferReport, path: str | Path, *, hp: str = "lr") -> 
     axes = fig.subplots(2, n, squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
     cmap = colormaps["viridis"]
     y0, y1 = _ylim(results)
+    axis = str(report.config.get("axis", "width"))
     for col, r in enumerate(results):
-        _loss_panel(axes[0][col], r, cmap, (y0, y1))
-        _drift_panel(axes[1][col], r)
+        _loss_panel(axes[0][col], r, cmap, (y0, y1), axis)
+        _drift_panel(axes[1][col], r, axis)
     fig.suptitle(f"hyperparameter transfer of {hp}: " + ", ".join(
         f"{r.parametrization} {r.verdict.upper()}" for r in results), fontsize=12)
     return save_figure(fig, path)
 
 
-def _loss_panel(ax: Any, r: ParamResult, cmap: Any, ylim: tuple[float, float]) -> None:
+def _loss_panel(ax: Any, r: ParamResult, cmap: Any, ylim: tuple[float, float], axis: str = "width") -> None:
     n_w = len(r.widths)
     for w, width in enumerate(r.widths):
         color = cmap(0.15 + 0.75 * w / max(n_w - 1, 1))
         mean = _optimum.mean_curve(r.losses[w])
         ok = np.isfinite(mean)
-        ax.plot(r.x[ok], mean[ok], "-o", color=color, ms=3, lw=1.6, label=f"width {width:g}")
+        ax.plot(r.x[ok], mean[ok], "-o", color=color, ms=3, lw=1.6, label=f"{axis} {width:g}")
         div = np.isinf(mean)
         if div.any():
             ax.plot(r.x[div], np.full(div.sum(), ylim[1]), "x", color=color, ms=6, clip_on=False)
@@ -89,7 +90,7 @@ def _loss_panel(ax: Any, r: ParamResult, cmap: Any, ylim: tuple[float, float]) -
     ax.legend(fontsize=7, loc="upper left", title="x: diverged", title_fontsize=7)
 
 
-def _drift_panel(ax: Any, r: ParamResult) -> None:
+def _drift_panel(ax: Any, r: ParamResult, axis: str = "width") -> None:
     lw = np.log2(np.asarray(r.widths, dtype=float))
     xs = np.array([o.x for o in r.optima])
     lo = np.array([o.lo for o in r.optima])
@@ -110,7 +111,7 @@ def _drift_panel(ax: Any, r: ParamResult) -> None:
         ax.set_ylim(max(np.nanmin(lo[ok]) - 1.0, r.x[0] - 0.5), min(np.nanmax(hi[ok]) + 1.0, r.x[-1] + 0.5))
     ax.set_xticks(lw)
     ax.set_xticklabels([f"{w:g}" for w in r.widths])
-    ax.set_xlabel("width (log2 axis)")
+    ax.set_xlabel(f"{axis} (log2 axis)")
     ax.set_ylabel(f"optimal log2 {r.hp}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

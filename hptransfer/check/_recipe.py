@@ -18,7 +18,7 @@ from ._check import Strategy, check_grid
 from ._report import Tolerances, TransferReport
 from ._runner import RecipeRunner
 
-__all__ = ["check_recipe", "grid_values", "check_widths"]
+__all__ = ["check_recipe", "grid_values", "check_widths", "check_depths"]
 
 
 _HPS = ("lr", "init_std", "output_mult", "attn_mult")
@@ -42,6 +42,19 @@ def check_widths(recipe: Recipe) -> list[int]:
     return out
 
 
+def check_depths(recipe: Recipe) -> list[int]:
+    """The depth axis's points: ``check.depths`` or doublings from ``depths.proxy`` to ``depths.target``."""
+    if recipe.depths.proxy is None:
+        raise CheckError("a check along depth needs the recipe's `depths: {proxy: ..., target: ...}`. Fix: add it, "
+                         "or check along width.")
+    if recipe.check.depths is not None:
+        return sorted(set(int(d) for d in recipe.check.depths))
+    out = [int(recipe.depths.proxy)]
+    while out[-1] * 2 <= int(recipe.depths.target):
+        out.append(out[-1] * 2)
+    return out
+
+
 def check_recipe(
     recipe: Recipe,
     *,
@@ -51,13 +64,18 @@ def check_recipe(
     storage: str | None = None,
     progress: Callable[[str], None] | None = None,
     strategy: Strategy | None = None,
+    axis: str = "width",
 ) -> TransferReport:
     """Run the recipe's transfer check on its tuning storage.
 
     ``compare`` and ``expect`` override the section's; parametrizations named in ``compare``
     other than the recipe's own default to ``expect="any"`` (reported, not gated). ``strategy``
     overrides ``check.strategy``; an adaptive check starts from the tuning study's best LR.
+    ``axis="depth"`` sweeps depth (``check.depths``) at the smallest proxy width instead of width;
+    the drift is then in octaves per depth doubling.
     """
+    if axis not in ("width", "depth"):
+        raise CheckError(f"axis={axis!r} is not an axis. Fix: use 'width' or 'depth'.")
 
     spec = recipe.check
     own = recipe.parametrization.name
@@ -83,18 +101,21 @@ def check_recipe(
         if g is not None:
             grids[hp] = grid_values(g.low, g.high, g.per_octave)
     steps, batch = spec.steps or recipe.train.steps, spec.batch_size or recipe.train.batch_size
-    runner = RecipeRunner(recipe, steps=steps, batch_size=batch)
+    points = check_widths(recipe) if axis == "width" else check_depths(recipe)
+    runner = RecipeRunner(recipe, steps=steps, batch_size=batch, axis=axis, fixed_width=min(recipe.widths.proxy))
     # Non-swept HPs come from the recipe itself (RecipeRunner fills them in); only the LR must
     # be named, for the sweeps of the other HPs.
     fixed = {"lr": float(recipe.defaults()["lr"])}
     t = spec.tolerances
     url = storage_url(storage or recipe.tune.storage, recipe.run_dir)
     return check_grid(
-        runner, widths=check_widths(recipe), grid=grids, seeds=spec.seeds, parametrizations=pars, fixed=fixed,
+        runner, widths=points, grid=grids, seeds=spec.seeds, parametrizations=pars, fixed=fixed,
         tolerances=Tolerances(t.max_drift, t.max_regret, t.max_wider_worse), expect=exp, storage=url,
-        study_prefix=recipe.name, workers=workers or spec.workers, n_boot=spec.bootstrap, progress=progress,
+        study_prefix=recipe.name if axis == "width" else f"{recipe.name}-depth", workers=workers or spec.workers,
+        n_boot=spec.bootstrap, progress=progress,
         config={"recipe": recipe.name, "recipe_hash": recipe.hash, "steps": steps, "batch_size": batch,
-                "optimizer": recipe.optimizer.name, "base_width": recipe.base_width},
+                "optimizer": recipe.optimizer.name, "base_width": recipe.base_width, "axis": axis,
+                **({} if axis == "width" else {"width": min(recipe.widths.proxy)})},
         strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url),
     )
 

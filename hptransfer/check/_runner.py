@@ -135,6 +135,9 @@ class RecipeRunner:
     recipe: Recipe
     steps: int
     batch_size: int
+    #: ``"width"``: the sweep's points are widths; ``"depth"``: they are depths at ``fixed_width``.
+    axis: str = "width"
+    fixed_width: int | None = None
     _task: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -147,11 +150,14 @@ class RecipeRunner:
         return value if math.isfinite(value) else 1e6
 
     def fingerprint(self) -> str:
-        return repr((self.recipe.hash, self.steps, self.batch_size))
+        along = () if self.axis == "width" else (self.axis, self.fixed_width)
+        return repr((self.recipe.hash, self.steps, self.batch_size, *along))
 
     def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float]) -> TrainResult:
-        spec = self.recipe.at(width, dict(hps), seed=seed, parametrization=parametrization, steps=self.steps,
-                              batch_size=self.batch_size)
+        # along depth the sweep's "width" argument is the point on the depth axis
+        w, depth = (width, None) if self.axis == "width" else (int(self.fixed_width or 0), width)
+        spec = self.recipe.at(w, dict(hps), seed=seed, parametrization=parametrization, steps=self.steps,
+                              batch_size=self.batch_size, depth=depth)
         if self._task is None and spec.task.name is not None:
             self._task = make_task(spec.task)
         return run(spec, task=self._task, role="check")

@@ -34,7 +34,7 @@ _HEAD = ["param.", "HP", "drift oct/doubling [95% CI]", "shift oct [95% CI]", "r
 def summary_text(report: TransferReport) -> str:
     """Verdict line, a table (one row per parametrization and HP) and every reason."""
     cfg = report.config
-    head = (f"transfer check: {'PASSED' if report.passed else 'FAILED'} -- widths "
+    head = (f"transfer check: {'PASSED' if report.passed else 'FAILED'} -- {cfg.get('axis', 'width')}s "
             f"{', '.join(str(w) for w in cfg.get('widths', []))}, seeds {cfg.get('seeds')}, "
             f"{report.seconds:.0f}s")
     t = report.tolerances

@@ -38,6 +38,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="expected verdict (pass, fail, any) of a parametrization, e.g. --expect sp=fail "
                         "(repeatable); default: the recipe's must pass, compared ones are reported")
     p.add_argument("--widths", default=None, metavar="W1,W2,...", help="widths (default: check.widths)")
+    p.add_argument("--axis", choices=("width", "depth"), default="width",
+                   help="sweep width (default) or depth (check.depths at the smallest proxy width; needs `depths:`)")
+    p.add_argument("--depths", default=None, metavar="D1,D2,...", help="depths for --axis depth (default: "
+                   "check.depths)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...", help="seeds (default: check.seeds)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes")
     p.add_argument("--strategy", choices=("grid", "adaptive"), default=None,
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise CheckError("--workers must be >= 1.")
     check_output_paths(json=args.json, junit_xml=args.junit_xml, plot=args.plot)
     overrides = recipe_overrides(args, **{"check.widths": _list(args.widths), "check.seeds": _list(args.seeds),
-                                          "out": args.out})
+                                          "check.depths": _list(args.depths), "out": args.out})
     recipe = load_recipe(args.recipe, overrides)
     compare = [p.strip() for p in args.compare.split(",") if p.strip()] if args.compare else None
     expect = _expect(args.expect)
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             raise CheckError(f"--expect names {unknown} which --compare does not run. Fix: add them to --compare.")
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = check_recipe(recipe, compare=compare, expect=expect, workers=args.workers, storage=args.storage,
-                          progress=say, strategy=args.strategy)
+                          progress=say, strategy=args.strategy, axis=args.axis)
     print(report.summary())
     if args.json:
         report.to_json(args.json)

@@ -69,6 +69,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--lr", help=f"base learning rate (default {OPTIONS['lr']:g})")
     p.add_argument("--optimizer", help="adam, adamw or sgd (default adam)")
     p.add_argument("--batch-size", dest="batch_size", help="batch size (default 32; 8 for gpt)")
+    p.add_argument("--depths", help="with a tuning recipe that has `depths:`: sweep these depths (comma list) at "
+                                    "the proxy width instead of widths")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the statistics per step")
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     return p
@@ -182,16 +184,23 @@ def _run_full_recipe(args: argparse.Namespace) -> int:
         else recipe.train.batch_size,
     }
     if args.parametrization:
-        changes["parametrization.name"] = _choice(str(args.parametrization).lower(), ("mup", "sp"),
-                                                  "--parametrization")
+        from ..parametrization import available_parametrizations
+
+        changes["parametrization.name"] = _choice(str(args.parametrization).lower(),
+                                                  tuple(available_parametrizations()), "--parametrization")
     if args.optimizer:
         changes["optimizer.name"] = _choice(str(args.optimizer).lower(), ("adam", "adamw", "sgd"), "--optimizer")
     if args.lr:
         changes["optimizer.lr"] = _number(args.lr, "--lr", float)
     spec = recipe.at(min(widths)).replace(**changes)
-    for d in diagnose(recipe):  # known breakers the coordinate check may or may not show
+    depths = _int_list(args.depths, "--depths", minimum=1) if getattr(args, "depths", None) else None
+    if depths is not None and spec.depth is None:
+        raise CoordCheckError(f"--depths needs a recipe with a `depths:` section ({args.recipe} has none). Fix: add "
+                              "`depths: {proxy: 2, target: 8}` and `model.depth_arg` if the factory's is not `depth`.")
+    for d in diagnose(recipe):  # known breakers, once the input is known to be good
         print(f"warning: {d}", file=sys.stderr)
-    result = coord_check(spec, widths=widths, steps=_number(args.steps or OPTIONS["steps"], "--steps", int),
+    result = coord_check(spec, widths=[proxy] if depths else widths, depths=depths,
+                         steps=_number(args.steps or OPTIONS["steps"], "--steps", int),
                          seeds=_seeds(args.seeds or OPTIONS["seeds"], "--seeds"), batch_size=spec.train.batch_size)
     return _report(result, args.plot, args.json)
 

@@ -60,9 +60,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CoordCheckError
-from ..parametrization import OPTIMIZERS, Parametrization, optimizer_class, optimizer_family, param_groups, parametrize
+from ..parametrization import OPTIMIZERS, Parametrization, optimizer_class, optimizer_family
 from ..recipe import RunSpec
-from ..training import build, make_task
+from ..training import make_task
+from ._builders import make_builder, stream_modules
 from ._probe import as_args, probe, to_device
 from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
 
@@ -105,15 +106,16 @@ def coord_check(
     tol_grow: float = DEFAULT_TOL_GROW,
     tol_vanish: float = DEFAULT_TOL_VANISH,
     device: str | torch.device = "cpu",
+    depths: Sequence[int] | None = None,
+    base_depth: int | None = None,
     **parametrize_options: Any,
 ) -> CoordCheckResult:
     """Train ``factory`` briefly at several widths and check that module outputs stay Θ(1).
 
     Args:
-        factory: ``width -> nn.Module`` (as for :func:`hptransfer.parametrize`) or a
-            :class:`~hptransfer.recipe.RunSpec` (``recipe.at(width)``), built by
-            :func:`hptransfer.training.build` at every width with the spec's parametrization,
-            optimizer and LR (``lr``, ``optimizer``, ``parametrization`` here are then ignored).
+        factory: ``width -> nn.Module`` (as for :func:`hptransfer.parametrize`) or a :class:`~hptransfer.recipe.RunSpec`
+            (``recipe.at(width)``), built by :func:`hptransfer.training.build` at every width with the spec's
+            parametrization, optimizer and LR (``lr``, ``optimizer``, ``parametrization`` here are then ignored).
         widths: at least two distinct positive widths, e.g. ``(64, 128, 256, 512)``.
         base_width: base width of the parametrization (factory form). Default ``min(widths)``.
         parametrization: ``"mup"`` (default), ``"sp"`` or any registered name.
@@ -123,14 +125,15 @@ def coord_check(
         steps: optimizer steps (>= 1); statistics at steps 0..steps. Default 4.
         seeds: init seeds; statistics are averaged over them before fitting. Default ``(0, 1, 2)``.
         lr: base LR (at ``base_width``). Default 1e-2: SP's width dependence shows within 4 Adam steps.
-        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` or a torch optimizer class;
-            per-parameter LRs from :func:`hptransfer.param_groups`.
+        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"``, ``"muon"`` or a torch optimizer class.
         batch_size: training and probe batch size for ``task``. Default 32.
         example_input: for the attention trace. Default ``task.example_input(2)``, else the probe.
         probe_input: the fixed measurement input. Default the task's ``val`` batch 0.
         tol_grow, tol_vanish: largest growing slope / largest negative update slope (log2 stat
             per width doubling). Defaults :data:`DEFAULT_TOL_GROW`, :data:`DEFAULT_TOL_VANISH`.
         device: where to build and train. Default CPU.
+        depths, base_depth: sweep depth at one width (``factory(width, depth)``; base default ``min(depths)``);
+            only modules outside the block stack are fitted (why: ``coord/_builders.py``).
         **parametrize_options: passed to :func:`hptransfer.parametrize` (factory form).
 
     Returns:
@@ -140,14 +143,11 @@ def coord_check(
         CoordCheckError: bad widths, steps, seeds, tolerances or a missing data source.
         HPTransferError: from ``parametrize``/``param_groups`` (bad factory, options, LR).
     """
-    widths_l, seeds_l = _check_numbers(widths, seeds, steps, batch_size, tol_grow, tol_vanish)
+    points = widths if depths is None else depths  # along depth the fitted points are the depths
+    widths_l, seeds_l = _check_numbers(points, seeds, steps, batch_size, tol_grow, tol_vanish)
     spec = factory if isinstance(factory, RunSpec) else None
     if spec is not None:
-        if parametrize_options:
-            raise CoordCheckError(f"parametrize options {sorted(parametrize_options)} cannot be combined with a run "
-                                  "spec. Fix: set them in the spec (spec.replace(...)).")
-        task = make_task(spec.task) if task is None and spec.task.name is not None else task
-        lr, optimizer, parametrization = spec.optimizer.lr, spec.optimizer.name, spec.parametrization.name
+        task, lr, optimizer, parametrization = _from_spec(spec, task, parametrize_options)
     task = _resolve_task(task, batch_fn, loss_fn)
     opt_cls, opt_name = _optimizer_class(optimizer)
     if probe_input is None:
@@ -156,16 +156,26 @@ def coord_check(
     example_input = example_input if example_input is not None else (
         task.example_input(2) if task is not None else probe_input)
     device = torch.device(device)
-    make = _spec_builder(spec, task, example_input, device) if spec is not None else _factory_builder(
-        factory, float(base_width) if base_width is not None else widths_l[0], parametrization, example_input,
-        parametrize_options, opt_cls, opt_name, float(lr), device)
+    make = make_builder(spec, factory, task, widths, widths_l, depths=depths, base_width=base_width,
+                        base_depth=base_depth, parametrization=parametrization, example_input=example_input,
+                        options=parametrize_options, opt_cls=opt_cls, opt_name=opt_name, lr=float(lr), device=device)
     def batches(step: int, seed: int) -> tuple[Any, Any]:
         return batch_fn(step) if batch_fn is not None else task.batch(step, batch_size, seed=seed)  # type: ignore
-    loss = loss_fn if loss_fn is not None else task.loss  # type: ignore[union-attr]
-    records, order = _measure(make, batches, loss, widths_l, seeds_l, steps, probe_input, device)
+    records, order = _measure(make, batches, loss_fn if loss_fn is not None else task.loss,  # type: ignore
+                              widths_l, seeds_l, steps, probe_input, device)
+    order = order if depths is None else stream_modules(order)
     name = str(getattr(parametrization, "name", parametrization))
     return _analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
                     parametrization=name, optimizer=opt_name, lr=float(lr))
+
+
+def _from_spec(spec: RunSpec, task: Any, parametrize_options: dict[str, Any]) -> tuple[Any, float, str, str]:
+    """``(task, lr, optimizer, parametrization)`` of a run spec (its settings replace the arguments')."""
+    if parametrize_options:
+        raise CoordCheckError(f"parametrize options {sorted(parametrize_options)} cannot be combined with a run "
+                              "spec. Fix: set them in the spec (spec.replace(...)).")
+    task = make_task(spec.task) if task is None and spec.task.name is not None else task
+    return task, spec.optimizer.lr, spec.optimizer.name, spec.parametrization.name
 
 
 def _resolve_task(task: Any, batch_fn: Any, loss_fn: Any) -> Any:
@@ -193,30 +203,6 @@ def _check_numbers(widths: Any, seeds: Any, steps: Any, batch_size: Any, tol_gro
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
             raise CoordCheckError(f"{name}={tol!r} must be a positive number (a log2-log2 slope).")
     return widths_l, seeds_l
-
-
-def _factory_builder(factory: Callable[..., nn.Module], base: float, parametrization: Any, example_input: Any,
-                     options: dict[str, Any], opt_cls: type[torch.optim.Optimizer], opt_name: str, lr: float,
-                     device: torch.device) -> Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]]:
-    """``(width, seed) -> (model, optimizer)`` from a factory and ``parametrize`` options."""
-    def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        torch.manual_seed(seed)
-        model = parametrize(factory, width=width, base_width=base, parametrization=parametrization,
-                            example_input=example_input, **options).to(device)
-        return model, opt_cls(param_groups(model, lr=lr, optimizer=opt_name), lr=lr)
-    return make
-
-
-def _spec_builder(spec: RunSpec, task: Any, example_input: Any, device: torch.device
-                  ) -> Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]]:
-    """``(width, seed) -> (model, optimizer)`` through the one build path (``training.build``)."""
-    built_task = task if hasattr(task, "model_kwargs") else None  # a built-in task object, reused
-
-    def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        b = build(spec.replace(width=int(width), seed=seed), task=built_task, device=device,
-                  parametrize_extra={"example_input": example_input}, role="coordinate-check")
-        return b.model, b.optimizer
-    return make
 
 
 def _measure(

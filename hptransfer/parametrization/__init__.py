@@ -8,10 +8,14 @@ parameter name records the init, forward multipliers and per-parameter LR rules,
 from __future__ import annotations
 
 from ._groups import OPTIMIZERS, WEIGHT_DECAY_MODES, optimizer, optimizer_class, optimizer_family, param_groups
+from ._muon import MuonAdamW, OwnMuon, muon_class
 from ._rewrite import attach_table, parametrize
 from ._rules import (
     OPTIMIZER_FAMILIES,
     SP,
+    CompleteP,
+    DepthMuP,
+    DepthScaled,
     MuP,
     Parametrization,
     available_parametrizations,
@@ -23,8 +27,9 @@ from ._table import ROLES, ModuleScaling, ParamInfo, Role, ScalingTable, scaling
 
 __all__ = [
     "parametrize", "attach_table", "param_groups", "optimizer", "optimizer_family", "optimizer_class",
-    "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES",
-    "Parametrization", "SP", "MuP", "register_parametrization", "get_parametrization", "available_parametrizations",
+    "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES", "MuonAdamW", "OwnMuon", "muon_class",
+    "Parametrization", "SP", "MuP", "DepthScaled", "DepthMuP", "CompleteP",
+    "register_parametrization", "get_parametrization", "available_parametrizations",
     "ScalingTable", "ParamInfo", "ModuleScaling", "Role", "ROLES", "scaling_table", "strip_prefix", "unwrap",
     "width_role", "current_role",
 ]

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..errors import OptimizerConfigError
-from ._rules import OPTIMIZER_FAMILIES, get_parametrization
+from ._muon import MuonAdamW
+from ._rules import OPTIMIZER_FAMILIES, get_parametrization, is_spectral
 from ._table import scaling_table
 
 __all__ = ["param_groups", "optimizer", "optimizer_family", "optimizer_class", "OPTIMIZERS", "WEIGHT_DECAY_MODES"]
@@ -29,12 +30,12 @@ WEIGHT_DECAY_MODES: tuple[str, ...] = ("coupled", "independent")
 
 #: Optimizer names that recipes, the check and the coordinate check accept -> torch classes
 #: (the one table; anything else is passed as a class to :func:`optimizer`).
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD,
+OPTIMIZERS: dict[str, type] = {
+    "adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD, "muon": MuonAdamW,
 }
 
 
-def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+def optimizer_class(name: str) -> type:
     """The torch class of an optimizer name in :data:`OPTIMIZERS`."""
     key = str(name).lower()
     if key not in OPTIMIZERS:
@@ -45,17 +46,18 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 
 _FAMILY_ALIASES: dict[str, str] = {
     "adam": "adam", "adamw": "adam", "adamax": "adam", "nadam": "adam", "radam": "adam",
-    "rmsprop": "adam", "adagrad": "adam", "sgd": "sgd", "asgd": "sgd",
+    "rmsprop": "adam", "adagrad": "adam", "sgd": "sgd", "asgd": "sgd", "muon": "spectral",
+    "spectral": "spectral",
 }
 _FAMILY_CLASSES: tuple[tuple[type, str], ...] = (
     (torch.optim.Adam, "adam"), (torch.optim.AdamW, "adam"), (torch.optim.Adamax, "adam"),
     (torch.optim.NAdam, "adam"), (torch.optim.RAdam, "adam"), (torch.optim.RMSprop, "adam"),
-    (torch.optim.Adagrad, "adam"), (torch.optim.SGD, "sgd"), (torch.optim.ASGD, "sgd"),
+    (torch.optim.Adagrad, "adam"), (torch.optim.SGD, "sgd"), (torch.optim.ASGD, "sgd"), (MuonAdamW, "spectral"),
 )
 
 
 def optimizer_family(optimizer: str | type) -> str:
-    """The rule family (``"adam"`` or ``"sgd"``) of an optimizer name or class."""
+    """The rule family (``"adam"``, ``"sgd"`` or ``"spectral"``) of an optimizer name or class."""
     if isinstance(optimizer, type):
         for cls, family in _FAMILY_CLASSES:
             if issubclass(optimizer, cls):
@@ -83,6 +85,7 @@ def param_groups(
     decay: str = "all",
     eps: float | None = None,
     scale_eps: bool = False,
+    muon_lr: float | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with per-parameter learning rates from the model's table.
 
@@ -97,10 +100,13 @@ def param_groups(
             dims decay, nanoGPT's rule).
         eps: Adam epsilon at the base width (only with ``scale_eps``; default 1e-8).
         scale_eps: shrink Adam's epsilon per group as the parametrization says. Default off.
+        muon_lr: with ``optimizer="muon"`` (the ``spectral`` family), the base LR of the Muon groups
+            (2-D hidden matrices); default ``lr``. The other groups use AdamW with ``lr``.
 
     Returns:
         A list of dicts with ``params``, ``lr``, ``weight_decay`` (and ``eps``), plus
-        ``param_names`` and ``lr_mult`` for inspection.
+        ``param_names`` and ``lr_mult`` (group LR / ``lr``) for inspection; under the ``spectral``
+        family each group also says which optimizer steps it (``family``: ``spectral`` or ``adam``).
     """
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise OptimizerConfigError(f"lr={lr!r} must be a positive finite number.")
@@ -113,29 +119,34 @@ def param_groups(
     if decay not in ("all", "matrices"):
         raise OptimizerConfigError(f"decay={decay!r} is unknown. Fix: use 'all' or 'matrices'.")
     family = optimizer_family(optimizer)
-    if scale_eps and family != "adam":
+    if scale_eps and family == "sgd":
         raise OptimizerConfigError("scale_eps=True applies to the Adam family only. Fix: drop scale_eps.")
     table = scaling_table(model)
     rule = get_parametrization(table.parametrization)
     base_eps = 1e-8 if eps is None else float(eps)
 
-    groups: dict[tuple[float, float, float | None], dict[str, Any]] = {}
+    groups: dict[tuple[float, float, float | None, str], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         info = table.info(name)
         hooked = info.readout_module is not None and info.role == "output"
-        mult = rule.lr_mult(info, family, readout_hooked=hooked)
+        muon = is_spectral(info, family)
+        mult = rule.lr_mult(info, family, readout_hooked=hooked) * (muon_lr / lr if muon and muon_lr else 1.0)
         group_lr = lr * mult
         wd = weight_decay if (decay == "all" or p.ndim >= 2) else 0.0
         if wd:
-            wd = wd / mult if weight_decay_mode == "coupled" else wd / group_lr
-        group_eps = base_eps * rule.eps_mult(info, family, readout_hooked=hooked) if scale_eps else None
-        key = (mult, wd, group_eps)
+            coupled = wd * rule.wd_mult(info, family, readout_hooked=hooked)
+            wd = coupled if weight_decay_mode == "coupled" else wd / group_lr
+        group_eps = base_eps * rule.eps_mult(info, family, readout_hooked=hooked) if scale_eps and not muon else None
+        route = ("spectral" if muon else "adam") if family == "spectral" else ""
+        key = (mult, wd, group_eps, route)
         if key not in groups:
             groups[key] = {"params": [], "param_names": [], "lr": group_lr, "weight_decay": wd, "lr_mult": mult}
             if group_eps is not None:
                 groups[key]["eps"] = group_eps
+            if route:
+                groups[key]["family"] = route
         groups[key]["params"].append(p)
         groups[key]["param_names"].append(name)
     return list(groups.values())
@@ -155,13 +166,14 @@ def optimizer(
 ) -> torch.optim.Optimizer:
     """``optimizer_cls(param_groups(model, ...), lr=lr, **kwargs)`` in one call.
 
-    ``family`` is needed only for optimizer classes hptransfer does not know (``"adam"`` or
-    ``"sgd"``). Other keyword arguments (``betas``, ``momentum``, ``eps``...) go to the optimizer.
+    ``family`` is needed only for optimizer classes hptransfer does not know (``"adam"``, ``"sgd"``
+    or ``"spectral"``). ``muon_lr`` goes to :func:`param_groups`; other keyword arguments (``betas``,
+    ``momentum``, ``eps``...) go to the optimizer.
     """
     fam = family or optimizer_family(optimizer_cls)
     groups = param_groups(
         model, lr=lr, weight_decay=weight_decay, optimizer=fam, weight_decay_mode=weight_decay_mode,
-        decay=decay, eps=kwargs.get("eps"), scale_eps=scale_eps,
+        decay=decay, eps=kwargs.get("eps"), scale_eps=scale_eps, muon_lr=kwargs.pop("muon_lr", None),
     )
     return optimizer_cls(groups, lr=lr, **kwargs)
 

@@ -19,6 +19,8 @@ from torch import nn
 
 from ..errors import ParametrizationError, ShapeInferenceError
 from . import _attention
+from ._checks import check_depths, check_widths
+from ._depth import AtDepth, setup_depth
 from ._rules import Parametrization, get_parametrization
 from ._shapes import build, infer_params, match_any
 from ._table import _TABLE_ATTR, ModuleScaling, ParamInfo, ScalingTable, unwrap, warn_no_readout
@@ -45,12 +47,16 @@ def parametrize(
     example_input: Any = None,
     attention: str = "auto",
     probe_width: float | None = None,
+    depth: int | None = None,
+    base_depth: int | None = None,
+    branches: Sequence[str] | None = None,
 ) -> nn.Module:
-    """Build ``factory(width)`` and rewrite it into ``parametrization`` relative to ``base_width``.
+    """Build ``factory(width)`` (or ``factory(width, depth)``) and rewrite it into ``parametrization``.
 
     Args:
-        factory: ``width -> nn.Module``; called once for real at ``width`` and twice on the meta
-            device (at ``base_width`` and ``probe_width``) to find which axes grow with width.
+        factory: ``width -> nn.Module``, or ``(width, depth) -> nn.Module`` when ``depth`` is given;
+            called once for real and on the meta device at ``base_width`` and ``probe_width`` (and,
+            under a depth-scaled rule, at two depths) to find which axes grow.
         width: the width to build (the factory's own unit: d_model, channels, ...).
         base_width: the width of the base shapes; at ``width == base_width`` every
             parametrization equals SP exactly.
@@ -74,6 +80,12 @@ def parametrize(
         attention: ``"auto"`` scales attention logits per the parametrization; ``"off"`` leaves
             attention as the model computes it.
         probe_width: the third width used to find width axes; default ``2 * base_width``.
+        depth, base_depth: number of blocks of this model and of the base (default ``depth``). Under
+            ``depth-mup``/``completep`` residual branches are multiplied by (base_depth/depth)^alpha and
+            block LRs corrected (see ``_depth`` for the assumptions); under ``sp``/``mup`` the model is
+            only built at ``depth``.
+        branches: glob patterns of the residual-branch modules (``["*.attn.c_proj", "*.mlp.c_proj"]``)
+            instead of tracing them with ``example_input``.
 
     Returns:
         The model at ``width`` with its scaling table attached (see :func:`hptransfer.scaling_table`).
@@ -82,7 +94,8 @@ def parametrize(
         FactoryError, ShapeInferenceError, ParametrizationError: with the parameter and the fix.
     """
     rule = get_parametrization(parametrization)
-    width, base_width, probe_width = _check_widths(width, base_width, probe_width, attention)
+    width, base_width, probe_width = check_widths(width, base_width, probe_width, attention)
+    depth, base_depth = check_depths(rule, depth, base_depth, branches)
     # Plain data (kept in the table, compared when a rewritten model comes back from the factory).
     options: dict[str, Any] = {
         "output_mult": float(output_mult), "attn_mult": float(attn_mult),
@@ -90,25 +103,36 @@ def parametrize(
         "zero_query": zero_query if isinstance(zero_query, bool) else list(zero_query),
         "readout": readout if readout is None or isinstance(readout, str) else list(readout),
         "roles": dict(roles or {}), "attention": attention, "probe_width": probe_width,
+        **({} if depth is None else {"depth": depth, "base_depth": base_depth, "branches": list(branches or [])}),
     }
+    return _rewrite(factory, rule, (width, base_width, probe_width), options, example_input)
 
-    model = build(factory, width, meta=False, what="target")
+
+def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: tuple[float, float, float],
+             options: dict[str, Any], example_input: Any) -> nn.Module:
+    """Build the model, infer roles, record depth, rescale init, set multipliers and attach the table."""
+    width, base_width, probe_width = widths
+    depth = options.get("depth")
+    fac = factory if depth is None else AtDepth(factory, depth)
+    model = build(fac, width, meta=False, what="target")
     if _already_rewritten(model, rule, width, base_width, options):
         return model
-    base = build(factory, base_width, meta=True, what="base")
-    probe = build(factory, probe_width, meta=True, what="probe")
-    params, readout_modules = infer_params(model, base, probe, widths=(width, base_width, probe_width),
-                                           readout=readout, roles=roles)
-    warn_no_readout(params, readout, readout_modules)
+    base = build(fac, base_width, meta=True, what="base")
+    probe = build(fac, probe_width, meta=True, what="probe")
+    params, readout_modules = infer_params(model, base, probe, widths=widths, readout=options["readout"],
+                                           roles=options["roles"])
+    warn_no_readout(params, options["readout"], readout_modules)
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
     table = ScalingTable(rule.name, width, base_width, params=params, options=options)
+    if depth is not None:
+        setup_depth(table, rule, factory, base, depth=depth, base_depth=options["base_depth"],
+                    branches=options["branches"], example_input=example_input)
     _rescale_init(model, table, rule)
-    _readout_multipliers(table, rule, readout_modules, output_mult)
-    if attention == "auto":
-        _setup_attention(model, base, table, rule, factory, example_input)
-    attach_table(model, table)
-    return model
+    _readout_multipliers(table, rule, readout_modules, options["output_mult"])
+    if options["attention"] == "auto":
+        _setup_attention(model, base, table, rule, fac, example_input)
+    return attach_table(model, table)
 
 
 def _already_rewritten(model: nn.Module, rule: Parametrization, width: float, base_width: float,
@@ -185,29 +209,10 @@ class _ScaleOutput:
     def __init__(self, mult: float):
         self.mult = mult
 
-    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    def __call__(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        if isinstance(output, tuple):  # (hidden, extras...) as Hugging Face attention returns: scale hidden
+            return (output[0] * self.mult, *output[1:])
         return output * self.mult
-
-
-def _check_widths(width: Any, base_width: Any, probe_width: Any, attention: str) -> tuple[float, float, float]:
-    """Validated ``(width, base_width, probe_width)``; the probe defaults to twice the base width."""
-    width, base_width = _check_width("width", width), _check_width("base_width", base_width)
-    probe_width = _check_width("probe_width", probe_width if probe_width is not None else 2 * base_width)
-    if probe_width == base_width:
-        raise ParametrizationError("probe_width must differ from base_width. Fix: leave probe_width unset.")
-    if attention not in ("auto", "off"):
-        raise ParametrizationError(f"attention={attention!r} is not an option. Fix: use 'auto' or 'off'.")
-    return width, base_width, probe_width
-
-
-def _check_width(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ParametrizationError(f"{name}={value!r} is not a number. Fix: pass a positive width.") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise ParametrizationError(f"{name}={value!r} must be a positive finite number.")
-    return v
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module:

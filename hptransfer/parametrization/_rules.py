@@ -6,10 +6,11 @@ family, a readout multiplier and an attention-scale factor. All multipliers are 
 the base shape, so at the base width every parametrization here equals SP exactly and values
 tuned at the base width mean the same in all of them.
 
-New families (depth-μP, CompleteP, spectral rules for Muon) subclass :class:`Parametrization`
-and register with :func:`register_parametrization`; nothing looks rules up by ``getattr`` on
-user strings. Methods receive the whole :class:`ParamInfo`, so a depth-aware rule can read
-depth multipliers from it once the table carries them.
+Registered: ``sp``, ``mup`` (width only), ``depth-mup`` (alpha 1/2) and ``completep`` (alpha 1),
+which also scale residual branches and block learning rates along depth. New families subclass
+:class:`Parametrization` and register with :func:`register_parametrization`; nothing looks rules
+up by ``getattr`` on user strings. Methods receive the whole :class:`ParamInfo`, whose
+``depth_mult`` carries the depth multiplier of parameters inside a block.
 """
 
 from __future__ import annotations
@@ -26,16 +27,32 @@ __all__ = [
     "Parametrization",
     "SP",
     "MuP",
+    "DepthScaled",
+    "DepthMuP",
+    "CompleteP",
     "register_parametrization",
     "get_parametrization",
     "available_parametrizations",
     "OPTIMIZER_FAMILIES",
+    "is_spectral",
 ]
 
-#: Optimizer families the rules know. ``adam``: updates normalised entrywise (Adam, AdamW,
-#: Adamax, RMSprop, Adagrad, Lion-like). ``sgd``: updates proportional to the gradient (SGD,
-#: ASGD, SGD with momentum/Nesterov).
-OPTIMIZER_FAMILIES: tuple[str, ...] = ("adam", "sgd")
+#: Optimizer families the rules know, each with its own μP LR rule (relative to the base shape):
+#:
+#: * ``adam``: updates normalised entrywise (Adam, AdamW, Adamax, RMSprop, Adagrad, Lion-like); hidden
+#:   LR x 1/fan_in_mult (Tensor Programs V, arXiv:2203.03466, Table 3).
+#: * ``sgd``: updates proportional to the gradient (SGD, ASGD, momentum/Nesterov); hidden LR x
+#:   fan_out_mult/fan_in_mult, vector-like LR x width_mult (TP5 Table 3; ``mup.MuSGD``).
+#: * ``spectral``: Muon (``"muon"``, :class:`~hptransfer.parametrization.MuonAdamW`): 2-D hidden matrices get
+#:   orthogonalised updates whose spectral norm is the LR, scaled by sqrt(fan_out_mult/fan_in_mult) (the
+#:   spectral condition, Yang, Simon & Bernstein 2023, arXiv:2310.17813); every other tensor goes to AdamW
+#:   under the ``adam`` rule.
+OPTIMIZER_FAMILIES: tuple[str, ...] = ("adam", "sgd", "spectral")
+
+
+def is_spectral(info: ParamInfo, family: str) -> bool:
+    """True for a tensor the ``spectral`` family updates with Muon: a 2-D hidden matrix."""
+    return family == "spectral" and info.role == "hidden" and len(info.shape) == 2
 
 
 class Parametrization(ABC):
@@ -50,6 +67,9 @@ class Parametrization(ABC):
 
     name: ClassVar[str]
     citation: ClassVar[str]
+    #: Residual-branch exponent: branches are multiplied by (L_base/L)^alpha. ``None``: the rule
+    #: does not scale along depth (a ``depth=`` only builds the model at that depth).
+    depth_alpha: ClassVar[float | None] = None
 
     @abstractmethod
     def init_scale(self, info: ParamInfo, *, readout_hooked: bool) -> float:
@@ -73,6 +93,17 @@ class Parametrization(ABC):
 
     def bias_scale(self, weight: ParamInfo) -> float:
         """Init factor for the bias of a linear or conv layer whose weight is ``weight``."""
+        return 1.0
+
+    def wd_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+        """Weight-decay multiplier in ``coupled`` mode (torch's ``lr * wd`` decay).
+
+        Default ``1 / lr_mult``: ``lr * wd`` stays what it is at the base width (``mup.MuAdamW``).
+        """
+        return 1.0 / self.lr_mult(info, family, readout_hooked=readout_hooked)
+
+    def branch_multiplier(self, depth_mult: float) -> float:
+        """Forward multiplier of a residual branch at ``depth_mult = L / L_base``. Default 1."""
         return 1.0
 
     def check_family(self, family: str) -> None:
@@ -180,7 +211,9 @@ class MuP(Parametrization):
     def lr_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
         self.check_family(family)
         role = info.role
-        if family == "adam":
+        if is_spectral(info, family):  # spectral condition, arXiv:2310.17813: ||dW|| ~ sqrt(fan_out/fan_in)
+            return math.sqrt(info.fan_out_mult / info.fan_in_mult)
+        if family in ("adam", "spectral"):
             if role == "hidden":
                 return 1.0 / info.fan_in_mult
             if role == "output" and not readout_hooked:
@@ -209,6 +242,80 @@ class MuP(Parametrization):
         return math.sqrt(weight.fan_in_mult)
 
     def eps_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+        if is_spectral(info, family):
+            return 1.0  # Muon has no Adam epsilon
         if info.role == "hidden" or (info.role == "output" and not readout_hooked):
             return 1.0 / info.fan_in_mult
         return 1.0
+
+
+class DepthScaled(MuP):
+    """μP across width plus residual-branch scaling across depth, with exponent ``alpha``.
+
+    Dey et al. 2025 (CompleteP, arXiv:2505.01618) write a block as
+    ``h_{l+1} = h_l + (L_base/L)^alpha F_l(h_l)``; with m_d the width multiplier and
+    m_L = L / L_base the depth multiplier (``ParamInfo.depth_mult``, 1 outside the blocks):
+
+    ==========================  =====================================  ==========================
+    parameters in a block       Adam family                            SGD family
+    ==========================  =====================================  ==========================
+    hidden weights: LR          μP x m_L^(alpha - 1)  (Muon: same)      μP x m_L^(2 alpha - 1)
+    norm gains, biases: LR      x m_L^(alpha - 1)                      x m_L^(2 alpha - 1)
+    Adam epsilon                μP x m_L^-alpha  (= m_d^-1 m_L^-alpha) --
+    weight decay (coupled)      x m_d (the width part only)            x m_d
+    ==========================  =====================================  ==========================
+
+    The Adam column is CompleteP's Table 1 (and, at alpha = 1/2, depth-μP's 1/sqrt(L) Adam
+    update, Yang et al. 2023, arXiv:2310.02244). The SGD column is derived the same way: a
+    branch multiplied by m_L^-alpha gets gradients x m_L^-alpha, so an SGD update moves its
+    output by lr x m_L^(-2 alpha); a per-block contribution of 1/L needs lr x m_L^(2 alpha - 1)
+    (constant at alpha = 1/2, as in Tensor Programs VI). Weight decay in ``coupled`` mode follows
+    CompleteP's "hidden weight decay x m_d": the group's wd is divided by the width part of its LR
+    multiplier only, so ``lr * wd`` shrinks with depth like the LR. Parameters outside the blocks
+    (embeddings, readout, final norm) follow μP. At L = L_base everything equals μP exactly.
+    """
+
+    citation = "Dey et al. 2025, CompleteP, arXiv:2505.01618, Table 1"
+
+    def _depth_factor(self, info: ParamInfo, family: str) -> float:
+        alpha = float(self.depth_alpha or 0.0)
+        if info.depth_mult == 1.0:
+            return 1.0
+        # Adam and Muon updates do not scale with the gradient's size; SGD's do.
+        return info.depth_mult ** ((alpha - 1.0) if family in ("adam", "spectral") else (2.0 * alpha - 1.0))
+
+    def lr_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+        return super().lr_mult(info, family, readout_hooked=readout_hooked) * self._depth_factor(info, family)
+
+    def eps_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+        return super().eps_mult(info, family, readout_hooked=readout_hooked) * info.depth_mult ** -float(
+            self.depth_alpha or 0.0)
+
+    def wd_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+        return 1.0 / super().lr_mult(info, family, readout_hooked=readout_hooked)
+
+    def branch_multiplier(self, depth_mult: float) -> float:
+        return depth_mult ** -float(self.depth_alpha or 0.0)
+
+
+@register_parametrization("depth-mup")
+class DepthMuP(DepthScaled):
+    """Depth-μP: μP in width, residual branches x (L_base/L)^(1/2), block Adam LR x (L/L_base)^(-1/2).
+
+    Yang et al. 2023, Tensor Programs VI (arXiv:2310.02244); Bordelon et al. 2023 (arXiv:2309.16620).
+    Rules: :class:`DepthScaled` with alpha = 1/2.
+    """
+
+    citation = "Yang et al. 2023, Tensor Programs VI, arXiv:2310.02244; Bordelon et al. 2023, arXiv:2309.16620"
+    depth_alpha = 0.5
+
+
+@register_parametrization("completep")
+class CompleteP(DepthScaled):
+    """CompleteP: μP in width, residual branches x L_base/L, block Adam LR unchanged in depth
+    (m_L^0), Adam epsilon x m_d^-1 m_L^-1. Dey et al. 2025 (arXiv:2505.01618), alpha = 1.
+    Rules: :class:`DepthScaled` with alpha = 1.
+    """
+
+    citation = "Dey et al. 2025, CompleteP, arXiv:2505.01618, Table 1 (alpha = 1)"
+    depth_alpha = 1.0

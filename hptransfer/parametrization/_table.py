@@ -46,6 +46,8 @@ class ParamInfo:
     factor applied to the factory's init by the parametrization (1.0 = kept as drawn);
     ``zero_init`` marks a tensor zeroed by an option. ``readout_module`` names the module whose
     input carries this tensor's readout multiplier (``None``: not a hooked readout).
+    ``depth_mult`` is ``L / L_base`` for a parameter inside a block of the depth stack under a
+    depth-scaled parametrization, 1.0 elsewhere (and for every parameter under ``sp``/``mup``).
     """
 
     name: str
@@ -59,6 +61,7 @@ class ParamInfo:
     init_scale: float = 1.0
     zero_init: bool = False
     readout_module: str | None = None
+    depth_mult: float = 1.0
 
     @property
     def width_mult(self) -> float:
@@ -109,6 +112,10 @@ class ScalingTable:
         attention: ``{"sdpa": {head_dim: factor}, "mha": {head_dim: factor}}`` — factors that
             multiply the attention softmax scale, by runtime head dimension.
         options: the options the model was parametrized with (output_mult, ...).
+        depth: the depth axis (empty when the factory takes no depth): ``depth``, ``base_depth``,
+            ``alpha`` (``None`` under ``sp``/``mup``: built at that depth, not scaled), ``stacks``
+            (module paths of the block lists) and ``branches`` (residual-branch modules whose
+            output is multiplied by ``(base_depth/depth)^alpha``).
     """
 
     parametrization: str
@@ -118,6 +125,7 @@ class ScalingTable:
     module_scalings: list[ModuleScaling] = field(default_factory=list)
     attention: dict[str, dict[int, float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    depth: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[ParamInfo]:
         return iter(self.params.values())
@@ -152,6 +160,7 @@ class ScalingTable:
             "module_scalings": [m.to_dict() for m in self.module_scalings],
             "attention": {k: {int(d): float(f) for d, f in v.items()} for k, v in self.attention.items()},
             "options": dict(self.options),
+            "depth": dict(self.depth),
         }
 
     @classmethod
@@ -164,6 +173,7 @@ class ScalingTable:
             module_scalings=[ModuleScaling(**m) for m in d.get("module_scalings", [])],
             attention={k: {int(h): float(f) for h, f in v.items()} for k, v in d.get("attention", {}).items()},
             options=dict(d.get("options", {})),
+            depth=dict(d.get("depth", {})),
         )
 
     def to_json(self) -> str:
@@ -181,6 +191,9 @@ class ScalingTable:
                 f"{info.name:48s} {info.role:7s} {shape:>16s} {info.fan_in_mult:9.3g} "
                 f"{info.fan_out_mult:9.3g} {info.init_scale:7.3g}"
             )
+        if self.depth:
+            lines.append(f"depth={self.depth['depth']} base_depth={self.depth['base_depth']} "
+                         f"alpha={self.depth.get('alpha')} stacks={self.depth.get('stacks', [])}")
         for m in self.module_scalings:
             lines.append(f"module {m.module}: {m.kind} x{m.multiplier:.4g} ({m.reason})")
         for kind, factors in self.attention.items():

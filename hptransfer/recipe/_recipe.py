@@ -30,6 +30,7 @@ from ._runspec import RunSpec, RunTrainSpec
 from ._sections import (
     TUNABLE,
     CheckSpec,
+    DepthsSpec,
     ModelSpec,
     OptimizerSpec,
     ParametrizationSpec,
@@ -42,7 +43,7 @@ from ._sections import (
     WidthsSpec,
 )
 from ._spec import Problems, parse_section, suggest
-from ._validate import check_section, cross_check, parse_search, transfer_section
+from ._validate import check_depths, check_section, cross_check, parse_search, transfer_section
 
 __all__ = ["Recipe", "load_recipe", "parse_recipe", "register_section", "apply_overrides"]
 
@@ -55,6 +56,7 @@ _SECTIONS: dict[str, tuple[type, str]] = {
     "schedule": (ScheduleSpec, "LR schedule shape."),
     "train": (TrainSpec, "Batch size, steps and seeds."),
     "widths": (WidthsSpec, "Proxy and target widths."),
+    "depths": (DepthsSpec, "Proxy and target depths (optional)."),
     "tune": (TuneSpec, "The Optuna study."),
     "transfer": (TransferSpec, "Target batch size/steps and the opt-in laws."),
     "check": (CheckSpec, "The transfer check (`hptransfer check`)."),
@@ -110,6 +112,7 @@ class Recipe:
     tune: TuneSpec = dataclasses.field(default_factory=TuneSpec)
     transfer: TransferSpec = dataclasses.field(default_factory=TransferSpec)
     check: CheckSpec = dataclasses.field(default_factory=CheckSpec)
+    depths: DepthsSpec = dataclasses.field(default_factory=DepthsSpec)
     description: str = ""
     out: str | None = None
     sections: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -147,6 +150,7 @@ class Recipe:
         parametrization: str | None = None,
         steps: int | None = None,
         batch_size: int | None = None,
+        depth: int | None = None,
     ) -> RunSpec:
         """The run spec of this recipe at ``width`` with HP ``values`` (the searched ones; the rest
         keep the recipe's values).
@@ -157,11 +161,16 @@ class Recipe:
             seed: training seed. Default: the first of ``train.seeds``.
             parametrization: swap the parametrization (the check compares ``sp`` and ``mup``).
             steps, batch_size: override ``train.steps`` / ``train.batch_size`` (target runs, checks).
+            depth: the run's depth. Default: ``depths.proxy`` (``None`` without a ``depths`` section: the
+                factory's own depth); the target's is ``depths.target``.
         """
         p = self.parametrization
+        depth = self.depths.proxy if depth is None else int(depth)
+        base_depth = (p.base_depth or self.depths.proxy or depth) if depth is not None else None
         spec = RunSpec(
-            width=int(width), model=self.model, task=self.task,
-            parametrization=dataclasses.replace(p, name=parametrization or p.name, base_width=self.base_width),
+            width=int(width), model=self.model, task=self.task, depth=depth,
+            parametrization=dataclasses.replace(p, name=parametrization or p.name, base_width=self.base_width,
+                                                base_depth=base_depth),
             optimizer=self.optimizer, schedule=self.schedule,
             train=RunTrainSpec(batch_size=batch_size or self.train.batch_size, steps=steps or self.train.steps,
                                divergence_factor=self.train.divergence_factor, eval_every=self.train.eval_every),
@@ -193,7 +202,7 @@ class Recipe:
         optimizer, schedule, train, widths and search. Budget, storage, workers and transfer settings
         are left out, so raising ``tune.trials`` and resuming keeps the hash."""
         d = self.to_dict()
-        keep = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths", "search")
+        keep = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths", "depths", "search")
         d = {k: d[k] for k in keep}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -323,6 +332,7 @@ def parse_recipe(data: Any, source: str | None = None, default_name: str = "reci
         description=data.get("description") or "", out=data.get("out"), **parsed,
     )
     cross_check(recipe, problems)
+    check_depths(recipe, problems)
     check_section(recipe, problems)
     transfer_section(recipe, problems)
     for name_, (_, _, validate, _) in _EXTENSIONS.items():

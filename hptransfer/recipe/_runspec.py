@@ -43,7 +43,7 @@ class RunTrainSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: model, task, parametrization, optimizer, schedule, length, seed, width.
+    """One training run: model, task, parametrization, optimizer, schedule, length, seed, width, depth.
 
     Every hyperparameter has its concrete value here (``optimizer.lr``,
     ``parametrization.output_mult``, ...); ``extra`` holds values of HPs that only a user's own
@@ -61,6 +61,8 @@ class RunSpec:
                                         doc="LR schedule shape.")
     train: RunTrainSpec = spec_field(kind="section", section=RunTrainSpec, doc="Steps and batch size.")
     seed: int = spec_field(0, kind="int", minimum=0, doc="Seed of the init draw and the data order. Default 0.")
+    depth: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                   doc="Depth (number of blocks) of this run; null: the factory's own depth.")
     extra: dict = spec_field(kind="mapping", factory=dict,
                              doc="Values of HPs that only the user's `task.train_fn` uses.")
 
@@ -68,6 +70,13 @@ class RunSpec:
     def base_width(self) -> int:
         """The parametrization's base width (``width`` itself when none is recorded)."""
         return int(self.parametrization.base_width or self.width)
+
+    @property
+    def base_depth(self) -> int | None:
+        """The parametrization's base depth (``depth`` itself when none is recorded; ``None`` without depth)."""
+        if self.depth is None:
+            return None
+        return int(self.parametrization.base_depth or self.depth)
 
     def values(self) -> dict[str, Any]:
         """Every tunable HP's value (read from its section via ``TUNABLE``), plus ``extra``."""

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 from ._spec import spec_field
 
 __all__ = [
+    "DepthsSpec",
     "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
     "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec", "TUNABLE",
     "DIVERGENCE_FACTOR",
@@ -34,7 +35,7 @@ LAWS: tuple[str, ...] = get_args(Law)
 Expectation = Literal["pass", "fail", "any"]
 EXPECTATIONS: tuple[str, ...] = get_args(Expectation)
 #: Optimizer names a recipe may use (the classes: ``hptransfer.parametrization.OPTIMIZERS``).
-OptimizerName = Literal["adamw", "adam", "sgd"]
+OptimizerName = Literal["adamw", "adam", "sgd", "muon"]
 
 #: A run diverges when its loss exceeds this multiple of its start (``train.divergence_factor``):
 #: on the built-in tasks a healthy run never exceeds 1.5x its first loss, while diverging runs pass
@@ -59,12 +60,17 @@ TUNABLE: dict[str, tuple[str, str, float, float, bool]] = {
     "beta2": ("optimizer", "beta2", 0.0, 1.0, False),
     "eps": ("optimizer", "eps", 0.0, float("inf"), True),
     "momentum": ("optimizer", "momentum", 0.0, 1.0, False),
+    "muon_lr_ratio": ("optimizer", "muon_lr_ratio", 0.0, float("inf"), True),
     "init_std": ("parametrization", "init_std", 0.0, float("inf"), True),
     "output_mult": ("parametrization", "output_mult", 0.0, float("inf"), True),
     "attn_mult": ("parametrization", "attn_mult", 0.0, float("inf"), True),
     "warmup": ("schedule", "warmup", 0.0, 0.99, False),  # a fraction of the steps; 1 would never reach peak
     "min_lr_frac": ("schedule", "min_lr_frac", 0.0, 1.0, False),
 }
+
+
+#: The depth keyword of each built-in model (``mlp``'s ``depth`` counts its linear layers).
+_DEPTH_ARGS: dict[str, str] = {"gpt": "n_layer", "mlp": "depth"}
 
 
 @dataclass
@@ -80,6 +86,14 @@ class ModelSpec:
                               doc="Extra keyword arguments for the factory (e.g. `n_layer: 2`). Built-in models "
                                   "also get the task's sizes (vocab, classes) unless set here.")
     width_arg: str = spec_field("width", kind="str", doc="Name of the factory's width argument. Default `width`.")
+    depth_arg: str | None = spec_field(None, kind="str", optional=True,
+                                       doc="Name of the factory's depth argument (number of blocks), used when the "
+                                           "recipe has `depths`. Default: `n_layer` for `gpt`, `depth` otherwise.")
+
+    @property
+    def depth_argument(self) -> str:
+        """The factory's depth keyword: ``depth_arg``, else the built-in model's, else ``depth``."""
+        return self.depth_arg or _DEPTH_ARGS.get(self.name or "", "depth")
 
 
 @dataclass
@@ -113,6 +127,9 @@ class ParametrizationSpec:
                                     doc="Readout multiplier when not searched. Default 1.")
     attn_mult: float = spec_field(1.0, kind="float", minimum=0.0, exclusive_min=True,
                                   doc="Attention-logit multiplier when not searched. Default 1.")
+    base_depth: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                        doc="Depth of the base model for `depth-mup`/`completep`. Default: the "
+                                            "proxy depth (`depths.proxy`).")
     init_std: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
                                         doc="Weight init std at the base width when not searched. Default null: "
                                             "keep the factory's own init.")
@@ -127,7 +144,8 @@ class OptimizerSpec:
     """Optimizer family and the defaults of its hyperparameters."""
 
     name: OptimizerName = spec_field("adamw", kind="choice", choices=get_args(OptimizerName),
-                           doc="Optimizer: `adamw` (default), `adam` or `sgd`.")
+                           doc="Optimizer: `adamw` (default), `adam`, `sgd` or `muon` (Muon on 2-D hidden matrices, "
+                               "AdamW on the rest; each with its μP rule).")
     lr: float = spec_field(1e-3, kind="float", minimum=0.0, exclusive_min=True,
                            doc="Base learning rate (at the base width) when not searched. Default 1e-3.")
     weight_decay: float = spec_field(0.0, kind="float", minimum=0.0,
@@ -142,6 +160,13 @@ class OptimizerSpec:
     beta2: float = spec_field(0.999, kind="float", minimum=0.0, maximum=1.0, doc="Adam beta2. Default 0.999.")
     eps: float = spec_field(1e-8, kind="float", minimum=0.0, exclusive_min=True, doc="Adam epsilon. Default 1e-8.")
     momentum: float = spec_field(0.0, kind="float", minimum=0.0, maximum=1.0, doc="SGD momentum. Default 0.")
+    muon_lr_ratio: float = spec_field(10.0, kind="float", minimum=0.0, exclusive_min=True,
+                                      doc="`muon` only: Muon's base LR as a multiple of `lr` (AdamW's). Default 10 "
+                                          "(Muon's usual 0.02 against AdamW's 0.002).")
+    scale_eps: bool | None = spec_field(None, kind="bool", optional=True,
+                                        doc="Shrink Adam's epsilon per group as the parametrization says (μP: "
+                                            "1/m_d; CompleteP: 1/(m_d m_L^alpha)). Default null: on for "
+                                            "`depth-mup`/`completep`, off otherwise.")
     grad_clip: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
                                          doc="Clip the global gradient norm to this value. Default null (off).")
 
@@ -184,6 +209,20 @@ class WidthsSpec:
                               doc="Proxy width (or list: a trial's loss is the mean over them). Required.")
     target: tuple = spec_field(kind="ints", minimum=1, maximum=MAX_WIDTH,
                                doc="Target width (or list of widths). Required.")
+
+
+@dataclass
+class DepthsSpec:
+    """Proxy and target depths (number of blocks), for a scale-up that grows depth as well as width.
+
+    Under `depth-mup`/`completep` residual branches and block learning rates are scaled relative to
+    `parametrization.base_depth`; under `sp`/`mup` the model is only built at these depths.
+    """
+
+    proxy: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                   doc="Depth of the proxy (tuning) runs. Default null: the factory's own depth.")
+    target: int | None = spec_field(None, kind="int", minimum=1, optional=True,
+                                    doc="Depth of the target run. Default null: the factory's own depth.")
 
 
 @dataclass
@@ -292,6 +331,9 @@ class CheckSpec:
     widths: tuple | None = spec_field(None, kind="ints", minimum=1, maximum=MAX_WIDTH, optional=True,
                                       doc="Widths (3 or more). Default: doublings from the smallest proxy width "
                                           "to the largest target width.")
+    depths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
+                                      doc="Depths (3 or more) for `hptransfer check --axis depth`, at the smallest "
+                                          "proxy width. Default: doublings from `depths.proxy` to `depths.target`.")
     seeds: tuple = spec_field((0, 1), kind="ints", minimum=0, maximum=MAX_SEED,
                               doc="Training seeds (2 or more). Default [0, 1].")
     lr: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,

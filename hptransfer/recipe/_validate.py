@@ -15,7 +15,7 @@ from ._spec import Problems, import_object, parse_section, suggest
 if TYPE_CHECKING:
     from ._recipe import Recipe
 
-__all__ = ["parse_search", "cross_check", "check_section", "transfer_section"]
+__all__ = ["parse_search", "cross_check", "check_section", "transfer_section", "check_depths"]
 
 
 def parse_search(data: Any, problems: Problems) -> dict[str, SearchParam] | None:
@@ -128,12 +128,40 @@ def transfer_section(r: Recipe, problems: Problems) -> None:
                                                 f"[{2 * proxy}, {4 * proxy}], or a larger target."))
     if len(set(t.fit_seeds)) < 2:
         problems.append(("transfer.fit_seeds", f"needs at least 2 distinct seeds, got {list(t.fit_seeds)}."))
+def check_depths(r: Recipe, problems: Problems) -> None:
+    """The depth axis: both depths or neither, proxy not deeper than the target, a depth-scaled
+    parametrization only with depths, and the depth argument not also fixed in `model.kwargs`."""
+    from ..parametrization import get_parametrization
+
+    d = r.depths
+    if (d.proxy is None) != (d.target is None):
+        problems.append(("depths", "give both `proxy` and `target` (or leave the section out)."))
+        return
+    if d.proxy is not None and d.proxy > d.target:
+        problems.append(("depths", f"proxy depth {d.proxy} must not exceed target depth {d.target}. Fix: tune the "
+                                   "shallow model, transfer to the deep one."))
+    name = r.parametrization.name
+    try:
+        scaled = get_parametrization(name).depth_alpha is not None
+    except Exception:  # an unknown name is reported by cross_check
+        return
+    if scaled and d.proxy is None:
+        problems.append(("depths", f"parametrization {name!r} scales along depth and needs the depths. Fix: add "
+                                   "`depths: {proxy: 2, target: 8}`, or use `mup` (width only)."))
+    if d.proxy is None and r.parametrization.base_depth is not None:
+        problems.append(("parametrization.base_depth", "is set without a `depths` section. Fix: add `depths:`."))
+    arg = r.model.depth_argument
+    if d.proxy is not None and arg in r.model.kwargs:
+        problems.append((f"model.kwargs.{arg}", f"fixes the depth argument that `depths` sets per run. Fix: drop "
+                                                f"`{arg}` from model.kwargs."))
 
 
 def check_section(r: Recipe, problems: Problems) -> None:
     spec = r.check
     if spec.widths is not None and len(set(spec.widths)) < 3:
         problems.append(("check.widths", f"needs at least 3 distinct widths, got {list(spec.widths)}."))
+    if spec.depths is not None and len(set(spec.depths)) < 3:
+        problems.append(("check.depths", f"needs at least 3 distinct depths, got {list(spec.depths)}."))
     if len(set(spec.seeds)) < 2:
         problems.append(("check.seeds", f"needs at least 2 distinct seeds, got {list(spec.seeds)}. Fix: [0, 1, 2]."))
     for hp in ("lr", "init_std", "output_mult", "attn_mult"):

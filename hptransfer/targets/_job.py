@@ -141,6 +141,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
         "compute_ratio": ratio, "plots": plots,
         "warnings": [*tres.diagnostics, *main.config["transfer"]["warnings"], *edge_warnings(rec, tres.best_params)],
         "target_path": str(main.path), "drift": main.config["transfer"].get("drift"),
+        "axes": _report.axis_rules(main.spec, proxy_w, rec.depths.proxy),
     }
     _report.write_summary(run_dir / "summary.md", facts)
     say(f"done in {seconds:.0f} s: {run_dir / 'summary.md'} (tuning cost {100 * ratio:.1f}% of one target run)")

@@ -158,6 +158,23 @@ def _drift_lines(d: dict[str, Any] | None, target_flops: float) -> list[str]:
             f"the optimal LR of **{slope} octaves per width doubling**, 95% interval {ci}. Extrapolated from "
             f"width {d['proxy_width']} to {d['target_width']}: {verdict}.", "",
             f"Extra compute: {d['runs']} runs, {cost}. Study `{d['study']}` (rerun resumes it).", ""]
+def axis_rules(spec: Any, proxy_width: int, proxy_depth: int | None) -> list[str]:
+    """One Markdown line per scaling axis: which rule carried the values from proxy to target, with its source."""
+    from ..parametrization import get_parametrization
+
+    rule = get_parametrization(spec.parametrization.name)
+    width = (f"- **width** {proxy_width} -> {spec.width} (base {spec.base_width}): `{rule.name}` "
+             + ("(one global LR, no width scaling)" if rule.name == "sp" else
+                "(μP: hidden Adam LR x 1/m_d, readout multiplier 1/m_d, 1/d attention)") + f"; {rule.citation}.")
+    if spec.depth is None:
+        return [width, "- **depth**: fixed (the factory's own depth); no depth rule applies."]
+    span = f"{proxy_depth} -> {spec.depth} (base {spec.base_depth})"
+    if rule.depth_alpha is None:
+        return [width, f"- **depth** {span}: built at each depth, NOT scaled (`{rule.name}` has no depth rule; "
+                       "use `depth-mup` or `completep`)."]
+    a = rule.depth_alpha
+    return [width, f"- **depth** {span}: `{rule.name}`, residual branches x (L_base/L)^{a:g}, block Adam LR x "
+                   f"m_L^({a:g}-1), Adam eps x m_L^-{a:g}, hidden weight decay x m_d; {rule.citation}."]
 
 
 def write_summary(path: Path, f: dict[str, Any]) -> None:
@@ -178,6 +195,10 @@ def write_summary(path: Path, f: dict[str, Any]) -> None:
         f"| best proxy trial (#{f['best_trial']}) | {f['proxy_width']} | {f['proxy_loss']:.4f} |",
         f"| target run, transferred values | {f['target_width']} | {_loss(f['target_loss'])} |",
         f"| untrained (uniform) predictor | - | {f['untrained_loss']:.4f} |",
+        "",
+        "Scaling rules applied on each axis:",
+        "",
+        *f.get("axes", []),
         "",
         "Transferred values (base width " + str(f["base_width"]) + "; μP rescales them per parameter group):",
         "",

@@ -239,7 +239,7 @@ def _spec(rec: Recipe | None, values: dict[str, Any], width: int, *, factory: An
           parametrization: str, optimizer: str, batch_size: int | None, steps: int | None) -> RunSpec:
     """The target's run spec: from the recipe (``Recipe.at``), or from the function form's arguments."""
     if rec is not None:
-        return rec.at(width, values, steps=steps, batch_size=batch_size)
+        return rec.at(width, values, steps=steps, batch_size=batch_size, depth=rec.depths.target)
     if factory is None:
         raise TransferError("transfer(...) from a Python study needs factory= (your width -> nn.Module).")
     if base_width is None:

@@ -27,7 +27,7 @@ from ..errors import (
     TrainingDiverged,
     TrainingError,
 )
-from ..parametrization import current_role, optimizer_class, param_groups, parametrize, width_role
+from ..parametrization import current_role, get_parametrization, optimizer_class, param_groups, parametrize, width_role
 from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
 from ._gains import apply_gains
 from ._loop import DivergenceGuard, Schedule, TrainResult, train
@@ -38,10 +38,11 @@ __all__ = ["Built", "build", "run", "make_factory", "make_task", "parametrize_op
 
 
 class WidthFactory:
-    """A picklable ``width -> nn.Module`` calling ``fn(**kwargs, width_arg=width)``."""
+    """A picklable ``(width[, depth]) -> nn.Module`` calling ``fn(**kwargs, width_arg=width, depth_arg=depth)``."""
 
-    def __init__(self, fn: Callable[..., nn.Module], kwargs: Mapping[str, Any], width_arg: str):
-        self.fn, self.kwargs, self.width_arg = fn, dict(kwargs), width_arg
+    def __init__(self, fn: Callable[..., nn.Module], kwargs: Mapping[str, Any], width_arg: str,
+                 depth_arg: str = "depth"):
+        self.fn, self.kwargs, self.width_arg, self.depth_arg = fn, dict(kwargs), width_arg, depth_arg
         self._check_signature()
 
     def _check_signature(self) -> None:
@@ -69,8 +70,9 @@ class WidthFactory:
             raise FactoryError(f"model.kwargs {unknown} are not arguments of model factory {name}({', '.join(named)}). "
                                "Fix: remove or rename them in model.kwargs.")
 
-    def __call__(self, width: int) -> nn.Module:
-        return self.fn(**self.kwargs, **{self.width_arg: width})
+    def __call__(self, width: int, depth: int | None = None) -> nn.Module:
+        at_depth = {} if depth is None else {self.depth_arg: depth}
+        return self.fn(**self.kwargs, **{self.width_arg: width}, **at_depth)
 
 
 def make_task(task: TaskSpec) -> Any:
@@ -86,13 +88,14 @@ def make_factory(model: ModelSpec, task: Any = None) -> Callable[[int], nn.Modul
     """``width -> nn.Module`` for a model spec (``None`` if it names none). Built-in models get the
     task's sizes (vocabulary, classes) as defaults."""
     if model.factory is not None:
-        return WidthFactory(import_object(model.factory, "model.factory"), model.kwargs, model.width_arg)
+        return WidthFactory(import_object(model.factory, "model.factory"), model.kwargs, model.width_arg,
+                            model.depth_argument)
     if model.name is None:
         return None
     from ..zoo.models import get_model
 
     defaults = task.model_kwargs() if task is not None else {}
-    return WidthFactory(get_model(model.name), {**defaults, **model.kwargs}, model.width_arg)
+    return WidthFactory(get_model(model.name), {**defaults, **model.kwargs}, model.width_arg, model.depth_argument)
 
 
 def parametrize_options(spec: RunSpec) -> dict[str, Any]:
@@ -100,7 +103,8 @@ def parametrize_options(spec: RunSpec) -> dict[str, Any]:
     p = spec.parametrization
     return {"base_width": spec.base_width, "parametrization": p.name, "output_mult": float(p.output_mult),
             "attn_mult": float(p.attn_mult), "base_std": None if p.init_std is None else float(p.init_std),
-            "zero_readout": p.zero_readout, "zero_query": p.zero_query}
+            "zero_readout": p.zero_readout, "zero_query": p.zero_query,
+            **({} if spec.depth is None else {"depth": spec.depth, "base_depth": spec.base_depth})}
 
 
 def optimizer_kwargs(spec: RunSpec) -> dict[str, Any]:
@@ -108,7 +112,17 @@ def optimizer_kwargs(spec: RunSpec) -> dict[str, Any]:
     o = spec.optimizer
     if o.name == "sgd":
         return {"momentum": float(o.momentum)}
-    return {"betas": (float(o.beta1), float(o.beta2)), "eps": float(o.eps)}
+    return {"betas": (float(o.beta1), float(o.beta2)), "eps": float(o.eps)}  # muon: for its AdamW part
+
+
+def _scale_eps(spec: RunSpec) -> bool:
+    """``optimizer.scale_eps``, defaulting to on for depth-scaled rules (CompleteP's eps x 1/(m_d m_L^alpha))."""
+    o = spec.optimizer
+    if o.name == "sgd":
+        return False
+    if o.scale_eps is not None:
+        return bool(o.scale_eps)
+    return get_parametrization(spec.parametrization.name).depth_alpha is not None
 
 
 def make_schedule(spec: RunSpec) -> Schedule:
@@ -145,7 +159,8 @@ def build(
 
     Args:
         spec: the run.
-        factory: your ``width -> nn.Module`` when the spec names none (Python API); else the spec's.
+        factory: your ``width -> nn.Module`` (``(width, depth) -> nn.Module`` when ``spec.depth`` is set)
+            when the spec names none (Python API); else the spec's.
         task: an already built task object (saves rebuilding its data); else from ``spec.task``.
         device: build the model there (``"meta"``: shapes and groups only, no memory, no init).
         parametrize_extra: further :func:`hptransfer.parametrize` options (``readout``, ``roles``...).
@@ -168,7 +183,8 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
                            "factory= (your width -> nn.Module).")
     opts = {**parametrize_options(spec), **dict(parametrize_extra or {})}
     meta = device is not None and torch.device(device).type == "meta"
-    if task is not None and not meta and "example_input" not in opts:
+    # depth scaling traces the blocks (on meta) with the example input, so even a meta build needs it
+    if task is not None and (not meta or spec.depth is not None) and "example_input" not in opts:
         opts["example_input"] = task.example_input()
     torch.manual_seed(spec.seed)
     try:
@@ -189,7 +205,8 @@ def make_optimizer(model: nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
     groups are found by parameter name in the model's scaling table."""
     o = spec.optimizer
     groups = param_groups(model, lr=float(o.lr), weight_decay=float(o.weight_decay), optimizer=o.name,
-                          weight_decay_mode=o.weight_decay_mode, decay=o.decay)
+                          weight_decay_mode=o.weight_decay_mode, decay=o.decay, eps=float(o.eps),
+                          scale_eps=_scale_eps(spec), muon_lr=float(o.lr) * float(o.muon_lr_ratio))
     groups = apply_gains(model, groups, spec.parametrization.gains, spec.width / spec.base_width)
     return optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
 
@@ -285,7 +302,7 @@ def model_cost(spec: RunSpec) -> dict[str, float]:
         nan = math.nan
         return {"params": nan, "tokens": nan, "flops": nan, "param_steps": nan}
     with torch.device("meta"):
-        model = factory(spec.width)
+        model = factory(spec.width) if spec.depth is None else factory(spec.width, spec.depth)
     n = sum(p.numel() for p in model.parameters())
     per_example = int(getattr(task, "block_size", 1)) if task is not None else 1
     tokens = spec.train.steps * spec.train.batch_size * per_example

@@ -34,3 +34,27 @@ def test_mlp_recipe_mup_passes_and_sp_fails(tmp_path):
     sp, mup = report.result("sp"), report.result("mup")
     assert sp.drift.hi < 0, "SP's optimal LR should fall with width"
     assert not (mup.drift.lo <= sp.drift.slope <= mup.drift.hi), "μP's drift interval should exclude SP's drift"
+
+
+def test_check_along_depth_sweeps_depths_at_one_width(tmp_path):
+    """``--axis depth``: the points are depths at the smallest proxy width, and the runs really are that deep."""
+    from hptransfer.check import check_depths
+    from hptransfer.errors import CheckError
+    from hptransfer.recipe import parse_recipe
+
+    data = {"name": "deep", "model": {"name": "gpt", "kwargs": {"n_head": 2}},
+            "task": {"name": "charlm", "kwargs": {"block_size": 8}}, "parametrization": {"name": "completep"},
+            "train": {"batch_size": 4, "steps": 3}, "widths": {"proxy": 16, "target": 32},
+            "depths": {"proxy": 1, "target": 4},
+            "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}},
+            "check": {"lr": {"low": 1e-2, "high": 4e-2, "per_octave": 1}, "bootstrap": 50}, "out": str(tmp_path)}
+    recipe = parse_recipe(data)
+    assert check_depths(recipe) == [1, 2, 4]
+    report = check_recipe(recipe, axis="depth", expect={"completep": "any"})
+    r = report.result("completep")
+    assert [o.width for o in r.optima] == [1, 2, 4] and report.config["axis"] == "depth"
+    assert report.config["width"] == 16 and report.summary().splitlines()[0].count("depths 1, 2, 4")
+    assert len({round(float(v), 6) for v in r.losses[:, 0, 0]}) == 3  # three depths, three different models
+    with pytest.raises(CheckError, match="depths"):
+        check_recipe(parse_recipe({k: v for k, v in data.items() if k not in ("depths", "parametrization")}),
+                     axis="depth")

@@ -37,6 +37,7 @@ def test_cli_sp_fails_with_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
         (["--model", "gpt", "--task", "classification"], "--task"),
         (["--lr", "fast"], "--lr"),
         (["--no-such-option"], "unrecognized"),
+        (["recipes/gpt_charlm.yaml", "--depths", "2,4,8"], "--depths"),  # a recipe without `depths:`
     ],
 )
 def test_cli_bad_input_exit_2_one_line(argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -86,6 +86,12 @@ MALFORMED = [
     ("unknown-law", _with("transfer", {"law": "chinchilla"}), "transfer.law"),
     ("section-not-mapping", _with("train", [32, 20]), "train"),
     ("bool-not-number", _with("train.steps", True), "train.steps"),
+    ("depths-one-missing", _with("depths", {"proxy": 2}), "depths"),
+    ("depths-proxy-deeper", _with("depths", {"proxy": 8, "target": 2}), "depths"),
+    ("completep-without-depths", _with("parametrization", {"name": "completep"}), "depths"),
+    ("base-depth-without-depths", _with("parametrization", {"base_depth": 2}), "parametrization.base_depth"),
+    ("depth-also-in-kwargs", {**_with("model", {"name": "gpt", "kwargs": {"n_layer": 2}}),
+                              "depths": {"proxy": 2, "target": 4}}, "model.kwargs.n_layer"),
 ]
 
 

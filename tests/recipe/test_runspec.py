@@ -95,3 +95,39 @@ def test_a_spec_without_a_model_needs_a_factory() -> None:
     from hptransfer.models import mlp
 
     assert build(spec, factory=mlp).model.width == 32
+
+
+GPT_DEPTH = {
+    "name": "deep", "model": {"name": "gpt", "kwargs": {"n_head": 2}},
+    "task": {"name": "charlm", "kwargs": {"block_size": 8}},
+    "parametrization": {"name": "completep"}, "train": {"batch_size": 4, "steps": 2},
+    "widths": {"proxy": 16, "target": 32}, "depths": {"proxy": 2, "target": 4},
+    "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}},
+}
+
+
+def test_depth_is_a_field_of_the_spec_and_build_uses_it() -> None:
+    r = parse_recipe(GPT_DEPTH)
+    proxy, target = r.at(16), r.at(32, depth=r.depths.target)
+    assert (proxy.depth, proxy.base_depth, target.depth, target.base_depth) == (2, 2, 4, 2)
+    assert spec_from_dict(spec_to_dict(target)) == target
+    from hptransfer import scaling_table
+
+    table = scaling_table(build(target, device="meta").model)  # the meta build traces the blocks too
+    assert len(table.depth["branches"]) == 8 and table.depth["alpha"] == 1.0
+    assert {ms.multiplier for ms in table.module_scalings if ms.kind == "output"} == {0.5}
+    groups = build(target).optimizer.param_groups  # CompleteP's eps x 1/(m_d m_L) is on by default
+    eps = {n: g["eps"] for g in groups for n in g["param_names"]}
+    assert eps["blocks.3.mlp.fc.weight"] == pytest.approx(1e-8 / 2 / 2) and eps["wte.weight"] == 1e-8
+    assert run(target).steps == 2
+
+
+def test_muon_recipe_builds_muon_and_adamw() -> None:
+    from hptransfer.parametrization import MuonAdamW
+
+    r = parse_recipe({**GPT_DEPTH, "optimizer": {"name": "muon", "lr": 0.002, "muon_lr_ratio": 5.0}})
+    opt = build(r.at(32)).optimizer
+    assert isinstance(opt, MuonAdamW)
+    lrs = {g["family"]: g["lr"] for g in opt.param_groups if "blocks.0.attn.q_proj.weight" in g["param_names"]
+           or "wte.weight" in g["param_names"]}
+    assert lrs == {"spectral": pytest.approx(0.01), "adam": pytest.approx(0.002)}

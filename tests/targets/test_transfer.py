@@ -34,8 +34,8 @@ def test_transfer_writes_targets_with_groups_and_provenance(tuned: tuple) -> Non
     assert prov["hptransfer_version"] == hptransfer.__version__ and prov["seeds"] == [0]
     assert spec["parametrization"] == {
         "name": "mup", "base_width": 16, "zero_readout": False, "zero_query": False,
-        "output_mult": pytest.approx(res.best_params["output_mult"]), "attn_mult": 1.0, "init_std": None,
-        "gains": "train"}
+        "output_mult": pytest.approx(res.best_params["output_mult"]), "attn_mult": 1.0, "base_depth": None,
+        "init_std": None, "gains": "train"}
     assert cfg["base_shapes"]["hidden.0.weight"] == [16, 16]
     # μP Adam: hidden weights get lr / (64/16); input-like parameters keep the base LR.
     lrs = {n: g["lr"] for g in cfg["groups"] for n in g["params"]}
