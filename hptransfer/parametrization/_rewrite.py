@@ -19,14 +19,14 @@ from torch import nn
 
 from ..errors import ParametrizationError, ShapeInferenceError
 from . import _attention
+from ._init_law import measure_init_laws, rescale_init
 from ._rules import Parametrization, get_parametrization
-from ._shapes import build, infer_params, match_any
-from ._table import _TABLE_ATTR, ModuleScaling, ParamInfo, ScalingTable, unwrap
+from ._shapes import build, infer_params
+from ._table import _TABLE_ATTR, ModuleScaling, ScalingTable, unwrap
 
 __all__ = ["parametrize", "attach_table"]
 
 _HOOK_ATTR = "_hptransfer_hooks"
-_QUERY_NAMES = ("q_proj", "query", "wq", "to_q", "q")
 
 
 def parametrize(
@@ -58,9 +58,12 @@ def parametrize(
         output_mult: readout multiplier (a tunable HP); μP applies ``output_mult / m``. Default 1.
         attn_mult: attention-logit multiplier (a tunable HP). Default 1.
         base_std: if given, weights (tensors with 2+ dims) are re-drawn from N(0, std^2) with
-            ``std = base_std`` at the base width, scaled per role; default ``None`` keeps the
-            factory's own draw and treats it as SP (variance 1/fan_in, PyTorch's default), so
-            μP equals the user's model exactly at the base width and matches ``mup``.
+            ``std = base_std`` at the base width, scaled per role (an explicit redraw: the
+            factory's own init, its zeros and depth factors are discarded); default ``None`` keeps
+            the factory's own draw: its init law is measured at the base and probe widths
+            (fan-in-scaled, constant such as HF's 0.02, zero, or structured; recorded in the
+            table) and the draw is rescaled to μP per class, so μP equals the user's model
+            exactly at the base width and matches ``mup`` on PyTorch-default inits.
         zero_readout: zero-init the readout weight and bias (TP5's recommendation).
         zero_query: zero-init the query projection: ``True`` finds it by name (``q_proj``,
             ``query``, ``wq``, ``to_q``, ``q``) or in ``nn.MultiheadAttention``; or give glob
@@ -102,8 +105,9 @@ def parametrize(
     )
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
+    params = measure_init_laws(factory, model, params, base_width=base_width, probe_width=probe_width)
     table = ScalingTable(rule.name, width, base_width, params=params, options=options)
-    _rescale_init(model, table, rule)
+    rescale_init(model, table, rule)
     _readout_multipliers(table, rule, readout_modules, output_mult)
     if attention == "auto":
         _setup_attention(model, base, table, rule, factory, example_input)
@@ -218,83 +222,6 @@ def _submodule(model: nn.Module, name: str) -> nn.Module:
             f"the scaling table names module {name!r}, which this model does not have. Fix: attach a table "
             "made for this model architecture."
         ) from None
-
-
-@torch.no_grad()
-def _rescale_init(model: nn.Module, table: ScalingTable, rule: Parametrization) -> None:
-    opts = table.options
-    tensors = dict(model.named_parameters())
-    biases = _layer_biases(model, table)
-    query = _query_targets(model, table, opts["zero_query"])
-    readout_biases = {n for n, w in biases.items() if w.readout_module is not None and w.role == "output"}
-    for name, info in list(table.params.items()):
-        p = tensors[name]
-        hooked = info.readout_module is not None and info.role == "output"
-        scale = rule.init_scale(info, readout_hooked=hooked)
-        if name in biases:
-            scale = rule.bias_scale(biases[name])
-        if opts["base_std"] is not None and p.ndim >= 2 and info.role != "scalar":
-            sp_law = 1.0 / math.sqrt(info.fan_in_mult) if info.role in ("hidden", "output") else 1.0
-            p.normal_(0.0, opts["base_std"] * sp_law * scale)
-        elif scale != 1.0:
-            p.mul_(scale)
-        zero = False
-        if opts["zero_readout"] and (info.role == "output" or name in readout_biases):
-            zero = True
-        if opts["zero_readout"] and info.readout_module is not None and info.role != "output":
-            raise ParametrizationError(
-                f"zero_readout=True would zero {name!r}, which is tied to the input embedding "
-                f"({', '.join(info.tied_to)}). Fix: untie the readout or drop zero_readout."
-            )
-        if zero:
-            p.zero_()
-        if name in query:
-            rows = query[name]
-            (p if rows is None else p[:rows]).zero_()
-            zero = True
-        table.params[name] = replace(info, init_scale=scale, zero_init=zero)
-
-
-def _layer_biases(model: nn.Module, table: ScalingTable) -> dict[str, ParamInfo]:
-    """Bias name -> the weight info of its linear/conv layer (for the bias init rescale)."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    out: dict[str, ParamInfo] = {}
-    for module in model.modules():
-        if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-            continue
-        bias, weight = module.bias, module.weight
-        if isinstance(bias, nn.Parameter) and id(bias) in names and id(weight) in names:
-            out[names[id(bias)]] = table.params[names[id(weight)]]
-    return out
-
-
-def _query_targets(model: nn.Module, table: ScalingTable, zero_query: Any) -> dict[str, int | None]:
-    """Parameter name -> rows to zero (``None`` = all) for the query projection."""
-    if zero_query is False:
-        return {}
-    targets: dict[str, int | None] = {}
-    for mod_name, module in model.named_modules():
-        if isinstance(module, nn.MultiheadAttention) and (zero_query is True or match_any(mod_name, zero_query)):
-            prefix = f"{mod_name}." if mod_name else ""
-            if module.in_proj_weight is not None:
-                targets[prefix + "in_proj_weight"] = module.embed_dim
-            else:
-                targets[prefix + "q_proj_weight"] = None
-            if module.in_proj_bias is not None:
-                targets[prefix + "in_proj_bias"] = module.embed_dim
-    for name in table.params:
-        parts = name.split(".")
-        if zero_query is True:
-            if len(parts) >= 2 and parts[-2] in _QUERY_NAMES:
-                targets.setdefault(name, None)
-        elif match_any(name, zero_query):
-            targets.setdefault(name, None)
-    if not targets:
-        raise ParametrizationError(
-            f"zero_query={zero_query!r} matches no query projection. Fix: pass glob patterns of the query "
-            "weight and bias names, e.g. zero_query=['blocks.*.attn.q_proj.*']."
-        )
-    return targets
 
 
 def _attention_by_module(table: ScalingTable) -> dict[str, dict[str, dict[int, float]]]:

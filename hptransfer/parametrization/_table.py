@@ -46,6 +46,13 @@ class ParamInfo:
     factor applied to the factory's init by the parametrization (1.0 = kept as drawn);
     ``zero_init`` marks a tensor zeroed by an option. ``readout_module`` names the module whose
     input carries this tensor's readout multiplier (``None``: not a hooked readout).
+
+    The init law of the factory's own draw, measured at two widths (``_init_law``):
+    ``init_class`` (``fan_in``, ``constant``, ``zero``, ``structured``, ``fixed`` or
+    ``unmeasured``), ``init_exponent`` (RMS ~ fan-in^a, or own width axis^a; ``None`` when not
+    a power law), ``init_rms`` (root-mean-square of the draw at the base width) and
+    ``sp_correction`` (the factor turning the factory's draw at this width into the SP, variance
+    1/fan_in, draw that μP's rules start from; 1.0 at the base width).
     """
 
     name: str
@@ -59,6 +66,10 @@ class ParamInfo:
     init_scale: float = 1.0
     zero_init: bool = False
     readout_module: str | None = None
+    init_class: str = "unmeasured"
+    init_exponent: float | None = None
+    init_rms: float | None = None
+    sp_correction: float = 1.0
 
     @property
     def width_mult(self) -> float:
@@ -173,13 +184,15 @@ class ScalingTable:
         """A human-readable table: one line per parameter with role and multipliers."""
         lines = [
             f"parametrization={self.parametrization} width={self.width:g} base_width={self.base_width:g}",
-            f"{'parameter':48s} {'role':7s} {'shape':>16s} {'fan_in x':>9s} {'fan_out x':>9s} {'init x':>7s}",
+            f"{'parameter':48s} {'role':7s} {'shape':>16s} {'fan_in x':>9s} {'fan_out x':>9s} {'init x':>7s} "
+            f"{'factory init (rms at base)':26s}",
         ]
         for info in self.params.values():
             shape = "x".join(map(str, info.shape)) or "()"
+            rms = "" if info.init_rms is None else f" ({info.init_rms:.3g})"
             lines.append(
                 f"{info.name:48s} {info.role:7s} {shape:>16s} {info.fan_in_mult:9.3g} "
-                f"{info.fan_out_mult:9.3g} {info.init_scale:7.3g}"
+                f"{info.fan_out_mult:9.3g} {info.init_scale:7.3g} {info.init_class + rms:26s}"
             )
         for m in self.module_scalings:
             lines.append(f"module {m.module}: {m.kind} x{m.multiplier:.4g} ({m.reason})")
