@@ -23,6 +23,7 @@ from .errors import (
     DataError,
     FactoryError,
     HPTransferError,
+    HPTransferWarning,
     OptimizerConfigError,
     ParametrizationError,
     RecipeError,
@@ -73,7 +74,7 @@ __all__ = [
     "HPTransferError", "FactoryError", "ShapeInferenceError", "ParametrizationError", "OptimizerConfigError",
     "RecipeError", "StorageError", "TrainingDiverged", "DataError", "TuneError", "TransferError", "CheckError",
     "TrainingError", "WorkerError",
-    "CoordCheckError",
+    "CoordCheckError", "HPTransferWarning",
 ]
 
 

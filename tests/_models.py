@@ -128,12 +128,12 @@ def nanogpt_eager(width: int) -> NanoGPT:
 
 
 class ForwardMaskLM(nn.Module):
-    """A byte LM whose forward does what meta tensors cannot: it makes its causal mask with
-    ``torch.ones(T, T)`` (no ``device=``), reads a value with ``.item()`` and calls ``torch.equal``."""
+    """A byte LM whose forward does what meta tensors cannot: it checks its input with ``.item()``,
+    makes its causal mask with ``torch.ones(T, T)`` (no ``device=``) and checks it with ``torch.equal``."""
 
     def __init__(self, width: int, vocab: int = 256, heads: int = 2):
         super().__init__()
-        self.heads = heads
+        self.heads, self.vocab = heads, vocab
         self.embed = nn.Embedding(vocab, width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -142,11 +142,19 @@ class ForwardMaskLM(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
+        if idx.max().item() >= self.vocab:
+            raise ValueError("token id out of range")
         x = self.embed(idx)
         mask = torch.tril(torch.ones(T, T)).bool()
-        if int(mask.sum().item()) != T * (T + 1) // 2 or not torch.equal(mask, mask.tril()):
+        if not torch.equal(mask, mask.tril()):
             raise RuntimeError("mask is not causal")
         q, k, v = (t.view(B, T, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(x.device))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.proj(y.transpose(1, 2).reshape(B, T, -1))
         return self.head(self.norm(x))
+
+
+def torch_transformer(width: int) -> nn.Transformer:
+    """torch's encoder-decoder ``nn.Transformer`` (batch first, 2 heads: the head dim grows)."""
+    return nn.Transformer(d_model=width, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                          dim_feedforward=2 * width, dropout=0.0, batch_first=True)

@@ -8,16 +8,25 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..parametrization import AttentionTracer, module_stack
+
 #: Name under which the root module's (the whole model's) output is recorded.
 ROOT_NAME = "(model)"
+#: Suffix of the entry holding a module's attention logits (``"blocks.0.attn[attn logits]"``).
+LOGITS_SUFFIX = "[attn logits]"
 
-__all__ = ["probe", "as_args", "to_device", "ROOT_NAME"]
+__all__ = ["probe", "as_args", "to_device", "ROOT_NAME", "LOGITS_SUFFIX"]
 
 
 @torch.no_grad()
 def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
     """Run ``probe_input`` through ``model`` with a forward hook on every module; return each
-    module call's first floating tensor output (detached float32 copies), keyed by name."""
+    module call's first floating tensor output (detached float32 copies), keyed by name.
+
+    Attention logits are recorded too, as ``"<module>[attn logits]"``: with 1/sqrt(d) attention
+    they grow like sqrt(d) once q and k align, which module outputs after a softmax hide (the
+    check must fail a model whose attention kept 1/sqrt(d) under μP; TP5, arXiv:2203.03466, Sec. 4).
+    """
     outs: dict[str, Tensor] = {}
     calls: dict[str, int] = {}
 
@@ -35,11 +44,18 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
         return hook
 
     handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()]
+    stack, stack_handles = module_stack(model)
+    tracer = AttentionTracer(stack, measure_logits=True)
     try:
-        model(*as_args(probe_input))
+        with tracer:
+            model(*as_args(probe_input))
     finally:
-        for h in handles:
+        for h in handles + stack_handles:
             h.remove()
+    for name, logits in tracer.logits.items():
+        for i, t in enumerate(logits):
+            key = f"{name or ROOT_NAME}{LOGITS_SUFFIX}"
+            outs[key if i == 0 else f"{key}#{i + 1}"] = t
     return outs
 
 

@@ -19,10 +19,12 @@ from ._rules import (
     register_parametrization,
 )
 from ._table import ROLES, ModuleScaling, ParamInfo, Role, ScalingTable, scaling_table, strip_prefix, unwrap
+from ._trace import AttentionTracer, TraceFailure, module_stack, trace_attention
 
 __all__ = [
     "parametrize", "attach_table", "param_groups", "optimizer", "optimizer_family", "optimizer_class",
     "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES",
     "Parametrization", "SP", "MuP", "register_parametrization", "get_parametrization", "available_parametrizations",
+    "AttentionTracer", "TraceFailure", "module_stack", "trace_attention",
     "ScalingTable", "ParamInfo", "ModuleScaling", "Role", "ROLES", "scaling_table", "strip_prefix", "unwrap",
 ]

@@ -17,12 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ParametrizationError, ShapeInferenceError
+from ..errors import ParametrizationError
 from . import _attention
 from ._init_law import measure_init_laws, rescale_init
 from ._rules import Parametrization, get_parametrization
 from ._shapes import build, infer_params
 from ._table import _TABLE_ATTR, ModuleScaling, ScalingTable, unwrap
+from ._trace import scale_traced_attention
 
 __all__ = ["parametrize", "attach_table"]
 
@@ -248,37 +249,9 @@ def _setup_attention(
             d0 = b.embed_dim // b.num_heads
             table.attention[f"mha:{name}"] = {d: rule.attention_factor(d, d0, attn_mult)}
     if example_input is not None:
-        _trace_sdpa(model, base, table, rule, factory, example_input)
+        scale_traced_attention(model, table, rule, factory, example_input)
     elif not (table.width == table.base_width and attn_mult == 1.0):
         model.register_forward_pre_hook(_LazySdpaTrace(factory, rule), with_kwargs=True)
-
-
-def _trace_sdpa(
-    model: nn.Module,
-    base: nn.Module,
-    table: ScalingTable,
-    rule: Parametrization,
-    factory: Callable[..., nn.Module],
-    example_input: Any,
-) -> None:
-    target_meta = build(factory, table.width, meta=True, what="target (trace)")
-    calls = _attention.trace_sdpa(target_meta, example_input)
-    base_calls = _attention.trace_sdpa(base, example_input)
-    if [m for m, _ in calls] != [m for m, _ in base_calls]:
-        raise ShapeInferenceError(
-            f"the model calls scaled_dot_product_attention from different modules at width {table.width:g} "
-            f"({[m for m, _ in calls][:4]}) and at base width {table.base_width:g} ({[m for m, _ in base_calls][:4]}). "
-            "Fix: keep the attention structure fixed across widths."
-        )
-    for (module, d), (_, d0) in zip(calls, base_calls):
-        factors = table.attention.setdefault(f"sdpa:{module}", {})
-        f = rule.attention_factor(d, d0, table.options["attn_mult"])
-        if factors.get(d, f) != f:
-            raise ShapeInferenceError(
-                f"module {module!r} calls scaled_dot_product_attention with head_dim={d} coming from two different "
-                "base head dims, so one factor cannot serve both. Fix: pass attention='off' and scale by hand."
-            )
-        factors[d] = f
 
 
 class _LazySdpaTrace:
@@ -309,8 +282,7 @@ class _LazySdpaTrace:
                 "example_input= to parametrize()."
             )
         table = getattr(module, _TABLE_ATTR)
-        base = build(self.factory, table.base_width, meta=True, what="base (trace)")
-        _trace_sdpa(module, base, table, self.rule, self.factory, dict(kwargs) if kwargs else tuple(args))
+        scale_traced_attention(module, table, self.rule, self.factory, dict(kwargs) if kwargs else tuple(args))
         attach_table(module, table)
         root_enter = module.__dict__["_hptransfer_enters"].get("")
         if root_enter is not None:  # the root computes attention itself: activate for this call too

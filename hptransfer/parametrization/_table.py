@@ -120,6 +120,8 @@ class ScalingTable:
         attention: ``{"sdpa": {head_dim: factor}, "mha": {head_dim: factor}}`` — factors that
             multiply the attention softmax scale, by runtime head dimension.
         options: the options the model was parametrized with (output_mult, ...).
+        notes: what hptransfer found but could not rewrite (attention computed by hand, ...),
+            one sentence each with the module and the fix.
     """
 
     parametrization: str
@@ -129,6 +131,7 @@ class ScalingTable:
     module_scalings: list[ModuleScaling] = field(default_factory=list)
     attention: dict[str, dict[int, float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[ParamInfo]:
         return iter(self.params.values())
@@ -163,6 +166,7 @@ class ScalingTable:
             "module_scalings": [m.to_dict() for m in self.module_scalings],
             "attention": {k: {int(d): float(f) for d, f in v.items()} for k, v in self.attention.items()},
             "options": dict(self.options),
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -175,6 +179,7 @@ class ScalingTable:
             module_scalings=[ModuleScaling(**m) for m in d.get("module_scalings", [])],
             attention={k: {int(h): float(f) for h, f in v.items()} for k, v in d.get("attention", {}).items()},
             options=dict(d.get("options", {})),
+            notes=list(d.get("notes", [])),
         )
 
     def to_json(self) -> str:
@@ -199,6 +204,7 @@ class ScalingTable:
         for kind, factors in self.attention.items():
             for d, f in factors.items():
                 lines.append(f"attention ({kind}) head_dim={d}: softmax scale x{f:.4g}")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
