@@ -12,8 +12,10 @@ from ..parametrization import AttentionTracer, module_stack
 
 #: Name under which the root module's (the whole model's) output is recorded.
 ROOT_NAME = "(model)"
-#: Suffix of the entry holding a module's attention logits (``"blocks.0.attn[attn logits]"``).
-LOGITS_SUFFIX = "[attn logits]"
+#: Suffix of the entry holding an attention module's softmax scale times its head dim
+#: (``"blocks.0.attn[attn scale x d]"``): constant across widths under 1/d attention (μP),
+#: growing like sqrt(d) when attention stayed at 1/sqrt(d).
+LOGITS_SUFFIX = "[attn scale x d]"
 
 __all__ = ["probe", "as_args", "to_device", "ROOT_NAME", "LOGITS_SUFFIX"]
 
@@ -23,9 +25,10 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
     """Run ``probe_input`` through ``model`` with a forward hook on every module; return each
     module call's first floating tensor output (detached float32 copies), keyed by name.
 
-    Attention logits are recorded too, as ``"<module>[attn logits]"``: with 1/sqrt(d) attention
-    they grow like sqrt(d) once q and k align, which module outputs after a softmax hide (the
-    check must fail a model whose attention kept 1/sqrt(d) under μP; TP5, arXiv:2203.03466, Sec. 4).
+    Each attention call's softmax scale times its head dimension is recorded too, as a scalar
+    ``"<module>[attn scale x d]"``: μP's 1/d attention (TP5, arXiv:2203.03466, Sec. 4) keeps it
+    constant as width grows, attention left at 1/sqrt(d) (written by hand, so not rewritten) makes
+    it grow like sqrt(d), which module outputs after a softmax hide.
     """
     outs: dict[str, Tensor] = {}
     calls: dict[str, int] = {}
@@ -45,17 +48,17 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
 
     handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()]
     stack, stack_handles = module_stack(model)
-    tracer = AttentionTracer(stack, measure_logits=True)
+    tracer = AttentionTracer(stack, measure_scale=True)
     try:
         with tracer:
             model(*as_args(probe_input))
     finally:
         for h in handles + stack_handles:
             h.remove()
-    for name, logits in tracer.logits.items():
-        for i, t in enumerate(logits):
+    for name, calls in tracer.scales.items():
+        for i, (d, scale) in enumerate(calls):
             key = f"{name or ROOT_NAME}{LOGITS_SUFFIX}"
-            outs[key if i == 0 else f"{key}#{i + 1}"] = t
+            outs[key if i == 0 else f"{key}#{i + 1}"] = torch.tensor(abs(scale) * d)
     return outs
 
 

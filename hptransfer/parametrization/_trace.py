@@ -7,9 +7,9 @@ of a forward pass together with the innermost module running it. It records
 * attention written by hand: a matrix product whose result is later fed to ``softmax`` in the
   same module (``softmax(q @ k.transpose(-2, -1) * s)``, as in Hugging Face "eager" attention
   and nanoGPT's non-flash path). hptransfer cannot rewrite its scale, so it is reported;
-* optionally (``measure_logits``) the attention logits per module, for the coordinate check:
-  for SDPA q k^T times the scale actually used (after hptransfer's rewrite), for hand-written
-  attention the softmax input (masked entries set to 0);
+* optionally (``measure_scale``) the softmax scale each attention call actually uses, for the
+  coordinate check: for SDPA its ``scale`` argument after hptransfer's rewrite (default
+  1/sqrt(d)), for hand-written attention the ratio of the softmax input to ``q @ k^T``;
 * the last ``(module, operation)`` before a failure, so that an error can name both.
 
 :func:`trace_attention` runs a model on the meta device, with torch's factory functions
@@ -58,17 +58,18 @@ class AttentionTracer(TorchFunctionMode):
     """Records attention calls per innermost module while active (see the module docstring).
 
     ``stack`` is the list kept by :func:`module_stack`; ``sdpa`` and ``by_hand`` are
-    ``(module, head_dim)`` per call, ``logits`` the logits (float32 copies) per call by module.
+    ``(module, head_dim)`` per call, ``scales`` (with ``measure_scale``) the ``(head_dim, softmax
+    scale)`` of each call by module.
     """
 
-    def __init__(self, stack: list[str], measure_logits: bool = False):
+    def __init__(self, stack: list[str], measure_scale: bool = False):
         super().__init__()
-        self.stack, self.measure_logits = stack, measure_logits
+        self.stack, self.measure_scale = stack, measure_scale
         self.sdpa: list[tuple[str, int]] = []
         self.by_hand: list[tuple[str, int]] = []
-        self.logits: dict[str, list[Tensor]] = {}
+        self.scales: dict[str, list[tuple[int, float]]] = {}
         self.last: tuple[str, str] = ("", "")
-        self._scores: dict[tuple[str, tuple[int, ...]], int] = {}
+        self._scores: dict[tuple[str, tuple[int, ...]], tuple[int, Tensor | None]] = {}
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -76,37 +77,38 @@ class AttentionTracer(TorchFunctionMode):
         self.last = (where, getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
         if func is F.scaled_dot_product_attention:
             q = args[0] if args else kwargs["query"]
-            self.sdpa.append((where, int(q.shape[-1])))
-            if self.measure_logits:
-                self._sdpa_logits(where, args, kwargs)
+            d = int(q.shape[-1])
+            self.sdpa.append((where, d))
+            scale = kwargs.get("scale", args[6] if len(args) > 6 else None)
+            self._record(where, d, 1.0 / math.sqrt(d) if scale is None else float(scale))
         elif func in _SOFTMAXES and args and isinstance(args[0], Tensor):
-            d = self._scores.get((where, tuple(args[0].shape)))
-            if d is not None:
+            found = self._scores.pop((where, tuple(args[0].shape)), None)
+            if found is not None:
+                d, scores = found
                 self.by_hand.append((where, d))
-                if self.measure_logits and not args[0].is_meta:
-                    x = args[0].detach().float()
-                    self._record(where, torch.where(torch.isfinite(x), x, torch.zeros_like(x)))
+                if scores is not None and not args[0].is_meta:
+                    self._record(where, d, _ratio(args[0], scores))
         out = func(*args, **kwargs)
         if func in _MATMULS and isinstance(out, Tensor) and out.ndim >= 3 and func is not torch.einsum:
             a = args[0] if isinstance(args[0], Tensor) else None
             if a is not None and a.ndim >= 3:  # q @ k^T: (.., T, d) @ (.., d, S) -> (.., T, S)
-                self._scores[(where, tuple(out.shape))] = int(a.shape[-1])
+                keep = out.detach() if self.measure_scale and not out.is_meta else None
+                self._scores[(where, tuple(out.shape))] = (int(a.shape[-1]), keep)
         return out
 
-    def _sdpa_logits(self, where: str, args: tuple, kwargs: dict) -> None:
-        q = args[0] if args else kwargs["query"]
-        k = args[1] if len(args) > 1 else kwargs["key"]
-        if q.is_meta:
-            return
-        scale = kwargs.get("scale", args[6] if len(args) > 6 else None)
-        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        q, k = q.detach().float(), k.detach().float()
-        if q.ndim >= 3 and k.shape[-3] != q.shape[-3]:  # grouped-query attention: share k across heads
-            k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
-        self._record(where, (q @ k.transpose(-2, -1)) * scale)
+    def _record(self, where: str, d: int, scale: float) -> None:
+        if self.measure_scale:
+            self.scales.setdefault(where, []).append((d, scale))
 
-    def _record(self, where: str, value: Tensor) -> None:
-        self.logits.setdefault(where, []).append(value)
+
+def _ratio(logits: Tensor, scores: Tensor) -> float:
+    """The factor between raw scores ``q @ k^T`` and the softmax input, over unmasked entries (the
+    median, so an additive mask of -inf or the dtype's minimum does not count)."""
+    x, s = logits.detach().float(), scores.float()
+    ok = torch.isfinite(x) & (x.abs() < 1e30) & (s.abs() > 1e-12)
+    if not bool(ok.any()):
+        return float("nan")
+    return float((x[ok] / s[ok]).median())
 
 
 def module_stack(model: nn.Module) -> tuple[list[str], list[Any]]:

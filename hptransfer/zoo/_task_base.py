@@ -11,11 +11,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import DataError
+from ..errors import DataError, TrainingError
 
-__all__ = ["Task", "SPLITS", "derive_seed", "check_int", "model_device_dtype"]
+__all__ = ["Task", "SPLITS", "as_logits", "derive_seed", "check_int", "model_device_dtype"]
 
 SPLITS = ("train", "val")
+
+
+def as_logits(output: Any) -> Tensor:
+    """The logits in a model's output: the tensor itself, ``output.logits`` (Hugging Face model
+    outputs) or ``output["logits"]``, else the first element of a tuple (``(logits, loss)``).
+
+    Raises :class:`TrainingError` naming the output type and the fix for anything else.
+    """
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, dict):
+        logits = output.get("logits")
+    if logits is None and isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        logits = output[0]
+    if not isinstance(logits, Tensor):
+        raise TrainingError(
+            f"the model returned {type(output).__name__}, which holds no logits tensor for the built-in task's "
+            "loss. Fix: return the logits (a tensor, an object with .logits, or a tuple whose first item is "
+            "the logits), or pass your own train_fn / loss_fn."
+        )
+    return logits
 
 
 def derive_seed(*parts: object) -> int:
@@ -102,10 +124,11 @@ class Task(ABC):
 
     # ---- loss ----------------------------------------------------------------------
 
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+    def loss(self, output: Any, target: Tensor) -> Tensor:
         """Mean cross-entropy in nats; for ``(B, T, V)`` LM logits it is the mean over
-        all ``B*T`` tokens. Computed in float32 so low-precision logits do not bias it."""
-        return F.cross_entropy(output.flatten(0, -2).float(), target.flatten())
+        all ``B*T`` tokens. Computed in float32 so low-precision logits do not bias it.
+        ``output`` is the logits tensor or an object holding them (see :func:`as_logits`)."""
+        return F.cross_entropy(as_logits(output).flatten(0, -2).float(), target.flatten())
 
     def eval_loss(
         self,
