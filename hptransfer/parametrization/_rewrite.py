@@ -25,7 +25,7 @@ from ._shapes import build, infer_params
 from ._table import _TABLE_ATTR, ModuleScaling, ScalingTable, unwrap
 from ._trace import scale_traced_attention
 
-__all__ = ["parametrize", "attach_table"]
+__all__ = ["parametrize", "attach_table", "attention_trace_pending"]
 
 _HOOK_ATTR = "_hptransfer_hooks"
 
@@ -59,12 +59,10 @@ def parametrize(
         output_mult: readout multiplier (a tunable HP); μP applies ``output_mult / m``. Default 1.
         attn_mult: attention-logit multiplier (a tunable HP). Default 1.
         base_std: if given, weights (tensors with 2+ dims) are re-drawn from N(0, std^2) with
-            ``std = base_std`` at the base width, scaled per role (an explicit redraw: the
-            factory's own init, its zeros and depth factors are discarded); default ``None`` keeps
-            the factory's own draw: its init law is measured at the base and probe widths
-            (fan-in-scaled, constant such as HF's 0.02, zero, or structured; recorded in the
-            table) and the draw is rescaled to μP per class, so μP equals the user's model
-            exactly at the base width and matches ``mup`` on PyTorch-default inits.
+            ``std = base_std`` at the base width, scaled per role (the factory's init is discarded);
+            default ``None`` keeps the factory's draw, measures its init law at the base and probe
+            widths (fan_in / constant / zero / structured, in the table) and rescales it to μP:
+            exact at the base width, equal to ``mup`` on PyTorch-default inits.
         zero_readout: zero-init the readout weight and bias (TP5's recommendation).
         zero_query: zero-init the query projection: ``True`` finds it by name (``q_proj``,
             ``query``, ``wq``, ``to_q``, ``q``) or in ``nn.MultiheadAttention``; or give glob
@@ -79,8 +77,7 @@ def parametrize(
             attention as the model computes it.
         probe_width: the third width used to find width axes; default ``2 * base_width``.
 
-    Returns:
-        The model at ``width`` with its scaling table attached (see :func:`hptransfer.scaling_table`).
+    Returns the model at ``width`` with its scaling table attached (:func:`hptransfer.scaling_table`).
 
     Raises:
         FactoryError, ShapeInferenceError, ParametrizationError: with the parameter and the fix.
@@ -101,9 +98,8 @@ def parametrize(
         return model
     base = build(factory, base_width, meta=True, what="base")
     probe = build(factory, probe_width, meta=True, what="probe")
-    params, readout_modules = infer_params(
-        model, base, probe, widths=(width, base_width, probe_width), readout=readout, roles=roles
-    )
+    params, readout_modules = infer_params(model, base, probe, widths=(width, base_width, probe_width),
+                                           readout=readout, roles=roles)
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
     params = measure_init_laws(factory, model, params, base_width=base_width, probe_width=probe_width)
@@ -252,6 +248,12 @@ def _setup_attention(
         scale_traced_attention(model, table, rule, factory, example_input)
     elif not (table.width == table.base_width and attn_mult == 1.0):
         model.register_forward_pre_hook(_LazySdpaTrace(factory, rule), with_kwargs=True)
+
+
+def attention_trace_pending(model: nn.Module) -> bool:
+    """True while ``model`` waits for its first forward call to trace attention (no ``example_input``)."""
+    hooks = unwrap(model)._forward_pre_hooks.values()
+    return any(isinstance(h, _LazySdpaTrace) and not h.done for h in hooks)
 
 
 class _LazySdpaTrace:

@@ -52,6 +52,10 @@ def make_factory(model: ModelSpec, task: Any = None) -> Callable[[int], nn.Modul
     task's sizes (vocabulary, classes) as defaults."""
     if model.factory is not None:
         return WidthFactory(import_object(model.factory, "model.factory"), model.kwargs, model.width_arg)
+    if model.hf is not None:
+        from ..hf import hf_factory  # local: only recipes naming a Hugging Face model need it
+
+        return hf_factory(model.hf, model.config, model.width_field, model.hf_class)
     if model.name is None:
         return None
     from ..zoo.models import get_model
@@ -123,8 +127,8 @@ def build(
     if fac is None:
         from ..errors import FactoryError
 
-        raise FactoryError("the run spec names no model (model.name or model.factory). Fix: name one, or pass "
-                           "factory= (your width -> nn.Module).")
+        raise FactoryError("the run spec names no model (model.name, model.factory or model.hf). Fix: name one, "
+                           "or pass factory= (your width -> nn.Module).")
     opts = {**parametrize_options(spec), **dict(parametrize_extra or {})}
     meta = device is not None and torch.device(device).type == "meta"
     if task is not None and not meta and "example_input" not in opts:
