@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from ..errors import HPTransferError
@@ -74,6 +77,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in rest:
             print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        where = _user_frame(exc)
+        if where is None:
+            raise  # a bug in hptransfer or torch: the traceback is the report
+        # The user's factory, train_fn or forward raised: that is bad input (2), not a failed check (1).
+        print(f"hptransfer {args.command}: error: your code raised {type(exc).__name__}: {exc} (at {where}). "
+              "Fix: correct it there; run the factory or train_fn directly to debug it.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _user_frame(exc: BaseException) -> str | None:
+    """``file:line in function`` of the innermost traceback frame outside hptransfer, torch,
+    transformers and the standard library; ``None`` when every frame is ours or a library's."""
+    import torch  # already loaded by whatever raised
+
+    ours = (Path(__file__).resolve().parents[1], Path(torch.__file__).resolve().parent,
+            Path(os.__file__).resolve().parent)
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename).resolve()
+        if not any(path.is_relative_to(root) for root in ours) and "site-packages" not in path.parts:
+            found = f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return found
 
 
 if __name__ == "__main__":
