@@ -8,6 +8,7 @@ parameter name records the init, forward multipliers and per-parameter LR rules,
 from __future__ import annotations
 
 from ._groups import OPTIMIZERS, WEIGHT_DECAY_MODES, optimizer, optimizer_class, optimizer_family, param_groups
+from ._mup_interop import read_bsh, table_from_mup, write_bsh
 from ._rewrite import attach_table, attention_trace_pending, parametrize
 from ._rules import (
     OPTIMIZER_FAMILIES,
@@ -22,7 +23,7 @@ from ._table import ROLES, ModuleScaling, ParamInfo, Role, ScalingTable, scaling
 from ._trace import AttentionTracer, TraceFailure, module_stack, trace_attention
 
 __all__ = [
-    "parametrize", "attach_table", "attention_trace_pending",
+    "parametrize", "attach_table", "attention_trace_pending", "write_bsh", "read_bsh", "table_from_mup",
     "param_groups", "optimizer", "optimizer_family", "optimizer_class",
     "OPTIMIZERS", "WEIGHT_DECAY_MODES", "OPTIMIZER_FAMILIES",
     "Parametrization", "SP", "MuP", "register_parametrization", "get_parametrization", "available_parametrizations",
