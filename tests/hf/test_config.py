@@ -131,3 +131,26 @@ def test_save_refuses_a_model_whose_attention_is_not_traced_yet(tmp_path):
         hf.save_pretrained(model, tmp_path / "ckpt")
     model(X)
     hf.save_pretrained(model, tmp_path / "ckpt")
+
+
+def test_recipe_naming_an_hf_architecture_parses_and_builds():
+    from _helpers import ROOT
+
+    from hptransfer.recipe import load_recipe
+    from hptransfer.training import build
+
+    recipe = load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml")
+    built = build(recipe.at(128, {"lr": 0.01}))
+    table = hpt.scaling_table(built.model)
+    assert isinstance(built.model, transformers.LlamaForCausalLM) and built.model.config.hidden_size == 128
+    assert table.base_width == 32 and table.params["model.layers.0.mlp.up_proj.weight"].shape == (352, 128)
+
+
+@pytest.mark.slow  # about 2.5 minutes on 2 cores
+def test_hptransfer_run_on_the_shipped_hf_recipe_passes(tmp_path):
+    from _helpers import ROOT
+
+    from hptransfer.cli import main
+
+    assert main(["run", str(ROOT / "recipes" / "hf_llama_tiny.yaml"), "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "target.yaml").is_file() and (tmp_path / "run" / "summary.md").is_file()
