@@ -56,6 +56,9 @@ _SNAP_TOL = 0.25
 #: entries, at most _MAX_REPS times), so small biases are classified as reliably as matrices.
 _MIN_SAMPLES = 4096
 _MAX_REPS = 32
+#: At most this many entries are drawn for the measurement (about 0.2 s of init on one core);
+#: models larger than that are measured from one draw (small tensors then classify less surely).
+_MAX_DRAWN = 20_000_000
 _SEED = 20240501
 
 
@@ -107,6 +110,9 @@ def measure_init_laws(
                 # ones (zeros, LayerNorm gains) need none.
                 random = [base[n].numel() for n in refs if base[n].numel() > 1 and float(base[n].std()) > 0]
                 reps = max(1, min(_MAX_REPS, math.ceil(_MIN_SAMPLES / min(random, default=_MIN_SAMPLES))))
+                # ... within a budget of drawn entries, so a large base model is built once more at most.
+                drawn = sum(t.numel() for t in (*base.values(), *probe.values()))
+                reps = max(1, min(reps, _MAX_DRAWN // max(1, drawn)))
             rep += 1
     sq_base = {n: v[0] / reps for n, v in sums.items()}
     sq_probe = {n: v[1] / reps for n, v in sums.items()}
