@@ -146,7 +146,7 @@ def test_recipe_naming_an_hf_architecture_parses_and_builds():
     assert table.base_width == 32 and table.params["model.layers.0.mlp.up_proj.weight"].shape == (352, 128)
 
 
-@pytest.mark.slow  # about 2.5 minutes on 2 cores
+@pytest.mark.slow  # 1-2.5 minutes on 2 cores
 def test_hptransfer_run_on_the_shipped_hf_recipe_passes(tmp_path):
     from _helpers import ROOT
 
