@@ -24,6 +24,7 @@ from .errors import (
     DepthInferenceError,
     FactoryError,
     HPTransferError,
+    HPTransferWarning,
     OptimizerConfigError,
     ParametrizationError,
     RecipeError,
@@ -50,7 +51,7 @@ _LAZY: dict[str, str] = {
     "ScalingTable": "parametrization", "ParamInfo": "parametrization", "ModuleScaling": "parametrization",
     "Parametrization": "parametrization", "SP": "parametrization", "MuP": "parametrization",
     "register_parametrization": "parametrization", "get_parametrization": "parametrization",
-    "available_parametrizations": "parametrization",
+    "available_parametrizations": "parametrization", "write_bsh": "parametrization", "read_bsh": "parametrization",
     # transfer check
     "check_transfer": "check", "TransferReport": "check", "Tolerances": "check",
     # coordinate check
@@ -65,7 +66,7 @@ __all__ = [
     # parametrization layer
     "parametrize", "param_groups", "optimizer", "optimizer_family", "scaling_table", "attach_table",
     "ScalingTable", "ParamInfo", "ModuleScaling", "Parametrization", "SP", "MuP", "register_parametrization",
-    "get_parametrization", "available_parametrizations",
+    "get_parametrization", "available_parametrizations", "write_bsh", "read_bsh",
     # transfer check
     "check_transfer", "TransferReport", "Tolerances",
     # coordinate check
@@ -75,7 +76,7 @@ __all__ = [
     "OptimizerConfigError",
     "RecipeError", "StorageError", "TrainingDiverged", "DataError", "TuneError", "TransferError", "CheckError",
     "TrainingError", "WorkerError",
-    "CoordCheckError",
+    "CoordCheckError", "HPTransferWarning",
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "HPTransferError",
+    "HPTransferWarning",
     "FactoryError",
     "ShapeInferenceError",
     "DepthInferenceError",
@@ -30,6 +31,12 @@ __all__ = [
 
 class HPTransferError(Exception):
     """Root of all errors raised by hptransfer for bad input or an impossible request."""
+
+
+class HPTransferWarning(UserWarning):
+    """Something hptransfer cannot do for this model and the user should know about (for example
+    attention computed by hand, whose scale cannot be rewritten); the message names the module
+    and the fix."""
 
 
 class FactoryError(HPTransferError):

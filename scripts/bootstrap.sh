@@ -9,9 +9,10 @@ PY=.venv/bin/python
 "$PY" -m pip install -q --upgrade pip
 # torch pinned first: 2.13.0 is a CPU build; an unpinned torch may pull a multi-GB CUDA build.
 "$PY" -m pip install -q torch==2.13.0
-"$PY" -m pip install -q -e ".[dev,postgres]"
+# The hf extra (transformers) depends on no torch package, so it cannot replace the pinned one.
+"$PY" -m pip install -q -e ".[dev,postgres,hf]"
 # mup's declared dependencies pull torchvision, which fails beside this torch; mup itself
 # imports only numpy, pandas, pyyaml and torch, so install it without them.
 "$PY" -m pip install -q --no-deps mup==1.0.0
 "$PY" -m pip install -q pandas
-"$PY" -c "import torch, optuna, mup, hptransfer; print('hptransfer', hptransfer.__version__, '| torch', torch.__version__, '| optuna', optuna.__version__)"
+"$PY" -c "import torch, optuna, mup, transformers, hptransfer; print('hptransfer', hptransfer.__version__, '| torch', torch.__version__, '| optuna', optuna.__version__, '| transformers', transformers.__version__)"

@@ -27,6 +27,16 @@ For each module and step the slope of ``log2(mean over seeds of stat)`` against
   can dominate for many steps (tied embeddings: still -0.39 after 8 steps), while the
   readout's own Θ(1) update only overtakes it as it accumulates.
 
+Attention: the probe also records, per attention module, the softmax scale it actually used
+times the head dimension (``"<module>[attn scale x d]"``, a scalar; SDPA calls and attention
+written by hand). With a fixed head count the head dimension grows with width; μP's 1/d
+attention (TP5, arXiv:2203.03466, Sec. 4) keeps the entry constant (slope 0), attention left at
+1/sqrt(d) makes it grow like sqrt(d) (slope +0.5 per width doubling), which the growth rule
+catches. The entry does not move in training, so only its activation slope is judged. The
+attention *logits* themselves are no good statistic over a few steps: their μP init term
+shrinks like 1/sqrt(d) while the update term builds up, so the slope depends on the step and
+the LR (measured: +0.6 on a μP Hugging Face GPT-2 at lr 1e-2, -0.3 at 3e-3).
+
 Default tolerances, measured with ``scripts/coord_thresholds.py`` (Adam, lr 1e-2, 4 steps,
 seeds 0-2; full table and reasoning in ``docs/coord_check.md``). Slopes per doubling of width;
 "μP update" is the most negative update slope of width-sized / fixed-size modules; "SP weakest"
@@ -64,7 +74,7 @@ from ..parametrization import OPTIMIZERS, Parametrization, optimizer_class, opti
 from ..recipe import RunSpec
 from ..training import make_task
 from ._builders import make_builder, stream_modules
-from ._probe import as_args, probe, to_device
+from ._probe import LOGITS_SUFFIX, as_args, probe, to_device
 from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
 
 __all__ = ["coord_check", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH"]
@@ -281,7 +291,7 @@ def _analyse(
             slopes[m].append(s)
             if s > tol_grow:
                 failing.append((s - tol_grow, (m, t, ACT, s)))
-            if t == 0:
+            if t == 0 or LOGITS_SUFFIX in m:  # the attention scale does not train: no update to judge
                 upd_slopes[m].append(float("nan"))
                 continue
             upds = [float(np.mean([u for _, u in table[(m, t, w)]])) for w in widths]

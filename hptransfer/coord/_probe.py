@@ -8,16 +8,28 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..parametrization import AttentionTracer, module_stack
+
 #: Name under which the root module's (the whole model's) output is recorded.
 ROOT_NAME = "(model)"
+#: Suffix of the entry holding an attention module's softmax scale times its head dim
+#: (``"blocks.0.attn[attn scale x d]"``): constant across widths under 1/d attention (μP),
+#: growing like sqrt(d) when attention stayed at 1/sqrt(d).
+LOGITS_SUFFIX = "[attn scale x d]"
 
-__all__ = ["probe", "as_args", "to_device", "ROOT_NAME"]
+__all__ = ["probe", "as_args", "to_device", "ROOT_NAME", "LOGITS_SUFFIX"]
 
 
 @torch.no_grad()
 def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
     """Run ``probe_input`` through ``model`` with a forward hook on every module; return each
-    module call's first floating tensor output (detached float32 copies), keyed by name."""
+    module call's first floating tensor output (detached float32 copies), keyed by name.
+
+    Each attention call's softmax scale times its head dimension is recorded too, as a scalar
+    ``"<module>[attn scale x d]"``: μP's 1/d attention (TP5, arXiv:2203.03466, Sec. 4) keeps it
+    constant as width grows, attention left at 1/sqrt(d) (written by hand, so not rewritten) makes
+    it grow like sqrt(d), which module outputs after a softmax hide.
+    """
     outs: dict[str, Tensor] = {}
     calls: dict[str, int] = {}
 
@@ -35,11 +47,18 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
         return hook
 
     handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()]
+    stack, stack_handles = module_stack(model)
+    tracer = AttentionTracer(stack, measure_scale=True)
     try:
-        model(*as_args(probe_input))
+        with tracer:
+            model(*as_args(probe_input))
     finally:
-        for h in handles:
+        for h in handles + stack_handles:
             h.remove()
+    for name, calls in tracer.scales.items():
+        for i, (d, scale) in enumerate(calls):
+            key = f"{name or ROOT_NAME}{LOGITS_SUFFIX}"
+            outs[key if i == 0 else f"{key}#{i + 1}"] = torch.tensor(abs(scale) * d)
     return outs
 
 

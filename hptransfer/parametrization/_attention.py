@@ -34,12 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map
 
-from .._io import user_frame
 from ..errors import ParametrizationError
 
-__all__ = ["AttentionScaling", "trace_sdpa", "attach_attention", "detach_attention", "to_meta"]
+__all__ = ["AttentionScaling", "attach_attention", "detach_attention"]
 
 _MHA_SIG = inspect.signature(F.multi_head_attention_forward)
 _HANDLE_ATTR = "_hptransfer_attention_handles"
@@ -145,62 +143,3 @@ def attach_attention(
 def detach_attention(root: nn.Module) -> None:
     for h in root.__dict__.pop(_HANDLE_ATTR, []):
         h.remove()
-
-
-class _SdpaTracer(TorchFunctionMode):
-    def __init__(self, stack: list[str]):
-        super().__init__()
-        self.stack = stack
-        self.calls: list[tuple[str, int]] = []
-
-    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        if func is F.scaled_dot_product_attention:
-            q = args[0] if args else kwargs["query"]  # type: ignore[index]
-            self.calls.append((self.stack[-1], int(q.shape[-1])))
-        return func(*args, **(kwargs or {}))
-
-
-def to_meta(x: Any) -> Any:
-    return tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, x)
-
-
-def trace_sdpa(model: nn.Module, example_input: Any) -> list[tuple[str, int]]:
-    """Run ``model`` (on the meta device) and list ``(module path, head_dim)`` per SDPA call.
-
-    The module path is the innermost module running when SDPA was called.
-    """
-    stack = [""]
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: stack.append(n) and None))
-        # A forward hook that returns a value replaces the output: pop, then return None.
-        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None, always_call=True))
-    tracer = _SdpaTracer(stack)
-    args, kwargs = _as_call(example_input)
-    try:
-        with torch.no_grad(), tracer:
-            model(*to_meta(args), **to_meta(kwargs))
-    except ParametrizationError:
-        raise
-    except Exception as exc:
-        shapes = [tuple(a.shape) for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        raise ParametrizationError(
-            f"the model's forward failed on the example input {shapes} ({type(exc).__name__}: {exc}) "
-            f"{user_frame(exc)}. Fix: make the forward accept the task's input (a recipe's task gives this "
-            "input), or pass an example_input the model accepts (a tensor, a tuple of positional args or a dict "
-            "of keyword args); attention='off' skips this trace for a model without attention."
-        ) from None
-    finally:
-        for h in handles:
-            h.remove()
-    return tracer.calls
-
-
-def _as_call(example_input: Any) -> tuple[tuple, dict]:
-    if isinstance(example_input, dict):
-        return (), example_input
-    if isinstance(example_input, tuple):
-        return example_input, {}
-    return (example_input,), {}

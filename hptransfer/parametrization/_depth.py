@@ -31,9 +31,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import DepthInferenceError
-from ._attention import to_meta
 from ._shapes import build, match_any
 from ._table import ModuleScaling, ScalingTable
+from ._trace import to_meta
 
 __all__ = ["find_stacks", "find_branches", "block_of", "AtDepth", "setup_depth"]
 

@@ -9,7 +9,6 @@ modules, (3) attention-scale rewriting inside attention modules (see ``_attentio
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -17,18 +16,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ParametrizationError, ShapeInferenceError
+from ..errors import ParametrizationError
 from . import _attention
 from ._checks import check_depths, check_widths
 from ._depth import AtDepth, setup_depth
+from ._init_law import measure_init_laws, rescale_init
 from ._rules import Parametrization, get_parametrization
-from ._shapes import build, infer_params, match_any
-from ._table import _TABLE_ATTR, ModuleScaling, ParamInfo, ScalingTable, unwrap, warn_no_readout
+from ._shapes import build, infer_params
+from ._table import _TABLE_ATTR, ModuleScaling, ScalingTable, unwrap, warn_no_readout
+from ._trace import scale_traced_attention
 
-__all__ = ["parametrize", "attach_table"]
+__all__ = ["parametrize", "attach_table", "attention_trace_pending"]
 
 _HOOK_ATTR = "_hptransfer_hooks"
-_QUERY_NAMES = ("q_proj", "query", "wq", "to_q", "q")
 
 
 def parametrize(
@@ -64,9 +64,10 @@ def parametrize(
         output_mult: readout multiplier (a tunable HP); μP applies ``output_mult / m``. Default 1.
         attn_mult: attention-logit multiplier (a tunable HP). Default 1.
         base_std: if given, weights (tensors with 2+ dims) are re-drawn from N(0, std^2) with
-            ``std = base_std`` at the base width, scaled per role; default ``None`` keeps the
-            factory's own draw and treats it as SP (variance 1/fan_in, PyTorch's default), so
-            μP equals the user's model exactly at the base width and matches ``mup``.
+            ``std = base_std`` at the base width, scaled per role (the factory's init is discarded);
+            default ``None`` keeps the factory's draw, measures its init law at the base and probe
+            widths (fan_in / constant / zero / structured, in the table) and rescales it to μP:
+            exact at the base width, equal to ``mup`` on PyTorch-default inits.
         zero_readout: zero-init the readout weight and bias (TP5's recommendation).
         zero_query: zero-init the query projection: ``True`` finds it by name (``q_proj``,
             ``query``, ``wq``, ``to_q``, ``q``) or in ``nn.MultiheadAttention``; or give glob
@@ -87,8 +88,7 @@ def parametrize(
         branches: glob patterns of the residual-branch modules (``["*.attn.c_proj", "*.mlp.c_proj"]``)
             instead of tracing them with ``example_input``.
 
-    Returns:
-        The model at ``width`` with its scaling table attached (see :func:`hptransfer.scaling_table`).
+    Returns the model at ``width`` with its scaling table attached (:func:`hptransfer.scaling_table`).
 
     Raises:
         FactoryError, ShapeInferenceError, ParametrizationError: with the parameter and the fix.
@@ -124,11 +124,12 @@ def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: t
     warn_no_readout(params, options["readout"], readout_modules)
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
+    params = measure_init_laws(fac, model, params, base_width=base_width, probe_width=probe_width)
     table = ScalingTable(rule.name, width, base_width, params=params, options=options)
     if depth is not None:
         setup_depth(table, rule, factory, base, depth=depth, base_depth=options["base_depth"],
                     branches=options["branches"], example_input=example_input)
-    _rescale_init(model, table, rule)
+    rescale_init(model, table, rule)
     _readout_multipliers(table, rule, readout_modules, options["output_mult"])
     if options["attention"] == "auto":
         _setup_attention(model, base, table, rule, fac, example_input)
@@ -225,83 +226,6 @@ def _submodule(model: nn.Module, name: str) -> nn.Module:
         ) from None
 
 
-@torch.no_grad()
-def _rescale_init(model: nn.Module, table: ScalingTable, rule: Parametrization) -> None:
-    opts = table.options
-    tensors = dict(model.named_parameters())
-    biases = _layer_biases(model, table)
-    query = _query_targets(model, table, opts["zero_query"])
-    readout_biases = {n for n, w in biases.items() if w.readout_module is not None and w.role == "output"}
-    for name, info in list(table.params.items()):
-        p = tensors[name]
-        hooked = info.readout_module is not None and info.role == "output"
-        scale = rule.init_scale(info, readout_hooked=hooked)
-        if name in biases:
-            scale = rule.bias_scale(biases[name])
-        if opts["base_std"] is not None and p.ndim >= 2 and info.role != "scalar":
-            sp_law = 1.0 / math.sqrt(info.fan_in_mult) if info.role in ("hidden", "output") else 1.0
-            p.normal_(0.0, opts["base_std"] * sp_law * scale)
-        elif scale != 1.0:
-            p.mul_(scale)
-        zero = False
-        if opts["zero_readout"] and (info.role == "output" or name in readout_biases):
-            zero = True
-        if opts["zero_readout"] and info.readout_module is not None and info.role != "output":
-            raise ParametrizationError(
-                f"zero_readout=True would zero {name!r}, which is tied to the input embedding "
-                f"({', '.join(info.tied_to)}). Fix: untie the readout or drop zero_readout."
-            )
-        if zero:
-            p.zero_()
-        if name in query:
-            rows = query[name]
-            (p if rows is None else p[:rows]).zero_()
-            zero = True
-        table.params[name] = replace(info, init_scale=scale, zero_init=zero)
-
-
-def _layer_biases(model: nn.Module, table: ScalingTable) -> dict[str, ParamInfo]:
-    """Bias name -> the weight info of its linear/conv layer (for the bias init rescale)."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    out: dict[str, ParamInfo] = {}
-    for module in model.modules():
-        if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-            continue
-        bias, weight = module.bias, module.weight
-        if isinstance(bias, nn.Parameter) and id(bias) in names and id(weight) in names:
-            out[names[id(bias)]] = table.params[names[id(weight)]]
-    return out
-
-
-def _query_targets(model: nn.Module, table: ScalingTable, zero_query: Any) -> dict[str, int | None]:
-    """Parameter name -> rows to zero (``None`` = all) for the query projection."""
-    if zero_query is False:
-        return {}
-    targets: dict[str, int | None] = {}
-    for mod_name, module in model.named_modules():
-        if isinstance(module, nn.MultiheadAttention) and (zero_query is True or match_any(mod_name, zero_query)):
-            prefix = f"{mod_name}." if mod_name else ""
-            if module.in_proj_weight is not None:
-                targets[prefix + "in_proj_weight"] = module.embed_dim
-            else:
-                targets[prefix + "q_proj_weight"] = None
-            if module.in_proj_bias is not None:
-                targets[prefix + "in_proj_bias"] = module.embed_dim
-    for name in table.params:
-        parts = name.split(".")
-        if zero_query is True:
-            if len(parts) >= 2 and parts[-2] in _QUERY_NAMES:
-                targets.setdefault(name, None)
-        elif match_any(name, zero_query):
-            targets.setdefault(name, None)
-    if not targets:
-        raise ParametrizationError(
-            f"zero_query={zero_query!r} matches no query projection. Fix: pass glob patterns of the query "
-            "weight and bias names, e.g. zero_query=['blocks.*.attn.q_proj.*']."
-        )
-    return targets
-
-
 def _attention_by_module(table: ScalingTable) -> dict[str, dict[str, dict[int, float]]]:
     out: dict[str, dict[str, dict[int, float]]] = {}
     for key, factors in table.attention.items():
@@ -326,37 +250,15 @@ def _setup_attention(
             d0 = b.embed_dim // b.num_heads
             table.attention[f"mha:{name}"] = {d: rule.attention_factor(d, d0, attn_mult)}
     if example_input is not None:
-        _trace_sdpa(model, base, table, rule, factory, example_input)
+        scale_traced_attention(model, table, rule, factory, example_input)
     elif not (table.width == table.base_width and attn_mult == 1.0):
         model.register_forward_pre_hook(_LazySdpaTrace(factory, rule), with_kwargs=True)
 
 
-def _trace_sdpa(
-    model: nn.Module,
-    base: nn.Module,
-    table: ScalingTable,
-    rule: Parametrization,
-    factory: Callable[..., nn.Module],
-    example_input: Any,
-) -> None:
-    target_meta = build(factory, table.width, meta=True, what="target (trace)")
-    calls = _attention.trace_sdpa(target_meta, example_input)
-    base_calls = _attention.trace_sdpa(base, example_input)
-    if [m for m, _ in calls] != [m for m, _ in base_calls]:
-        raise ShapeInferenceError(
-            f"the model calls scaled_dot_product_attention from different modules at width {table.width:g} "
-            f"({[m for m, _ in calls][:4]}) and at base width {table.base_width:g} ({[m for m, _ in base_calls][:4]}). "
-            "Fix: keep the attention structure fixed across widths."
-        )
-    for (module, d), (_, d0) in zip(calls, base_calls):
-        factors = table.attention.setdefault(f"sdpa:{module}", {})
-        f = rule.attention_factor(d, d0, table.options["attn_mult"])
-        if factors.get(d, f) != f:
-            raise ShapeInferenceError(
-                f"module {module!r} calls scaled_dot_product_attention with head_dim={d} coming from two different "
-                "base head dims, so one factor cannot serve both. Fix: pass attention='off' and scale by hand."
-            )
-        factors[d] = f
+def attention_trace_pending(model: nn.Module) -> bool:
+    """True while ``model`` waits for its first forward call to trace attention (no ``example_input``)."""
+    hooks = unwrap(model)._forward_pre_hooks.values()
+    return any(isinstance(h, _LazySdpaTrace) and not h.done for h in hooks)
 
 
 class _LazySdpaTrace:
@@ -387,8 +289,7 @@ class _LazySdpaTrace:
                 "example_input= to parametrize()."
             )
         table = getattr(module, _TABLE_ATTR)
-        base = build(self.factory, table.base_width, meta=True, what="base (trace)")
-        _trace_sdpa(module, base, table, self.rule, self.factory, dict(kwargs) if kwargs else tuple(args))
+        scale_traced_attention(module, table, self.rule, self.factory, dict(kwargs) if kwargs else tuple(args))
         attach_table(module, table)
         root_enter = module.__dict__["_hptransfer_enters"].get("")
         if root_enter is not None:  # the root computes attention itself: activate for this call too

@@ -91,6 +91,15 @@ class Parametrization(ABC):
         """Adam epsilon multiplier (used only when eps scaling is switched on). Default 1."""
         return 1.0
 
+    def init_correction(self, info: ParamInfo) -> float:
+        """Factor applied to the factory's draw *before* :meth:`init_scale` / :meth:`bias_scale`.
+
+        Default 1.0: the factory's draw is kept as the user wrote it (SP). A rule stated relative
+        to the SP (variance 1/fan_in) init returns ``info.sp_correction``, the measured factor that
+        turns the factory's draw (constant 0.02, depth-scaled, ...) into that init at this width.
+        """
+        return 1.0
+
     def bias_scale(self, weight: ParamInfo) -> float:
         """Init factor for the bias of a linear or conv layer whose weight is ``weight``."""
         return 1.0
@@ -190,8 +199,11 @@ class MuP(Parametrization):
     scalar                  1                   1            1
     ======================  ==================  ===========  ===================
 
-    The factory's init is treated as SP (variance 1/fan_in, PyTorch's default), so only the
-    readout weight changes; biases of linear and conv layers are multiplied by
+    The table's init column is relative to the SP draw (variance 1/fan_in, PyTorch's default).
+    The factory's own draw is first brought to it by the measured ``sp_correction`` (a constant
+    0.02 draw, as in Hugging Face models and nanoGPT, is multiplied by 1/sqrt(m) on hidden
+    weights; a PyTorch-default draw by 1), so on PyTorch-default models only the readout weight
+    changes; biases of linear and conv layers are multiplied by
     sqrt(fan_in_mult) of their weight, which turns PyTorch's width-shrinking default bias
     init into a width-independent one (as ``mup.set_base_shapes`` does). A readout that is a raw
     tensor of an unknown module is read out "in place" in the Table 3 form, which the
@@ -234,6 +246,11 @@ class MuP(Parametrization):
 
     def attention_factor(self, head_dim: int, base_head_dim: int, attn_mult: float) -> float:
         return attn_mult * math.sqrt(base_head_dim / head_dim)
+
+    def init_correction(self, info: ParamInfo) -> float:
+        # μP's init rules are relative to the SP draw (Table 8); a constant-std factory draw
+        # (HF, nanoGPT) is first brought to it, measured per parameter (see _init_law).
+        return info.sp_correction
 
     def bias_scale(self, weight: ParamInfo) -> float:
         # PyTorch draws a linear/conv bias from U(+-1/sqrt(fan_in)), which shrinks as fan-in

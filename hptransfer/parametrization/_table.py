@@ -48,6 +48,13 @@ class ParamInfo:
     input carries this tensor's readout multiplier (``None``: not a hooked readout).
     ``depth_mult`` is ``L / L_base`` for a parameter inside a block of the depth stack under a
     depth-scaled parametrization, 1.0 elsewhere (and for every parameter under ``sp``/``mup``).
+
+    The init law of the factory's own draw, measured at two widths (``_init_law``):
+    ``init_class`` (``fan_in``, ``constant``, ``zero``, ``structured``, ``fixed`` or
+    ``unmeasured``), ``init_exponent`` (RMS ~ fan-in^a, or own width axis^a; ``None`` when not
+    a power law), ``init_rms`` (root-mean-square of the draw at the base width) and
+    ``sp_correction`` (the factor turning the factory's draw at this width into the SP, variance
+    1/fan_in, draw that μP's rules start from; 1.0 at the base width).
     """
 
     name: str
@@ -62,6 +69,10 @@ class ParamInfo:
     zero_init: bool = False
     readout_module: str | None = None
     depth_mult: float = 1.0
+    init_class: str = "unmeasured"
+    init_exponent: float | None = None
+    init_rms: float | None = None
+    sp_correction: float = 1.0
 
     @property
     def width_mult(self) -> float:
@@ -116,6 +127,8 @@ class ScalingTable:
             ``alpha`` (``None`` under ``sp``/``mup``: built at that depth, not scaled), ``stacks``
             (module paths of the block lists) and ``branches`` (residual-branch modules whose
             output is multiplied by ``(base_depth/depth)^alpha``).
+        notes: what hptransfer found but could not rewrite (attention computed by hand, ...),
+            one sentence each with the module and the fix.
     """
 
     parametrization: str
@@ -126,6 +139,7 @@ class ScalingTable:
     attention: dict[str, dict[int, float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     depth: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[ParamInfo]:
         return iter(self.params.values())
@@ -161,6 +175,7 @@ class ScalingTable:
             "attention": {k: {int(d): float(f) for d, f in v.items()} for k, v in self.attention.items()},
             "options": dict(self.options),
             "depth": dict(self.depth),
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -174,6 +189,7 @@ class ScalingTable:
             attention={k: {int(h): float(f) for h, f in v.items()} for k, v in d.get("attention", {}).items()},
             options=dict(d.get("options", {})),
             depth=dict(d.get("depth", {})),
+            notes=list(d.get("notes", [])),
         )
 
     def to_json(self) -> str:
@@ -183,13 +199,15 @@ class ScalingTable:
         """A human-readable table: one line per parameter with role and multipliers."""
         lines = [
             f"parametrization={self.parametrization} width={self.width:g} base_width={self.base_width:g}",
-            f"{'parameter':48s} {'role':7s} {'shape':>16s} {'fan_in x':>9s} {'fan_out x':>9s} {'init x':>7s}",
+            f"{'parameter':48s} {'role':7s} {'shape':>16s} {'fan_in x':>9s} {'fan_out x':>9s} {'init x':>7s} "
+            f"{'factory init (rms at base)':26s}",
         ]
         for info in self.params.values():
             shape = "x".join(map(str, info.shape)) or "()"
+            rms = "" if info.init_rms is None else f" ({info.init_rms:.3g})"
             lines.append(
                 f"{info.name:48s} {info.role:7s} {shape:>16s} {info.fan_in_mult:9.3g} "
-                f"{info.fan_out_mult:9.3g} {info.init_scale:7.3g}"
+                f"{info.fan_out_mult:9.3g} {info.init_scale:7.3g} {info.init_class + rms:26s}"
             )
         if self.depth:
             lines.append(f"depth={self.depth['depth']} base_depth={self.depth['base_depth']} "
@@ -199,6 +217,7 @@ class ScalingTable:
         for kind, factors in self.attention.items():
             for d, f in factors.items():
                 lines.append(f"attention ({kind}) head_dim={d}: softmax scale x{f:.4g}")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 

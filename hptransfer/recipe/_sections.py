@@ -78,7 +78,7 @@ class ModelSpec:
     """The model: a built-in factory or an import path to the user's own."""
 
     name: str | None = spec_field(None, kind="choice", choices=("mlp", "gpt", "cnn"), optional=True,
-                                  doc="Built-in model factory (`mlp`, `gpt`, `cnn`). Give `name` or `factory`.")
+                                  doc="Built-in model factory (`mlp`, `gpt`, `cnn`). Give `name`, `factory` or `hf`.")
     factory: str | None = spec_field(None, kind="str", optional=True,
                                      doc="Import path `package.module:function` of your own factory; it must "
                                          "accept the width as keyword `width_arg`.")
@@ -94,6 +94,21 @@ class ModelSpec:
     def depth_argument(self) -> str:
         """The factory's depth keyword: ``depth_arg``, else the built-in model's, else ``depth``."""
         return self.depth_arg or _DEPTH_ARGS.get(self.name or "", "depth")
+    hf: str | None = spec_field(None, kind="str", optional=True,
+                                doc="A Hugging Face architecture (`model_type`: `llama`, `gpt2`, `mistral`, `qwen2`, "
+                                    "`bert`, `vit`, ...) built from `config` with the `hf` extra. Give `name`, "
+                                    "`factory` or `hf`.")
+    config: dict = spec_field(kind="mapping", factory=dict,
+                              doc="The Hugging Face config fields (for `hf`), e.g. `num_hidden_layers: 2`; the width "
+                                  "field is set per run.")
+    width_field: str | None = spec_field(None, kind="str", optional=True,
+                                         doc="The config field holding the width (for `hf`). Default: known for "
+                                             "llama, mistral, qwen2/3, gpt2, bert, vit (the FFN size and head "
+                                             "dim follow it in proportion).")
+    hf_class: str | None = spec_field(None, kind="str", optional=True,
+                                      doc="transformers auto class for `hf` (`AutoModelForCausalLM` by default; "
+                                          "`AutoModelForMaskedLM` for bert, `AutoModelForImageClassification` "
+                                          "for vit).")
 
 
 @dataclass

@@ -16,6 +16,8 @@ import dataclasses
 import difflib
 import importlib
 import math
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -245,6 +247,11 @@ def import_object(spec: str, path: str = "import path") -> Any:
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
         raise RecipeError([(path, f"{spec!r} is not an import path. Fix: write `package.module:function`.")])
+    # The console script's sys.path[0] is its bin directory; search the current directory first,
+    # as `python -m` does (spawned workers inherit sys.path).
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         obj: Any = importlib.import_module(module)
     except ImportError as exc:

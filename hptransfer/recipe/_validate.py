@@ -63,8 +63,9 @@ def parse_search(data: Any, problems: Problems) -> dict[str, SearchParam] | None
 
 def cross_check(r: Recipe, problems: Problems) -> None:
     m, t = r.model, r.task
-    if (m.name is None) == (m.factory is None):
-        problems.append(("model", "give exactly one of `name` (built-in) or `factory` (import path)."))
+    if [m.name, m.factory, m.hf].count(None) != 2:
+        problems.append(("model", "give exactly one of `name` (built-in), `factory` (import path) or `hf` "
+                                  "(a Hugging Face architecture)."))
     elif m.factory is not None:
         _check_import(m.factory, "model.factory", problems)
     if (t.name is None) == (t.train_fn is None):

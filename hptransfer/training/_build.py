@@ -90,6 +90,10 @@ def make_factory(model: ModelSpec, task: Any = None) -> Callable[[int], nn.Modul
     if model.factory is not None:
         return WidthFactory(import_object(model.factory, "model.factory"), model.kwargs, model.width_arg,
                             model.depth_argument)
+    if model.hf is not None:
+        from ..hf import hf_factory  # local: only recipes naming a Hugging Face model need it
+
+        return hf_factory(model.hf, model.config, model.width_field, model.hf_class)
     if model.name is None:
         return None
     from ..zoo.models import get_model
@@ -179,8 +183,8 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
     task = task if task is not None else make_task(spec.task)
     fac = factory if factory is not None else make_factory(spec.model, task)
     if fac is None:
-        raise FactoryError("the run spec names no model (model.name or model.factory). Fix: name one, or pass "
-                           "factory= (your width -> nn.Module).")
+        raise FactoryError("the run spec names no model (model.name, model.factory or model.hf). Fix: name one, "
+                           "or pass factory= (your width -> nn.Module).")
     opts = {**parametrize_options(spec), **dict(parametrize_extra or {})}
     meta = device is not None and torch.device(device).type == "meta"
     # depth scaling traces the blocks (on meta) with the example input, so even a meta build needs it

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ._task_base import as_logits
 from .models import CNN, GPT, MLP, MODELS, cnn, get_model, gpt, mlp
 from .tasks import TASKS, CharLMTask, ClassificationTask, ImageClassificationTask, Task, get_task
 
 __all__ = ["mlp", "gpt", "cnn", "MLP", "GPT", "CNN", "MODELS", "get_model", "Task", "ClassificationTask",
-           "ImageClassificationTask", "CharLMTask", "TASKS", "get_task"]
+           "ImageClassificationTask", "CharLMTask", "TASKS", "get_task", "as_logits"]

@@ -153,7 +153,8 @@ class CharLMTask(Task):
         T = self.block_size
         starts = torch.randint(0, data.numel() - T, (batch_size, 1), generator=gen)
         windows = data[starts + torch.arange(T + 1)].long()
-        return windows[:, :-1], windows[:, 1:]
+        # Contiguous copies: user models written like nanoGPT call targets.view(-1).
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
     def example_input(self, batch_size: int = 2) -> Tensor:
         """LongTensor ``(batch_size, block_size)`` of fixed byte values."""

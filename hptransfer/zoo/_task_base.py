@@ -12,11 +12,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import DataError
+from ..errors import DataError, TrainingError
 
-__all__ = ["Task", "SPLITS", "derive_seed", "check_int", "model_device_dtype", "logits_of"]
+__all__ = ["Task", "SPLITS", "as_logits", "derive_seed", "check_int", "model_device_dtype"]
 
 SPLITS = ("train", "val")
+
+
+def as_logits(output: Any) -> Tensor:
+    """The logits in a model's output: the tensor itself, ``output.logits`` (Hugging Face model
+    outputs) or ``output["logits"]``, else the first element of a tuple (``(logits, loss)``).
+
+    Raises :class:`TrainingError` naming the output type and the fix for anything else.
+    """
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, dict):
+        logits = output.get("logits")
+    if logits is None and isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        logits = output[0]
+    if not isinstance(logits, Tensor):
+        raise TrainingError(
+            f"the model returned {type(output).__name__}, which holds no logits tensor for the built-in task's "
+            "loss. Fix: return the logits (a tensor, an object with .logits, or a tuple whose first item is "
+            "the logits), or pass your own train_fn / loss_fn."
+        )
+    return logits
 
 
 def derive_seed(*parts: object) -> int:
@@ -40,21 +62,6 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype | No
     for p in model.parameters():
         return p.device, (p.dtype if p.is_floating_point() else None)
     return torch.device("cpu"), None
-
-
-def logits_of(output: Any) -> Tensor:
-    """The logits in a forward result: the tensor itself, ``output.logits`` / ``output["logits"]``,
-    or the first element of a tuple or list. Raises :class:`DataError` for anything else."""
-    if isinstance(output, Tensor):
-        return output
-    inner = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
-    if inner is None and isinstance(output, (tuple, list)) and output:
-        inner = output[0]
-    if isinstance(inner, Tensor):
-        return inner
-    raise DataError(
-        f"the model's forward returned {type(output).__name__}, not logits. Fix: return the logits tensor, a "
-        "tuple whose first element is the logits, or an object with a `logits` attribute.")
 
 
 class Task(ABC):
@@ -132,7 +139,7 @@ class Task(ABC):
         (``return_dict=False``). Anything else, or logits whose last dimension is not
         :attr:`n_outputs`, raises :class:`DataError` saying what came back and the fix.
         """
-        logits = logits_of(output)
+        logits = as_logits(output)
         if logits.shape[-1] != self.n_outputs:
             raise DataError(
                 f"the model's output has {logits.shape[-1]} logits per example (shape {tuple(logits.shape)}), but "

@@ -3,14 +3,17 @@ and the update statistic catches vanishing updates."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
-from _helpers import COORD_FAST, gpt_coord, mlp_coord
+from _helpers import COORD_FAST, charlm, gpt_coord, mlp_coord
+from _models import nanogpt, nanogpt_eager
 from torch import nn
 
 from hptransfer import coord_check
-from hptransfer.errors import CoordCheckError
+from hptransfer.errors import CoordCheckError, HPTransferWarning
 from hptransfer.models import cnn, mlp
 from hptransfer.parametrization import MuP, ParamInfo, available_parametrizations, register_parametrization
 from hptransfer.tasks import get_task
@@ -147,3 +150,17 @@ def test_bad_input_raises_coord_check_error(kwargs: dict, fragment: str) -> None
 def test_missing_data_source_raises() -> None:
     with pytest.raises(CoordCheckError, match="batch_fn"):
         coord_check(mlp, widths=(32, 64))
+
+
+@pytest.mark.parametrize("factory, passes", [(nanogpt, True), (nanogpt_eager, False)])
+def test_attention_left_at_one_over_sqrt_d_fails_under_mup(factory, passes) -> None:
+    # nanoGPT with 2 heads, so the head dim grows with width; the eager variant computes
+    # softmax(q k^T / sqrt(d)) by hand, which hptransfer cannot rewrite: its logits grow.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HPTransferWarning)
+        result = coord_check(factory, widths=(32, 64, 128, 256), task=charlm(), batch_size=8, seeds=(0, 1))
+    logits = [m for m in result.modules if m.endswith("[attn scale x d]")]
+    assert logits == ["transformer.h.0.attn[attn scale x d]", "transformer.h.1.attn[attn scale x d]"]
+    assert result.passed is passes, result.failing[:3]
+    if not passes:
+        assert {m for m, *_ in result.failing} >= set(logits)

@@ -194,3 +194,20 @@ def test_gpt_learns_charlm(lm_task: CharLMTask) -> None:
     after = lm_task.eval_loss(model)
     assert before > 0.9 * lm_task.init_loss_bound
     assert after < 0.7 * lm_task.init_loss_bound, (before, after)
+
+
+def test_task_loss_takes_logits_from_model_output_objects() -> None:
+    from types import SimpleNamespace
+
+    from hptransfer.errors import TrainingError
+    from hptransfer.zoo import as_logits
+
+    logits, target = torch.randn(2, 5, 256), torch.randint(0, 256, (2, 5))
+    task = get_task("charlm", block_size=5, n_bytes=10_000)
+    ref = task.loss(logits, target)
+    for output in (SimpleNamespace(logits=logits), {"logits": logits}, (logits, None)):
+        assert torch.equal(task.loss(output, target), ref)
+    with pytest.raises(TrainingError, match="holds no logits"):
+        as_logits(SimpleNamespace(loss=1.0))
+    x, y = task.batch(0, 4)
+    assert y.is_contiguous() and x.is_contiguous()  # nanoGPT-style models call targets.view(-1)

@@ -1,0 +1,14 @@
+"""Hugging Face models (the ``hf`` extra, transformers >= 4.40): width fields of known configs,
+``parametrize_config``, and checkpoints that keep the scaling table.
+
+Nothing here imports transformers at import time; :func:`hf_factory` (used by recipes that say
+``model: {hf: llama, ...}``) does.
+"""
+
+from __future__ import annotations
+
+from ._config import AUTO_CLASSES, WIDTH_FIELDS, HFFactory, config_factory, hf_factory, parametrize_config
+from ._pretrained import TABLE_FILE, from_pretrained, save_pretrained
+
+__all__ = ["WIDTH_FIELDS", "AUTO_CLASSES", "HFFactory", "config_factory", "parametrize_config", "hf_factory",
+           "save_pretrained", "from_pretrained", "TABLE_FILE"]

@@ -1,0 +1,250 @@
+"""Watching a forward pass: which modules compute attention, with which head dimension.
+
+One :class:`torch.overrides.TorchFunctionMode` (:class:`AttentionTracer`) sees every torch call
+of a forward pass together with the innermost module running it. It records
+
+* ``F.scaled_dot_product_attention`` calls: ``(module, head_dim)`` (rewritten by ``_attention``);
+* attention written by hand: a matrix product whose result is later fed to ``softmax`` in the
+  same module (``softmax(q @ k.transpose(-2, -1) * s)``, as in Hugging Face "eager" attention
+  and nanoGPT's non-flash path). hptransfer cannot rewrite its scale, so it is reported;
+* optionally (``measure_scale``) the softmax scale each attention call actually uses, for the
+  coordinate check: for SDPA its ``scale`` argument after hptransfer's rewrite (default
+  1/sqrt(d)), for hand-written attention the ratio of the softmax input to ``q @ k^T``;
+* the last ``(module, operation)`` before a failure, so that an error can name both.
+
+:func:`trace_attention` runs a model on the meta device, with torch's factory functions
+(``torch.ones(T, T)`` without ``device=``) defaulting to it, or for real.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map
+
+from .._io import user_frame
+from ..errors import HPTransferWarning, ParametrizationError, ShapeInferenceError
+from ._rules import Parametrization
+from ._shapes import build
+from ._table import ScalingTable
+
+__all__ = [
+    "AttentionTracer", "TraceFailure", "trace_attention", "scale_traced_attention", "module_stack", "to_meta",
+    "as_call",
+]
+
+_MATMULS = {torch.matmul, Tensor.matmul, Tensor.__matmul__, torch.bmm, Tensor.bmm, torch.einsum, torch.baddbmm}
+_SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax, F.log_softmax}
+
+
+class TraceFailure(Exception):
+    """The traced forward raised: in ``module`` (innermost), at torch operation ``op``."""
+
+    def __init__(self, module: str, op: str, error: BaseException):
+        super().__init__(module, op, error)
+        self.module, self.op, self.error = module, op, error
+
+    def __str__(self) -> str:
+        return f"in module {self.module or '<root>'!r} at {self.op} ({type(self.error).__name__}: {self.error})"
+
+
+class AttentionTracer(TorchFunctionMode):
+    """Records attention calls per innermost module while active (see the module docstring).
+
+    ``stack`` is the list kept by :func:`module_stack`; ``sdpa`` and ``by_hand`` are
+    ``(module, head_dim)`` per call, ``scales`` (with ``measure_scale``) the ``(head_dim, softmax
+    scale)`` of each call by module.
+    """
+
+    def __init__(self, stack: list[str], measure_scale: bool = False):
+        super().__init__()
+        self.stack, self.measure_scale = stack, measure_scale
+        self.sdpa: list[tuple[str, int]] = []
+        self.by_hand: list[tuple[str, int]] = []
+        self.scales: dict[str, list[tuple[int, float]]] = {}
+        self.last: tuple[str, str] = ("", "")
+        self._scores: dict[tuple[str, tuple[int, ...]], tuple[int, Tensor | None]] = {}
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        where = self.stack[-1]
+        self.last = (where, getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
+        if func is F.scaled_dot_product_attention:
+            q = args[0] if args else kwargs["query"]
+            d = int(q.shape[-1])
+            self.sdpa.append((where, d))
+            scale = kwargs.get("scale", args[6] if len(args) > 6 else None)
+            self._record(where, d, 1.0 / math.sqrt(d) if scale is None else float(scale))
+        elif func in _SOFTMAXES and args and isinstance(args[0], Tensor):
+            found = self._scores.pop((where, tuple(args[0].shape)), None)
+            if found is not None:
+                d, scores = found
+                self.by_hand.append((where, d))
+                if scores is not None and not args[0].is_meta:
+                    self._record(where, d, _ratio(args[0], scores))
+        out = func(*args, **kwargs)
+        if func in _MATMULS and isinstance(out, Tensor) and out.ndim >= 3 and func is not torch.einsum:
+            a = args[0] if isinstance(args[0], Tensor) else None
+            if a is not None and a.ndim >= 3:  # q @ k^T: (.., T, d) @ (.., d, S) -> (.., T, S)
+                keep = out.detach() if self.measure_scale and not out.is_meta else None
+                self._scores[(where, tuple(out.shape))] = (int(a.shape[-1]), keep)
+        return out
+
+    def _record(self, where: str, d: int, scale: float) -> None:
+        if self.measure_scale:
+            self.scales.setdefault(where, []).append((d, scale))
+
+
+def _ratio(logits: Tensor, scores: Tensor) -> float:
+    """The factor between raw scores ``q @ k^T`` and the softmax input, over unmasked entries (the
+    median, so an additive mask of -inf or the dtype's minimum does not count)."""
+    x, s = logits.detach().float(), scores.float()
+    ok = torch.isfinite(x) & (x.abs() < 1e30) & (s.abs() > 1e-12)
+    if not bool(ok.any()):
+        return float("nan")
+    return float((x[ok] / s[ok]).median())
+
+
+def module_stack(model: nn.Module) -> tuple[list[str], list[Any]]:
+    """A list holding the innermost running module's name (``""`` = root) and the hook handles."""
+    stack = [""]
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: stack.append(n) and None))
+        # A forward hook that returns a value replaces the output: pop, then return None.
+        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None, always_call=True))
+    return stack, handles
+
+
+def to_meta(x: Any) -> Any:
+    return tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, x)
+
+
+def as_call(example_input: Any) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` of an example input: a dict is keyword args, a tuple positional args."""
+    if isinstance(example_input, dict):
+        return (), example_input
+    if isinstance(example_input, tuple):
+        return example_input, {}
+    return (example_input,), {}
+
+
+@torch.no_grad()
+def trace_attention(model: nn.Module, example_input: Any, *, meta: bool) -> AttentionTracer:
+    """Run ``model`` on ``example_input`` and return what the tracer saw.
+
+    ``meta=True``: the input is moved to the meta device and factory functions default to it
+    (no memory, no compute; fails on data-dependent code such as ``.item()`` or ``torch.equal``).
+    ``meta=False``: a real forward in eval mode (training flags restored, RNG state untouched),
+    for models whose forward reads values. Raises :class:`TraceFailure` naming module and op.
+    """
+    stack, handles = module_stack(model)
+    tracer = AttentionTracer(stack)
+    args, kwargs = as_call(example_input)
+    modes = {m: m.training for m in model.modules()}
+    try:
+        if meta:
+            with torch.device("meta"), tracer:
+                model(*to_meta(args), **to_meta(kwargs))
+        else:
+            model.eval()
+            with torch.random.fork_rng(devices=[]), tracer:
+                model(*args, **kwargs)
+    except Exception as exc:  # the user's forward: report where it failed
+        raise TraceFailure(tracer.last[0], tracer.last[1], exc) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
+    return tracer
+
+
+def scale_traced_attention(
+    model: nn.Module,
+    table: ScalingTable,
+    rule: Parametrization,
+    factory: Callable[..., nn.Module],
+    example_input: Any,
+) -> None:
+    """Fill ``table.attention`` with the SDPA factors of ``model`` (at ``table.width``) and warn
+    about attention computed by hand.
+
+    The target is traced first (on the meta device, else for real on ``model`` itself); the base
+    width is traced only when the target calls SDPA outside ``nn.MultiheadAttention`` (whose
+    scaling needs no trace), so models whose only attention is ``nn.MultiheadAttention`` never
+    need an input that fits the base width.
+    """
+    calls = _trace_width(factory, table.width, example_input, real=model)
+    _report_by_hand(calls.by_hand, table, rule)
+    if not calls.sdpa:
+        return
+    base_calls = _trace_width(factory, table.base_width, example_input, real=None)
+    if [m for m, _ in calls.sdpa] != [m for m, _ in base_calls.sdpa]:
+        raise ShapeInferenceError(
+            f"the model calls scaled_dot_product_attention from different modules at width {table.width:g} "
+            f"({[m for m, _ in calls.sdpa][:4]}) and at base width {table.base_width:g} "
+            f"({[m for m, _ in base_calls.sdpa][:4]}). Fix: keep the attention structure fixed across widths."
+        )
+    for (module, d), (_, d0) in zip(calls.sdpa, base_calls.sdpa):
+        factors = table.attention.setdefault(f"sdpa:{module}", {})
+        f = rule.attention_factor(d, d0, table.options["attn_mult"])
+        if factors.get(d, f) != f:
+            raise ShapeInferenceError(
+                f"module {module!r} calls scaled_dot_product_attention with head_dim={d} coming from two different "
+                "base head dims, so one factor cannot serve both. Fix: pass attention='off' and scale by hand."
+            )
+        factors[d] = f
+
+
+def _trace_width(
+    factory: Callable[..., nn.Module], width: float, example_input: Any, *, real: nn.Module | None
+) -> AttentionTracer:
+    """Trace the factory's model at ``width`` on the meta device; when its forward reads values
+    (``.item()``, ``torch.equal``, ``nonzero``, CPU tensors made in ``forward``), run it for real:
+    ``real`` if given (the target model), else a fresh CPU build under a private RNG."""
+    try:
+        return trace_attention(build(factory, width, meta=True, what="trace"), example_input, meta=True)
+    except TraceFailure:
+        pass
+    if real is None:
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+            real = build(factory, width, meta=False, what="trace")
+    try:
+        return trace_attention(real, example_input, meta=False)
+    except TraceFailure as failure:
+        raise ParametrizationError(
+            f"hptransfer runs the model once at width {width:g} to find the head dimension of every "
+            f"scaled_dot_product_attention call, and that forward failed {failure} "
+            f"{user_frame(failure.error)} (first on the meta device, then for real). Fix: pass example_input= "
+            "an input the model's forward accepts at every width (a tensor, a tuple of positional args or a dict "
+            "of keyword args; token ids rather than width-sized features), or fix the forward there. If the "
+            "model's only attention is nn.MultiheadAttention or you scale attention yourself, attention='off' "
+            "skips this run (it also turns off hptransfer's nn.MultiheadAttention scaling)."
+        ) from failure.error
+
+
+def _report_by_hand(by_hand: list[tuple[str, int]], table: ScalingTable, rule: Parametrization) -> None:
+    """Warn (and note in the table) about attention whose scale hptransfer cannot change."""
+    modules = sorted({m for m, _ in by_hand})
+    if not modules or (rule.attention_factor(2, 1, table.options["attn_mult"]) == 1.0):
+        return  # the rule leaves attention as the model computes it (SP with attn_mult 1)
+    dims = sorted({d for _, d in by_hand})
+    note = (
+        f"attention computed by hand (a matrix product then softmax) in module(s) {', '.join(map(repr, modules[:4]))}"
+        f"{' ...' if len(modules) > 4 else ''} (head_dim {', '.join(map(str, dims))}): hptransfer cannot change its "
+        f"scale, so it stays at the model's own (usually 1/sqrt(d)) instead of {rule.name}'s, and attention logits "
+        "grow with the head dimension. Fix: compute it with torch.nn.functional.scaled_dot_product_attention "
+        "(Hugging Face: attn_implementation='sdpa'), or multiply the scores by attn_mult*sqrt(d_base)/d yourself."
+    )
+    table.notes.append(note)
+    warnings.warn(note, HPTransferWarning, stacklevel=5)
