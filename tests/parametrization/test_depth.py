@@ -169,3 +169,16 @@ def test_registry_carries_citations():
         rule = hpt.get_parametrization(name)
         assert arxiv in rule.citation and rule.depth_alpha in (0.5, 1.0)
     assert {"sp", "mup", "depth-mup", "completep"} <= set(hpt.available_parametrizations())
+
+
+def test_the_docs_example_runs_as_written():
+    import re
+
+    from _helpers import ROOT
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "depth.md").read_text(encoding="utf-8"), re.S)
+    ns: dict = {}
+    exec(compile(blocks[0], "docs/depth.md", "exec"), ns)
+    t = hpt.scaling_table(ns["model"])
+    assert t.depth["stacks"] == ["blocks"] and t.depth["alpha"] == 1.0 and len(t.depth["branches"]) == 16
+    assert {g.get("eps") for g in ns["opt"].param_groups} >= {1e-8 / 4 / 4}  # hidden: eps / (m_d m_L)
