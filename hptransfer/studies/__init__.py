@@ -9,6 +9,7 @@ from ._logging import optuna_verbosity
 from ._progress import Progress
 from ._storage import (
     COUNTED_STATES,
+    GRACE_INTERVALS,
     connection_lost,
     count_trials,
     create_study,
@@ -25,4 +26,5 @@ from ._workers import start_workers, stop_workers
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "redact_url",
-           "optuna_verbosity", "storage_guard", "where", "connection_lost"]
+           "optuna_verbosity", "storage_guard", "where", "connection_lost",
+           "GRACE_INTERVALS"]

@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import os
 import socket
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +271,7 @@ def storage_guard(url: str) -> Iterator[None]:
     if url.startswith("journal://") or "://" not in url:
         yield
         return
+    _quiet_heartbeat_threads()
     try:
         yield
     except Exception as exc:
@@ -278,3 +280,20 @@ def storage_guard(url: str) -> Iterator[None]:
             raise
         raise StorageLostError(f"lost the connection to {where(url)} ({type(cause).__name__}); the study is kept; "
                                "rerun the same command to continue once the database server is back.") from None
+
+
+def _quiet_heartbeat_threads() -> None:
+    """Optuna's heartbeat thread also loses the connection and would print its own traceback
+    ("Exception in thread ... _record_heartbeat"); the main thread reports the loss once, so a
+    lost connection raised in any other thread is not printed. Other thread errors still are."""
+    previous = threading.excepthook
+    if getattr(previous, "_hptransfer", False):
+        return
+
+    def hook(args: Any) -> None:
+        if args.exc_value is not None and connection_lost(args.exc_value) is not None:
+            return
+        previous(args)
+
+    hook._hptransfer = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

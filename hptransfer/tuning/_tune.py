@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 import time
@@ -237,6 +238,11 @@ def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any])
             study.optimize(job.objective, n_trials=remaining, callbacks=callbacks, catch=(SurplusTrial,))
         if job.heartbeat <= 0 or job.url.startswith("journal://"):
             return
+        # A trial left by a worker that died before it recorded itself has no heartbeat either:
+        # after a minute (or 4 heartbeats) it is stale as well (same rule as a start's recovery).
+        grace = datetime.timedelta(seconds=max(60, studies.GRACE_INTERVALS * job.heartbeat))
+        if studies.recover_stale(study, grace=grace):
+            continue
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             return
         time.sleep(job.heartbeat)

@@ -155,3 +155,12 @@ def test_error_bad_arguments():
         hpt.parametrize(mlp, width=64, base_width=16, roles={"input.*": "hiddn"})
     with pytest.raises(ParametrizationError, match="zero_query"):
         hpt.parametrize(mlp, width=64, base_width=16, zero_query=True)
+
+
+def test_a_model_without_readout_is_warned_with_candidates():
+    # Every layer's output grows with width: no parameter can take the output (readout) role.
+    def factory(w):
+        return torch.nn.Sequential(torch.nn.Linear(8, w), torch.nn.ReLU(), torch.nn.Linear(w, w))
+
+    with pytest.warns(UserWarning, match=r"no parameter has the output \(readout\) role.*Candidates.*2\.weight"):
+        hpt.parametrize(factory, width=32, base_width=16)

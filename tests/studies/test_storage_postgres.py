@@ -101,8 +101,10 @@ def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budg
         assert "Traceback" not in err and "lost the connection to 127.0.0.1" in err and f"/{db}" in err
         assert len(err.strip().splitlines()) <= 3, err  # the parent's line and at most one per worker
         _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
-        again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-        assert again.returncode == 0, again.stderr
+        left = [(t.number, t.state.name, sorted(t.user_attrs)) for t in _storage.load_study(url, "lost").get_trials()
+                if t.state == TrialState.RUNNING]  # trials the killed workers left RUNNING (for a failure message)
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+        assert again.returncode == 0, (again.stderr, left)
         trials = [t for t in _storage.load_study(url, "lost").get_trials() if not t.user_attrs.get("surplus")]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         assert len(complete) == 24 and len({t.number for t in trials}) == len(trials)
