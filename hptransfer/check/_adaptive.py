@@ -5,11 +5,15 @@ they only show that the loss is high. The adaptive sweep trains, per (parametriz
 only the points the analysis reads, in rounds on the same grid (so its runs are grid points,
 stored in the same studies, and a later full-grid check reuses them):
 
+0. **survey** the first (smallest, cheapest) width every two octaves over the whole grid, plus
+   the given start (e.g. the tuned LR): LR landscapes can have two valleys (measured on the GPT
+   char-LM: two minima two octaves apart at width 32), and a bracket from one start point would
+   settle in whichever it meets first;
 1. **bracket** on the octave lattice (every ``stride``-th grid point, ``stride = per_octave``):
-   start at the previous width's optimum (the first width: the given start, e.g. the recipe's LR)
-   and its octave neighbours, and walk an octave at a time towards lower loss until the best
-   point has both octave neighbours (or the grid edge, which the verdict then reports as "grid
-   too narrow" as the full grid would);
+   start at the best point so far (later widths: the previous width's optimum, and its octave
+   neighbours), and walk an octave at a time towards lower loss until the best point has both
+   octave neighbours (or the grid edge, which the verdict then reports as "grid too narrow" as
+   the full grid would);
 2. **refine** around the best point: every grid point within ``refine`` steps of it, so that
    the parabola vertex and its seed-bootstrap replicates (whose argmin may move a step) have
    their neighbours;
@@ -37,9 +41,11 @@ from ._sweep import Runner, SweepData, SweepPlan, _Objective, collect, merge, sp
 __all__ = ["run_adaptive", "next_points"]
 
 
-def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = ()) -> list[int]:
+def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
+                survey: bool = False) -> list[int]:
     """Grid indices to run next for one width, given the seed-mean ``curve`` so far (NaN: not run,
-    inf: diverged). An empty list means the width is done."""
+    inf: diverged). An empty list means the width is done. ``survey``: the first round covers the
+    whole grid every two octaves (plus ``start``), so that a second valley is not missed."""
     n = len(curve)
     done = ~np.isnan(curve)
 
@@ -47,6 +53,8 @@ def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anch
         return sorted({i for i in idx if 0 <= i < n and not done[i]})
 
     if not done.any():
+        if survey:
+            return todo([*range(0, n, 2 * stride), n - 1, start])
         return todo([start - stride, start, start + stride]) or [min(max(start, 0), n - 1)]
     finite = np.where(np.isfinite(curve), curve, np.inf)
     if not np.isfinite(finite).any():
@@ -113,7 +121,8 @@ def run_adaptive(
             anchors: list[int] = []
             for sub in (s for s in split(plan) if s.parametrizations == (par,)):
                 name = study_name(prefix, sub, fingerprint)
-                data = _one_width(runner, sub, name, url, first, per_octave, refine, anchors, say)
+                data = _one_width(runner, sub, name, url, first, per_octave, refine, anchors, say,
+                                  survey=not anchors)
                 curve = mean_curve(data.losses[par][0])
                 finite = np.where(np.isfinite(curve), curve, np.inf)
                 if np.isfinite(finite).any():
@@ -128,7 +137,7 @@ def run_adaptive(
 
 
 def _one_width(runner: Runner, sub: SweepPlan, name: str, url: str, start: int, stride: int, refine: int,
-               anchors: list[int], say: Callable[[str], None]) -> SweepData:
+               anchors: list[int], say: Callable[[str], None], survey: bool = False) -> SweepData:
     """Rounds of :func:`next_points` on one (parametrization, width) until nothing is left to run."""
     storage = optuna.storages.InMemoryStorage() if url == "inmemory" else url
     if url == "inmemory":
@@ -141,7 +150,7 @@ def _one_width(runner: Runner, sub: SweepPlan, name: str, url: str, start: int, 
     while True:
         data = collect(study, sub, name)
         idx = next_points(mean_curve(data.losses[par][0]), start=start, stride=stride, refine=refine,
-                          anchors=anchors)
+                          anchors=anchors, survey=survey)
         if not idx or idx == last:  # done, or the same points again (their runs raised): report them missing
             return data
         last = idx

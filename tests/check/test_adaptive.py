@@ -27,6 +27,17 @@ def test_next_points_brackets_then_refines() -> None:
     assert next_points(div, start=8, stride=2, refine=2) == [4]
 
 
+def test_the_first_width_surveys_the_grid_so_a_second_valley_is_not_missed() -> None:
+    # Two valleys two octaves apart (the GPT char-LM at width 32 looked like this): a bracket from
+    # a start in the shallower valley settles there; the survey sees both.
+    curve_full = np.array([0.05, 0.02, 0.0, 0.10, 0.30, 0.12, 0.06, 0.03, 0.08, 0.2, 0.4, 0.6, 0.8, 1.0])
+    for survey, want in ((False, 7), (True, 2)):
+        curve = np.full(14, math.nan)
+        while idx := next_points(curve, start=8, stride=2, refine=2, survey=survey):
+            curve[idx] = curve_full[idx]
+        assert int(np.nanargmin(curve)) == want
+
+
 @pytest.mark.parametrize("start", [2.0 ** -13, 2.0 ** -9, 2.0 ** -6])
 def test_same_verdicts_and_intervals_as_the_full_grid_at_a_fraction_of_the_runs(start: float) -> None:
     full_runner, runner = BowlRunner({"sp": -0.75, "mup": 0.0}), BowlRunner({"sp": -0.75, "mup": 0.0})
