@@ -352,14 +352,14 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
     sums = {p: np.zeros(shape) for p in plan.parametrizations}
     counts = {p: np.zeros(shape) for p in plan.parametrizations}
     diverged = {p: np.zeros(shape, dtype=bool) for p in plan.parametrizations}
-    seconds, failed, reasons = 0.0, 0, []
+    seconds, failed, reasons = 0.0, set(), []
     for t in study.get_trials(deepcopy=False):
         key = _key(t.params, plan)
         if key is None:
             continue
         par, w, s, v = key
         if t.state == TrialState.FAIL:
-            failed += 1
+            failed.add(key)
             continue
         if t.state != TrialState.COMPLETE:
             continue
@@ -377,6 +377,7 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
             arr = sums[p] / counts[p]
         arr[diverged[p]] = math.inf
         losses[p] = arr
-    # A FAIL is only "failed" if no other trial covered that grid point.
-    missing = sum(int(np.isnan(a).sum()) for a in losses.values())
-    return SweepData(plan, losses, seconds, min(failed, missing), name, reasons)
+    # A FAIL is only "failed" while no other trial covered that grid point (an adaptive sweep
+    # leaves other points NaN on purpose, so count the failed points themselves).
+    still = sum(1 for par, w, s, v in failed if math.isnan(losses[par][w, v, s]))
+    return SweepData(plan, losses, seconds, still, name, reasons)

@@ -72,3 +72,30 @@ def test_a_run_that_raised_is_retried_on_the_next_check(tmp_path):
     rep = bowl_check(runner=rerun, **kw)  # the FAILed grid point is queued again, not skipped forever
     assert rep.results[0].n_missing == 0 and rep.passed
     assert 1 <= rerun.calls < 3 * len(LR_GRID) * 2  # resumed: only what was not COMPLETE ran
+
+
+def test_collect_counts_only_failed_points_that_are_still_missing() -> None:
+    """A run that raised and was rerun is not missing; one that was never rerun is, however many
+    other grid points an adaptive sweep left unplanned."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from hptransfer.check._sweep import SweepPlan, collect
+
+    plan = SweepPlan("lr", (0.001, 0.01, 0.1), (64,), (0,), ("mup",))
+    dist = {"parametrization": optuna.distributions.CategoricalDistribution(["mup"]),
+            "width": optuna.distributions.CategoricalDistribution([64]),
+            "seed": optuna.distributions.CategoricalDistribution([0]),
+            "lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True)}
+    study = optuna.create_study()
+
+    def add(lr: float, state: TrialState) -> None:
+        study.add_trial(create_trial(params={"parametrization": "mup", "width": 64, "seed": 0, "lr": lr},
+                                     distributions=dist, state=state,
+                                     value=1.0 if state == TrialState.COMPLETE else None,
+                                     user_attrs={"diverged": False}))
+
+    add(0.001, TrialState.FAIL)
+    add(0.001, TrialState.COMPLETE)  # rerun: covered
+    add(0.01, TrialState.FAIL)  # never rerun: missing
+    assert collect(study, plan, "s").failed == 1  # the 0.1 point was never planned: not a failure
