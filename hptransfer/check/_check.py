@@ -149,7 +149,7 @@ def check_grid(
     plans = _plans(widths, grid, seeds, parametrizations, fixed)
     expect_map = _expectations(expect, parametrizations)
     tol = tolerances or Tolerances()
-    start = time.perf_counter()
+    t0 = time.perf_counter()  # not `start`: that is the adaptive strategy's first HP value
     if storage is None:
         url = "inmemory"
     else:
@@ -166,7 +166,7 @@ def check_grid(
            "train_seconds": round(sum(d.seconds for d in data), 1), "strategy": strategy,
            "runs_trained": int(sum((~np.isnan(a)).sum() for d in data for a in d.losses.values())),
            "grid_runs": int(sum(p.n_runs for p in plans)), **(config or {})}
-    return TransferReport(results, tol, cfg, time.perf_counter() - start, [d.study for d in data])
+    return TransferReport(results, tol, cfg, time.perf_counter() - t0, [d.study for d in data])
 
 
 

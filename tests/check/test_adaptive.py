@@ -60,3 +60,18 @@ def test_an_optimum_outside_the_grid_is_still_grid_too_narrow() -> None:
     rep = bowl_check(runner, grid={"lr": [v for v in LR_GRID if v >= 2.0 ** -8]}, parametrizations=["mup"],
                      expect={"mup": "any"}, strategy="adaptive", start=2.0 ** -5)
     assert rep.results[0].verdict == "grid too narrow"
+
+
+def test_the_first_width_starts_at_the_given_value() -> None:
+    # check_grid once shadowed `start` with its wall-clock timer, so a recipe's tuned LR never
+    # reached the adaptive sweep (it started at the top of the grid instead).
+    class Recording(BowlRunner):
+        def __call__(self, parametrization, width, seed, hps):
+            self.seen.append((width, math.log2(hps["lr"])))
+            return super().__call__(parametrization, width, seed, hps)
+
+    runner = Recording({"mup": 0.0})
+    runner.seen = []
+    bowl_check(runner, parametrizations=["mup"], expect={"mup": "any"}, strategy="adaptive", start=2.0 ** -11)
+    first_width = [x for w, x in runner.seen if w == 64]
+    assert -11.0 in first_width
