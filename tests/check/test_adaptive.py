@@ -72,6 +72,6 @@ def test_the_first_width_starts_at_the_given_value() -> None:
 
     runner = Recording({"mup": 0.0})
     runner.seen = []
-    bowl_check(runner, parametrizations=["mup"], expect={"mup": "any"}, strategy="adaptive", start=2.0 ** -11)
+    bowl_check(runner, parametrizations=["mup"], expect={"mup": "any"}, strategy="adaptive", start=2.0 ** -13.5)
     first_width = [x for w, x in runner.seen if w == 64]
-    assert -11.0 in first_width
+    assert -13.5 in first_width
