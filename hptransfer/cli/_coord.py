@@ -23,12 +23,13 @@ __all__ = ["NAME", "HELP", "add_parser", "run", "load_recipe_options", "OPTIONS"
 NAME = "coord-check"
 HELP = "check that activations and their updates stay width-independent (μP coordinate check)"
 
-MODELS = ("mlp", "gpt", "cnn")
+MODELS = ("mlp", "gpt", "cnn", "resglu")
 TASKS = ("classification", "charlm")
 #: The task each built-in model trains on unless --task says otherwise.
-DEFAULT_TASK = {"mlp": "classification", "gpt": "charlm", "cnn": "classification"}
+DEFAULT_TASK = {"mlp": "classification", "gpt": "charlm", "cnn": "classification", "resglu": "classification"}
 #: Tasks each built-in model can consume.
-COMPATIBLE = {"mlp": ("classification",), "gpt": ("charlm",), "cnn": ("classification",)}
+COMPATIBLE = {"mlp": ("classification",), "gpt": ("charlm",), "cnn": ("classification",),
+              "resglu": ("classification",)}
 
 #: Option name -> default (``None``: decided from the model). These are also the keys a RECIPE
 #: may set.

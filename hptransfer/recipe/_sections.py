@@ -77,8 +77,8 @@ _DEPTH_ARGS: dict[str, str] = {"gpt": "n_layer", "mlp": "depth"}
 class ModelSpec:
     """The model: a built-in factory or an import path to the user's own."""
 
-    name: str | None = spec_field(None, kind="choice", choices=("mlp", "gpt", "cnn"), optional=True,
-                                  doc="Built-in model factory (`mlp`, `gpt`, `cnn`). Give `name`, `factory` or `hf`.")
+    name: str | None = spec_field(None, kind="choice", choices=("mlp", "gpt", "cnn", "resglu"), optional=True,
+                                  doc="Built-in model factory (`mlp`, `gpt`, `cnn`, `resglu`). Give `name`, `factory` or `hf`.")
     factory: str | None = spec_field(None, kind="str", optional=True,
                                      doc="Import path `package.module:function` of your own factory; it must "
                                          "accept the width as keyword `width_arg`.")

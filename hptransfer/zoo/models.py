@@ -32,6 +32,8 @@ __all__ = [
     "get_model",
     "gpt",
     "mlp",
+    "ResGLU",
+    "resglu",
 ]
 
 class MLP(nn.Module):
@@ -166,10 +168,80 @@ def cnn(width: int, *, in_channels: int = 3, n_classes: int = 10, image_size: in
 
 
 # --------------------------------------------------------------------------------------
+# Residual SwiGLU network with RMSNorm
+# --------------------------------------------------------------------------------------
+
+
+class ResGLU(nn.Module):
+    """Pre-norm residual classifier: ``input -> [h + glu(rmsnorm(h))] x blocks -> rmsnorm -> readout``.
+
+    Each block is a SwiGLU feed-forward (:class:`TransformerMLP` with ``glu=True``) behind a
+    trainable RMSNorm, the layout of current LLM MLPs without attention. Its trainable norm gains
+    are a known breaker of LR transfer (Lingle 2024, arXiv:2404.05728): the benchmarks use it to
+    measure what μP alone leaves. Parameter names: ``input``, ``blocks.{i}.norm``,
+    ``blocks.{i}.mlp.{gate,fc,proj}``, ``norm``, ``readout``.
+    """
+
+    def __init__(self, width: int, *, blocks: int, d_in: int, n_classes: int, hidden: int, bias: bool) -> None:
+        super().__init__()
+        self.input = nn.Linear(d_in, width, bias=bias)
+        self.blocks = nn.ModuleList(_GLUBlock(width, hidden, bias) for _ in range(blocks))
+        self.norm = nn.RMSNorm(width)
+        self.readout = nn.Linear(width, n_classes, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.input(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.readout(self.norm(h))
+
+
+class _GLUBlock(nn.Module):
+    def __init__(self, width: int, hidden: int, bias: bool) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(width)
+        self.mlp = TransformerMLP(width, hidden, bias, glu=True)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.mlp(self.norm(h))
+
+
+def resglu(
+    width: int,
+    *,
+    blocks: int = 2,
+    d_in: int = 32,
+    n_classes: int = 10,
+    mlp_ratio: float = 2.0,
+    bias: bool = False,
+) -> ResGLU:
+    """Build a :class:`ResGLU` with ``blocks`` residual SwiGLU blocks of hidden size
+    ``round(mlp_ratio * width)``.
+
+    Args:
+        width: residual stream size, >= 1.
+        blocks: residual blocks; default 2.
+        d_in, n_classes: input features (default 32) and logits (default 10), as :func:`mlp`.
+        mlp_ratio: SwiGLU hidden size over width; default 2.0.
+        bias: biases on the linear layers; default False (LLM practice).
+
+    Raises:
+        FactoryError: an argument is out of range.
+    """
+    width = positive_int("resglu", "width", width)
+    blocks = positive_int("resglu", "blocks", blocks)
+    if not (isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0):
+        raise FactoryError(f"resglu(): argument 'mlp_ratio' is {mlp_ratio!r}; use a positive number such as 2.0.")
+    hidden = max(1, round(float(mlp_ratio) * width))
+    return ResGLU(width, blocks=blocks, d_in=positive_int("resglu", "d_in", d_in),
+                  n_classes=positive_int("resglu", "n_classes", n_classes), hidden=hidden, bias=bool(bias))
+
+
+# --------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "gpt": gpt, "cnn": cnn}
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "gpt": gpt, "cnn": cnn, "resglu": resglu}
 """Reference factories by name, as used in recipes."""
 
 

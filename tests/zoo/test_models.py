@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from hptransfer.errors import FactoryError, HPTransferError
-from hptransfer.models import MODELS, cnn, get_model, gpt, mlp
+from hptransfer.models import MODELS, cnn, get_model, gpt, mlp, resglu
 
 WIDTHS = (32, 64)
 
 
 def _input_for(name: str, batch: int = 3) -> torch.Tensor:
-    if name == "mlp":
+    if name in ("mlp", "resglu"):
         return torch.randn(batch, 32)
     if name == "gpt":
         return torch.randint(0, 256, (batch, 16))
@@ -20,10 +20,10 @@ def _input_for(name: str, batch: int = 3) -> torch.Tensor:
 
 
 def _expected_out(name: str, batch: int = 3) -> tuple[int, ...]:
-    return {"mlp": (batch, 10), "gpt": (batch, 16, 256), "cnn": (batch, 10)}[name]
+    return {"mlp": (batch, 10), "gpt": (batch, 16, 256), "cnn": (batch, 10), "resglu": (batch, 10)}[name]
 
 
-FACTORIES = {"mlp": mlp, "gpt": gpt, "cnn": cnn}
+FACTORIES = {"mlp": mlp, "gpt": gpt, "cnn": cnn, "resglu": resglu}
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
@@ -173,6 +173,9 @@ def test_gpt_rejects_too_long_input() -> None:
         (lambda: mlp(16, activation="swish"), "activation"),
         (lambda: cnn(30), "width"),
         (lambda: cnn(32, in_channels=0), "in_channels"),
+        (lambda: resglu(0), "width"),
+        (lambda: resglu(16, blocks=0), "blocks"),
+        (lambda: resglu(16, mlp_ratio=0), "mlp_ratio"),
     ],
 )
 def test_bad_arguments_raise_factory_error(call, arg: str) -> None:
@@ -183,5 +186,17 @@ def test_bad_arguments_raise_factory_error(call, arg: str) -> None:
 def test_registry() -> None:
     assert MODELS["mlp"] is mlp and MODELS["gpt"] is gpt
     assert get_model("gpt") is gpt
+    assert MODELS["resglu"] is resglu
+
+
+def test_resglu_parameter_names_and_trainable_norm_gains() -> None:
+    names = {n: tuple(p.shape) for n, p in resglu(16, blocks=1).named_parameters()}
+    assert names == {
+        "input.weight": (16, 32), "blocks.0.norm.weight": (16,), "blocks.0.mlp.fc.weight": (32, 16),
+        "blocks.0.mlp.gate.weight": (32, 16), "blocks.0.mlp.proj.weight": (16, 32), "norm.weight": (16,),
+        "readout.weight": (10, 16)}
+
+
+def test_registry_lists_names() -> None:
     with pytest.raises(FactoryError, match="gpt, mlp"):
         get_model("resnet")
