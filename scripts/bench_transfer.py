@@ -1,0 +1,287 @@
+"""Side-by-side LR transfer: SP, SP + fitted law, hptransfer μP, μP + fitted correction, the mup package.
+
+    python scripts/bench_transfer.py --quick            # CI smoke: tiny widths and steps, ~1-2 min
+    python scripts/bench_transfer.py                    # full: three models, >= 16x width each
+    python scripts/bench_transfer.py --only mlp --only resglu   # some models (they resume)
+
+For each model an LR sweep in half-octave steps with 3 seeds at every width, under three
+parametrizations trained in the same loop on the same batches: ``sp`` (PyTorch defaults, one LR),
+``mup`` (hptransfer's rewrite, default options) and ``mup_package`` (the ``mup`` package as its README
+sets a model up: ``scripts/_bench.py``). The sweep is hptransfer's adaptive check (bracket and
+refine the optimum per width and seed; docs/verification.md), in an Optuna journal file, so an
+interrupted run resumes.
+
+Five rows per model:
+
+* ``sp``, ``mup``, ``mup_package``: the smallest width's optimal LR used at every width.
+* ``sp+fit``, ``mup+fit``: the slope of log2 optimal LR against log2 width fitted on the three
+  smallest widths (w0, 2 w0, 4 w0 -- what ``transfer: {drift: fit}`` measures with its default fit
+  widths) and extrapolated: ``lr(w) = lr(w0) * 2 ** (slope * log2(w / w0))``. The fit is not applied
+  when its 95% interval is wider than +/-0.3 octave (the tool's own fallback rule). "Drift" of a
+  +fit row is what is left after the correction: the slope over all widths minus the fitted slope,
+  with a bootstrap interval over seeds (both slopes from the same resampled seeds). Its regret is
+  measured by training at the extrapolated LR at the largest width (3 seeds), not interpolated.
+
+Per row: optimum per width (log2 LR, 95% interval), drift (octaves per width doubling), regret at the
+largest width (loss with the transferred LR over the best loss on the grid there), and whether the
+loss at the transferred LR falls with width (wider is better). Writes ``<model>.json``,
+``results.md`` and one PNG per model into ``--out`` (default docs/bench/transfer, or
+runs/bench_transfer_quick with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import BenchRunner, machine
+
+from hptransfer.check import check_grid
+from hptransfer.check._optimum import interp_curve, mean_curve, vertex
+from hptransfer.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+PARS = ("sp", "mup", "mup_package")
+MAX_FIT_HALFWIDTH = 0.3  # octaves: transfer.fit_max_halfwidth's default
+
+#: name -> recipe, overrides, widths, LR grid exponents (log2, half-octave), steps, batch.
+CASES: dict[str, dict] = {
+    "mlp": {"recipe": "recipes/mlp_quickstart.yaml",
+            "set": ["optimizer.name=adam", "schedule.warmup=0.0", "schedule.decay=constant"],
+            "widths": [64, 128, 256, 512, 1024, 2048], "lr": (-16.0, -5.0), "steps": 300, "batch": 32},
+    "resglu": {"recipe": "recipes/mlp_quickstart.yaml",
+               "set": ["model.name=resglu", "model.kwargs={blocks: 2}", "optimizer.name=adamw",
+                       "optimizer.weight_decay=0.0", "schedule.warmup=0.0", "schedule.decay=constant",
+                       "parametrization.base_width=32"],
+               "widths": [32, 64, 128, 256, 512], "lr": (-15.0, -4.0), "steps": 300, "batch": 32,
+               # the two fixes for trainable norm gains (training/_gains.py), measured beside plain μP
+               "variants": {"mup_gains_freeze": ["parametrization.gains=freeze"],
+                            "mup_gains_scaled": ["parametrization.gains=scaled"]}},
+    "gpt": {"recipe": "recipes/gpt_charlm.yaml",
+            "set": ["task.kwargs={block_size: 32}", "parametrization.base_width=16"],
+            "widths": [16, 32, 64, 128, 256], "lr": (-13.0, -2.0), "steps": 200, "batch": 8},
+}
+QUICK: dict[str, dict] = {
+    "mlp": {**CASES["mlp"], "widths": [32, 64, 128, 256], "steps": 60, "lr": (-12.0, -4.0)},
+    "resglu": {**CASES["resglu"], "widths": [32, 64, 128, 256], "steps": 60, "lr": (-12.0, -4.0)},
+}
+
+
+def _bootstrap_optima(x: np.ndarray, losses: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
+    """Optimum (parabola vertex, log2 LR) per width for ``n_boot`` joint resamples of the seeds.
+
+    Returns ``(n_boot + 1, n_widths)``; row 0 uses the seeds as they are."""
+    rng = np.random.default_rng(seed)
+    n_w, _, n_s = losses.shape
+    out = np.full((n_boot + 1, n_w), np.nan)
+    for b in range(n_boot + 1):
+        pick = np.arange(n_s) if b == 0 else rng.integers(0, n_s, n_s)
+        for w in range(n_w):
+            curve = mean_curve(losses[w][:, pick])
+            if np.isfinite(curve).any():
+                out[b, w] = vertex(x, curve)[0]
+    return out
+
+
+def _slopes(lw: np.ndarray, opt: np.ndarray) -> np.ndarray:
+    """OLS slope of each row of ``opt`` against ``lw`` (rows with a NaN give NaN)."""
+    lc = lw - lw.mean()
+    return ((opt - opt.mean(axis=1, keepdims=True)) * lc).sum(axis=1) / (lc ** 2).sum()
+
+
+def fit_row(res, runner: BenchRunner, n_fit: int = 3, n_boot: int = 400) -> dict:
+    """The ``+fit`` row of one parametrization's sweep (module docstring)."""
+    widths = np.asarray(res.widths, dtype=float)
+    lw = np.log2(widths)
+    boot = _bootstrap_optima(res.x, res.losses, n_boot)
+    fit = _slopes(lw[:n_fit], boot[:, :n_fit])
+    full = _slopes(lw, boot)
+    ok = np.isfinite(fit) & np.isfinite(full)
+    s_fit, resid = float(fit[0]), float(full[0] - fit[0])
+    fit_lo, fit_hi = np.percentile(fit[1:][ok[1:]], [2.5, 97.5]) if ok[1:].any() else (math.nan, math.nan)
+    r_lo, r_hi = np.percentile((full - fit)[1:][ok[1:]], [2.5, 97.5]) if ok[1:].any() else (math.nan, math.nan)
+    applied = math.isfinite(s_fit) and (fit_hi - fit_lo) / 2 <= MAX_FIT_HALFWIDTH
+    x0 = float(boot[0, 0])
+    slope_used = s_fit if applied else 0.0
+    pred = x0 + slope_used * (lw - lw[0])
+    curves = [mean_curve(res.losses[w]) for w in range(len(widths))]
+    at_pred = [interp_curve(res.x, c, float(p)) for c, p in zip(curves, pred)]
+    # Regret at the largest width: trained at the extrapolated LR (3 seeds), not interpolated.
+    w_max = int(widths[-1])
+    seeds = list(range(res.losses.shape[2]))
+    hps = {"lr": float(2.0 ** pred[-1])}
+    measured = [runner(res.parametrization, w_max, s, hps).val_loss for s in seeds]
+    last = curves[-1]
+    best = float(np.min(last[np.isfinite(last)]))
+    loss_pred = float(np.mean(measured))
+    return {"parametrization": f"{res.parametrization}+fit", "fit_slope": s_fit, "fit_ci95": [fit_lo, fit_hi],
+            "fit_widths": [int(w) for w in widths[:n_fit]], "applied": bool(applied),
+            "drift": {"slope": resid if applied else float(full[0]),
+                      "ci95": [float(r_lo), float(r_hi)] if applied else list(_ci(full[1:][ok[1:]])),
+                      "what": "residual after the fitted correction" if applied else "no correction (fit too noisy)"},
+            "lr_at_largest": hps["lr"], "loss_at_largest": loss_pred, "losses_at_largest": measured,
+            "best_at_largest": best, "regret_rel": (loss_pred - best) / best,
+            "predicted_log2_lr": [float(p) for p in pred], "loss_at_prediction": [float(v) for v in at_pred],
+            "wider_is_better": bool(all(b <= a for a, b in itertools.pairwise(at_pred) if math.isfinite(a + b)))}
+
+
+def _ci(values: np.ndarray) -> tuple[float, float]:
+    return tuple(float(v) for v in np.percentile(values, [2.5, 97.5])) if len(values) else (math.nan, math.nan)
+
+
+def plain_row(res) -> dict:
+    """The row of one parametrization with the smallest width's optimum used everywhere."""
+    d = res.drift
+    at = [float(v) for v in res.at_proxy_opt]
+    return {"parametrization": res.parametrization,
+            "optima": [{"width": int(o.width), "log2_lr": o.x, "ci95": [o.lo, o.hi], "edge": o.edge}
+                       for o in res.optima],
+            "drift": {"slope": d.slope, "ci95": [d.lo, d.hi], "what": "optimum vs width"},
+            "regret_rel": res.regret_rel, "loss_at_proxy_opt": at,
+            "wider_is_better": bool(all(b <= a for a, b in itertools.pairwise(at) if math.isfinite(a + b))),
+            "verdict": res.verdict, "reasons": list(res.reasons)}
+
+
+def run_case(name: str, case: dict, out: Path, seeds: list[int], progress: bool) -> dict:
+    recipe = load_recipe(ROOT / case["recipe"], [*case["set"], "name=bench_" + name])
+    variants = {k: load_recipe(ROOT / case["recipe"], [*case["set"], *v, "name=bench_" + name])
+                for k, v in case.get("variants", {}).items()}
+    runner = BenchRunner(recipe, steps=case["steps"], batch_size=case["batch"], variants=variants)
+    pars = [*PARS, *variants]
+    lo, hi = case["lr"]
+    grid = [2.0 ** (lo + k / 2) for k in range(round((hi - lo) * 2) + 1)]
+    t0 = time.perf_counter()
+    say = (lambda m: print(f"[{name}] {m}", flush=True)) if progress else None
+    report = check_grid(runner, widths=case["widths"], grid={"lr": grid}, seeds=seeds, parametrizations=pars,
+                        expect={p: "any" for p in pars}, storage=str(out / "bench.journal"),
+                        study_prefix=f"bench-{name}", strategy="adaptive", progress=say)
+    rows = []
+    for res in report.results:
+        rows.append(plain_row(res))
+        if res.parametrization in ("sp", "mup"):
+            rows.append(fit_row(res, runner))
+    plot(name, report, rows, out / f"{name}.png")
+    return {"case": name, "recipe": case["recipe"], "set": case["set"], "widths": case["widths"],
+            "steps": case["steps"], "batch_size": case["batch"], "seeds": seeds, "lr_grid_log2": [lo, hi, 0.5],
+            "runs_trained": report.config["runs_trained"], "grid_runs": report.config["grid_runs"],
+            "train_seconds": report.config["train_seconds"], "seconds": round(time.perf_counter() - t0, 1),
+            "rows": rows}
+
+
+def plot(name: str, report, rows: list[dict], path: Path) -> None:
+    """Loss vs log2 LR per width for each parametrization, and the optimum (or prediction) vs width."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(report.results)
+    fig, axes = plt.subplots(1, n + 1, figsize=(4.75 * (n + 1), 4.2))
+    cmap = plt.get_cmap("viridis")
+    for ax, res in zip(axes, report.results):
+        for i, w in enumerate(res.widths):
+            c = mean_curve(res.losses[i])
+            keep = np.isfinite(c)
+            ax.plot(res.x[keep], c[keep], "o-", ms=3, color=cmap(i / max(1, len(res.widths) - 1)), label=f"{int(w)}")
+        ax.set_title(f"{name}: {res.parametrization}")
+        ax.set_xlabel("log2 LR")
+        ax.set_ylabel("validation loss (nats)")
+        finite = res.losses[np.isfinite(res.losses)]
+        if finite.size:
+            ax.set_ylim(float(finite.min()) - 0.02, float(np.percentile(finite, 80)) + 0.05)
+        ax.legend(title="width", fontsize=7)
+    ax = axes[n]
+    for res, color in zip(report.results, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")):
+        xs = np.log2(res.widths)
+        ys = [o.x for o in res.optima]
+        err = np.array([[o.x - o.lo, o.hi - o.x] for o in res.optima]).T
+        ax.errorbar(xs, ys, yerr=np.nan_to_num(err), fmt="o-", color=color, capsize=3,
+                    label=f"{res.parametrization} optimum")
+        fit = next((r for r in rows if r["parametrization"] == f"{res.parametrization}+fit"), None)
+        if fit and fit["applied"]:
+            ax.plot(xs, fit["predicted_log2_lr"], "--", color=color, label=f"{res.parametrization}+fit prediction")
+    ax.set_xlabel("log2 width")
+    ax.set_ylabel("optimal log2 LR")
+    ax.set_title(f"{name}: optimum vs width")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _fmt_ci(ci) -> str:
+    lo, hi = ci
+    return f"[{lo:+.2f}, {hi:+.2f}]" if lo is not None and math.isfinite(lo) and math.isfinite(hi) else "[n/a]"
+
+
+def markdown(results: list[dict], command: str, started: str) -> str:
+    lines = ["# LR transfer side by side", "",
+             f"Produced by `{command}` on {started} ({machine()}). Method: scripts/bench_transfer.py's docstring. "
+             "Drift: octaves of optimal LR per width doubling (for +fit rows: what is left after the fitted "
+             "correction). Regret: loss at the largest width with the transferred LR, relative to the best "
+             "loss on the grid there. Seed noise at one width is of the order of the smallest regrets "
+             "(docs/verification_results.md measured 1.2% for single seeds on the MLP).", ""]
+    for r in results:
+        w = r["widths"]
+        lines += [f"## {r['case']}: `{r['recipe']}` with {' '.join(r['set'])}", "",
+                  f"Widths {', '.join(map(str, w))} ({w[-1] // w[0]}x), {r['steps']} steps of batch "
+                  f"{r['batch_size']}, seeds {r['seeds']}, LR grid 2^{r['lr_grid_log2'][0]:g}..2^"
+                  f"{r['lr_grid_log2'][1]:g} in half octaves; {r['runs_trained']} runs trained (the full grid "
+                  f"would be {r['grid_runs']}), {r['train_seconds'] / 60:.1f} min of training.", "",
+                  f"![{r['case']}]({r['case']}.png)", "",
+                  "| method | optimum log2 LR per width | drift [95% CI] | regret at largest width | wider is better |",
+                  "|---|---|---|---|---|"]
+        for row in r["rows"]:
+            if "optima" in row:
+                opt = " ".join(f"{o['log2_lr']:.2f}" for o in row["optima"])
+            else:
+                opt = (f"fit on {row['fit_widths']}: slope {row['fit_slope']:+.2f} {_fmt_ci(row['fit_ci95'])}"
+                       + ("" if row["applied"] else " (too wide: not applied)"))
+            d = row["drift"]
+            lines.append(f"| {row['parametrization']} | {opt} | {d['slope']:+.2f} {_fmt_ci(d['ci95'])} | "
+                         f"{100 * row['regret_rel']:.2f}% | {'yes' if row['wider_is_better'] else 'no'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="CI smoke: small widths, few steps, 2 seeds")
+    ap.add_argument("--only", action="append", choices=sorted(CASES), help="run only this model (repeatable)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per point (default 3, --quick 2)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    cases = QUICK if args.quick else CASES
+    out = args.out or (ROOT / ("runs/bench_transfer_quick" if args.quick else "docs/bench/transfer"))
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(args.seeds or (2 if args.quick else 3)))
+    names = [n for n in (args.only or list(cases)) if n in cases]
+    started = datetime.date.today().isoformat()
+    for name in names:
+        result = run_case(name, cases[name], out, seeds, not args.quiet)
+        # one file per model, written atomically: parallel invocations (--only) and crashes keep the rest
+        tmp = out / f"{name}.json.tmp"
+        tmp.write_text(json.dumps(result, indent=1, default=float))
+        tmp.replace(out / f"{name}.json")
+    done = [json.loads((out / f"{n}.json").read_text()) for n in cases if (out / f"{n}.json").exists()]
+    command = "python scripts/bench_transfer.py" + (" --quick" if args.quick else "")
+    (out / "results.md").write_text(markdown(done, command, started))
+    print((out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
