@@ -181,9 +181,12 @@ def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
         else:
             handles.append(module.register_forward_hook(_ScaleOutput(ms.multiplier)))
     model.__dict__[_HOOK_ATTR] = handles
+    by_module = _attention_by_module(table)
+    _attention.attach_scaling_attributes(model, {
+        name: f for name, factors in by_module.items() for f in factors.pop("scaling", {}).values()})
     active = {
         name: (factors.get("sdpa", {}), factors.get("mha", {}))
-        for name, factors in _attention_by_module(table).items()
+        for name, factors in by_module.items()
         if any(f != 1.0 for kind in factors.values() for f in kind.values())
     }
     enters = _attention.attach_attention(model, active) if active else {}

@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_map
 
 from .._io import user_frame
 from ..errors import HPTransferWarning, ParametrizationError, ShapeInferenceError
+from . import _attention
 from ._rules import Parametrization
 from ._shapes import build
 from ._table import ScalingTable
@@ -176,8 +177,9 @@ def scale_traced_attention(
     factory: Callable[..., nn.Module],
     example_input: Any,
 ) -> None:
-    """Fill ``table.attention`` with the SDPA factors of ``model`` (at ``table.width``) and warn
-    about attention computed by hand.
+    """Fill ``table.attention`` with the SDPA factors of ``model`` (at ``table.width``), the factors
+    of Hugging Face attention modules that read their scale from ``self.scaling`` (any attention
+    implementation, eager included), and warn about other attention computed by hand.
 
     The target is traced first (on the meta device, else for real on ``model`` itself); the base
     width is traced only when the target calls SDPA outside ``nn.MultiheadAttention`` (whose
@@ -185,17 +187,20 @@ def scale_traced_attention(
     need an input that fits the base width.
     """
     calls = _trace_width(factory, table.width, example_input, real=model)
-    _report_by_hand(calls.by_hand, table, rule)
-    if not calls.sdpa:
+    owned = {m for m, _ in calls.sdpa + calls.by_hand if _owns_scaling(model, m)}
+    _report_by_hand([c for c in calls.by_hand if c[0] not in owned], table, rule)
+    sdpa = [c for c in calls.sdpa if c[0] not in owned]
+    if not sdpa and not owned:
         return
     base_calls = _trace_width(factory, table.base_width, example_input, real=None)
-    if [m for m, _ in calls.sdpa] != [m for m, _ in base_calls.sdpa]:
+    base_sdpa = [c for c in base_calls.sdpa if c[0] not in owned]
+    if [m for m, _ in sdpa] != [m for m, _ in base_sdpa]:
         raise ShapeInferenceError(
             f"the model calls scaled_dot_product_attention from different modules at width {table.width:g} "
-            f"({[m for m, _ in calls.sdpa][:4]}) and at base width {table.base_width:g} "
-            f"({[m for m, _ in base_calls.sdpa][:4]}). Fix: keep the attention structure fixed across widths."
+            f"({[m for m, _ in sdpa][:4]}) and at base width {table.base_width:g} "
+            f"({[m for m, _ in base_sdpa][:4]}). Fix: keep the attention structure fixed across widths."
         )
-    for (module, d), (_, d0) in zip(calls.sdpa, base_calls.sdpa):
+    for (module, d), (_, d0) in zip(sdpa, base_sdpa):
         factors = table.attention.setdefault(f"sdpa:{module}", {})
         f = rule.attention_factor(d, d0, table.options["attn_mult"])
         if factors.get(d, f) != f:
@@ -204,6 +209,40 @@ def scale_traced_attention(
                 "base head dims, so one factor cannot serve both. Fix: pass attention='off' and scale by hand."
             )
         factors[d] = f
+    _scale_attributes(table, rule, owned, calls, base_calls)
+
+
+def _owns_scaling(model: nn.Module, name: str) -> bool:
+    """True when module ``name`` is a Hugging Face attention module that reads its scale from
+    ``self.scaling`` (rewritten there, for every attention implementation; see ``_attention``)."""
+    try:
+        module = model.get_submodule(name) if name else model
+    except AttributeError:
+        return False
+    return _attention.scaling_attribute(module) is not None
+
+
+def _scale_attributes(table: ScalingTable, rule: Parametrization, owned: set[str], calls: AttentionTracer,
+                      base_calls: AttentionTracer) -> None:
+    """Record ``scaling:<module> -> {head_dim: factor}`` for modules that own their scale: one
+    factor per module, from the head dims of its first attention call at both widths."""
+    def first_dims(tracer: AttentionTracer) -> dict[str, int]:
+        dims: dict[str, int] = {}
+        for module, d in tracer.sdpa + tracer.by_hand:
+            if module in owned:
+                dims.setdefault(module, d)
+        return dims
+
+    dims, base_dims = first_dims(calls), first_dims(base_calls)
+    for module in sorted(owned):
+        if module not in base_dims:
+            raise ShapeInferenceError(
+                f"module {module!r} computes attention at width {table.width:g} but not at base width "
+                f"{table.base_width:g}. Fix: keep the attention structure fixed across widths."
+            )
+        d = dims[module]
+        table.attention[f"scaling:{module}"] = {d: rule.attention_factor(d, base_dims[module],
+                                                                       table.options["attn_mult"])}
 
 
 def _trace_width(

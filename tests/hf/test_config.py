@@ -1,9 +1,11 @@
 """Hugging Face models from a config with default options: exact at the base width, 1/m hidden
-LRs, μP coordinate check passes and SP fails, eager attention reported and caught, and
+LRs, μP coordinate check passes and SP fails, attention rescaled to 1/d for eager and sdpa, and
 checkpoints that keep the table. Skipped when transformers is absent (CI installs the extra)."""
 
 from __future__ import annotations
 
+import copy
+import math
 import warnings
 
 import pytest
@@ -103,14 +105,94 @@ def test_coord_check_default_options(name, parametrization, passes):
     assert result.passed is passes, result.failing[:3]
 
 
-@pytest.mark.slow
-def test_gpt2_eager_attention_is_reported_and_fails_the_coord_check():
-    with pytest.warns(HPTransferWarning, match=r"transformer\.h\.0\.attn"):
-        hf.parametrize_config(transformers.GPT2LMHeadModel, gpt2_config("eager"), width=128, base_width=32,
-                              example_input=X)
-    result = _coord(transformers.GPT2LMHeadModel, lambda: gpt2_config("eager"), "mup")
-    assert not result.passed
-    assert {m for m, *_ in result.failing} >= {"transformer.h.0.attn[attn scale x d]"}
+def llama_impl_config(impl: str):
+    c = llama_config()
+    c._attn_implementation = impl
+    return c
+
+
+ATTENTION = {
+    "gpt2-eager": (transformers.GPT2LMHeadModel, lambda: gpt2_config("eager")),
+    "gpt2-sdpa": (transformers.GPT2LMHeadModel, lambda: gpt2_config("sdpa")),
+    "llama-eager": (transformers.LlamaForCausalLM, lambda: llama_impl_config("eager")),
+    "llama-sdpa": (transformers.LlamaForCausalLM, lambda: llama_impl_config("sdpa")),
+}
+
+
+def _softmax_scales(model, x):
+    """The softmax scale each attention module actually used on ``x``: the ``scale`` handed to SDPA,
+    or for eager attention the ratio of the softmax input to q @ k^T, from real tensors."""
+    from hptransfer.parametrization import AttentionTracer, module_stack
+
+    stack, handles = module_stack(model)
+    tracer = AttentionTracer(stack, measure_scale=True)
+    try:
+        with torch.no_grad(), tracer:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {m: [s for _, s in calls] for m, calls in tracer.scales.items()}
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION))
+def test_attention_is_rescaled_to_one_over_d_for_eager_and_sdpa(name):
+    cls, config = ATTENTION[name]
+    factory = hf.config_factory(cls, config())
+    torch.manual_seed(0)
+    plain = factory(32)
+    torch.manual_seed(0)
+    base = hf.parametrize_config(cls, config(), width=32, base_width=32, example_input=X)
+    assert torch.equal(_logits(plain, X), _logits(base, X))  # exact at the base width
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HPTransferWarning)  # nothing left to report
+        wide = hf.parametrize_config(cls, config(), width=64, base_width=32, attn_mult=2.0, example_input=X)
+    d, d0 = (32, 16) if name.startswith("gpt2") else (16, 8)  # GPT-2: 2 heads; Llama: head_dim in proportion
+    scales = _softmax_scales(wide, X)
+    assert len(scales) == 2  # both layers
+    for used in scales.values():
+        assert used == pytest.approx([2.0 * math.sqrt(d0) / d], rel=1e-4)  # attn_mult * sqrt(d_base) / d
+    assert set(hpt.scaling_table(wide).attention) == {f"scaling:{m}" for m in scales}
+
+
+def test_eager_and_sdpa_compute_the_same_rescaled_model_and_leak_nothing():
+    models = {}
+    for impl in ("eager", "sdpa"):
+        torch.manual_seed(0)
+        models[impl] = hf.parametrize_config(transformers.GPT2LMHeadModel, gpt2_config(impl), width=128,
+                                             base_width=32, example_input=X)
+    assert torch.allclose(_logits(models["eager"], X), _logits(models["sdpa"], X), atol=1e-5)
+    # a deep copy and a second attach keep the scale (never multiplied twice), a fresh model is untouched
+    copied = copy.deepcopy(models["eager"])
+    hpt.attach_table(copied, hpt.scaling_table(copied))
+    assert torch.allclose(_logits(copied, X), _logits(models["eager"], X), atol=1e-6)
+    fresh = hf.config_factory(transformers.GPT2LMHeadModel, gpt2_config("eager"))(128)
+    assert fresh.transformer.h[0].attn.scaling == 64 ** -0.5
+    assert copied.transformer.h[0].attn.scaling == pytest.approx(math.sqrt(16) / 64)
+
+
+def test_gpt2_eager_round_trips_through_save_and_load(tmp_path):
+    model = hf.parametrize_config(transformers.GPT2LMHeadModel, gpt2_config("eager"), width=128, base_width=32,
+                                  example_input=X)
+    hf.save_pretrained(model, tmp_path / "ckpt")
+    back = hf.from_pretrained(transformers.GPT2LMHeadModel, tmp_path / "ckpt", attn_implementation="eager")
+    assert torch.allclose(_logits(back, X), _logits(model, X), atol=1e-5)
+    assert back.transformer.h[1].attn.scaling == pytest.approx(math.sqrt(16) / 64)
+
+
+def _gpt2_eager_coord(**options):
+    factory = hf.config_factory(transformers.GPT2LMHeadModel, gpt2_config("eager"))
+    return hpt.coord_check(factory, widths=(32, 64, 128), task=charlm(), batch_size=8, seeds=(0,), **options)
+
+
+def test_gpt2_eager_coord_check_passes_under_mup_and_fails_with_attention_off():
+    result = _gpt2_eager_coord()
+    assert result.passed, result.failing[:3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HPTransferWarning)
+        off = _gpt2_eager_coord(attention="off")
+    assert not off.passed
+    assert {m for m, *_ in off.failing} >= {"transformer.h.0.attn[attn scale x d]"}
 
 
 def test_save_and_load_keep_the_table(tmp_path):
