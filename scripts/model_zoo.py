@@ -4,8 +4,9 @@ coordinate check under μP and SP (docs/model_zoo.md).
 For each model: ``parametrize(factory, width=base, base_width=base)`` must give the factory's
 model bit for bit (same seed, same outputs), and ``coord_check`` (Adam lr 1e-2, the default 4
 steps, seeds 0-1, fixed head count so the head dimension grows) must pass under μP and fail under
-SP, except attention written by hand, which must fail under μP too (its 1/sqrt(d) cannot be
-rewritten). The nanoGPT-style models live in tests/_models.py (imported from there, not copied).
+SP, except attention written by hand outside transformers (nanoGPT's non-flash path), which must
+fail under μP too (its 1/sqrt(d) cannot be rewritten). The nanoGPT-style models live in
+tests/_models.py (imported from there, not copied).
 
 Usage::
 

@@ -16,8 +16,8 @@ that compute attention run (found by a trace on the meta device, or by type for
   multiplies q, hence the logits, by the factor; the parameter, its init and its gradient
   path are unchanged, so it is the same computation as scaling the logits.
 
-Hugging Face attention modules that keep their scale in ``self.scaling`` (Llama, BERT, ViT,
-GPT-2 in transformers 5) pass it as ``scaling=`` to whichever attention function the config
+Hugging Face attention modules that keep their scale in ``self.scaling`` (GPT-2, Llama, BERT,
+ViT in transformers 5.24) pass it as ``scaling=`` to whichever attention function the config
 selects; for them the attribute itself is multiplied by the factor (:func:`attach_scaling_attributes`),
 which rescales eager, sdpa, flash and flex attention alike, with no global registry and no change
 to the config. The module's own value is kept beside it, so attaching a table again, to a deep
@@ -159,7 +159,7 @@ _SCALING0 = "_hptransfer_scaling0"
 def scaling_attribute(module: nn.Module) -> float | None:
     """The softmax scale a Hugging Face attention module reads at call time, or ``None``.
 
-    transformers' attention modules (Llama, BERT, ViT since 4.48; GPT-2 in 5.x) store their scale
+    transformers' attention modules (GPT-2, Llama, BERT, ViT in 5.24, the version tested) store their scale
     as a float ``self.scaling`` and pass ``scaling=self.scaling`` to whichever attention function
     the config selects (eager, sdpa, flash, flex). Only modules defined in ``transformers`` count:
     elsewhere an attribute of that name says nothing about how the forward uses it.
