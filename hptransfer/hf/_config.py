@@ -30,6 +30,7 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "qwen3": ("hidden_size", "intermediate_size", "head_dim"),
     "bert": ("hidden_size", "intermediate_size"),
     "vit": ("hidden_size", "intermediate_size"),
+    "t5": ("d_model", "d_ff", "d_kv"),
 }
 
 #: Architecture name in a recipe (``model: {hf: llama}``) -> the transformers auto class used.

@@ -209,7 +209,9 @@ def scale_traced_attention(
                 "base head dims, so one factor cannot serve both. Fix: pass attention='off' and scale by hand."
             )
         factors[d] = f
-    _scale_attributes(table, rule, owned, calls, base_calls)
+    if owned:
+        base = build(factory, table.base_width, meta=True, what="base")
+        _scale_attributes(table, rule, owned, (calls, base_calls), (model, base))
 
 
 def _owns_scaling(model: nn.Module, name: str) -> bool:
@@ -222,10 +224,13 @@ def _owns_scaling(model: nn.Module, name: str) -> bool:
     return _attention.scaling_attribute(module) is not None
 
 
-def _scale_attributes(table: ScalingTable, rule: Parametrization, owned: set[str], calls: AttentionTracer,
-                      base_calls: AttentionTracer) -> None:
+def _scale_attributes(table: ScalingTable, rule: Parametrization, owned: set[str],
+                      traces: tuple[AttentionTracer, AttentionTracer], models: tuple[nn.Module, nn.Module]) -> None:
     """Record ``scaling:<module> -> {head_dim: factor}`` for modules that own their scale: one
-    factor per module, from the head dims of its first attention call at both widths."""
+    factor per module, from the head dims of its first attention call and its own ``scaling`` at
+    the model's width and at the base width (``models``: the model and a base-width build)."""
+    calls, base_calls = traces
+    model, base = models
     def first_dims(tracer: AttentionTracer) -> dict[str, int]:
         dims: dict[str, int] = {}
         for module, d in tracer.sdpa + tracer.by_hand:
@@ -240,9 +245,10 @@ def _scale_attributes(table: ScalingTable, rule: Parametrization, owned: set[str
                 f"module {module!r} computes attention at width {table.width:g} but not at base width "
                 f"{table.base_width:g}. Fix: keep the attention structure fixed across widths."
             )
-        d = dims[module]
-        table.attention[f"scaling:{module}"] = {d: rule.attention_factor(d, base_dims[module],
-                                                                       table.options["attn_mult"])}
+        d, own = dims[module], _attention.scaling_attribute(model.get_submodule(module))
+        own_base = _attention.scaling_attribute(base.get_submodule(module))
+        table.attention[f"scaling:{module}"] = {d: rule.scaled_attention_factor(
+            d, base_dims[module], table.options["attn_mult"], own or 0.0, own_base or 0.0)}
 
 
 def _trace_width(

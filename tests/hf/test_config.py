@@ -84,7 +84,7 @@ def test_llama_width_fields_scale_ffn_and_head_dim_not_heads():
     cfg = hf.config_factory(transformers.LlamaForCausalLM, llama_config()).config_at(128)
     assert (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim, cfg.num_attention_heads) == (128, 352, 32, 4)
     with pytest.raises(FactoryError, match="width_fields"):
-        hf.config_factory(transformers.LlamaForCausalLM, transformers.T5Config())
+        hf.config_factory(transformers.LlamaForCausalLM, transformers.BartConfig())
 
 
 def _coord(cls, config, parametrization):
@@ -119,7 +119,7 @@ ATTENTION = {
 }
 
 
-def _softmax_scales(model, x):
+def _softmax_scales(model, x):  # x: a tensor or a dict of keyword inputs
     """The softmax scale each attention module actually used on ``x``: the ``scale`` handed to SDPA,
     or for eager attention the ratio of the softmax input to q @ k^T, from real tensors."""
     from hptransfer.parametrization import AttentionTracer, module_stack
@@ -128,7 +128,7 @@ def _softmax_scales(model, x):
     tracer = AttentionTracer(stack, measure_scale=True)
     try:
         with torch.no_grad(), tracer:
-            model(x)
+            model(**x) if isinstance(x, dict) else model(x)
     finally:
         for h in handles:
             h.remove()
@@ -193,6 +193,37 @@ def test_gpt2_eager_coord_check_passes_under_mup_and_fails_with_attention_off():
         off = _gpt2_eager_coord(attention="off")
     assert not off.passed
     assert {m for m, *_ in off.failing} >= {"transformer.h.0.attn[attn scale x d]"}
+
+
+def t5_config(scale_decoder_outputs: bool = False):
+    # transformers 5 always ties T5's lm_head to its embedding; tie_word_embeddings=False (T5 v1.1) only turns
+    # off the decoder output's d_model^-0.5 rescale
+    c = transformers.T5Config(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=1, vocab_size=64,
+                              dropout_rate=0.0, tie_word_embeddings=scale_decoder_outputs, decoder_start_token_id=0,
+                              pad_token_id=0)
+    c._attn_implementation = "eager"
+    return c
+
+
+def test_t5_width_fields_and_its_scale_one_attention_get_d_base_over_d():
+    cls, x = transformers.T5ForConditionalGeneration, torch.randint(0, 64, (2, 8))
+    ex = {"input_ids": x, "decoder_input_ids": x}
+    cfg = hf.config_factory(cls, t5_config()).config_at(64)
+    assert (cfg.d_model, cfg.d_ff, cfg.d_kv, cfg.num_heads) == (64, 128, 32, 2)
+    torch.manual_seed(0)
+    plain = hf.config_factory(cls, t5_config())(32)
+    torch.manual_seed(0)
+    base = hf.parametrize_config(cls, t5_config(), width=32, base_width=32)
+    assert torch.equal(plain(**ex).logits, base(**ex).logits)
+    wide = hf.parametrize_config(cls, t5_config(), width=64, base_width=32, example_input=ex)
+    table = hpt.scaling_table(wide)
+    # T5 multiplies q k^T by 1.0 at every width: μP's 1/d relative to the base is a factor d0/d = 1/2 (not sqrt)
+    assert len(table.attention) == 3 and all(f == {32: pytest.approx(0.5)} for f in table.attention.values())
+    used = _softmax_scales(wide, ex)["decoder.block.0.layer.1.EncDecAttention"]  # no position bias added there
+    assert used == pytest.approx([0.5])
+    assert table.params["shared.weight"].readout_module == "lm_head"  # tied readout, hooked
+    sp = hf.parametrize_config(cls, t5_config(), width=64, base_width=32, example_input=ex, parametrization="sp")
+    assert all(f == {32: 1.0} for f in hpt.scaling_table(sp).attention.values())
 
 
 def test_save_and_load_keep_the_table(tmp_path):
