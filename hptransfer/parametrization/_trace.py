@@ -38,7 +38,7 @@ from ._table import ScalingTable
 
 __all__ = [
     "AttentionTracer", "TraceFailure", "trace_attention", "scale_traced_attention", "module_stack", "to_meta",
-    "as_call",
+    "as_call", "run_under",
 ]
 
 _MATMULS = {torch.matmul, Tensor.matmul, Tensor.__matmul__, torch.bmm, Tensor.bmm, torch.einsum, torch.baddbmm}
@@ -150,24 +150,34 @@ def trace_attention(model: nn.Module, example_input: Any, *, meta: bool) -> Atte
     """
     stack, handles = module_stack(model)
     tracer = AttentionTracer(stack)
-    args, kwargs = as_call(example_input)
-    modes = {m: m.training for m in model.modules()}
     try:
-        if meta:
-            with torch.device("meta"), tracer:
-                model(*to_meta(args), **to_meta(kwargs))
-        else:
-            model.eval()
-            with torch.random.fork_rng(devices=[]), tracer:
-                model(*args, **kwargs)
+        run_under(model, tracer, example_input, meta=meta)
     except Exception as exc:  # the user's forward: report where it failed
         raise TraceFailure(tracer.last[0], tracer.last[1], exc) from exc
     finally:
         for h in handles:
             h.remove()
+    return tracer
+
+
+@torch.no_grad()
+def run_under(model: nn.Module, mode: TorchFunctionMode, example_input: Any, *, meta: bool) -> None:
+    """One forward of ``model`` on ``example_input`` with ``mode`` active: on the meta device (input
+    moved there, factory functions defaulting to it), or for real in eval mode with the RNG state
+    untouched; training flags are restored either way."""
+    args, kwargs = as_call(example_input)
+    modes = {m: m.training for m in model.modules()}
+    try:
+        if meta:
+            with torch.device("meta"), mode:
+                model(*to_meta(args), **to_meta(kwargs))
+        else:
+            model.eval()
+            with torch.random.fork_rng(devices=[]), mode:
+                model(*args, **kwargs)
+    finally:
         for m, training in modes.items():
             m.training = training
-    return tracer
 
 
 def scale_traced_attention(

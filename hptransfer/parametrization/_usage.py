@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import HPTransferWarning
 from ._shapes import Usage, build, match_any
 from ._table import ParamInfo
-from ._trace import as_call, to_meta
+from ._trace import run_under
 
 __all__ = ["raw_candidates", "assign_raw_readouts"]
 
@@ -90,25 +90,11 @@ class _UseTracer(TorchFunctionMode):
             self.watched[id(out)] = (name, axis, out)
 
 
-@torch.no_grad()
 def _trace_uses(model: nn.Module, axes: Mapping[str, int], example_input: Any, *, meta: bool) -> dict[str, set[str]]:
     """Run the forward once and return how it used each parameter of ``axes`` (name -> width axis)."""
     params = dict(model.named_parameters())
-    watched = {id(params[n]): (n, axis, params[n]) for n, axis in axes.items()}
-    tracer = _UseTracer(watched)
-    args, kwargs = as_call(example_input)
-    modes = {m: m.training for m in model.modules()}
-    try:
-        if meta:
-            with torch.device("meta"), tracer:
-                model(*to_meta(args), **to_meta(kwargs))
-        else:
-            model.eval()
-            with torch.random.fork_rng(devices=[]), tracer:
-                model(*args, **kwargs)
-    finally:
-        for m, training in modes.items():
-            m.training = training
+    tracer = _UseTracer({id(params[n]): (n, axis, params[n]) for n, axis in axes.items()})
+    run_under(model, tracer, example_input, meta=meta)
     return tracer.uses
 
 
