@@ -226,6 +226,24 @@ def test_t5_width_fields_and_its_scale_one_attention_get_d_base_over_d():
     assert all(f == {32: 1.0} for f in hpt.scaling_table(sp).attention.values())
 
 
+def _t5_batch(step):
+    g = torch.Generator().manual_seed(step)
+    x = torch.randint(1, 64, (8, 12), generator=g)
+    return (x, None, torch.cat([torch.zeros(8, 1, dtype=torch.long), x[:, :-1]], 1)), x  # (ids, mask, decoder ids)
+
+
+def _t5_loss(out, y):
+    return torch.nn.functional.cross_entropy(out.logits.reshape(-1, 64), y.reshape(-1))
+
+
+@pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
+def test_t5_coord_check_passes_under_mup_and_fails_under_sp(parametrization, passes):
+    factory = hf.config_factory(transformers.T5ForConditionalGeneration, t5_config())
+    result = hpt.coord_check(factory, widths=(32, 64, 128), parametrization=parametrization, batch_fn=_t5_batch,
+                             loss_fn=_t5_loss, seeds=(0,))
+    assert result.passed is passes, result.failing[:3]
+
+
 def test_save_and_load_keep_the_table(tmp_path):
     model = hf.parametrize_config(transformers.LlamaForCausalLM, llama_config(), width=128, base_width=32,
                                   example_input=X)
