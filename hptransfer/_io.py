@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "save_figure", "write_text_atomic", "redact_url", "make_parent", "user_frame"]
+__all__ = ["new_figure", "save_figure", "write_text_atomic", "redact_url", "make_parent", "user_frame",
+           "user_code_frame"]
 
 
 def redact_url(url: str) -> str:
@@ -158,3 +159,20 @@ def user_frame(exc: BaseException) -> str:
         return ""
     f = mine[-1]
     return f"(in {os.path.basename(f.filename)}:{f.lineno}, {f.name})"
+
+
+def user_code_frame(exc: BaseException) -> str | None:
+    """``file:line in function`` of the innermost traceback frame outside hptransfer, torch,
+    installed packages and the standard library; ``None`` when every frame is ours or a library's
+    (a bug there, whose traceback is the report)."""
+    import traceback
+
+    import torch  # already loaded by whatever raised
+
+    ours = (Path(__file__).resolve().parent, Path(torch.__file__).resolve().parent, Path(os.__file__).resolve().parent)
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename).resolve()
+        if not any(path.is_relative_to(root) for root in ours) and "site-packages" not in path.parts:
+            found = f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return found

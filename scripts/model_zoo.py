@@ -4,8 +4,9 @@ coordinate check under μP and SP (docs/model_zoo.md).
 For each model: ``parametrize(factory, width=base, base_width=base)`` must give the factory's
 model bit for bit (same seed, same outputs), and ``coord_check`` (Adam lr 1e-2, the default 4
 steps, seeds 0-1, fixed head count so the head dimension grows) must pass under μP and fail under
-SP, except attention written by hand, which must fail under μP too (its 1/sqrt(d) cannot be
-rewritten). The nanoGPT-style models live in tests/_models.py (imported from there, not copied).
+SP, except attention written by hand outside transformers (nanoGPT's non-flash path), which must
+fail under μP too (its 1/sqrt(d) cannot be rewritten). The nanoGPT-style models live in
+tests/_models.py (imported from there, not copied).
 
 Usage::
 
@@ -35,6 +36,7 @@ from hptransfer.zoo import as_logits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the nanoGPT-style test models (one copy, in tests/_models.py)
 from _models import ForwardMaskLM, nanogpt, nanogpt_eager  # noqa: E402
+from _vision_models import resnet, vit  # noqa: E402
 
 
 def hf_models() -> dict[str, tuple[Callable[[int], torch.nn.Module], str]]:
@@ -75,13 +77,15 @@ def models() -> dict[str, tuple[Callable[[int], torch.nn.Module], str]]:
         "nanoGPT (own 0.02 init, tied, SDPA)": (nanogpt, "charlm"),
         "nanoGPT (hand-written attention)": (nanogpt_eager, "charlm"),
         "byte LM (.item(), torch.equal, mask without device=)": (ForwardMaskLM, "charlm"),
+        "ResNet, torchvision-style copy (BasicBlock, BatchNorm)": (resnet, "images16"),
+        "ViT, timm-style copy (raw pos_embed/cls_token, SDPA)": (vit, "images"),
         **hf_models(),
     }
 
 
 def _task(name: str) -> Any:
-    if name == "images":
-        return ImageClassificationTask(n_train=2048, n_val=512)
+    if name.startswith("images"):
+        return ImageClassificationTask(n_train=2048, n_val=512, image_size=int(name[6:] or 8))
     return get_task("charlm", block_size=16, n_bytes=200_000)
 
 
@@ -130,6 +134,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "| model | exact at base width | μP | SP | worst μP failure | worst SP failure |",
         "|---|---|---|---|---|---|",
     ]
+    footer = [
+        "",
+        "timm and torchvision are not installed beside the pinned CPU torch 2.13: in the project venv "
+        "`python -c \"import torchvision\"` gives `ModuleNotFoundError: No module named 'torchvision'` (timm "
+        "imports torchvision; scripts/bootstrap.sh installs `mup` with `--no-deps` because the torchvision it "
+        "pulls fails beside this torch). The ResNet and ViT rows are therefore our own torchvision-free copies "
+        "in `tests/_vision_models.py`, written in those libraries' layout and init (torchvision's BasicBlock "
+        "ResNet with kaiming fan-out convs; timm's ViT with a conv patch embedding, raw `cls_token` and "
+        "`pos_embed`, fused `qkv`, SDPA and trunc-normal 0.02 Linears); they, not timm or torchvision, are "
+        "what is tested (`tests/parametrization/test_vision_models.py`).",
+    ]
 
     def fail(r: dict[str, Any]) -> str:
         w = r["worst_failure"]
@@ -140,7 +155,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {row['model']} | {'yes' if row['exact_at_base'] else 'NO'} | "
                      f"{'pass' if mu['passed'] else 'FAIL'} | {'pass' if sp['passed'] else 'FAIL'} | "
                      f"{fail(mu)} | {fail(sp)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + footer) + "\n"
 
 
 def main() -> None:

@@ -35,7 +35,15 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import CheckError, WorkerError
-from ..studies import create_study, load_study, mark_worker, recover_stale, start_workers, stop_workers
+from ..studies import (
+    create_study,
+    load_study,
+    mark_worker,
+    raise_reported,
+    recover_stale,
+    start_workers,
+    stop_workers,
+)
 
 __all__ = ["Runner", "SweepPlan", "SweepData", "run_sweep", "run_subplans", "split", "merge", "study_name",
            "collect"]
@@ -341,6 +349,7 @@ def _spawn(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], n
         stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode]
+    raise_reported(procs, fallback=CheckError)  # the user's factory or runner raised: as in-process
     if bad:
         raise WorkerError(f"{len(bad)} check worker(s) exited with codes {bad}. Fix: rerun with workers=1 to "
                               "see the error; finished runs are kept in the study and a rerun continues.")

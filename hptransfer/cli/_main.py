@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
+from .._io import user_code_frame
 from ..errors import HPTransferError, StorageLostError, WorkerError
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT",
@@ -133,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({type(cause).__name__}); the study is kept; rerun the same command to continue once the "
                   "database server is back.", file=sys.stderr)
             return EXIT_STORAGE_LOST
-        where = _user_frame(exc)
+        where = user_code_frame(exc)
         if where is None:
             raise  # a bug in hptransfer or torch: the traceback is the report
         # The user's factory, train_fn or forward raised: that is bad input (2), not a failed check (1).
@@ -149,21 +147,6 @@ def _database_lost(exc: BaseException) -> BaseException | None:
     from ..studies import connection_lost
 
     return connection_lost(exc)
-
-
-def _user_frame(exc: BaseException) -> str | None:
-    """``file:line in function`` of the innermost traceback frame outside hptransfer, torch,
-    transformers and the standard library; ``None`` when every frame is ours or a library's."""
-    import torch  # already loaded by whatever raised
-
-    ours = (Path(__file__).resolve().parents[1], Path(torch.__file__).resolve().parent,
-            Path(os.__file__).resolve().parent)
-    found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        path = Path(frame.filename).resolve()
-        if not any(path.is_relative_to(root) for root in ours) and "site-packages" not in path.parts:
-            found = f"{frame.filename}:{frame.lineno} in {frame.name}"
-    return found
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "qwen3": ("hidden_size", "intermediate_size", "head_dim"),
     "bert": ("hidden_size", "intermediate_size"),
     "vit": ("hidden_size", "intermediate_size"),
+    "t5": ("d_model", "d_ff", "d_kv"),
 }
 
 #: Architecture name in a recipe (``model: {hf: llama}``) -> the transformers auto class used.
@@ -120,7 +121,8 @@ def parametrize_config(model_cls: Callable[[Any], nn.Module], config: Any, *, wi
     ``width`` and ``base_width`` are values of the width field (``hidden_size``, ``n_embd``);
     ``options`` go to :func:`hptransfer.parametrize` (``parametrization``, ``example_input``, ...).
     Default options: the model's own init (N(0, 0.02^2) for most HF models) is measured and
-    rescaled to μP, SDPA attention is rescaled to 1/d, eager attention is reported.
+    rescaled to μP, and attention is rescaled to 1/d through the attention module's ``scaling``
+    attribute, for every ``attn_implementation`` (eager and sdpa included).
     """
     return parametrize(config_factory(model_cls, config, width_fields), width=width, base_width=base_width,
                        **options)

@@ -16,6 +16,13 @@ that compute attention run (found by a trace on the meta device, or by type for
   multiplies q, hence the logits, by the factor; the parameter, its init and its gradient
   path are unchanged, so it is the same computation as scaling the logits.
 
+Hugging Face attention modules that keep their scale in ``self.scaling`` (GPT-2, Llama, BERT,
+ViT in transformers 5.24) pass it as ``scaling=`` to whichever attention function the config
+selects; for them the attribute itself is multiplied by the factor (:func:`attach_scaling_attributes`),
+which rescales eager, sdpa, flash and flex attention alike, with no global registry and no change
+to the config. The module's own value is kept beside it, so attaching a table again, to a deep
+copy or to a model reloaded from a checkpoint, sets the same scale.
+
 Limits (documented in the README): attention written by hand as ``softmax(q @ k.T / ...)``
 is invisible to this mechanism -- declare it with a manual scale or use SDPA; a model that
 calls SDPA from a module whose head dimension cannot be traced on the meta device needs
@@ -37,7 +44,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ParametrizationError
 
-__all__ = ["AttentionScaling", "attach_attention", "detach_attention"]
+__all__ = ["AttentionScaling", "attach_attention", "detach_attention", "scaling_attribute", "attach_scaling_attributes"]
 
 _MHA_SIG = inspect.signature(F.multi_head_attention_forward)
 _HANDLE_ATTR = "_hptransfer_attention_handles"
@@ -143,3 +150,40 @@ def attach_attention(
 def detach_attention(root: nn.Module) -> None:
     for h in root.__dict__.pop(_HANDLE_ATTR, []):
         h.remove()
+
+
+#: ``module.__dict__`` key holding an attention module's own ``scaling`` before hptransfer changed it.
+_SCALING0 = "_hptransfer_scaling0"
+
+
+def scaling_attribute(module: nn.Module) -> float | None:
+    """The softmax scale a Hugging Face attention module reads at call time, or ``None``.
+
+    transformers' attention modules (GPT-2, Llama, BERT, ViT in 5.24, the version tested) store their scale
+    as a float ``self.scaling`` and pass ``scaling=self.scaling`` to whichever attention function
+    the config selects (eager, sdpa, flash, flex). Only modules defined in ``transformers`` count:
+    elsewhere an attribute of that name says nothing about how the forward uses it.
+    """
+    if not type(module).__module__.startswith("transformers."):
+        return None
+    value = module.__dict__.get(_SCALING0, getattr(module, "scaling", None))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def attach_scaling_attributes(root: nn.Module, factors: dict[str, float]) -> None:
+    """Set ``scaling = own scaling x factor`` on each named module; every module changed before
+    and not named gets its own scale back, so attaching twice never multiplies twice."""
+    for module in root.modules():
+        if _SCALING0 in module.__dict__:
+            module.scaling = module.__dict__.pop(_SCALING0)
+    for name, factor in factors.items():
+        module = root.get_submodule(name) if name else root
+        own = scaling_attribute(module)
+        if own is None:
+            raise ParametrizationError(
+                f"the scaling table rescales the attention of module {name!r} through its `scaling` attribute, "
+                f"which this {type(module).__name__} does not have. Fix: attach a table made for this model "
+                "architecture and transformers version."
+            )
+        module.__dict__[_SCALING0] = own
+        module.scaling = own * factor

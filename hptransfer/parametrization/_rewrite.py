@@ -22,9 +22,10 @@ from ._checks import check_depths, check_widths
 from ._depth import AtDepth, setup_depth
 from ._init_law import measure_init_laws, rescale_init
 from ._rules import Parametrization, get_parametrization
-from ._shapes import build, infer_params
+from ._shapes import build, collect_usages, infer_params
 from ._table import _TABLE_ATTR, ModuleScaling, ScalingTable, unwrap, warn_no_readout
 from ._trace import scale_traced_attention
+from ._usage import assign_raw_readouts
 
 __all__ = ["parametrize", "attach_table", "attention_trace_pending"]
 
@@ -121,7 +122,8 @@ def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: t
     probe = build(fac, probe_width, meta=True, what="probe")
     params, readout_modules = infer_params(model, base, probe, widths=widths, readout=options["readout"],
                                            roles=options["roles"])
-    warn_no_readout(params, options["readout"], readout_modules)
+    if not assign_raw_readouts(params, collect_usages(model), fac, model, width, options, example_input):
+        warn_no_readout(params, options["readout"], readout_modules)
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
     params = measure_init_laws(fac, model, params, base_width=base_width, probe_width=probe_width)
@@ -181,9 +183,12 @@ def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
         else:
             handles.append(module.register_forward_hook(_ScaleOutput(ms.multiplier)))
     model.__dict__[_HOOK_ATTR] = handles
+    by_module = _attention_by_module(table)
+    _attention.attach_scaling_attributes(model, {
+        name: f for name, factors in by_module.items() for f in factors.pop("scaling", {}).values()})
     active = {
         name: (factors.get("sdpa", {}), factors.get("mha", {}))
-        for name, factors in _attention_by_module(table).items()
+        for name, factors in by_module.items()
         if any(f != 1.0 for kind in factors.values() for f in kind.values())
     }
     enters = _attention.attach_attention(model, active) if active else {}

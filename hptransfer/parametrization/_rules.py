@@ -91,6 +91,21 @@ class Parametrization(ABC):
         """Adam epsilon multiplier (used only when eps scaling is switched on). Default 1."""
         return 1.0
 
+    def scaled_attention_factor(self, head_dim: int, base_head_dim: int, attn_mult: float, own: float,
+                                own_base: float) -> float:
+        """Factor on the softmax scale of a module whose own scale is known: ``own`` at this width,
+        ``own_base`` at the base width (a Hugging Face ``scaling`` attribute).
+
+        :meth:`attention_factor` assumes the model's own scale is 1/sqrt(d); this corrects for any
+        other (T5's 1.0, with 1/sqrt(d) folded into the query init): the default keeps the total
+        scale's dependence on d that :meth:`attention_factor` gives a 1/sqrt(d) model. Equal to
+        :meth:`attention_factor` when ``own / own_base = sqrt(base_head_dim / head_dim)``.
+        """
+        own_ratio = (own_base / own) * math.sqrt(base_head_dim / head_dim) if own and own_base else 1.0
+        if abs(own_ratio - 1.0) < 1e-12:  # a 1/sqrt(d) model: exactly attention_factor, not a rounding away
+            own_ratio = 1.0
+        return self.attention_factor(head_dim, base_head_dim, attn_mult) * own_ratio
+
     def init_correction(self, info: ParamInfo) -> float:
         """Factor applied to the factory's draw *before* :meth:`init_scale` / :meth:`bias_scale`.
 
@@ -179,6 +194,10 @@ class SP(Parametrization):
 
     def attention_factor(self, head_dim: int, base_head_dim: int, attn_mult: float) -> float:
         return attn_mult
+
+    def scaled_attention_factor(self, head_dim: int, base_head_dim: int, attn_mult: float, own: float,
+                                own_base: float) -> float:
+        return attn_mult  # the model's own scale, whatever it is
 
 
 @register_parametrization("mup")

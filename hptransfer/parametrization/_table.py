@@ -120,8 +120,10 @@ class ScalingTable:
         params: :class:`ParamInfo` per canonical parameter name (tied copies listed in
             ``tied_to``, not as separate entries).
         module_scalings: forward multipliers applied by hooks.
-        attention: ``{"sdpa": {head_dim: factor}, "mha": {head_dim: factor}}`` — factors that
-            multiply the attention softmax scale, by runtime head dimension.
+        attention: ``{"<kind>:<module>": {head_dim: factor}}`` — factors that multiply the attention
+            softmax scale, by runtime head dimension; kind ``sdpa`` (calls rewritten), ``mha``
+            (``nn.MultiheadAttention``'s query) or ``scaling`` (a Hugging Face module's ``scaling``
+            attribute, one factor, for every attention implementation).
         options: the options the model was parametrized with (output_mult, ...).
         depth: the depth axis (empty when the factory takes no depth): ``depth``, ``base_depth``,
             ``alpha`` (``None`` under ``sp``/``mup``: built at that depth, not scaled), ``stacks``

@@ -31,13 +31,14 @@ from torch.utils._pytree import tree_map
 
 from .._io import user_frame
 from ..errors import HPTransferWarning, ParametrizationError, ShapeInferenceError
+from . import _attention
 from ._rules import Parametrization
 from ._shapes import build
 from ._table import ScalingTable
 
 __all__ = [
     "AttentionTracer", "TraceFailure", "trace_attention", "scale_traced_attention", "module_stack", "to_meta",
-    "as_call",
+    "as_call", "run_under",
 ]
 
 _MATMULS = {torch.matmul, Tensor.matmul, Tensor.__matmul__, torch.bmm, Tensor.bmm, torch.einsum, torch.baddbmm}
@@ -149,24 +150,34 @@ def trace_attention(model: nn.Module, example_input: Any, *, meta: bool) -> Atte
     """
     stack, handles = module_stack(model)
     tracer = AttentionTracer(stack)
-    args, kwargs = as_call(example_input)
-    modes = {m: m.training for m in model.modules()}
     try:
-        if meta:
-            with torch.device("meta"), tracer:
-                model(*to_meta(args), **to_meta(kwargs))
-        else:
-            model.eval()
-            with torch.random.fork_rng(devices=[]), tracer:
-                model(*args, **kwargs)
+        run_under(model, tracer, example_input, meta=meta)
     except Exception as exc:  # the user's forward: report where it failed
         raise TraceFailure(tracer.last[0], tracer.last[1], exc) from exc
     finally:
         for h in handles:
             h.remove()
+    return tracer
+
+
+@torch.no_grad()
+def run_under(model: nn.Module, mode: TorchFunctionMode, example_input: Any, *, meta: bool) -> None:
+    """One forward of ``model`` on ``example_input`` with ``mode`` active: on the meta device (input
+    moved there, factory functions defaulting to it), or for real in eval mode with the RNG state
+    untouched; training flags are restored either way."""
+    args, kwargs = as_call(example_input)
+    modes = {m: m.training for m in model.modules()}
+    try:
+        if meta:
+            with torch.device("meta"), mode:
+                model(*to_meta(args), **to_meta(kwargs))
+        else:
+            model.eval()
+            with torch.random.fork_rng(devices=[]), mode:
+                model(*args, **kwargs)
+    finally:
         for m, training in modes.items():
             m.training = training
-    return tracer
 
 
 def scale_traced_attention(
@@ -176,8 +187,9 @@ def scale_traced_attention(
     factory: Callable[..., nn.Module],
     example_input: Any,
 ) -> None:
-    """Fill ``table.attention`` with the SDPA factors of ``model`` (at ``table.width``) and warn
-    about attention computed by hand.
+    """Fill ``table.attention`` with the SDPA factors of ``model`` (at ``table.width``), the factors
+    of Hugging Face attention modules that read their scale from ``self.scaling`` (any attention
+    implementation, eager included), and warn about other attention computed by hand.
 
     The target is traced first (on the meta device, else for real on ``model`` itself); the base
     width is traced only when the target calls SDPA outside ``nn.MultiheadAttention`` (whose
@@ -185,17 +197,20 @@ def scale_traced_attention(
     need an input that fits the base width.
     """
     calls = _trace_width(factory, table.width, example_input, real=model)
-    _report_by_hand(calls.by_hand, table, rule)
-    if not calls.sdpa:
+    owned = {m for m, _ in calls.sdpa + calls.by_hand if _owns_scaling(model, m)}
+    _report_by_hand([c for c in calls.by_hand if c[0] not in owned], table, rule)
+    sdpa = [c for c in calls.sdpa if c[0] not in owned]
+    if not sdpa and not owned:
         return
     base_calls = _trace_width(factory, table.base_width, example_input, real=None)
-    if [m for m, _ in calls.sdpa] != [m for m, _ in base_calls.sdpa]:
+    base_sdpa = [c for c in base_calls.sdpa if c[0] not in owned]
+    if [m for m, _ in sdpa] != [m for m, _ in base_sdpa]:
         raise ShapeInferenceError(
             f"the model calls scaled_dot_product_attention from different modules at width {table.width:g} "
-            f"({[m for m, _ in calls.sdpa][:4]}) and at base width {table.base_width:g} "
-            f"({[m for m, _ in base_calls.sdpa][:4]}). Fix: keep the attention structure fixed across widths."
+            f"({[m for m, _ in sdpa][:4]}) and at base width {table.base_width:g} "
+            f"({[m for m, _ in base_sdpa][:4]}). Fix: keep the attention structure fixed across widths."
         )
-    for (module, d), (_, d0) in zip(calls.sdpa, base_calls.sdpa):
+    for (module, d), (_, d0) in zip(sdpa, base_sdpa):
         factors = table.attention.setdefault(f"sdpa:{module}", {})
         f = rule.attention_factor(d, d0, table.options["attn_mult"])
         if factors.get(d, f) != f:
@@ -204,6 +219,46 @@ def scale_traced_attention(
                 "base head dims, so one factor cannot serve both. Fix: pass attention='off' and scale by hand."
             )
         factors[d] = f
+    if owned:
+        base = build(factory, table.base_width, meta=True, what="base")
+        _scale_attributes(table, rule, owned, (calls, base_calls), (model, base))
+
+
+def _owns_scaling(model: nn.Module, name: str) -> bool:
+    """True when module ``name`` is a Hugging Face attention module that reads its scale from
+    ``self.scaling`` (rewritten there, for every attention implementation; see ``_attention``)."""
+    try:
+        module = model.get_submodule(name) if name else model
+    except AttributeError:
+        return False
+    return _attention.scaling_attribute(module) is not None
+
+
+def _scale_attributes(table: ScalingTable, rule: Parametrization, owned: set[str],
+                      traces: tuple[AttentionTracer, AttentionTracer], models: tuple[nn.Module, nn.Module]) -> None:
+    """Record ``scaling:<module> -> {head_dim: factor}`` for modules that own their scale: one
+    factor per module, from the head dims of its first attention call and its own ``scaling`` at
+    the model's width and at the base width (``models``: the model and a base-width build)."""
+    calls, base_calls = traces
+    model, base = models
+    def first_dims(tracer: AttentionTracer) -> dict[str, int]:
+        dims: dict[str, int] = {}
+        for module, d in tracer.sdpa + tracer.by_hand:
+            if module in owned:
+                dims.setdefault(module, d)
+        return dims
+
+    dims, base_dims = first_dims(calls), first_dims(base_calls)
+    for module in sorted(owned):
+        if module not in base_dims:
+            raise ShapeInferenceError(
+                f"module {module!r} computes attention at width {table.width:g} but not at base width "
+                f"{table.base_width:g}. Fix: keep the attention structure fixed across widths."
+            )
+        d, own = dims[module], _attention.scaling_attribute(model.get_submodule(module))
+        own_base = _attention.scaling_attribute(base.get_submodule(module))
+        table.attention[f"scaling:{module}"] = {d: rule.scaled_attention_factor(
+            d, base_dims[module], table.options["attn_mult"], own or 0.0, own_base or 0.0)}
 
 
 def _trace_width(

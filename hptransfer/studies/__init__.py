@@ -22,9 +22,9 @@ from ._storage import (
     storage_url,
     where,
 )
-from ._workers import start_workers, stop_workers
+from ._workers import raise_reported, start_workers, stop_workers
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
-           "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "redact_url",
-           "optuna_verbosity", "storage_guard", "where", "connection_lost",
+           "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "raise_reported",
+           "redact_url", "optuna_verbosity", "storage_guard", "where", "connection_lost",
            "GRACE_INTERVALS"]

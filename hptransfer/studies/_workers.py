@@ -1,22 +1,66 @@
-"""Local worker processes shared by tuning and check sweeps."""
+"""Local worker processes shared by tuning and check sweeps.
+
+A worker whose work raises an error of the user's making (an :class:`HPTransferError` such as a
+factory that fails, or an exception raised in the user's own code) writes it to a report file and
+exits with :data:`EXIT_REPORTED`; the parent re-raises it (:func:`raise_reported`), so a spawned
+worker ends a command the way the same error does in-process: one line naming the module and the
+fix, exit code 2 on the command line, instead of a traceback per worker and "worker crashed".
+"""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import pickle
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from ..errors import WorkerError
+from .. import errors
+from .._io import user_code_frame
+from ..errors import HPTransferError, StorageLostError, WorkerError
 
-__all__ = ["start_workers", "stop_workers"]
+__all__ = ["start_workers", "stop_workers", "raise_reported", "EXIT_REPORTED"]
+
+#: Exit status of a worker that reported an error of the user's making in its report file.
+EXIT_REPORTED = 2
+
+
+class _Reporting:
+    """The spawned process's target: runs ``target(*args)``; an error of the user's making is
+    written to ``report`` (JSON: class, message, where) and the process exits with EXIT_REPORTED."""
+
+    def __init__(self, target: Callable[..., None], report: str):
+        self.target, self.report = target, report
+
+    def __call__(self, *args: Any) -> None:
+        try:
+            self.target(*args)
+        except (StorageLostError, WorkerError):
+            raise  # the workers' own exit codes already say what happened
+        except HPTransferError as exc:
+            self._write({"class": type(exc).__name__, "message": str(exc)})
+        except Exception as exc:
+            where = user_code_frame(exc)
+            if where is None:
+                raise  # a bug in hptransfer or a library: the traceback is the report
+            self._write({"class": None, "message": f"your code raised {type(exc).__name__}: {exc} (at {where}). "
+                                                   "Fix: correct it there; run with one worker to debug it."})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        Path(self.report).write_text(json.dumps(record))
+        sys.exit(EXIT_REPORTED)
 
 
 def start_workers(target: Callable[..., None], args: Sequence[tuple[Any, ...]], *, fix: str) -> list[Any]:
     """Start one spawned process per ``args`` entry running ``target(*entry)``.
 
     Everything a worker receives must pickle (spawn sends it to a fresh interpreter); a failure
-    is reported up front as an :class:`HPTransferError` whose fix is ``fix``.
+    is reported up front as an :class:`HPTransferError` whose fix is ``fix``. Each process gets a
+    report file (``proc.report``) for :func:`raise_reported`.
     """
     try:
         pickle.dumps((target, list(args)))
@@ -24,10 +68,38 @@ def start_workers(target: Callable[..., None], args: Sequence[tuple[Any, ...]], 
         raise WorkerError(f"workers={len(args)} need picklable arguments ({type(exc).__name__}: {exc}). "
                               f"Fix: {fix}") from None
     ctx = mp.get_context("spawn")  # fork after torch's thread pools started can deadlock
-    procs = [ctx.Process(target=target, args=a) for a in args]
+    folder = tempfile.mkdtemp(prefix="hptransfer-workers-")
+    procs = []
+    for i, a in enumerate(args):
+        report = str(Path(folder) / f"worker{i}.json")
+        proc = ctx.Process(target=_Reporting(target, report), args=a)
+        proc.report = report
+        procs.append(proc)
     for proc in procs:
         proc.start()
     return procs
+
+
+def raise_reported(procs: Sequence[Any], *, fallback: type[HPTransferError]) -> None:
+    """Re-raise, in the parent, the first error a finished worker reported (same class and message,
+    naming the worker; an exception of the user's own code as ``fallback``); return when none did.
+    Removes the report files."""
+    found: tuple[int, dict[str, Any]] | None = None
+    for i, proc in enumerate(procs):
+        path = Path(getattr(proc, "report", ""))
+        if found is None and proc.exitcode == EXIT_REPORTED and path.is_file():
+            found = (i, json.loads(path.read_text()))
+    if procs and getattr(procs[0], "report", None):
+        shutil.rmtree(Path(procs[0].report).parent, ignore_errors=True)
+    if found is None:
+        return
+    i, record = found
+    cls = getattr(errors, record["class"] or "", None)
+    if not (isinstance(cls, type) and issubclass(cls, HPTransferError)) or cls is HPTransferError:
+        cls = fallback
+    exc = cls.__new__(cls)  # rebuilt from its message (RecipeError and others take other arguments)
+    Exception.__init__(exc, f"worker process {i}: {record['message']}")
+    raise exc
 
 
 def stop_workers(procs: Sequence[Any], *, grace: float = 20.0) -> None:

@@ -289,6 +289,8 @@ def _run_workers(job: _Job, n: int, progress: Progress) -> None:
         stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if WORKER_STORAGE_LOST not in bad:
+        studies.raise_reported(procs, fallback=TuneError)  # the user's factory or train_fn raised: as in-process
     if WORKER_STORAGE_LOST in bad:
         raise StorageLostError(f"lost the connection to {studies.where(job.url)} in {bad.count(WORKER_STORAGE_LOST)} "
                                "worker(s); the study is kept; rerun the same command to continue once the database "

@@ -1,9 +1,11 @@
 """Hugging Face models from a config with default options: exact at the base width, 1/m hidden
-LRs, μP coordinate check passes and SP fails, eager attention reported and caught, and
+LRs, μP coordinate check passes and SP fails, attention rescaled to 1/d for eager and sdpa, and
 checkpoints that keep the table. Skipped when transformers is absent (CI installs the extra)."""
 
 from __future__ import annotations
 
+import copy
+import math
 import warnings
 
 import pytest
@@ -82,7 +84,7 @@ def test_llama_width_fields_scale_ffn_and_head_dim_not_heads():
     cfg = hf.config_factory(transformers.LlamaForCausalLM, llama_config()).config_at(128)
     assert (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim, cfg.num_attention_heads) == (128, 352, 32, 4)
     with pytest.raises(FactoryError, match="width_fields"):
-        hf.config_factory(transformers.LlamaForCausalLM, transformers.T5Config())
+        hf.config_factory(transformers.LlamaForCausalLM, transformers.BartConfig())
 
 
 def _coord(cls, config, parametrization):
@@ -103,14 +105,143 @@ def test_coord_check_default_options(name, parametrization, passes):
     assert result.passed is passes, result.failing[:3]
 
 
-@pytest.mark.slow
-def test_gpt2_eager_attention_is_reported_and_fails_the_coord_check():
-    with pytest.warns(HPTransferWarning, match=r"transformer\.h\.0\.attn"):
-        hf.parametrize_config(transformers.GPT2LMHeadModel, gpt2_config("eager"), width=128, base_width=32,
-                              example_input=X)
-    result = _coord(transformers.GPT2LMHeadModel, lambda: gpt2_config("eager"), "mup")
-    assert not result.passed
-    assert {m for m, *_ in result.failing} >= {"transformer.h.0.attn[attn scale x d]"}
+def llama_impl_config(impl: str):
+    c = llama_config()
+    c._attn_implementation = impl
+    return c
+
+
+ATTENTION = {
+    "gpt2-eager": (transformers.GPT2LMHeadModel, lambda: gpt2_config("eager")),
+    "gpt2-sdpa": (transformers.GPT2LMHeadModel, lambda: gpt2_config("sdpa")),
+    "llama-eager": (transformers.LlamaForCausalLM, lambda: llama_impl_config("eager")),
+    "llama-sdpa": (transformers.LlamaForCausalLM, lambda: llama_impl_config("sdpa")),
+}
+
+
+def _softmax_scales(model, x):  # x: a tensor or a dict of keyword inputs
+    """The softmax scale each attention module actually used on ``x``: the ``scale`` handed to SDPA,
+    or for eager attention the ratio of the softmax input to q @ k^T, from real tensors."""
+    from hptransfer.parametrization import AttentionTracer, module_stack
+
+    stack, handles = module_stack(model)
+    tracer = AttentionTracer(stack, measure_scale=True)
+    try:
+        with torch.no_grad(), tracer:
+            model(**x) if isinstance(x, dict) else model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {m: [s for _, s in calls] for m, calls in tracer.scales.items()}
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION))
+def test_attention_is_rescaled_to_one_over_d_for_eager_and_sdpa(name):
+    cls, config = ATTENTION[name]
+    factory = hf.config_factory(cls, config())
+    torch.manual_seed(0)
+    plain = factory(32)
+    torch.manual_seed(0)
+    base = hf.parametrize_config(cls, config(), width=32, base_width=32, example_input=X)
+    assert torch.equal(_logits(plain, X), _logits(base, X))  # exact at the base width
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HPTransferWarning)  # nothing left to report
+        wide = hf.parametrize_config(cls, config(), width=64, base_width=32, attn_mult=2.0, example_input=X)
+    d, d0 = (32, 16) if name.startswith("gpt2") else (16, 8)  # GPT-2: 2 heads; Llama: head_dim in proportion
+    scales = _softmax_scales(wide, X)
+    assert len(scales) == 2  # both layers
+    for used in scales.values():
+        assert used == pytest.approx([2.0 * math.sqrt(d0) / d], rel=1e-4)  # attn_mult * sqrt(d_base) / d
+    assert set(hpt.scaling_table(wide).attention) == {f"scaling:{m}" for m in scales}
+
+
+def test_eager_and_sdpa_compute_the_same_rescaled_model_and_leak_nothing():
+    models = {}
+    for impl in ("eager", "sdpa"):
+        torch.manual_seed(0)
+        models[impl] = hf.parametrize_config(transformers.GPT2LMHeadModel, gpt2_config(impl), width=128,
+                                             base_width=32, example_input=X)
+    assert torch.allclose(_logits(models["eager"], X), _logits(models["sdpa"], X), atol=1e-5)
+    # a deep copy and a second attach keep the scale (never multiplied twice), a fresh model is untouched
+    copied = copy.deepcopy(models["eager"])
+    hpt.attach_table(copied, hpt.scaling_table(copied))
+    assert torch.allclose(_logits(copied, X), _logits(models["eager"], X), atol=1e-6)
+    fresh = hf.config_factory(transformers.GPT2LMHeadModel, gpt2_config("eager"))(128)
+    assert fresh.transformer.h[0].attn.scaling == 64 ** -0.5
+    assert copied.transformer.h[0].attn.scaling == pytest.approx(math.sqrt(16) / 64)
+
+
+def test_gpt2_eager_round_trips_through_save_and_load(tmp_path):
+    model = hf.parametrize_config(transformers.GPT2LMHeadModel, gpt2_config("eager"), width=128, base_width=32,
+                                  example_input=X)
+    hf.save_pretrained(model, tmp_path / "ckpt")
+    back = hf.from_pretrained(transformers.GPT2LMHeadModel, tmp_path / "ckpt", attn_implementation="eager")
+    assert torch.allclose(_logits(back, X), _logits(model, X), atol=1e-5)
+    assert back.transformer.h[1].attn.scaling == pytest.approx(math.sqrt(16) / 64)
+
+
+def _gpt2_eager_coord(**options):
+    factory = hf.config_factory(transformers.GPT2LMHeadModel, gpt2_config("eager"))
+    return hpt.coord_check(factory, widths=(32, 64, 128), task=charlm(), batch_size=8, seeds=(0,), **options)
+
+
+def test_gpt2_eager_coord_check_passes_under_mup_and_fails_with_attention_off():
+    result = _gpt2_eager_coord()
+    assert result.passed, result.failing[:3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HPTransferWarning)
+        off = _gpt2_eager_coord(attention="off")
+    assert not off.passed
+    assert {m for m, *_ in off.failing} >= {"transformer.h.0.attn[attn scale x d]"}
+
+
+def t5_config(scale_decoder_outputs: bool = False):
+    # transformers 5 always ties T5's lm_head to its embedding; tie_word_embeddings=False (T5 v1.1) only turns
+    # off the decoder output's d_model^-0.5 rescale
+    c = transformers.T5Config(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=1, vocab_size=64,
+                              dropout_rate=0.0, tie_word_embeddings=scale_decoder_outputs, decoder_start_token_id=0,
+                              pad_token_id=0)
+    c._attn_implementation = "eager"
+    return c
+
+
+def test_t5_width_fields_and_its_scale_one_attention_get_d_base_over_d():
+    cls, x = transformers.T5ForConditionalGeneration, torch.randint(0, 64, (2, 8))
+    ex = {"input_ids": x, "decoder_input_ids": x}
+    cfg = hf.config_factory(cls, t5_config()).config_at(64)
+    assert (cfg.d_model, cfg.d_ff, cfg.d_kv, cfg.num_heads) == (64, 128, 32, 2)
+    torch.manual_seed(0)
+    plain = hf.config_factory(cls, t5_config())(32)
+    torch.manual_seed(0)
+    base = hf.parametrize_config(cls, t5_config(), width=32, base_width=32)
+    assert torch.equal(plain(**ex).logits, base(**ex).logits)
+    wide = hf.parametrize_config(cls, t5_config(), width=64, base_width=32, example_input=ex)
+    table = hpt.scaling_table(wide)
+    # T5 multiplies q k^T by 1.0 at every width: μP's 1/d relative to the base is a factor d0/d = 1/2 (not sqrt)
+    assert len(table.attention) == 3 and all(f == {32: pytest.approx(0.5)} for f in table.attention.values())
+    used = _softmax_scales(wide, ex)["decoder.block.0.layer.1.EncDecAttention"]  # no position bias added there
+    assert used == pytest.approx([0.5])
+    assert table.params["shared.weight"].readout_module == "lm_head"  # tied readout, hooked
+    sp = hf.parametrize_config(cls, t5_config(), width=64, base_width=32, example_input=ex, parametrization="sp")
+    assert all(f == {32: 1.0} for f in hpt.scaling_table(sp).attention.values())
+
+
+def _t5_batch(step):
+    g = torch.Generator().manual_seed(step)
+    x = torch.randint(1, 64, (8, 12), generator=g)
+    return (x, None, torch.cat([torch.zeros(8, 1, dtype=torch.long), x[:, :-1]], 1)), x  # (ids, mask, decoder ids)
+
+
+def _t5_loss(out, y):
+    return torch.nn.functional.cross_entropy(out.logits.reshape(-1, 64), y.reshape(-1))
+
+
+@pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
+def test_t5_coord_check_passes_under_mup_and_fails_under_sp(parametrization, passes):
+    factory = hf.config_factory(transformers.T5ForConditionalGeneration, t5_config())
+    result = hpt.coord_check(factory, widths=(32, 64, 128), parametrization=parametrization, batch_fn=_t5_batch,
+                             loss_fn=_t5_loss, seeds=(0,))
+    assert result.passed is passes, result.failing[:3]
 
 
 def test_save_and_load_keep_the_table(tmp_path):

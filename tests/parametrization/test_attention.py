@@ -78,3 +78,14 @@ def test_multihead_attention_query_scaled():
 def test_error_attention_trace_failure_is_clear():
     with pytest.raises(ParametrizationError, match="example_input"):
         hpt.parametrize(ScaledAttn, width=64, base_width=16, example_input=torch.randn(2, 5, 7))
+
+
+def test_factor_for_a_module_with_its_own_scale_keeps_the_total_at_one_over_d():
+    from hptransfer.parametrization import get_parametrization
+
+    mup, sp = get_parametrization("mup"), get_parametrization("sp")
+    # a 1/sqrt(d) model (GPT-2, Llama): exactly the plain factor, sqrt(d0/d)
+    assert mup.scaled_attention_factor(64, 16, 2.0, 64 ** -0.5, 16 ** -0.5) == mup.attention_factor(64, 16, 2.0) == 1.0
+    # T5: scale 1.0 at every width (1/sqrt(d) folded into the query init): d0/d, so the total is still ~ 1/d
+    assert mup.scaled_attention_factor(64, 16, 1.0, 1.0, 1.0) == pytest.approx(16 / 64)
+    assert sp.scaled_attention_factor(64, 16, 3.0, 1.0, 1.0) == 3.0  # SP keeps the model's own scale
