@@ -35,8 +35,9 @@ import optuna
 from optuna.trial import TrialState
 
 from ..studies import create_study, load_study, recover_stale
+from ._objective import SweepObjective
 from ._optimum import mean_curve, vertex
-from ._sweep import Runner, SweepData, SweepPlan, _Objective, collect, merge, split, study_name
+from ._sweep import Runner, SweepData, SweepPlan, collect, merge, split, study_name
 
 __all__ = ["run_adaptive", "next_points"]
 
@@ -86,7 +87,7 @@ def _drain(url: str, name: str, runner: Runner, sub: SweepPlan, points: list[tup
                             skip_if_exists=True)
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     if waiting:
-        study.optimize(_Objective(runner, sub, on_done), n_trials=waiting, gc_after_trial=False)
+        study.optimize(SweepObjective(runner, sub, on_done), n_trials=waiting, gc_after_trial=False)
 
 
 def run_adaptive(
@@ -161,6 +162,6 @@ def _one_width(runner: Runner, sub: SweepPlan, name: str, url: str, start: int, 
             for seed, value in points:
                 study.enqueue_trial({"parametrization": par, "width": sub.widths[0], "seed": seed, sub.hp: value})
             study.sampler = optuna.samplers.RandomSampler(seed=0)
-            study.optimize(_Objective(runner, sub, None), n_trials=len(points), gc_after_trial=False)
+            study.optimize(SweepObjective(runner, sub, None), n_trials=len(points), gc_after_trial=False)
         else:
             _drain(url, name, runner, sub, points, None)

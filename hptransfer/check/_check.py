@@ -149,7 +149,7 @@ def check_grid(
     plans = _plans(widths, grid, seeds, parametrizations, fixed)
     expect_map = _expectations(expect, parametrizations)
     tol = tolerances or Tolerances()
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     if storage is None:
         url = "inmemory"
     else:
@@ -165,8 +165,9 @@ def check_grid(
            "grid": {p.hp: list(p.values) for p in plans}, "fixed": dict(fixed or {}), "storage": redact_url(url),
            "train_seconds": round(sum(d.seconds for d in data), 1), "strategy": strategy,
            "runs_trained": int(sum((~np.isnan(a)).sum() for d in data for a in d.losses.values())),
-           "grid_runs": int(sum(p.n_runs for p in plans)), **(config or {})}
-    return TransferReport(results, tol, cfg, time.perf_counter() - start, [d.study for d in data])
+           "grid_runs": int(sum(p.n_runs for p in plans)), "steps_trained": int(sum(d.steps for d in data)),
+           "runs_pruned": int(sum(d.n_pruned for d in data)), **(config or {})}
+    return TransferReport(results, tol, cfg, time.perf_counter() - t0, [d.study for d in data])
 
 
 
