@@ -28,30 +28,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..studies import create_study, load_study, recover_stale
+from ..studies import create_study, recover_stale
 from ._objective import SweepObjective
 from ._optimum import mean_curve, vertex
+from ._prune import DEFAULT_MARGIN
 from ._sweep import Runner, SweepData, SweepPlan, collect, merge, split, study_name
 
-__all__ = ["run_adaptive", "next_points"]
+__all__ = ["run_adaptive", "next_points", "prunable"]
 
 
 def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
-                survey: bool = False) -> list[int]:
+                survey: bool = False, pruned: np.ndarray | None = None) -> list[int]:
     """Grid indices to run next for one width, given the seed-mean ``curve`` so far (NaN: not run,
     inf: diverged). An empty list means the width is done. ``survey``: the first round covers the
-    whole grid every two octaves (plus ``start``), so that a second valley is not missed."""
+    whole grid every two octaves (plus ``start``), so that a second valley is not missed.
+    ``pruned``: points whose runs were stopped early; they count as worse than the best while
+    bracketing, and are run again (to the end) if they fall in the refinement window or on an anchor."""
     n = len(curve)
+    stopped = np.zeros(n, dtype=bool) if pruned is None else np.asarray(pruned, dtype=bool)
+    curve = np.where(stopped, math.inf, curve)
     done = ~np.isnan(curve)
 
-    def todo(idx: Sequence[int]) -> list[int]:
-        return sorted({i for i in idx if 0 <= i < n and not done[i]})
+    def todo(idx: Sequence[int], redo: bool = False) -> list[int]:
+        return sorted({i for i in idx if 0 <= i < n and (not done[i] or (redo and stopped[i]))})
 
     if not done.any():
         if survey:
@@ -66,7 +70,18 @@ def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anch
     bracket = todo([best - stride, best + stride])
     if bracket:
         return bracket
-    return todo([*range(best - refine, best + refine + 1), *anchors])
+    return todo([*range(best - refine, best + refine + 1), *anchors], redo=True)
+
+
+def prunable(idx: Sequence[int], curve: np.ndarray, *, refine: int, anchors: Sequence[int] = ()) -> list[bool]:
+    """Which of the points ``idx`` may be stopped early: those outside the refinement window around the
+    current best point (every point, while none has finished) and not on an anchor, i.e. points the
+    analysis does not read unless the best moves (and then a stopped one is run again)."""
+    finite = np.where(np.isfinite(curve), curve, np.inf)
+    if not np.isfinite(finite).any():
+        return [i not in anchors for i in idx]
+    best = int(np.argmin(finite))
+    return [abs(i - best) > refine and i not in anchors for i in idx]
 
 
 def _anchors(x: np.ndarray, opt: float) -> list[int]:
@@ -77,17 +92,18 @@ def _anchors(x: np.ndarray, opt: float) -> list[int]:
     return [j - 1, j] if 0 < j < len(x) and x[j] != opt else [min(j, len(x) - 1)]
 
 
-def _drain(url: str, name: str, runner: Runner, sub: SweepPlan, points: list[tuple[int, float]],
-           on_done: Callable[[dict[str, Any]], None] | None) -> None:
-    """Run the given (seed, value) points of a one-width plan as enqueued trials of its study."""
-    study = load_study(url, name, sampler=optuna.samplers.RandomSampler(seed=0))
+def _enqueue(study: optuna.Study, sub: SweepPlan, points: list[tuple[int, float, bool]]) -> int:
+    """Queue the (seed, value, prunable) points of a one-width plan that no trial holds yet (a stopped
+    one is queued again); returns how many trials are waiting."""
     (par,), (width,) = sub.parametrizations, sub.widths
-    for seed, value in points:
-        study.enqueue_trial({"parametrization": par, "width": width, "seed": seed, sub.hp: value},
-                            skip_if_exists=True)
-    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    if waiting:
-        study.optimize(SweepObjective(runner, sub, on_done), n_trials=waiting, gc_after_trial=False)
+    held = [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING,
+                                                                        TrialState.COMPLETE))]
+    for seed, value, may_stop in points:
+        params = {"parametrization": par, "width": width, "seed": seed, sub.hp: value}
+        if not any(h.get("seed") == seed and h.get(sub.hp) is not None
+                   and math.isclose(float(h[sub.hp]), value, rel_tol=1e-9) for h in held):
+            study.enqueue_trial(params, user_attrs={"prunable": bool(may_stop)})
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def run_adaptive(
@@ -98,6 +114,7 @@ def run_adaptive(
     prefix: str = "hptransfer",
     start: float | None = None,
     refine: int = 2,
+    margin: float | None = DEFAULT_MARGIN,
     progress: Callable[[str], None] | None = None,
 ) -> list[SweepData]:
     """Run (or resume) every plan adaptively; one :class:`SweepData` per plan, shaped as the grid's.
@@ -109,6 +126,8 @@ def run_adaptive(
             recipe's tuned LR.
         refine: grid steps on each side of the best point that are run (default 2: the vertex
             and its bootstrap replicates keep their neighbours).
+        margin: stop a run outside the refinement window once its training loss at a checkpoint is
+            above ``(1 + margin) x`` the best run's at that width and seed (:mod:`._prune`); None: never.
     """
     say = progress or (lambda _msg: None)
     fingerprint = runner.fingerprint()
@@ -122,8 +141,8 @@ def run_adaptive(
             anchors: list[int] = []
             for sub in (s for s in split(plan) if s.parametrizations == (par,)):
                 name = study_name(prefix, sub, fingerprint)
-                data = _one_width(runner, sub, name, url, first, per_octave, refine, anchors, say,
-                                  survey=not anchors)
+                rounds = _Rounds(runner, sub, name, url, per_octave, refine, margin, say)
+                data = rounds.run(first, anchors, survey=not anchors)
                 curve = mean_curve(data.losses[par][0])
                 finite = np.where(np.isfinite(curve), curve, np.inf)
                 if np.isfinite(finite).any():
@@ -137,31 +156,49 @@ def run_adaptive(
     return out
 
 
-def _one_width(runner: Runner, sub: SweepPlan, name: str, url: str, start: int, stride: int, refine: int,
-               anchors: list[int], say: Callable[[str], None], survey: bool = False) -> SweepData:
-    """Rounds of :func:`next_points` on one (parametrization, width) until nothing is left to run."""
-    storage = optuna.storages.InMemoryStorage() if url == "inmemory" else url
-    if url == "inmemory":
-        study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
-    else:
-        study = create_study(url, name, attrs={"kind": "check", "hp": sub.hp, "fingerprint": runner.fingerprint()})
-        recover_stale(study)
-    (par,) = sub.parametrizations
-    last: list[int] = []
-    while True:
-        data = collect(study, sub, name)
-        idx = next_points(mean_curve(data.losses[par][0]), start=start, stride=stride, refine=refine,
-                          anchors=anchors, survey=survey)
-        if not idx or idx == last:  # done, or the same points again (their runs raised): report them missing
-            return data
-        last = idx
-        say(f"  {par} width {sub.widths[0]}: running {sub.hp} = "
-            + ", ".join(f"{sub.values[i]:.3g}" for i in idx) + f" x {len(sub.seeds)} seed(s)")
-        points = [(s, sub.values[i]) for i in idx for s in sub.seeds]
+class _Rounds:
+    """Rounds of :func:`next_points` on one (parametrization, width) study until nothing is left to run."""
+
+    def __init__(self, runner: Runner, sub: SweepPlan, name: str, url: str, stride: int, refine: int,
+                 margin: float | None, say: Callable[[str], None]):
+        self.runner, self.sub, self.name, self.stride, self.refine, self.say = runner, sub, name, stride, refine, say
         if url == "inmemory":
-            for seed, value in points:
-                study.enqueue_trial({"parametrization": par, "width": sub.widths[0], "seed": seed, sub.hp: value})
-            study.sampler = optuna.samplers.RandomSampler(seed=0)
-            study.optimize(SweepObjective(runner, sub, None), n_trials=len(points), gc_after_trial=False)
+            self.study = optuna.create_study(study_name=name, storage=optuna.storages.InMemoryStorage(),
+                                             direction="minimize")
         else:
-            _drain(url, name, runner, sub, points, None)
+            self.study = create_study(url, name, attrs={"kind": "check", "hp": sub.hp,
+                                                        "fingerprint": runner.fingerprint()})
+            recover_stale(self.study)
+        self.study.sampler = optuna.samplers.RandomSampler(seed=0)  # enqueued trials fix every parameter
+        self.objective = SweepObjective(runner, sub, None, margin)
+
+    def _state(self) -> tuple[SweepData, np.ndarray, np.ndarray]:
+        """The data so far with stopped points masked out (NaN at every seed: a point where one seed
+        was stopped is known to be far from the valley), the seed-mean curve and the stopped mask."""
+        (par,) = self.sub.parametrizations
+        data = collect(self.study, self.sub, self.name)
+        stopped = data.pruned[par][0].any(axis=-1)
+        data.losses[par][0][stopped] = np.nan
+        return data, mean_curve(data.losses[par][0]), stopped
+
+    def run(self, start: int, anchors: list[int], survey: bool = False) -> SweepData:
+        """Run rounds from grid index ``start``; the width's data once nothing is left to run."""
+        sub, last = self.sub, None
+        (par,) = sub.parametrizations
+        while True:
+            data, curve, stopped = self._state()
+            idx = next_points(curve, start=start, stride=self.stride, refine=self.refine, anchors=anchors,
+                              survey=survey, pruned=stopped)
+            if not idx or idx == last:  # done, or the same points again (their runs raised): report them missing
+                return data
+            last = idx
+            may_stop = prunable(idx, curve, refine=self.refine, anchors=anchors)
+            self.say(f"  {par} width {sub.widths[0]}: running {sub.hp} = "
+                     + ", ".join(f"{sub.values[i]:.3g}" for i in idx) + f" x {len(sub.seeds)} seed(s)")
+            # Points nearest the best (or the start) first, so that farther ones meet a good reference curve.
+            finite = np.where(np.isfinite(curve), curve, np.inf)
+            near = int(np.argmin(finite)) if np.isfinite(finite).any() else start
+            order = sorted(zip(idx, may_stop), key=lambda p: (p[1], abs(p[0] - near), p[0]))
+            waiting = _enqueue(self.study, sub, [(s, sub.values[i], m) for i, m in order for s in sub.seeds])
+            if waiting:
+                self.study.optimize(self.objective, n_trials=waiting, gc_after_trial=False)

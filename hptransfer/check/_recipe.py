@@ -60,7 +60,7 @@ def check_recipe(
     *,
     compare: Sequence[str] | None = None,
     expect: dict[str, str] | None = None,
-    workers: int | None = None,
+    workers: int | str | None = None,
     storage: str | None = None,
     progress: Callable[[str], None] | None = None,
     strategy: Strategy | None = None,
@@ -116,7 +116,7 @@ def check_recipe(
         config={"recipe": recipe.name, "recipe_hash": recipe.hash, "steps": steps, "batch_size": batch,
                 "optimizer": recipe.optimizer.name, "base_width": recipe.base_width, "axis": axis,
                 **({} if axis == "width" else {"width": min(recipe.widths.proxy)})},
-        strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url),
+        strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url), prune_margin=spec.prune_margin,
     )
 
 

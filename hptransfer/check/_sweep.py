@@ -114,6 +114,8 @@ class SweepData:
     #: Training steps actually spent (finished, diverged and stopped runs), and the runs stopped early.
     steps: int = 0
     n_pruned: int = 0
+    #: Runs finished (diverged ones included; a grid point run twice counts once).
+    runs: int = 0
     #: ``pruned[p][w, g, s]``: that run was stopped early (known worse) and never finished.
     pruned: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -225,7 +227,7 @@ def merge(plan: SweepPlan, parts: list[SweepData]) -> SweepData:
     return SweepData(plan, losses, sum(d.seconds for d in parts), sum(d.failed for d in parts),
                      names[0].rsplit("-", 1)[0] + f"-* ({len(names)} studies)" if names else "",
                      [r for d in parts for r in d.reasons][:5], steps=sum(d.steps for d in parts),
-                     n_pruned=sum(d.n_pruned for d in parts), pruned=pruned)
+                     runs=sum(d.runs for d in parts), n_pruned=sum(d.n_pruned for d in parts), pruned=pruned)
 
 
 def run_sweep(
@@ -337,7 +339,7 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
     sums = {p: np.zeros(shape) for p in plan.parametrizations}
     counts = {p: np.zeros(shape) for p in plan.parametrizations}
     diverged = {p: np.zeros(shape, dtype=bool) for p in plan.parametrizations}
-    seconds, failed, reasons, steps, stopped = 0.0, set(), [], 0, set()
+    seconds, failed, reasons, steps, stopped, finished = 0.0, set(), [], 0, set(), set()
     for t in study.get_trials(deepcopy=False):
         key = _key(t.params, plan)
         if key is None:
@@ -352,6 +354,7 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
             continue
         if t.state != TrialState.COMPLETE:
             continue
+        finished.add(key)
         seconds += float(t.user_attrs.get("seconds", 0.0))
         if t.user_attrs.get("diverged"):
             diverged[par][w, v, s] = True
@@ -372,5 +375,5 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
     pruned = {p: np.zeros(shape, dtype=bool) for p in plan.parametrizations}
     for par, w, s, v in stopped:  # a point rerun to completion later is not "stopped"
         pruned[par][w, v, s] = bool(np.isnan(losses[par][w, v, s]))
-    return SweepData(plan, losses, seconds, still, name, reasons, steps=steps,
+    return SweepData(plan, losses, seconds, still, name, reasons, steps=steps, runs=len(finished),
                      n_pruned=sum(int(m.sum()) for m in pruned.values()), pruned=pruned)

@@ -372,10 +372,17 @@ class CheckSpec:
     tolerances: TolerancesSpec = spec_field(kind="section", section=TolerancesSpec,
                                             factory=TolerancesSpec,
                                             doc="Pass/fail limits.")
-    workers: int = spec_field(1, kind="int", minimum=1, maximum=MAX_WORKERS, doc="Local worker processes. Default 1.")
+    workers: int | str = spec_field("auto", kind="int", auto=True, minimum=1, maximum=MAX_WORKERS,
+                                    doc="Local worker processes of the grid strategy. Default `auto`: one per CPU "
+                                        "core (`os.cpu_count()`); 1 runs in this process. The adaptive strategy "
+                                        "runs in one process.")
+    prune_margin: float | None = spec_field(
+        0.1, kind="float", minimum=0.0, optional=True,
+        doc="Adaptive strategy: stop a run away from the optimum once its training loss at 25/50/75% of its steps "
+            "is above (1 + margin) x the best run's at that width and seed. Default 0.1; null never stops a run.")
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),
         doc="`grid` (default): train every grid point. `adaptive`: per width, bracket the optimum an octave at a "
-            "time from the tuned LR (or the previous width's optimum) and refine around it; about a third of the "
-            "runs, in one process (docs/verification.md).")
+            "time from the tuned LR (or the previous width's optimum) and refine around it, stopping hopeless runs "
+            "early (`prune_margin`); in one process (docs/verification.md).")
