@@ -22,6 +22,12 @@ stored in the same studies, and a later full-grid check reuses them):
 
 Every point is run at every seed (the optimum is a seed-mean statistic). Missing points are NaN
 for the analysis, which only reads the neighbourhoods above.
+
+**Early stopping** (``margin``, :mod:`._prune`): a point outside the refinement window around the
+current best (survey and bracketing points, never an anchor) may be stopped at 25/50/75% of its
+steps when its training loss is above ``(1 + margin) x`` the best finished run's at that width and
+seed. A stopped point counts as worse than the best for bracketing, is NaN (at every seed) for the
+analysis, and is run again to the end if the best moves so that it falls inside the window.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def check_transfer(
         strategy: ``"grid"`` (default: every grid point) or ``"adaptive"`` (bracket and refine the
             optimum per width, stopping hopeless runs early; in this process, ``workers`` is ignored).
         prune_margin: adaptive strategy: stop a run away from the optimum once its training loss at a
-            checkpoint is above ``(1 + prune_margin) x`` the best run's (default 0.1; None: never).
+            checkpoint is above ``(1 + prune_margin) x`` the best run's (default 0.2; None: never).
 
     Returns:
         A :class:`TransferReport`; ``report.passed`` is the gate.

@@ -32,7 +32,7 @@ __all__ = ["CHECKPOINTS", "DEFAULT_MARGIN", "checkpoint_steps", "checkpoint_loss
 CHECKPOINTS: tuple[float, ...] = (0.25, 0.5, 0.75)
 
 #: Relative margin above the reference curve beyond which a prunable run is stopped.
-DEFAULT_MARGIN = 0.1
+DEFAULT_MARGIN = 0.2
 
 
 def checkpoint_steps(steps: int) -> list[int]:

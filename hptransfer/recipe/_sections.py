@@ -377,9 +377,10 @@ class CheckSpec:
                                         "core (`os.cpu_count()`); 1 runs in this process. The adaptive strategy "
                                         "runs in one process.")
     prune_margin: float | None = spec_field(
-        0.1, kind="float", minimum=0.0, optional=True,
+        0.2, kind="float", minimum=0.0, optional=True,
         doc="Adaptive strategy: stop a run away from the optimum once its training loss at 25/50/75% of its steps "
-            "is above (1 + margin) x the best run's at that width and seed. Default 0.1; null never stops a run.")
+            "is above (1 + margin) x the best run's at that width and seed. Default 0.2 (about twice the largest gap "
+            "measured near the optimum); null never stops a run.")
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),
