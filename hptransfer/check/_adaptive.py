@@ -1,4 +1,4 @@
-"""The adaptive sweep: the check's verdict from about a third of the grid's training runs.
+"""The adaptive sweep: the check's verdict from a third to a half of the grid's training steps.
 
 The full grid trains every (width, seed, value) point, most of them far from the optimum, where
 they only show that the loss is high. The adaptive sweep trains, per (parametrization, width),
@@ -6,17 +6,20 @@ only the points the analysis reads, in rounds on the same grid (so its runs are 
 stored in the same studies, and a later full-grid check reuses them):
 
 0. **survey** the first (smallest, cheapest) width every two octaves over the whole grid, plus
-   the given start (e.g. the tuned LR): LR landscapes can have two valleys (measured on the GPT
+   its top edge (unless within an octave of the last survey point) and the given start (e.g. the
+   tuned LR): LR landscapes can have two valleys (measured on the GPT
    char-LM: two minima two octaves apart at width 32), and a bracket from one start point would
    settle in whichever it meets first;
-1. **bracket** on the octave lattice (every ``stride``-th grid point, ``stride = per_octave``):
-   start at the best point so far (later widths: the previous width's optimum, and its octave
-   neighbours), and walk an octave at a time towards lower loss until the best point has both
-   octave neighbours (or the grid edge, which the verdict then reports as "grid too narrow" as
-   the full grid would);
-2. **refine** around the best point: every grid point within ``refine`` steps of it, so that
-   the parabola vertex and its seed-bootstrap replicates (whose argmin may move a step) have
-   their neighbours;
+1. **bracket**: the first width on the octave lattice (every ``stride``-th grid point,
+   ``stride = per_octave``), from the best survey point; later widths one grid step at a time from
+   the previous width's optimum (μP keeps it close, and SP's drift is walked step by step). Walk
+   towards lower loss until the best point has both neighbours at that stride (or the grid edge,
+   which the verdict then reports as "grid too narrow" as the full grid would);
+2. **refine**: run the points the bootstrap reads -- for every draw of the seeds with replacement
+   (the bootstrap's replicates of this width), the argmin of its seed-mean curve and both
+   neighbours (:func:`replicate_window`), repeated until every draw's argmin is bracketed. (A
+   fixed window of two steps either side of the best point, the first version, ran 5 points per
+   width even where the seeds agree on the argmin);
 3. **anchor**: at every width, the two grid points around the smallest width's optimum, which
    wider-is-better and the regret interpolate at.
 
@@ -32,6 +35,7 @@ analysis, and is run again to the end if the best moves so that it falls inside 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -49,12 +53,15 @@ __all__ = ["run_adaptive", "next_points", "prunable"]
 
 
 def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
-                survey: bool = False, pruned: np.ndarray | None = None) -> list[int]:
+                survey: bool = False, pruned: np.ndarray | None = None,
+                window: Sequence[int] | None = None) -> list[int]:
     """Grid indices to run next for one width, given the seed-mean ``curve`` so far (NaN: not run,
     inf: diverged). An empty list means the width is done. ``survey``: the first round covers the
     whole grid every two octaves (plus ``start``), so that a second valley is not missed.
     ``pruned``: points whose runs were stopped early; they count as worse than the best while
-    bracketing, and are run again (to the end) if they fall in the refinement window or on an anchor."""
+    bracketing, and are run again (to the end) if they fall in the refinement window or on an anchor.
+    ``window``: the refinement points (:func:`replicate_window`); default ``refine`` steps either side
+    of the best point."""
     n = len(curve)
     stopped = np.zeros(n, dtype=bool) if pruned is None else np.asarray(pruned, dtype=bool)
     curve = np.where(stopped, math.inf, curve)
@@ -65,7 +72,9 @@ def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anch
 
     if not done.any():
         if survey:
-            return todo([*range(0, n, 2 * stride), n - 1, start])
+            lattice = list(range(0, n, 2 * stride))
+            top = [n - 1] if n - 1 - lattice[-1] > stride else []  # the top edge, unless within an octave
+            return todo([*lattice, *top, start])
         return todo([start - stride, start, start + stride]) or [min(max(start, 0), n - 1)]
     finite = np.where(np.isfinite(curve), curve, np.inf)
     if not np.isfinite(finite).any():
@@ -76,7 +85,25 @@ def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anch
     bracket = todo([best - stride, best + stride])
     if bracket:
         return bracket
-    return todo([*range(best - refine, best + refine + 1), *anchors], redo=True)
+    near = range(best - refine, best + refine + 1) if window is None else window
+    return todo([*near, *anchors], redo=True)
+
+
+def replicate_window(losses: np.ndarray) -> list[int]:
+    """The grid points the bootstrap reads on one width's ``losses[g, s]`` so far: for every draw of
+    the seeds with replacement, the argmin of its seed-mean curve and both neighbours (the vertex's
+    three points). Once all of them are run, every replicate's argmin is bracketed."""
+    n_s = losses.shape[1]
+    draws = list(itertools.combinations_with_replacement(range(n_s), n_s)) if n_s <= 5 else \
+        [(s,) for s in range(n_s)] + [tuple(range(n_s))]
+    out: set[int] = set()
+    for pick in draws:
+        c = mean_curve(losses[:, list(pick)])
+        finite = np.where(np.isfinite(c), c, np.inf)
+        if np.isfinite(finite).any():
+            i = int(np.argmin(finite))
+            out.update((i - 1, i, i + 1))
+    return sorted(out)
 
 
 def prunable(idx: Sequence[int], curve: np.ndarray, *, refine: int, anchors: Sequence[int] = ()) -> list[bool]:
@@ -130,8 +157,7 @@ def run_adaptive(
             ``url`` may be ``"inmemory"`` (in-process, not persisted).
         start: where the first width starts (an HP value; default the grid's middle), e.g. the
             recipe's tuned LR.
-        refine: grid steps on each side of the best point that are run (default 2: the vertex
-            and its bootstrap replicates keep their neighbours).
+        refine: grid steps on each side of the best point where no run is stopped early (default 2).
         margin: stop a run outside the refinement window once its training loss at a checkpoint is
             above ``(1 + margin) x`` the best run's at that width and seed (:mod:`._prune`); None: never.
     """
@@ -193,8 +219,11 @@ class _Rounds:
         (par,) = sub.parametrizations
         while True:
             data, curve, stopped = self._state()
-            idx = next_points(curve, start=start, stride=self.stride, refine=self.refine, anchors=anchors,
-                              survey=survey, pruned=stopped)
+            # The first width brackets an octave at a time (after its survey: robust to a second
+            # valley); later widths start at the previous optimum and bracket one grid step at a time.
+            idx = next_points(curve, start=start, stride=self.stride if survey else 1, refine=self.refine,
+                              anchors=anchors, survey=survey, pruned=stopped,
+                              window=replicate_window(data.losses[par][0]))
             if not idx or idx == last:  # done, or the same points again (their runs raised): report them missing
                 return data
             last = idx

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from _helpers import LR_GRID, BowlRunner, bowl_check
 
-from hptransfer.check._adaptive import next_points, prunable
+from hptransfer.check._adaptive import next_points, prunable, replicate_window
 from hptransfer.check._prune import CheckpointPruner, checkpoint_losses
 from hptransfer.training import TrainResult
 
@@ -139,3 +139,18 @@ def test_stopping_hopeless_runs_does_not_move_the_optimum_or_the_interval() -> N
         assert (a.verdict, b.n_missing) == (b.verdict, 0)
         assert [o.x for o in a.optima] == [o.x for o in b.optima]
         assert (a.drift.lo, a.drift.hi) == (b.drift.lo, b.drift.hi)
+
+
+def test_the_refinement_window_holds_every_bootstrap_draws_vertex_points() -> None:
+    # Seed 0's argmin is at 3, seed 1's at 5, their mean's at 4: each draw of the seeds (0,0), (0,1),
+    # (1,1) needs its argmin and both neighbours for its parabola vertex.
+    x = np.arange(10.0)
+    losses = np.stack([0.1 * (x - 3) ** 2, 0.1 * (x - 5) ** 2], axis=1)
+    assert replicate_window(losses) == [2, 3, 4, 5, 6]
+    same = np.stack([0.1 * (x - 4) ** 2] * 2, axis=1)  # seeds agree: three points suffice
+    assert replicate_window(same) == [3, 4, 5]
+
+
+def test_the_survey_skips_the_top_edge_within_an_octave_of_its_last_point() -> None:
+    assert next_points(np.full(14, math.nan), start=0, stride=2, refine=2, survey=True) == [0, 4, 8, 12]
+    assert next_points(np.full(16, math.nan), start=0, stride=2, refine=2, survey=True) == [0, 4, 8, 12, 15]
