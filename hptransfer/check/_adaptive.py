@@ -26,11 +26,12 @@ stored in the same studies, and a later full-grid check reuses them):
 Every point is run at every seed (the optimum is a seed-mean statistic). Missing points are NaN
 for the analysis, which only reads the neighbourhoods above.
 
-**Early stopping** (``margin``, :mod:`._prune`): a point outside the refinement window around the
+**Early stopping** (``margins``, :mod:`._prune`): a point outside the refinement window around the
 current best (survey and bracketing points, never an anchor) may be stopped at 25/50/75% of its
 steps when its training loss is above ``(1 + margin) x`` the best finished run's at that width and
-seed. A stopped point counts as worse than the best for bracketing, is NaN (at every seed) for the
-analysis, and is run again to the end if the best moves so that it falls inside the window.
+seed (one margin per checkpoint). A stopped point counts as worse than the best for bracketing, is
+NaN (at every seed) for the analysis, and is run again to the end if the best moves so that it
+falls inside the window.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from optuna.trial import TrialState
 from ..studies import create_study, recover_stale
 from ._objective import SweepObjective
 from ._optimum import mean_curve, vertex
-from ._prune import DEFAULT_MARGIN
+from ._prune import DEFAULT_MARGINS
 from ._sweep import Runner, SweepData, SweepPlan, collect, merge, split, study_name
 
 __all__ = ["run_adaptive", "next_points", "prunable"]
@@ -147,7 +148,7 @@ def run_adaptive(
     prefix: str = "hptransfer",
     start: float | None = None,
     refine: int = 2,
-    margin: float | None = DEFAULT_MARGIN,
+    margins: Sequence[float] | None = DEFAULT_MARGINS,
     progress: Callable[[str], None] | None = None,
 ) -> list[SweepData]:
     """Run (or resume) every plan adaptively; one :class:`SweepData` per plan, shaped as the grid's.
@@ -158,8 +159,9 @@ def run_adaptive(
         start: where the first width starts (an HP value; default the grid's middle), e.g. the
             recipe's tuned LR.
         refine: grid steps on each side of the best point where no run is stopped early (default 2).
-        margin: stop a run outside the refinement window once its training loss at a checkpoint is
-            above ``(1 + margin) x`` the best run's at that width and seed (:mod:`._prune`); None: never.
+        margins: stop a run outside the refinement window once its training loss at checkpoint ``k``
+            is above ``(1 + margins[k]) x`` the best run's at that width and seed (:mod:`._prune`);
+            None: never.
     """
     say = progress or (lambda _msg: None)
     fingerprint = runner.fingerprint()
@@ -173,7 +175,7 @@ def run_adaptive(
             anchors: list[int] = []
             for sub in (s for s in split(plan) if s.parametrizations == (par,)):
                 name = study_name(prefix, sub, fingerprint)
-                rounds = _Rounds(runner, sub, name, url, per_octave, refine, margin, say)
+                rounds = _Rounds(runner, sub, name, url, per_octave, refine, margins, say)
                 data = rounds.run(first, anchors, survey=not anchors)
                 curve = mean_curve(data.losses[par][0])
                 finite = np.where(np.isfinite(curve), curve, np.inf)
@@ -192,7 +194,7 @@ class _Rounds:
     """Rounds of :func:`next_points` on one (parametrization, width) study until nothing is left to run."""
 
     def __init__(self, runner: Runner, sub: SweepPlan, name: str, url: str, stride: int, refine: int,
-                 margin: float | None, say: Callable[[str], None]):
+                 margins: Sequence[float] | None, say: Callable[[str], None]):
         self.runner, self.sub, self.name, self.stride, self.refine, self.say = runner, sub, name, stride, refine, say
         if url == "inmemory":
             self.study = optuna.create_study(study_name=name, storage=optuna.storages.InMemoryStorage(),
@@ -202,7 +204,7 @@ class _Rounds:
                                                         "fingerprint": runner.fingerprint()})
             recover_stale(self.study)
         self.study.sampler = optuna.samplers.RandomSampler(seed=0)  # enqueued trials fix every parameter
-        self.objective = SweepObjective(runner, sub, None, margin)
+        self.objective = SweepObjective(runner, sub, None, margins)
 
     def _state(self) -> tuple[SweepData, np.ndarray, np.ndarray]:
         """The data so far with stopped points masked out (NaN at every seed: a point where one seed

@@ -32,7 +32,7 @@ from ..studies import optuna_verbosity, redact_url
 from ..training import Schedule
 from . import _optimum
 from ._adaptive import run_adaptive
-from ._prune import DEFAULT_MARGIN
+from ._prune import DEFAULT_MARGINS
 from ._report import Tolerances, TransferReport
 from ._runner import SWEEPABLE, ModelRunner
 from ._sweep import Runner, SweepPlan, run_sweep
@@ -68,7 +68,7 @@ def check_transfer(
     optimizer_options: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     strategy: Strategy = "grid",
-    prune_margin: float | None = DEFAULT_MARGIN,
+    prune_margins: Sequence[float] | None = DEFAULT_MARGINS,
 ) -> TransferReport:
     """Sweep HPs at several widths, estimate the optimum per width and judge whether it transfers.
 
@@ -98,8 +98,9 @@ def check_transfer(
         progress: called with one-line progress messages (e.g. ``print``).
         strategy: ``"grid"`` (default: every grid point) or ``"adaptive"`` (bracket and refine the
             optimum per width, stopping hopeless runs early; in this process, ``workers`` is ignored).
-        prune_margin: adaptive strategy: stop a run away from the optimum once its training loss at a
-            checkpoint is above ``(1 + prune_margin) x`` the best run's (default 0.2; None: never).
+        prune_margins: adaptive strategy: stop a run away from the optimum once its training loss at
+            25/50/75% of its steps is above ``(1 + margin) x`` the best run's (default
+            ``(1.25, 0.4, 0.25)``, calibrated in docs/verification.md; None: never).
 
     Returns:
         A :class:`TransferReport`; ``report.passed`` is the gate.
@@ -124,7 +125,7 @@ def check_transfer(
     return check_grid(runner, widths=widths_t, grid=grid, seeds=seeds, parametrizations=parametrizations,
                       fixed=fixed, tolerances=tolerances, expect=expect, storage=storage,
                       study_prefix=study_prefix, workers=workers, n_boot=n_boot, progress=progress, strategy=strategy,
-                      prune_margin=prune_margin,
+                      prune_margins=prune_margins,
                       config={"steps": int(steps), "batch_size": int(batch_size), "optimizer": optimizer,
                               "base_width": runner.base_width})
 
@@ -147,7 +148,7 @@ def check_grid(
     config: dict[str, Any] | None = None,
     strategy: Strategy = "grid",
     start: float | None = None,
-    prune_margin: float | None = DEFAULT_MARGIN,
+    prune_margins: Sequence[float] | None = DEFAULT_MARGINS,
 ) -> TransferReport:
     """:func:`check_transfer` with any :class:`~hptransfer.check.Runner` (the recipe route uses
     :class:`~hptransfer.check.RecipeRunner`). Arguments as for :func:`check_transfer`; ``start``
@@ -163,7 +164,7 @@ def check_grid(
 
         url = storage_url(storage, ".")
     with optuna_verbosity(logging.WARNING):  # one INFO line per trial would drown the report
-        data = (run_adaptive(runner, plans, url=url, prefix=study_prefix, start=start, margin=prune_margin,
+        data = (run_adaptive(runner, plans, url=url, prefix=study_prefix, start=start, margins=prune_margins,
                              progress=progress)
                 if strategy == "adaptive" else
                 run_sweep(runner, plans, url=url, prefix=study_prefix, workers=resolve_workers(workers, url),

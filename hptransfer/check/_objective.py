@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,14 +57,14 @@ def _reference(study: optuna.Study, par: str, width: int, seed: int, hp: str, va
 class SweepObjective:
     """Optuna objective of a check study: one training run per trial.
 
-    ``margin``: stop a trial enqueued with user attribute ``prunable=True`` once its training loss
-    at a checkpoint is above ``(1 + margin) x`` the best finished run's at the same width and seed
-    (None: never stop; the full grid uses that).
+    ``margins``: stop a trial enqueued with user attribute ``prunable=True`` once its training loss
+    at checkpoint ``k`` is above ``(1 + margins[k]) x`` the best finished run's at the same width and
+    seed (None: never stop; the full grid uses that).
     """
 
     def __init__(self, runner: Runner, plan: SweepPlan, on_done: Callable[[dict[str, Any]], None] | None = None,
-                 margin: float | None = None):
-        self.runner, self.plan, self.on_done, self.margin = runner, plan, on_done, margin
+                 margins: Sequence[float] | None = None):
+        self.runner, self.plan, self.on_done, self.margins = runner, plan, on_done, margins
 
     def _hook(self, trial: optuna.trial.Trial, par: str, width: int, seed: int,
               value: float) -> CheckpointPruner | None:
@@ -72,13 +72,13 @@ class SweepObjective:
         if not isinstance(steps, int) or not accepts_report(self.runner):
             return None
         ref = None
-        if self.margin is not None and trial.user_attrs.get("prunable"):
+        if self.margins is not None and trial.user_attrs.get("prunable"):
             ref = _reference(trial.study, par, width, seed, self.plan.hp, value)
             if ref == []:
                 trial.set_user_attr("steps", 0)
                 trial.set_user_attr("pruned_reason", "another seed of this grid point was stopped")
                 raise optuna.TrialPruned("another seed of this grid point was stopped")
-        return CheckpointPruner(steps, ref, self.margin or 0.0)
+        return CheckpointPruner(steps, ref, self.margins or (0.0,))
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         mark_worker(trial)

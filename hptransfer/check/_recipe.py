@@ -15,6 +15,7 @@ from ..parametrization import available_parametrizations
 from ..recipe import GridSpec, Recipe
 from ..studies import load_study, storage_url
 from ._check import Strategy, check_grid
+from ._prune import DEFAULT_MARGINS
 from ._report import Tolerances, TransferReport
 from ._runner import RecipeRunner
 
@@ -116,7 +117,8 @@ def check_recipe(
         config={"recipe": recipe.name, "recipe_hash": recipe.hash, "steps": steps, "batch_size": batch,
                 "optimizer": recipe.optimizer.name, "base_width": recipe.base_width, "axis": axis,
                 **({} if axis == "width" else {"width": min(recipe.widths.proxy)})},
-        strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url), prune_margin=spec.prune_margin,
+        strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url),
+        prune_margins=DEFAULT_MARGINS if spec.prune else None,
     )
 
 

@@ -376,14 +376,13 @@ class CheckSpec:
                                     doc="Local worker processes of the grid strategy. Default `auto`: one per CPU "
                                         "core (`os.cpu_count()`); 1 runs in this process. The adaptive strategy "
                                         "runs in one process.")
-    prune_margin: float | None = spec_field(
-        0.2, kind="float", minimum=0.0, optional=True,
-        doc="Adaptive strategy: stop a run away from the optimum once its training loss at 25/50/75% of its steps "
-            "is above (1 + margin) x the best run's at that width and seed. Default 0.2 (about twice the largest gap "
-            "measured near the optimum); null never stops a run.")
+    prune: bool = spec_field(True, kind="bool",
+                             doc="Adaptive strategy: stop runs away from the optimum early, when their training "
+                                 "loss at 25/50/75% of the steps is far above the best run's at that width and "
+                                 "seed (docs/verification.md). Default true.")
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),
-        doc="`grid` (default): train every grid point. `adaptive`: per width, bracket the optimum an octave at a "
-            "time from the tuned LR (or the previous width's optimum) and refine around it, stopping hopeless runs "
-            "early (`prune_margin`); in one process (docs/verification.md).")
+        doc="`grid` (default): train every grid point. `adaptive`: per width, bracket the optimum (from the tuned LR, "
+            "then the previous width's optimum) and run only the points the analysis reads, stopping hopeless runs "
+            "early (`prune`); in one process (docs/verification.md).")

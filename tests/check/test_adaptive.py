@@ -97,7 +97,7 @@ class CurveRunner:
 
 
 def test_the_checkpoint_pruner_stops_a_run_above_the_best_curve_by_the_margin() -> None:
-    hook = CheckpointPruner(20, reference=[1.0, 0.9, 0.8], margin=0.1)
+    hook = CheckpointPruner(20, reference=[1.0, 0.9, 0.8], margins=(0.1, 0.1, 0.1))
     for t in range(5):  # checkpoint 1 at step 5: window mean 1.05 <= 1.1 x 1.0
         hook(t, 1.05)
     assert hook.values == [1.05] and hook.stopped_at is None
@@ -106,6 +106,11 @@ def test_the_checkpoint_pruner_stops_a_run_above_the_best_curve_by_the_margin() 
             hook(t, 1.0)
     assert hook.stopped_at == 10 and len(hook.losses) == 10
     assert checkpoint_losses([1.0] * 4 + [2.0] * 16, 20) == [1.5, 2.0, 2.0]
+    # One margin per checkpoint: 1.5x the reference at 25% is within a margin of 1.0 there.
+    early = CheckpointPruner(20, reference=[1.0, 0.9, 0.8], margins=(1.0, 0.1, 0.1))
+    for t in range(5):
+        early(t, 1.5)
+    assert early.stopped_at is None and early.values == [1.5]
 
 
 def test_a_stopped_point_counts_as_worse_for_bracketing_and_is_rerun_inside_the_window() -> None:
@@ -132,7 +137,7 @@ def test_stopping_hopeless_runs_does_not_move_the_optimum_or_the_interval() -> N
     # from the valley, so the optima, intervals and verdicts must be identical.
     pruned_runner, full_runner = CurveRunner({"sp": -0.75, "mup": 0.0}), CurveRunner({"sp": -0.75, "mup": 0.0})
     pruned = bowl_check(pruned_runner, strategy="adaptive", start=2.0 ** -9)
-    full = bowl_check(full_runner, strategy="adaptive", start=2.0 ** -9, prune_margin=None)
+    full = bowl_check(full_runner, strategy="adaptive", start=2.0 ** -9, prune_margins=None)
     assert full.config["runs_pruned"] == 0 and pruned.config["runs_pruned"] > 0
     assert pruned_runner.steps_run < full_runner.steps_run
     for a, b in zip(full.results, pruned.results):
