@@ -91,22 +91,18 @@ def check_transfer(
         expect: ``{parametrization: "pass" | "fail" | "any"}``; default every one must pass.
         storage: journal file path or ``postgresql://`` URL (the tuner's); default in memory.
         study_prefix: study names are ``{prefix}-check-{hp}-{hash of the settings}``.
-        workers: local worker processes of the grid strategy (more than 1 needs ``storage``). Default
-            ``"auto"``: one per CPU core with a storage, 1 without (:func:`resolve_workers`).
+        workers: grid strategy's worker processes; ``"auto"`` (default, :func:`resolve_workers`).
         n_boot: bootstrap replicates (default 1000).
         parametrize_options, optimizer_options: passed to ``parametrize`` and the optimizer.
         progress: called with one-line progress messages (e.g. ``print``).
-        strategy: ``"grid"`` (default: every grid point) or ``"adaptive"`` (bracket and refine the
-            optimum per width, stopping hopeless runs early; in this process, ``workers`` is ignored).
-        prune_margins: adaptive strategy: stop a run away from the optimum once its training loss at
-            25/50/75% of its steps is above ``(1 + margin) x`` the best run's (default
-            ``(1.25, 0.4, 0.25)``, calibrated in docs/verification.md; None: never).
+        strategy: ``"grid"`` (default: every grid point) or ``"adaptive"`` (only the points the
+            analysis reads, hopeless runs stopped early; in this process, ``workers`` is ignored).
+        prune_margins: adaptive: stop a run away from the optimum when its training loss at 25/50/75%
+            of its steps is above ``(1 + margin) x`` the best run's (docs/verification.md; None: never).
 
     Returns:
-        A :class:`TransferReport`; ``report.passed`` is the gate.
-
-    Raises:
-        CheckError: bad widths, seeds, grid, HP names or expectations.
+        A :class:`TransferReport`; ``report.passed`` is the gate. Raises :class:`CheckError` on bad
+        widths, seeds, grid, HP names or expectations.
     """
     from ..zoo.tasks import Task, get_task
 
