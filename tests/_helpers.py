@@ -58,7 +58,8 @@ def bowl_check(runner=None, **kw):
     """``check_grid`` on a :class:`BowlRunner` (SP drifting, μP not) at widths 64..512, two seeds;
     SP is expected to fail and μP to pass unless ``expect`` says otherwise."""
     args = {"widths": [64, 128, 256, 512], "grid": {"lr": LR_GRID}, "seeds": [0, 1],
-            "parametrizations": ["sp", "mup"], "expect": {"sp": "fail", "mup": "pass"}, "n_boot": 200}
+            "parametrizations": ["sp", "mup"], "expect": {"sp": "fail", "mup": "pass"}, "n_boot": 200,
+            "workers": 1}  # in this process (the default, auto, spawns one per core with a storage)
     args.update(kw)
     return check_grid(runner or BowlRunner({"sp": -0.75, "mup": 0.0}), **args)
 

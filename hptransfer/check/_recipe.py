@@ -15,6 +15,7 @@ from ..parametrization import available_parametrizations
 from ..recipe import GridSpec, Recipe
 from ..studies import load_study, storage_url
 from ._check import Strategy, check_grid
+from ._prune import DEFAULT_MARGINS
 from ._report import Tolerances, TransferReport
 from ._runner import RecipeRunner
 
@@ -60,7 +61,7 @@ def check_recipe(
     *,
     compare: Sequence[str] | None = None,
     expect: dict[str, str] | None = None,
-    workers: int | None = None,
+    workers: int | str | None = None,
     storage: str | None = None,
     progress: Callable[[str], None] | None = None,
     strategy: Strategy | None = None,
@@ -117,6 +118,7 @@ def check_recipe(
                 "optimizer": recipe.optimizer.name, "base_width": recipe.base_width, "axis": axis,
                 **({} if axis == "width" else {"width": min(recipe.widths.proxy)})},
         strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url),
+        prune_margins=DEFAULT_MARGINS if spec.prune else None,
     )
 
 

@@ -115,11 +115,12 @@ class ModelRunner:
             seed=int(seed),
         ).with_values(hps)
 
-    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float]) -> TrainResult:
+    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float],
+                 report: Callable[[int, float], None] | None = None) -> TrainResult:
         extra = {k: v for k, v in self.parametrize_options.items()
                  if k not in ("output_mult", "attn_mult", "zero_readout", "zero_query", "base_std")}
         return run(self.spec(parametrization, width, seed, hps), factory=self.factory, task=self.task,
-                   parametrize_extra=extra, role="check")
+                   parametrize_extra=extra, role="check", report=report)
 
 
 @dataclass
@@ -153,11 +154,12 @@ class RecipeRunner:
         along = () if self.axis == "width" else (self.axis, self.fixed_width)
         return repr((self.recipe.hash, self.steps, self.batch_size, *along))
 
-    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float]) -> TrainResult:
+    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float],
+                 report: Callable[[int, float], None] | None = None) -> TrainResult:
         # along depth the sweep's "width" argument is the point on the depth axis
         w, depth = (width, None) if self.axis == "width" else (int(self.fixed_width or 0), width)
         spec = self.recipe.at(w, dict(hps), seed=seed, parametrization=parametrization, steps=self.steps,
                               batch_size=self.batch_size, depth=depth)
         if self._task is None and spec.task.name is not None:
             self._task = make_task(spec.task)
-        return run(spec, task=self._task, role="check")
+        return run(spec, task=self._task, role="check", report=report)

@@ -38,12 +38,12 @@ from ..errors import CheckError, WorkerError
 from ..studies import (
     create_study,
     load_study,
-    mark_worker,
     raise_reported,
     recover_stale,
     start_workers,
     stop_workers,
 )
+from ._objective import SweepObjective
 
 __all__ = ["Runner", "SweepPlan", "SweepData", "run_sweep", "run_subplans", "split", "merge", "study_name",
            "collect"]
@@ -54,7 +54,10 @@ class Runner(Protocol):
 
     Called as ``runner(parametrization, width, seed, hps)`` with the full HP values; returns
     an object with ``val_loss`` (nats, ``inf`` if diverged), ``diverged``, ``seconds`` and
-    optionally ``reason`` -- a :class:`hptransfer.train.TrainResult` fits. ``penalty`` is the
+    optionally ``reason``, ``steps`` and ``losses`` (per-step training loss) -- a
+    :class:`hptransfer.train.TrainResult` fits. A runner that takes a ``report`` keyword (called
+    ``report(step, loss)`` every step, may raise ``optuna.TrialPruned``) can be stopped early by the
+    adaptive check; ``steps`` (its run length) places the checkpoints. ``penalty`` is the
     finite value reported to Optuna for a diverged run (the untrained loss);
     ``fingerprint()`` identifies everything that changes the outcome (model, task, steps...),
     so that changed settings start a new study instead of mixing results.
@@ -115,6 +118,13 @@ class SweepData:
     #: True for an adaptive sweep: unplanned grid points are NaN by design, and only ``failed``
     #: runs count as missing.
     sparse: bool = False
+    #: Training steps actually spent (finished, diverged and stopped runs), and the runs stopped early.
+    steps: int = 0
+    n_pruned: int = 0
+    #: Runs finished (diverged ones included; a grid point run twice counts once).
+    runs: int = 0
+    #: ``pruned[p][w, g, s]``: that run was stopped early (known worse) and never finished.
+    pruned: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def study_name(prefix: str, plan: SweepPlan, fingerprint: str) -> str:
@@ -125,36 +135,6 @@ def study_name(prefix: str, plan: SweepPlan, fingerprint: str) -> str:
     if len(plan.parametrizations) == 1 and len(plan.widths) == 1:
         return f"{prefix}-check-{plan.hp}-{plan.parametrizations[0]}-w{plan.widths[0]}-{digest}"
     return f"{prefix}-check-{plan.hp}-{digest}"
-
-
-class _Objective:
-    """Optuna objective of a grid study: one training run per trial."""
-
-    def __init__(self, runner: Runner, plan: SweepPlan, on_done: Callable[[dict[str, Any]], None] | None = None):
-        self.runner, self.plan, self.on_done = runner, plan, on_done
-
-    def __call__(self, trial: optuna.trial.Trial) -> float:
-        mark_worker(trial)
-        p = self.plan
-        par = trial.suggest_categorical("parametrization", list(p.parametrizations))
-        width = int(trial.suggest_categorical("width", list(p.widths)))
-        seed = int(trial.suggest_categorical("seed", list(p.seeds)))
-        value = float(trial.suggest_float(p.hp, min(p.values), max(p.values), log=True))
-        try:
-            res = self.runner(par, width, seed, {**p.fixed, p.hp: value})
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)  # lets _storage.recover_stale re-queue it
-            raise
-        diverged = bool(res.diverged) or not math.isfinite(float(res.val_loss))
-        trial.set_user_attr("diverged", diverged)
-        trial.set_user_attr("seconds", round(float(getattr(res, "seconds", 0.0)), 3))
-        if diverged:
-            trial.set_user_attr("diverged_reason", str(getattr(res, "reason", "") or "non-finite loss")[:200])
-        trial.set_constraint("diverged", 1.0 if diverged else 0.0)
-        if self.on_done is not None:
-            self.on_done({"hp": p.hp, "parametrization": par, "width": width, "seed": seed, "value": value,
-                          "val_loss": float(res.val_loss), "diverged": diverged})
-        return float(self.runner.penalty) if diverged else float(res.val_loss)
 
 
 def _remaining(study: optuna.Study, plan: SweepPlan) -> int:
@@ -218,7 +198,7 @@ def _optimize(url: str, name: str, runner: Runner, plan: SweepPlan, worker: int,
     if left <= 0:
         return
     # n_trials bounds the loop; GridSampler stops the study itself once the grid is exhausted.
-    study.optimize(_Objective(runner, plan, on_done), n_trials=left, gc_after_trial=False)
+    study.optimize(SweepObjective(runner, plan, on_done), n_trials=left, gc_after_trial=False)
 
 
 def _worker_main(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], index: int) -> None:
@@ -245,10 +225,16 @@ def merge(plan: SweepPlan, parts: list[SweepData]) -> SweepData:
     for d in parts:
         (p,), (w,) = d.plan.parametrizations, d.plan.widths
         losses[p][plan.widths.index(w)] = d.losses[p][0]
+    pruned = {p: np.zeros(a.shape, dtype=bool) for p, a in losses.items()}
+    for d in parts:
+        (p,), (w,) = d.plan.parametrizations, d.plan.widths
+        if p in d.pruned:
+            pruned[p][plan.widths.index(w)] = d.pruned[p][0]
     names = [d.study for d in parts]
     return SweepData(plan, losses, sum(d.seconds for d in parts), sum(d.failed for d in parts),
                      names[0].rsplit("-", 1)[0] + f"-* ({len(names)} studies)" if names else "",
-                     [r for d in parts for r in d.reasons][:5])
+                     [r for d in parts for r in d.reasons][:5], steps=sum(d.steps for d in parts),
+                     runs=sum(d.runs for d in parts), n_pruned=sum(d.n_pruned for d in parts), pruned=pruned)
 
 
 def run_sweep(
@@ -321,7 +307,7 @@ def run_subplans(
 def _run_inmemory(runner: Runner, plan: SweepPlan, name: str,
                   printer: Callable[[dict[str, Any]], None]) -> SweepData:
     study = optuna.create_study(study_name=name, direction="minimize", sampler=_grid_sampler(plan, 0))
-    study.optimize(_Objective(runner, plan, printer), n_trials=plan.n_runs, gc_after_trial=False)
+    study.optimize(SweepObjective(runner, plan, printer), n_trials=plan.n_runs, gc_after_trial=False)
     return collect(study, plan, name)
 
 
@@ -361,17 +347,22 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
     sums = {p: np.zeros(shape) for p in plan.parametrizations}
     counts = {p: np.zeros(shape) for p in plan.parametrizations}
     diverged = {p: np.zeros(shape, dtype=bool) for p in plan.parametrizations}
-    seconds, failed, reasons = 0.0, set(), []
+    seconds, failed, reasons, steps, stopped, finished = 0.0, set(), [], 0, set(), set()
     for t in study.get_trials(deepcopy=False):
         key = _key(t.params, plan)
         if key is None:
             continue
         par, w, s, v = key
+        steps += int(t.user_attrs.get("steps", 0))
+        if t.state == TrialState.PRUNED:
+            stopped.add(key)
+            continue
         if t.state == TrialState.FAIL:
             failed.add(key)
             continue
         if t.state != TrialState.COMPLETE:
             continue
+        finished.add(key)
         seconds += float(t.user_attrs.get("seconds", 0.0))
         if t.user_attrs.get("diverged"):
             diverged[par][w, v, s] = True
@@ -389,4 +380,8 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
     # A FAIL is only "failed" while no other trial covered that grid point (an adaptive sweep
     # leaves other points NaN on purpose, so count the failed points themselves).
     still = sum(1 for par, w, s, v in failed if math.isnan(losses[par][w, v, s]))
-    return SweepData(plan, losses, seconds, still, name, reasons)
+    pruned = {p: np.zeros(shape, dtype=bool) for p in plan.parametrizations}
+    for par, w, s, v in stopped:  # a point rerun to completion later is not "stopped"
+        pruned[par][w, v, s] = bool(np.isnan(losses[par][w, v, s]))
+    return SweepData(plan, losses, seconds, still, name, reasons, steps=steps, runs=len(finished),
+                     n_pruned=sum(int(m.sum()) for m in pruned.values()), pruned=pruned)

@@ -40,6 +40,10 @@ def summary_text(report: TransferReport) -> str:
     t = report.tolerances
     lines = [head, f"tolerances: |drift| <= {t.max_drift:g} oct/doubling, regret <= {100 * t.max_regret:g}%, "
                    f"wider-is-worse <= {100 * t.max_wider_worse:g}%"]
+    if "runs_trained" in cfg:
+        lines.append(f"cost: {cfg.get('strategy', 'grid')} strategy, {cfg['runs_trained']} "
+                     f"run(s) finished of a {cfg.get('grid_runs', '?')}-run grid, {cfg.get('runs_pruned', 0)} "
+                     f"stopped early; {cfg.get('steps_trained', '?')} training steps")
     rows = [_HEAD] + [_row(r) for r in report.results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEAD))]
     for row in rows:

@@ -43,10 +43,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--depths", default=None, metavar="D1,D2,...", help="depths for --axis depth (default: "
                    "check.depths)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...", help="seeds (default: check.seeds)")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local worker processes of the grid strategy (default: check.workers, auto = one per core)")
     p.add_argument("--strategy", choices=("grid", "adaptive"), default=None,
-                   help="grid: every grid point; adaptive: bracket and refine the optimum per width, about a third "
-                        "of the runs (default: check.strategy)")
+                   help="grid: every grid point; adaptive: bracket the optimum per width and run only the points "
+                        "the analysis reads, stopping hopeless runs early (default: check.strategy)")
     p.add_argument("--storage", default=None, help="journal file path, journal:///path or postgresql://...")
     p.add_argument("--json", default=None, metavar="PATH", help="write the full report as JSON")
     p.add_argument("--junit-xml", dest="junit_xml", default=None, metavar="PATH",

@@ -78,7 +78,8 @@ class ModelSpec:
     """The model: a built-in factory or an import path to the user's own."""
 
     name: str | None = spec_field(None, kind="choice", choices=("mlp", "gpt", "cnn", "resglu"), optional=True,
-                                  doc="Built-in model factory (`mlp`, `gpt`, `cnn`, `resglu`). Give `name`, `factory` or `hf`.")
+                                  doc="Built-in model factory (`mlp`, `gpt`, `cnn`, `resglu`). Give `name`, "
+                                      "`factory` or `hf`.")
     factory: str | None = spec_field(None, kind="str", optional=True,
                                      doc="Import path `package.module:function` of your own factory; it must "
                                          "accept the width as keyword `width_arg`.")
@@ -372,10 +373,17 @@ class CheckSpec:
     tolerances: TolerancesSpec = spec_field(kind="section", section=TolerancesSpec,
                                             factory=TolerancesSpec,
                                             doc="Pass/fail limits.")
-    workers: int = spec_field(1, kind="int", minimum=1, maximum=MAX_WORKERS, doc="Local worker processes. Default 1.")
+    workers: int | str = spec_field("auto", kind="int", auto=True, minimum=1, maximum=MAX_WORKERS,
+                                    doc="Local worker processes of the grid strategy. Default `auto`: one per CPU "
+                                        "core (`os.cpu_count()`); 1 runs in this process. The adaptive strategy "
+                                        "runs in one process.")
+    prune: bool = spec_field(True, kind="bool",
+                             doc="Adaptive strategy: stop runs away from the optimum early, when their training "
+                                 "loss at 25/50/75% of the steps is far above the best run's at that width and "
+                                 "seed (docs/verification.md). Default true.")
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),
-        doc="`grid` (default): train every grid point. `adaptive`: per width, bracket the optimum an octave at a "
-            "time from the tuned LR (or the previous width's optimum) and refine around it; about a third of the "
-            "runs, in one process (docs/verification.md).")
+        doc="`grid` (default): train every grid point. `adaptive`: per width, bracket the optimum (from the tuned LR, "
+            "then the previous width's optimum) and run only the points the analysis reads, stopping hopeless runs "
+            "early (`prune`); in one process (docs/verification.md).")

@@ -44,6 +44,7 @@ def spec_field(
     optional: bool = False,
     factory: Any = _MISSING,
     section: type | None = None,
+    auto: bool = False,
 ) -> Any:
     """A dataclass field carrying its documentation and validation kind.
 
@@ -57,12 +58,14 @@ def spec_field(
         optional: ``null`` is accepted (stored as ``None``).
         factory: default factory (for mutable defaults and nested sections).
         section: the nested dataclass for ``kind="section"``.
+        auto: the string ``auto`` is accepted too (kept as ``"auto"``; the consumer resolves it).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown field kind {kind!r}")
     meta = {
         "doc": doc, "kind": kind, "choices": tuple(choices) if choices else None, "minimum": minimum,
         "maximum": maximum, "exclusive_min": exclusive_min, "optional": optional, "section": section,
+        "auto": auto,
     }
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -131,7 +134,7 @@ def _convert(meta: dict[str, Any], value: Any, path: str, problems: Problems) ->
         else:
             problems.append((path, f"must not be empty (null). Fix: give a {kind} value or delete the line."))
             return False, None
-    if kind == "any":
+    if kind == "any" or (meta.get("auto") and value == "auto"):
         return True, value
     if kind == "section":
         out = parse_section(meta["section"], value, path, problems)
@@ -227,6 +230,8 @@ def field_docs(cls: type, path: str = "") -> list[tuple[str, str, str, str]]:
         kind = meta["kind"]
         if kind == "choice":
             kind = " / ".join(meta["choices"])
+        if meta.get("auto"):
+            kind += " / auto"
         rows.append((fpath, kind, default, meta["doc"]))
     return rows
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import optuna
 import pytest
 from _helpers import LR_GRID, BowlRunner, bowl_check
 
-from hptransfer.check._adaptive import next_points
+from hptransfer.check._adaptive import next_points, prunable, replicate_window
+from hptransfer.check._prune import CheckpointPruner, checkpoint_losses
+from hptransfer.training import TrainResult
 
 
 def test_next_points_brackets_then_refines() -> None:
@@ -75,3 +79,98 @@ def test_the_first_width_starts_at_the_given_value() -> None:
     bowl_check(runner, parametrizations=["mup"], expect={"mup": "any"}, strategy="adaptive", start=2.0 ** -13.5)
     first_width = [x for w, x in runner.seen if w == 64]
     assert -13.5 in first_width
+
+
+@dataclass
+class CurveRunner:
+    """A :class:`BowlRunner` that trains step by step: the training loss at step t is the final loss
+    plus ``0.5 (1 - t / steps)``, reported through ``report`` (which may stop the run). Far from the
+    valley (3+ octaves) the curve sits 45%+ above the best one all along: hopeless runs."""
+
+    drifts: dict
+    steps: int = 20
+    steps_run: int = 0
+    calls: int = 0
+    penalty: float = math.log(10)
+
+    def fingerprint(self) -> str:
+        return "curve" + repr(sorted(self.drifts.items()))
+
+    def __call__(self, parametrization, width, seed, hps, report=None):
+        self.calls += 1
+        final = BowlRunner(self.drifts)(parametrization, width, seed, hps)
+        if final.diverged:
+            self.steps_run += 2
+            return TrainResult(diverged=True, reason="loss above 3 x its start", val_loss=math.inf, steps=2)
+        losses = []
+        for t in range(self.steps):
+            self.steps_run += 1
+            losses.append(final.val_loss + 0.5 * (1 - t / self.steps))
+            if report is not None:
+                report(t, losses[-1])
+        return TrainResult(val_loss=final.val_loss, steps=self.steps, losses=losses, seconds=0.001)
+
+
+def test_the_checkpoint_pruner_stops_a_run_above_the_best_curve_by_the_margin() -> None:
+    hook = CheckpointPruner(20, reference=[1.0, 0.9, 0.8], margins=(0.1, 0.1, 0.1))
+    for t in range(5):  # checkpoint 1 at step 5: window mean 1.05 <= 1.1 x 1.0
+        hook(t, 1.05)
+    assert hook.values == [1.05] and hook.stopped_at is None
+    with pytest.raises(optuna.TrialPruned):
+        for t in range(5, 10):  # checkpoint 2 at step 10: 1.0 > 1.1 x 0.9
+            hook(t, 1.0)
+    assert hook.stopped_at == 10 and len(hook.losses) == 10
+    assert checkpoint_losses([1.0] * 4 + [2.0] * 16, 20) == [1.5, 2.0, 2.0]
+    # One margin per checkpoint: 1.5x the reference at 25% is within a margin of 1.0 there.
+    early = CheckpointPruner(20, reference=[1.0, 0.9, 0.8], margins=(1.0, 0.1, 0.1))
+    for t in range(5):
+        early(t, 1.5)
+    assert early.stopped_at is None and early.values == [1.5]
+
+
+def test_a_stopped_point_counts_as_worse_for_bracketing_and_is_rerun_inside_the_window() -> None:
+    curve = np.full(12, math.nan)
+    curve[[5, 7]] = [0.9, 0.8]
+    stopped = np.zeros(12, dtype=bool)
+    stopped[9] = True  # stopped early: known worse than the best, so 7 is bracketed
+    assert next_points(curve, start=5, stride=2, refine=2, pruned=stopped) == [6, 8, 9]
+    assert prunable([1, 6, 9, 10], curve, refine=2, anchors=[10]) == [True, False, False, False]
+
+
+def test_hopeless_runs_are_stopped_early_and_their_steps_counted() -> None:
+    runner = CurveRunner({"sp": -0.75, "mup": 0.0})
+    rep = bowl_check(runner, strategy="adaptive", start=2.0 ** -9)
+    cfg = rep.config
+    assert cfg["runs_pruned"] > 0, cfg
+    assert cfg["steps_trained"] == runner.steps_run  # full, diverged and stopped runs, step for step
+    assert cfg["steps_trained"] < (cfg["runs_trained"] + cfg["runs_pruned"]) * runner.steps
+    assert f"{cfg['runs_pruned']} stopped early; {cfg['steps_trained']} training steps" in rep.summary()
+
+
+def test_stopping_hopeless_runs_does_not_move_the_optimum_or_the_interval() -> None:
+    # Same synthetic landscape with and without early stopping: the stopped runs are 3+ octaves
+    # from the valley, so the optima, intervals and verdicts must be identical.
+    pruned_runner, full_runner = CurveRunner({"sp": -0.75, "mup": 0.0}), CurveRunner({"sp": -0.75, "mup": 0.0})
+    pruned = bowl_check(pruned_runner, strategy="adaptive", start=2.0 ** -9)
+    full = bowl_check(full_runner, strategy="adaptive", start=2.0 ** -9, prune_margins=None)
+    assert full.config["runs_pruned"] == 0 and pruned.config["runs_pruned"] > 0
+    assert pruned_runner.steps_run < full_runner.steps_run
+    for a, b in zip(full.results, pruned.results):
+        assert (a.verdict, b.n_missing) == (b.verdict, 0)
+        assert [o.x for o in a.optima] == [o.x for o in b.optima]
+        assert (a.drift.lo, a.drift.hi) == (b.drift.lo, b.drift.hi)
+
+
+def test_the_refinement_window_holds_every_bootstrap_draws_vertex_points() -> None:
+    # Seed 0's argmin is at 3, seed 1's at 5, their mean's at 4: each draw of the seeds (0,0), (0,1),
+    # (1,1) needs its argmin and both neighbours for its parabola vertex.
+    x = np.arange(10.0)
+    losses = np.stack([0.1 * (x - 3) ** 2, 0.1 * (x - 5) ** 2], axis=1)
+    assert replicate_window(losses) == [2, 3, 4, 5, 6]
+    same = np.stack([0.1 * (x - 4) ** 2] * 2, axis=1)  # seeds agree: three points suffice
+    assert replicate_window(same) == [3, 4, 5]
+
+
+def test_the_survey_skips_the_top_edge_within_an_octave_of_its_last_point() -> None:
+    assert next_points(np.full(14, math.nan), start=0, stride=2, refine=2, survey=True) == [0, 4, 8, 12]
+    assert next_points(np.full(16, math.nan), start=0, stride=2, refine=2, survey=True) == [0, 4, 8, 12, 15]

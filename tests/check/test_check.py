@@ -43,3 +43,25 @@ def test_default_expectation_gates_every_parametrization():
 def test_bad_input_raises_check_error_naming_the_field(kw, match):
     with pytest.raises(CheckError, match=match):
         bowl_check(**kw)
+
+
+def test_workers_auto_is_one_per_core_with_a_storage_and_one_in_memory(monkeypatch) -> None:
+    from hptransfer.check._check import resolve_workers
+    from hptransfer.recipe import CheckSpec
+    from hptransfer.recipe._spec import parse_section
+
+    monkeypatch.setattr("os.cpu_count", lambda: 7)
+    assert resolve_workers("auto", "journal:///tmp/x.journal") == 7
+    assert resolve_workers("auto", "inmemory") == 1  # workers share a persistent storage
+    assert resolve_workers(1, "journal:///tmp/x.journal") == 1  # and 1 still means one process
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert resolve_workers("auto", "journal:///tmp/x.journal") == 1
+    with pytest.raises(CheckError, match="workers"):
+        resolve_workers(0, "inmemory")
+    assert CheckSpec().workers == "auto"
+    problems: list = []
+    assert parse_section(CheckSpec, {"workers": "auto"}, "check", problems).workers == "auto"
+    assert parse_section(CheckSpec, {"workers": 3}, "check", problems).workers == 3
+    assert not problems
+    parse_section(CheckSpec, {"workers": "many"}, "check", problems)
+    assert problems and problems[0][0] == "check.workers"

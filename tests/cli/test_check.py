@@ -23,6 +23,7 @@ search: {lr: {type: log_float, low: 0.001, high: 0.1}}
 check:
   seeds: [0, 1]
   lr: {low: 0.001, high: 0.1, per_octave: 0.5}
+  workers: 1  # in this process: spawning workers costs more than these 3-step runs
 """
 
 
