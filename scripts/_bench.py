@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,11 +129,13 @@ class BenchRunner:
         return self.recipe.at(width, dict(hps), seed=seed, parametrization=parametrization, steps=self.steps,
                               batch_size=self.batch_size)
 
-    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float]) -> TrainResult:
+    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float],
+                 report: Callable[[int, float], None] | None = None) -> TrainResult:
+        """One run; ``report(step, loss)`` is the check's early-stopping hook (it may raise ``TrialPruned``)."""
         if parametrization in self._variants:
-            return self._variants[parametrization]("mup", width, seed, hps)
+            return self._variants[parametrization]("mup", width, seed, hps, report=report)
         if parametrization != "mup_package":
-            return self._inner(parametrization, width, seed, hps)
+            return self._inner(parametrization, width, seed, hps, report=report)
         spec = self.spec(width, seed, hps)
         if self._task is None:
             self._task = make_task(spec.task)
@@ -140,4 +143,4 @@ class BenchRunner:
         guard = DivergenceGuard(factor=spec.train.divergence_factor,
                                 floor=float(getattr(self._task, "init_loss_bound", 0.0)))
         return train(model, opt, self._task, steps=self.steps, batch_size=self.batch_size, seed=seed,
-                     schedule=make_schedule(spec), guard=guard, grad_clip=spec.optimizer.grad_clip)
+                     schedule=make_schedule(spec), guard=guard, grad_clip=spec.optimizer.grad_clip, report=report)

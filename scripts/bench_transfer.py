@@ -24,7 +24,9 @@ Five rows per model:
 
 Per row: optimum per width (log2 LR, 95% interval), drift (octaves per width doubling), regret at the
 largest width (loss with the transferred LR over the best loss on the grid there), and whether the
-loss at the transferred LR falls with width (wider is better). Writes ``<model>.json``,
+loss at the transferred LR falls with width (wider is better). Every row's regret is measured the
+same way: the transferred LR trained at the largest width with each seed (cached in
+``measured.json``), against the lowest seed-mean loss of the sweep there. Writes ``<model>.json``,
 ``results.md`` and one PNG per model into ``--out`` (default docs/bench/transfer, or
 runs/bench_transfer_quick with --quick).
 """
@@ -120,7 +122,7 @@ def fit_row(res, runner: BenchRunner, n_fit: int = 3, n_boot: int = 400) -> dict
     w_max = int(widths[-1])
     seeds = list(range(res.losses.shape[2]))
     hps = {"lr": float(2.0 ** pred[-1])}
-    measured = [runner(res.parametrization, w_max, s, hps).val_loss for s in seeds]
+    measured = measure(runner, res.parametrization, w_max, hps["lr"], seeds)
     last = curves[-1]
     best = float(np.min(last[np.isfinite(last)]))
     loss_pred = float(np.mean(measured))
@@ -139,15 +141,49 @@ def _ci(values: np.ndarray) -> tuple[float, float]:
     return tuple(float(v) for v in np.percentile(values, [2.5, 97.5])) if len(values) else (math.nan, math.nan)
 
 
-def plain_row(res) -> dict:
-    """The row of one parametrization with the smallest width's optimum used everywhere."""
+class _Measured:
+    """Runs at the largest width at a transferred LR, cached in a JSON file (a rerun trains none again)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def __call__(self, runner: BenchRunner, par: str, width: int, lr: float, seeds: list[int]) -> list[float]:
+        out = []
+        for s in seeds:
+            key = f"{par}|{width}|{s}|{lr:.6e}"
+            if key not in self.data:
+                self.data[key] = float(runner(par, width, s, {"lr": float(f"{lr:.6e}")}).val_loss)
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.data, indent=0))
+                tmp.replace(self.path)
+            out.append(self.data[key])
+        return out
+
+
+measure: _Measured  # set per output folder in main()
+
+
+def plain_row(res, runner: BenchRunner) -> dict:
+    """The row of one parametrization with the smallest width's optimum used everywhere.
+
+    Its regret is measured like the +fit rows': trained at the largest width at that LR with every
+    seed (the check's own regret interpolates the sparse curve; both are kept)."""
     d = res.drift
     at = [float(v) for v in res.at_proxy_opt]
-    return {"parametrization": res.parametrization,
+    seeds = list(range(res.losses.shape[2]))
+    last = mean_curve(res.losses[-1])
+    best = float(np.min(last[np.isfinite(last)]))
+    lr0 = float(2.0 ** res.optima[0].x)
+    measured = measure(runner, res.parametrization, int(res.widths[-1]), lr0, seeds)
+    loss = float(np.mean(measured))
+    return {"parametrization": res.parametrization, "lr_at_largest": lr0, "losses_at_largest": measured,
+            "loss_at_largest": loss, "best_at_largest": best, "regret_rel": (loss - best) / best,
+            "regret_rel_interpolated": res.regret_rel,
             "optima": [{"width": int(o.width), "log2_lr": o.x, "ci95": [o.lo, o.hi], "edge": o.edge}
                        for o in res.optima],
             "drift": {"slope": d.slope, "ci95": [d.lo, d.hi], "what": "optimum vs width"},
-            "regret_rel": res.regret_rel, "loss_at_proxy_opt": at,
+            "loss_at_proxy_opt": at,
             "wider_is_better": bool(all(b <= a for a, b in itertools.pairwise(at) if math.isfinite(a + b))),
             "verdict": res.verdict, "reasons": list(res.reasons)}
 
@@ -167,7 +203,7 @@ def run_case(name: str, case: dict, out: Path, seeds: list[int], progress: bool)
                         study_prefix=f"bench-{name}", strategy="adaptive", progress=say)
     rows = []
     for res in report.results:
-        rows.append(plain_row(res))
+        rows.append(plain_row(res, runner))
         if res.parametrization in ("sp", "mup"):
             rows.append(fit_row(res, runner))
     plot(name, report, rows, out / f"{name}.png")
@@ -225,6 +261,22 @@ def _fmt_ci(ci) -> str:
     return f"[{lo:+.2f}, {hi:+.2f}]" if lo is not None and math.isfinite(lo) and math.isfinite(hi) else "[n/a]"
 
 
+def targets(result: dict) -> str:
+    """Issue 11's targets for one model, met or missed, from its rows."""
+    rows = {r["parametrization"]: r for r in result["rows"]}
+    best = rows["mup+fit"] if rows["mup+fit"]["applied"] else rows["mup"]
+    drift, pkg = best["drift"]["slope"], rows["mup_package"]["drift"]["slope"]
+    w = result["widths"]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "missed"
+    return (f"Targets ({'μP + fit' if best is rows['mup+fit'] else 'μP; the fit was not applied'}, "
+            f"{w[-1] // w[0]}x): |drift| <= 0.10: {mark(abs(drift) <= 0.10)} ({drift:+.2f}); regret <= 0.3%: "
+            f"{mark(best['regret_rel'] <= 0.003)} ({100 * best['regret_rel']:.2f}%); no worse than the mup package: "
+            f"{mark(abs(drift) <= abs(pkg) + 1e-9)} (|{drift:+.2f}| vs |{pkg:+.2f}|; regret "
+            f"{100 * best['regret_rel']:.2f}% vs {100 * rows['mup_package']['regret_rel']:.2f}%).")
+
+
 def markdown(results: list[dict], command: str, started: str) -> str:
     lines = ["# LR transfer side by side", "",
              f"Produced by `{command}` on {started} ({machine()}). Method: scripts/bench_transfer.py's docstring. "
@@ -251,7 +303,7 @@ def markdown(results: list[dict], command: str, started: str) -> str:
             d = row["drift"]
             lines.append(f"| {row['parametrization']} | {opt} | {d['slope']:+.2f} {_fmt_ci(d['ci95'])} | "
                          f"{100 * row['regret_rel']:.2f}% | {'yes' if row['wider_is_better'] else 'no'} |")
-        lines.append("")
+        lines += ["", targets(r), ""]
     return "\n".join(lines)
 
 
@@ -270,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds or (2 if args.quick else 3)))
     names = [n for n in (args.only or list(cases)) if n in cases]
     started = datetime.date.today().isoformat()
+    global measure
+    measure = _Measured(out / "measured.json")
     for name in names:
         result = run_case(name, cases[name], out, seeds, not args.quiet)
         # one file per model, written atomically: parallel invocations (--only) and crashes keep the rest
