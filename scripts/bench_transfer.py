@@ -38,6 +38,7 @@ import datetime
 import itertools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -153,8 +154,11 @@ class _Measured:
         for s in seeds:
             key = f"{par}|{width}|{s}|{lr:.6e}"
             if key not in self.data:
-                self.data[key] = float(runner(par, width, s, {"lr": float(f"{lr:.6e}")}).val_loss)
-                tmp = self.path.with_suffix(".tmp")
+                value = float(runner(par, width, s, {"lr": float(f"{lr:.6e}")}).val_loss)
+                # merge with what parallel invocations (--only) wrote meanwhile
+                self.data = {**(json.loads(self.path.read_text()) if self.path.exists() else {}), **self.data}
+                self.data[key] = value
+                tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(json.dumps(self.data, indent=0))
                 tmp.replace(self.path)
             out.append(self.data[key])
