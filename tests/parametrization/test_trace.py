@@ -87,3 +87,28 @@ def test_module_stack_names_the_innermost_module():
     assert seen == ["1.0"] and stack == [""]
     for h in handles:
         h.remove()
+
+
+@pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
+def test_torch_transformer_coord_check_passes_under_mup_and_fails_under_sp(parametrization, passes):
+    # torch's own encoder-decoder with default options: its three nn.MultiheadAttention modules get
+    # 1/d with no trace, its Linear layers the μP init and LR; a regression test on a real
+    # (source-unedited) architecture, regressing a sequence-to-sequence target.
+    def batch(step):
+        g = torch.Generator().manual_seed(step)
+        src, tgt = torch.randn(8, 8, 16, generator=g), torch.randn(8, 6, 16, generator=g)
+        return (src, tgt), tgt.flip(1)
+
+    class Seq2Seq(nn.Module):
+        def __init__(self, width):  # 16-dim sequences in and out, projected to the model width
+            super().__init__()
+            self.inp = nn.Linear(16, width)
+            self.core = torch_transformer(width)
+            self.out = nn.Linear(width, 16)
+
+        def forward(self, src, tgt):
+            return self.out(self.core(self.inp(src), self.inp(tgt)))
+
+    result = hpt.coord_check(Seq2Seq, widths=(32, 64, 128, 256), parametrization=parametrization,
+                             batch_fn=batch, loss_fn=torch.nn.functional.mse_loss, seeds=(0, 1))
+    assert result.passed is passes, result.failing[:3]
