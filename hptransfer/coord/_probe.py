@@ -48,7 +48,7 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
 
     handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()]
     stack, stack_handles = module_stack(model)
-    tracer = AttentionTracer(stack, measure_scale=True)
+    tracer = AttentionTracer(stack, measure_scale=True, modules=dict(model.named_modules()))
     try:
         with tracer:
             model(*as_args(probe_input))

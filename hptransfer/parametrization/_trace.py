@@ -9,7 +9,8 @@ of a forward pass together with the innermost module running it. It records
   and nanoGPT's non-flash path). hptransfer cannot rewrite its scale, so it is reported;
 * optionally (``measure_scale``) the softmax scale each attention call actually uses, for the
   coordinate check: for SDPA its ``scale`` argument after hptransfer's rewrite (default
-  1/sqrt(d)), for hand-written attention the ratio of the softmax input to ``q @ k^T``;
+  1/sqrt(d)), for hand-written attention the ratio of the softmax input to ``q @ k^T``, for
+  ``nn.MultiheadAttention`` 1/sqrt(d) times the rewrite's factor on its query projection;
 * the last ``(module, operation)`` before a failure, so that an error can name both.
 
 :func:`trace_attention` runs a model on the meta device, with torch's factory functions
@@ -64,9 +65,10 @@ class AttentionTracer(TorchFunctionMode):
     scale)`` of each call by module.
     """
 
-    def __init__(self, stack: list[str], measure_scale: bool = False):
+    def __init__(self, stack: list[str], measure_scale: bool = False, modules: dict[str, nn.Module] | None = None):
         super().__init__()
         self.stack, self.measure_scale = stack, measure_scale
+        self.modules = modules or {}  # name -> module, for nn.MultiheadAttention's scale
         self.sdpa: list[tuple[str, int]] = []
         self.by_hand: list[tuple[str, int]] = []
         self.scales: dict[str, list[tuple[int, float]]] = {}
@@ -83,6 +85,8 @@ class AttentionTracer(TorchFunctionMode):
             self.sdpa.append((where, d))
             scale = kwargs.get("scale", args[6] if len(args) > 6 else None)
             self._record(where, d, 1.0 / math.sqrt(d) if scale is None else float(scale))
+        elif func is F.multi_head_attention_forward and self.measure_scale:
+            self._record_mha(where, args, kwargs)
         elif func in _SOFTMAXES and args and isinstance(args[0], Tensor):
             found = self._scores.pop((where, tuple(args[0].shape)), None)
             if found is not None:
@@ -97,6 +101,22 @@ class AttentionTracer(TorchFunctionMode):
                 keep = out.detach() if self.measure_scale and not out.is_meta else None
                 self._scores[(where, tuple(out.shape))] = (int(a.shape[-1]), keep)
         return out
+
+    def _record_mha(self, where: str, args: tuple, kwargs: dict) -> None:
+        """``nn.MultiheadAttention``'s softmax scale: its own 1/sqrt(d) times the factor by which the
+        query rows of the projection it was handed differ from the module's parameter (the rewrite
+        scales those rows). Its inner SDPA call runs inside this one, out of this mode's sight."""
+        a = _attention._MHA_SIG.bind(*args, **kwargs).arguments
+        e, heads = int(a["embed_dim_to_check"]), int(a["num_heads"])
+        separate = bool(a.get("use_separate_proj_weight", False))
+        passed = a.get("q_proj_weight" if separate else "in_proj_weight")
+        own = getattr(self.modules.get(where), "q_proj_weight" if separate else "in_proj_weight", None)
+        if not isinstance(passed, Tensor) or not isinstance(own, Tensor) or passed.is_meta:
+            return
+        norm = float(own[:e].detach().float().norm())
+        if norm > 0:
+            d = e // heads
+            self._record(where, d, float(passed[:e].detach().float().norm()) / norm / math.sqrt(d))
 
     def _record(self, where: str, d: int, scale: float) -> None:
         if self.measure_scale:

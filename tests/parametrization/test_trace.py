@@ -89,11 +89,12 @@ def test_module_stack_names_the_innermost_module():
         h.remove()
 
 
-@pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
-def test_torch_transformer_coord_check_passes_under_mup_and_fails_under_sp(parametrization, passes):
+@pytest.mark.parametrize("parametrization, options, passes",
+                         [("mup", {}, True), ("sp", {}, False), ("mup", {"attention": "off"}, False)])
+def test_torch_transformer_coord_check_passes_under_mup_and_fails_under_sp(parametrization, options, passes):
     # torch's own encoder-decoder with default options: its three nn.MultiheadAttention modules get
-    # 1/d with no trace, its Linear layers the μP init and LR; a regression test on a real
-    # (source-unedited) architecture, regressing a sequence-to-sequence target.
+    # 1/d with no trace, its Linear layers the μP init and LR. With attention left at 1/sqrt(d) the
+    # check must fail too: it measures each MultiheadAttention's scale x d (+0.5 per doubling).
     def batch(step):
         g = torch.Generator().manual_seed(step)
         src, tgt = torch.randn(8, 8, 16, generator=g), torch.randn(8, 6, 16, generator=g)
@@ -110,5 +111,7 @@ def test_torch_transformer_coord_check_passes_under_mup_and_fails_under_sp(param
             return self.out(self.core(self.inp(src), self.inp(tgt)))
 
     result = hpt.coord_check(Seq2Seq, widths=(32, 64, 128, 256), parametrization=parametrization,
-                             batch_fn=batch, loss_fn=torch.nn.functional.mse_loss, seeds=(0, 1))
+                             batch_fn=batch, loss_fn=torch.nn.functional.mse_loss, seeds=(0, 1), **options)
     assert result.passed is passes, result.failing[:3]
+    if options:
+        assert all("[attn scale x d]" in f[0] for f in result.failing), result.failing
