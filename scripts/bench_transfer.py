@@ -108,7 +108,7 @@ def _slopes(lw: np.ndarray, opt: np.ndarray) -> np.ndarray:
     return ((opt - opt.mean(axis=1, keepdims=True)) * lc).sum(axis=1) / (lc ** 2).sum()
 
 
-def fit_row(res, runner: BenchRunner, n_fit: int = 3, n_boot: int = 400, first: int = 0) -> dict:
+def fit_row(res, measure: _Measured, n_fit: int = 3, n_boot: int = 400, first: int = 0) -> dict:
     """The ``+fit`` row of one parametrization's sweep (module docstring).
 
     ``first`` = 0: the slope from widths w0..4 w0, extrapolated from w0's optimum (the tool's
@@ -135,7 +135,7 @@ def fit_row(res, runner: BenchRunner, n_fit: int = 3, n_boot: int = 400, first: 
     w_max = int(widths[-1])
     seeds = list(range(res.losses.shape[2]))
     hps = {"lr": float(2.0 ** pred[-1])}
-    measured = measure(runner, res.parametrization, w_max, hps["lr"], seeds)
+    measured = measure(res.parametrization, w_max, hps["lr"], seeds)
     last = curves[-1]
     best = float(np.min(last[np.isfinite(last)]))
     loss_pred = float(np.mean(measured))
@@ -158,16 +158,16 @@ def _ci(values: np.ndarray) -> tuple[float, float]:
 class _Measured:
     """Runs at the largest width at a transferred LR, cached in a JSON file (a rerun trains none again)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, runner: BenchRunner, path: Path) -> None:
+        self.runner, self.path = runner, path
         self.data = json.loads(path.read_text()) if path.exists() else {}
 
-    def __call__(self, runner: BenchRunner, par: str, width: int, lr: float, seeds: list[int]) -> list[float]:
+    def __call__(self, par: str, width: int, lr: float, seeds: list[int]) -> list[float]:
         out = []
         for s in seeds:
             key = f"{par}|{width}|{s}|{lr:.6e}"
             if key not in self.data:
-                value = float(runner(par, width, s, {"lr": float(f"{lr:.6e}")}).val_loss)
+                value = float(self.runner(par, width, s, {"lr": float(f"{lr:.6e}")}).val_loss)
                 # merge with what parallel invocations (--only) wrote meanwhile
                 self.data = {**(json.loads(self.path.read_text()) if self.path.exists() else {}), **self.data}
                 self.data[key] = value
@@ -178,10 +178,7 @@ class _Measured:
         return out
 
 
-measure: _Measured  # set per output folder in main()
-
-
-def plain_row(res, runner: BenchRunner) -> dict:
+def plain_row(res, measure: _Measured) -> dict:
     """The row of one parametrization with the smallest width's optimum used everywhere.
 
     Its regret is measured like the +fit rows': trained at the largest width at that LR with every
@@ -192,7 +189,7 @@ def plain_row(res, runner: BenchRunner) -> dict:
     last = mean_curve(res.losses[-1])
     best = float(np.min(last[np.isfinite(last)]))
     lr0 = float(2.0 ** res.optima[0].x)
-    measured = measure(runner, res.parametrization, int(res.widths[-1]), lr0, seeds)
+    measured = measure(res.parametrization, int(res.widths[-1]), lr0, seeds)
     loss = float(np.mean(measured))
     return {"parametrization": res.parametrization, "lr_at_largest": lr0, "losses_at_largest": measured,
             "loss_at_largest": loss, "best_at_largest": best, "regret_rel": (loss - best) / best,
@@ -218,13 +215,14 @@ def run_case(name: str, case: dict, out: Path, seeds: list[int], progress: bool)
     report = check_grid(runner, widths=case["widths"], grid={"lr": grid}, seeds=seeds, parametrizations=pars,
                         expect={p: "any" for p in pars}, storage=str(out / "bench.journal"),
                         study_prefix=f"bench-{name}", strategy="adaptive", progress=say)
+    measure = _Measured(runner, out / "measured.json")
     rows = []
     for res in report.results:
-        rows.append(plain_row(res, runner))
+        rows.append(plain_row(res, measure))
         if res.parametrization in ("sp", "mup"):
-            rows.append(fit_row(res, runner))
+            rows.append(fit_row(res, measure))
         if res.parametrization == "mup" and len(res.widths) >= 5:
-            rows.append(fit_row(res, runner, first=1))
+            rows.append(fit_row(res, measure, first=1))
     plot(name, report, rows, out / f"{name}.png")
     return {"case": name, "recipe": case["recipe"], "set": case["set"], "widths": case["widths"],
             "steps": case["steps"], "batch_size": case["batch"], "seeds": seeds, "lr_grid_log2": [lo, hi, 0.5],
@@ -355,8 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds or (2 if args.quick else 3)))
     names = [n for n in (args.only or list(cases)) if n in cases]
     started = datetime.date.today().isoformat()
-    global measure
-    measure = _Measured(out / "measured.json")
     for name in names:
         result = run_case(name, cases[name], out, seeds, not args.quiet)
         # one file per model, written atomically: parallel invocations (--only) and crashes keep the rest

@@ -86,16 +86,14 @@ def run_row(name: str, mode: str, overrides: list[str], args, out: Path) -> dict
     folder = out / name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "plus").replace("μ", "mu")
     if folder.exists() and not args.resume:
         shutil.rmtree(folder)  # a fresh study per invocation: the wall time is this run's
-    common = [f"out={folder}", f"name=bench_{folder.name}", f"tune.trials={args.trials}",
-              f"widths.proxy={args.proxy}", f"widths.target={args.target}", *args.set]
-    if mode == "direct":
-        common[3] = f"widths.proxy={args.target}"
-    recipe = load_recipe(ROOT / RECIPE, [*common, *overrides])
+    width = args.target if mode == "direct" else args.proxy  # where the trials train
+    recipe = load_recipe(ROOT / RECIPE, [f"out={folder}", f"name=bench_{folder.name}", f"tune.trials={args.trials}",
+                                         f"widths.proxy={width}", f"widths.target={args.target}", *args.set,
+                                         *overrides])
     steps = recipe.train.steps
     t0 = time.perf_counter()
     result = tune(recipe, quiet=True)
     tune_s = time.perf_counter() - t0
-    width = args.target if mode == "direct" else args.proxy
     flops, runs = _trial_flops(result.study, recipe.at(width, result.best_values), steps)
     row = {"row": name, "mode": mode, "overrides": overrides, "tuned_at": width, "trials": runs,
            "n_pruned": result.n_pruned, "n_diverged": result.n_diverged, "tune_seconds": tune_s}
