@@ -8,7 +8,7 @@ interval and return a :class:`TransferReport` with drift, regret and wider-is-be
 from __future__ import annotations
 
 from ._check import check_grid, check_transfer
-from ._optimum import DEFAULT_N_BOOT, Drift, OptimumEstimate
+from ._optimum import DEFAULT_N_BOOT, Drift, OptimumEstimate, bootstrap_optima
 from ._recipe import check_depths, check_recipe, check_widths, grid_values
 from ._report import Tolerances, TransferReport
 from ._runner import SWEEPABLE, ModelRunner, RecipeRunner
@@ -17,7 +17,7 @@ from ._verdict import ParamResult
 
 __all__ = [
     "check_transfer", "check_recipe", "check_grid", "TransferReport", "Tolerances", "ParamResult", "OptimumEstimate",
-    "Drift", "DEFAULT_N_BOOT", "grid_values", "check_widths", "check_depths", "ModelRunner", "RecipeRunner",
-    "SWEEPABLE", "Runner",
+    "Drift", "DEFAULT_N_BOOT", "bootstrap_optima", "grid_values", "check_widths", "check_depths", "ModelRunner",
+    "RecipeRunner", "SWEEPABLE", "Runner",
     "SweepPlan", "SweepData",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "mean_curve",
     "vertex",
     "estimate",
+    "bootstrap_optima",
     "interp_curve",
     "DEFAULT_N_BOOT",
 ]
@@ -178,6 +179,25 @@ def _ols(lw: np.ndarray, opt: np.ndarray) -> tuple[float, float, float]:
     return float(slope), float(intercept), float(stats.t.ppf(0.975, n - 2) * se)
 
 
+def bootstrap_optima(x: np.ndarray, losses: np.ndarray, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> np.ndarray:
+    """The optimum (log2, parabola vertex) per width for each bootstrap replicate of the seeds.
+
+    Each replicate draws the seeds with replacement independently per width (module docstring).
+    Returns ``(n_boot, n_widths)``; NaN where a replicate's curve has no finite point. The same
+    ``seed`` gives the same replicates as :func:`estimate`'s, so a fit on them (e.g. the drift
+    correction's) matches the check's intervals."""
+    x = np.asarray(x, dtype=float)
+    losses = np.asarray(losses, dtype=float)
+    n_w, _, n_s = losses.shape
+    rng = np.random.default_rng(seed)
+    boot = np.empty((n_boot, n_w))
+    for b in range(n_boot):
+        for w in range(n_w):
+            pick = rng.integers(0, n_s, n_s)
+            boot[b, w] = vertex(x, mean_curve(losses[w][:, pick]))[0]
+    return boot
+
+
 def estimate(
     widths: np.ndarray,
     x: np.ndarray,
@@ -198,14 +218,9 @@ def estimate(
     widths = np.asarray(widths, dtype=float)
     x = np.asarray(x, dtype=float)
     losses = np.asarray(losses, dtype=float)
-    n_w, _, n_s = losses.shape
+    n_w = losses.shape[0]
     lw = np.log2(widths)
-    rng = np.random.default_rng(seed)
-    boot = np.empty((n_boot, n_w))
-    for b in range(n_boot):
-        for w in range(n_w):
-            pick = rng.integers(0, n_s, n_s)
-            boot[b, w] = vertex(x, mean_curve(losses[w][:, pick]))[0]
+    boot = bootstrap_optima(x, losses, n_boot=n_boot, seed=seed)
 
     optima = []
     for w in range(n_w):

@@ -303,6 +303,11 @@ class TransferSpec:
     fit_widths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
                                           doc="Extra widths of the drift fit (besides the proxy), below the target. "
                                               "Default: 2x and 4x the proxy width.")
+    fit_form: Literal["auto", "power", "converging"] = spec_field(
+        "auto", kind="choice", choices=("auto", "power", "converging"),
+        doc="Curve of log2 optimal LR against width that the drift fit extrapolates: `power` (a straight line "
+            "in log2 width, the SP practice), `converging` (a 1/width approach to a limit, as μP's infinite-width "
+            "limit implies) or `auto` (default: `power` under SP, `converging` otherwise). docs/tuning.md.")
     fit_points: int = spec_field(5, kind="int", minimum=3, maximum=15,
                                  doc="LR values per fit width, centred on the tuned LR. Default 5.")
     fit_step: float = spec_field(0.5, kind="float", minimum=0.0, exclusive_min=True, maximum=2.0,

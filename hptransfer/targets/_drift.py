@@ -6,14 +6,33 @@ SP practice handles the whole movement with a fitted power law of the optimum (D
 arXiv:2401.02954; Step Law, arXiv:2503.04715). This module is that empirical complement on top
 of μP: after tuning, a short local LR sweep (``fit_points`` values, ``fit_step`` octaves apart,
 centred on the tuned LR) at the proxy width and at a few cheap extra widths, with two or more
-seeds, gives the optimum per width (parabola vertex in log2 LR, bootstrap over seeds) and the
-slope of log2 optimum against log2 width with a 95% interval. The target LR is then::
+seeds, gives the optimum per width (parabola vertex in log2 LR, bootstrap over seeds). One of two
+curves of log2 optimum against width is fitted to them (``transfer.fit_form``):
 
-    lr_target = lr_proxy * 2 ** (slope * log2(target_width / proxy_width))
+* ``power`` -- a straight line in log2 width, the SP practice above::
 
-stored as the base-width LR of the target spec (μP rescales it per parameter group). A slope
-interval wider than ``fit_max_halfwidth`` octaves, or an optimum at the edge of the local grid,
-makes the fit untrustworthy: the tuned value is kept and a warning says why, unless forced.
+      log2 lr*(w) = a + s * log2(w)          lr_target = lr_proxy * 2 ** (s * log2(target / proxy))
+
+  It extrapolates the fit widths' drift unchanged to every later doubling. Right for SP, whose
+  optimum keeps moving (about -1 octave per doubling under Adam, as the LR must shrink like 1/width).
+* ``converging`` -- a 1/width correction to a width-independent limit::
+
+      log2 lr*(w) = a + b * proxy / w        lr_target = lr_proxy * 2 ** (b * (proxy / target - 1))
+
+  Under μP the training dynamics have a well-defined infinite-width limit (Yang & Hu,
+  arXiv:2011.14522; Yang et al., arXiv:2203.03466), so the optimum converges instead of moving
+  forever; the leading finite-width deviation of the mean dynamics from that limit is O(1/width)
+  (Bordelon & Pehlevan, arXiv:2304.03408; consistent with the across-width consistency measured by
+  Vyas et al., arXiv:2305.18411). The correction is then bounded by ``-b`` however far the
+  target is: most of it is spent in the first doublings, as measured.
+
+``auto`` (the default) takes ``power`` for SP and ``converging`` for every width-scaled
+parametrization. Whatever the form, :attr:`DriftFit.slope` is the correction per width doubling
+averaged from the proxy to the target (``correction / log2(target / proxy)``), with a 95%
+interval from the same bootstrap replicates; the fit is applied only when that interval is
+narrower than ``fit_max_halfwidth`` octaves either side and no optimum sits at the edge of the
+local grid. Otherwise the tuned LR is kept and a warning says why, unless forced. The target LR is
+stored as the base-width LR of the target spec (μP rescales it per parameter group).
 
 The sweep runs through the transfer check's machinery (:func:`hptransfer.check.check_grid` with
 the recipe's own runs), in the tuner's storage, so it resumes and can use several workers.
@@ -26,13 +45,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..check import RecipeRunner, check_grid
+import numpy as np
+
+from ..check import RecipeRunner, bootstrap_optima, check_grid
 from ..errors import TransferError
 from ..recipe import Recipe
 from ..studies import storage_url
 from ..training import model_cost
 
-__all__ = ["DriftFit", "fit_drift", "fit_widths", "local_grid"]
+__all__ = ["DriftFit", "FIT_FORMS", "drift_shift", "fit_coefficient", "fit_drift", "fit_form", "fit_widths",
+           "local_grid"]
+
+#: The curves of log2 optimal LR against width that the fit can use (module docstring).
+FIT_FORMS = ("power", "converging")
 
 
 @dataclass
@@ -40,11 +65,14 @@ class DriftFit:
     """The outcome of :func:`fit_drift`.
 
     Attributes:
-        slope, lo, hi: residual drift of the optimal LR, octaves per width doubling, with its 95%
-            bootstrap interval.
+        form: the fitted curve, ``power`` or ``converging`` (module docstring).
+        coef, coef_lo, coef_hi: its coefficient with a 95% bootstrap interval: the slope ``s``
+            (octaves per doubling) of ``power``, the 1/width amplitude ``b`` (octaves) of ``converging``.
+        slope, lo, hi: the correction per width doubling averaged from the proxy to the target
+            (``correction / log2(target / proxy)``; for ``power`` it is ``s``), with its 95% interval.
         widths: widths swept (the proxy first). optima_log2: log2 of the optimal LR per width.
         proxy_width, target_width: what the correction spans.
-        correction_octaves: ``slope * log2(target / proxy)`` when applied, else 0.
+        correction_octaves: the fitted shift of log2 optimal LR from proxy to target when applied, else 0.
         applied: whether the target LR was corrected. reason: why not, when it was not.
         lr_proxy, lr_target: the tuned LR and the LR written for the target (base-width units).
         runs: training runs the fit used. flops: their estimated cost (6 x params x tokens).
@@ -67,11 +95,16 @@ class DriftFit:
     flops: float
     study: str = ""
     grid: list[float] = field(default_factory=list)
+    form: str = "power"
+    coef: float = math.nan
+    coef_lo: float = math.nan
+    coef_hi: float = math.nan
 
     def at(self, width: int) -> DriftFit:
         """This fit extrapolated to another target ``width`` (the sweep is the same)."""
-        octaves = self.slope * math.log2(width / self.proxy_width) if self.applied else 0.0
-        return replace(self, target_width=int(width), correction_octaves=octaves,
+        slope, lo, hi = _per_doubling(self.form, (self.coef, self.coef_lo, self.coef_hi), self.proxy_width, width)
+        octaves = drift_shift(self.form, self.coef, self.proxy_width, width) if self.applied else 0.0
+        return replace(self, target_width=int(width), correction_octaves=octaves, slope=slope, lo=lo, hi=hi,
                        lr_target=self.lr_proxy * 2.0 ** octaves)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,12 +112,59 @@ class DriftFit:
         def num(x: float) -> float | None:
             return float(x) if math.isfinite(x) else None
 
-        return {"slope": num(self.slope), "ci95": [num(self.lo), num(self.hi)], "unit": "octaves per width doubling",
+        return {"form": self.form, "coef": num(self.coef), "coef_ci95": [num(self.coef_lo), num(self.coef_hi)],
+                "slope": num(self.slope), "ci95": [num(self.lo), num(self.hi)],
+                "unit": "octaves per width doubling, averaged from proxy to target",
                 "widths": list(self.widths), "optima_log2_lr": [num(x) for x in self.optima_log2],
                 "proxy_width": self.proxy_width, "target_width": self.target_width,
                 "correction_octaves": num(self.correction_octaves), "applied": self.applied, "reason": self.reason,
                 "lr_proxy": self.lr_proxy, "lr_target": self.lr_target, "runs": self.runs, "flops": num(self.flops),
                 "study": self.study, "grid": list(self.grid)}
+
+
+def drift_shift(form: str, coef: Any, proxy: float, width: float) -> Any:
+    """Octaves the optimal LR moves from width ``proxy`` to ``width`` under the fitted curve.
+
+    ``coef`` may be an array (one coefficient per bootstrap replicate)."""
+    if form == "power":
+        return coef * math.log2(width / proxy)
+    if form == "converging":
+        return coef * (proxy / width - 1.0)
+    raise TransferError(f"unknown drift fit form {form!r}. Fix: transfer.fit_form is one of {FIT_FORMS} or auto.")
+
+
+def fit_coefficient(form: str, widths: Any, optima: Any) -> Any:
+    """Least-squares coefficient of ``form`` through log2 optima at ``widths`` (proxy = smallest).
+
+    ``optima`` is ``(n_widths,)`` or ``(n_replicates, n_widths)``; a row with a NaN gives NaN.
+    ``power``: the slope against log2(width). ``converging``: the slope against proxy/width."""
+    w = np.asarray(widths, dtype=float)
+    if form == "power":
+        u = np.log2(w)
+    elif form == "converging":
+        u = w.min() / w
+    else:
+        raise TransferError(f"unknown drift fit form {form!r}. Fix: transfer.fit_form is one of {FIT_FORMS} or auto.")
+    y = np.asarray(optima, dtype=float)
+    uc = u - u.mean()
+    return ((y - y.mean(axis=-1, keepdims=True)) * uc).sum(axis=-1) / float(uc @ uc)
+
+
+def _per_doubling(form: str, coefs: tuple[float, float, float], proxy: int, width: int) -> tuple[float, float, float]:
+    """``(slope, lo, hi)``: the coefficient and its interval as octaves per doubling from proxy to width."""
+    doublings = math.log2(width / proxy)
+    if doublings <= 0:
+        return math.nan, math.nan, math.nan
+    vals = [drift_shift(form, c, proxy, width) / doublings for c in coefs]
+    return vals[0], min(vals[1:]), max(vals[1:])
+
+
+def fit_form(recipe: Recipe) -> str:
+    """The recipe's fit form with ``auto`` resolved: ``power`` under SP, ``converging`` otherwise."""
+    form = recipe.transfer.fit_form
+    if form == "auto":
+        return "power" if recipe.parametrization.name == "sp" else "converging"
+    return form
 
 
 def local_grid(lr: float, points: int, step: float) -> list[float]:
@@ -142,32 +222,39 @@ def fit_drift(
                         storage=storage_url(storage or recipe.tune.storage, recipe.run_dir),
                         study_prefix=f"{recipe.name}-driftfit", workers=workers, progress=progress)
     res = report.results[0]
-    d = res.drift
+    form = fit_form(recipe)
+    optima = np.array([o.x for o in res.optima])
+    boot = bootstrap_optima(res.x, res.losses)  # the check's own replicates (same seed)
+    coefs = fit_coefficient(form, widths, boot)
+    coefs = coefs[np.isfinite(coefs)]
+    coef = float(fit_coefficient(form, widths, optima))
+    c_lo, c_hi = (float(v) for v in np.percentile(coefs, [2.5, 97.5])) if coefs.size else (math.nan, math.nan)
+    slope, lo, hi = _per_doubling(form, (coef, c_lo, c_hi), proxy, target_width)
     runs = len(grid) * len(widths) * len(t.fit_seeds)
     flops = sum(model_cost(recipe.at(w))["flops"] for w in widths) * len(grid) * len(t.fit_seeds)
-    octaves = d.slope * math.log2(target_width / proxy)
-    reason = _distrust(res, t.fit_max_halfwidth)
+    octaves = drift_shift(form, coef, proxy, target_width)
+    reason = _distrust(res, (slope, lo, hi), t.fit_max_halfwidth)
     applied = not reason or t.fit_force
     if reason and t.fit_force:
         reason = f"forced despite: {reason}"
     return DriftFit(
-        slope=d.slope, lo=d.lo, hi=d.hi, widths=widths, optima_log2=[o.x for o in res.optima], proxy_width=proxy,
+        slope=slope, lo=lo, hi=hi, widths=widths, optima_log2=[float(v) for v in optima], proxy_width=proxy,
         target_width=target_width, correction_octaves=octaves if applied else 0.0, applied=applied,
         reason=reason, lr_proxy=lr, lr_target=lr * 2.0 ** octaves if applied else lr, runs=runs, flops=flops,
-        study=report.studies[0] if report.studies else "", grid=grid)
+        study=report.studies[0] if report.studies else "", grid=grid, form=form, coef=coef, coef_lo=c_lo,
+        coef_hi=c_hi)
 
 
-def _distrust(res: Any, max_halfwidth: float) -> str:
-    """Why the fit should not be applied ('' when it can be)."""
-    d = res.drift
-    if not all(math.isfinite(v) for v in (d.slope, d.lo, d.hi)):
+def _distrust(res: Any, slope: tuple[float, float, float], max_halfwidth: float) -> str:
+    """Why the fit should not be applied ('' when it can be). ``slope``: (slope, lo, hi) per doubling."""
+    if not all(math.isfinite(v) for v in slope):
         return "the fit has no finite slope (runs diverged or are missing)"
     edge = [o.width for o in res.optima if o.edge]
     if edge:
         return (f"the optimum at width(s) {edge} sits at the edge of the local LR grid, so it lies outside it; "
                 "widen transfer.fit_points or transfer.fit_step")
-    half = (d.hi - d.lo) / 2.0
-    if half > max_halfwidth:
-        return (f"the slope's 95% interval [{d.lo:+.2f}, {d.hi:+.2f}] is wider than +/-{max_halfwidth:g} octave; "
+    _, lo, hi = slope
+    if (hi - lo) / 2.0 > max_halfwidth:
+        return (f"the slope's 95% interval [{lo:+.2f}, {hi:+.2f}] is wider than +/-{max_halfwidth:g} octave; "
                 "add transfer.fit_seeds or fit widths, or set transfer.fit_force: true")
     return ""

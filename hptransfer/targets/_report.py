@@ -153,10 +153,13 @@ def _drift_lines(d: dict[str, Any] | None, target_flops: float) -> list[str]:
         if d.get("flops") and target_flops else "n/a"
     verdict = (f"applied: LR x 2^{d['correction_octaves']:+.3f} ({d['lr_proxy']:.4g} -> {d['lr_target']:.4g})"
                if d["applied"] else f"not applied ({d['reason']}); the tuned LR {d['lr_proxy']:.4g} is used")
+    form = d.get("form", "power")
+    curve = ("a power law (log2 LR linear in log2 width)" if form == "power" else
+             "a converging curve (log2 LR = a + b x proxy/width)")
     return ["## Drift correction (transfer.drift: fit)", "",
-            f"Local LR sweeps ({len(d['grid'])} values x seeds) at widths {d['widths']} give a residual drift of "
-            f"the optimal LR of **{slope} octaves per width doubling**, 95% interval {ci}. Extrapolated from "
-            f"width {d['proxy_width']} to {d['target_width']}: {verdict}.", "",
+            f"Local LR sweeps ({len(d['grid'])} values x seeds) at widths {d['widths']}, fitted with {curve}, give "
+            f"a residual drift of the optimal LR of **{slope} octaves per width doubling** from width "
+            f"{d['proxy_width']} to {d['target_width']}, 95% interval {ci}. {verdict[0].upper() + verdict[1:]}.", "",
             f"Extra compute: {d['runs']} runs, {cost}. Study `{d['study']}` (rerun resumes it).", ""]
 def axis_rules(spec: Any, proxy_width: int, proxy_depth: int | None) -> list[str]:
     """One Markdown line per scaling axis: which rule carried the values from proxy to target, with its source."""

@@ -226,7 +226,8 @@ def _drift_fit(rec: Recipe, values: dict[str, Any], widths: list[int], notes: li
         f"{len(rec.transfer.fit_seeds)} seeds each)")
     fit = fit_drift(rec, values, min(widths), progress=None if quiet else say)
     if fit.applied:
-        say(f"drift fit: slope {fit.slope:+.3f} [{fit.lo:+.3f}, {fit.hi:+.3f}] octaves per width doubling; "
+        say(f"drift fit ({fit.form}): {fit.slope:+.3f} [{fit.lo:+.3f}, {fit.hi:+.3f}] octaves per width doubling "
+            f"to width {fit.target_width}; "
             f"{'' if not fit.reason else fit.reason + '; '}target LR corrected by it")
     else:
         msg = f"drift fit not applied: {fit.reason}. The tuned LR is used as is."
