@@ -148,9 +148,11 @@ def markdown(rows: list[dict], args, command: str, started: str) -> str:
     for r in rows:
         f = r.get("drift_fit")
         if f:
-            lines += ["", f"Drift fit ({r['row']}): slope {f['slope']:+.3f} octave/doubling, 95% CI "
-                          f"[{f['ci95'][0]:+.3f}, {f['ci95'][1]:+.3f}], applied: {f['applied']}, correction "
-                          f"{f['correction_octaves']:+.2f} octave, {f['runs']} extra runs. {f.get('reason') or ''}"]
+            lines += ["", f"Drift fit ({r['row']}, form `{f.get('form', 'power')}` on widths {f['widths']}): "
+                          f"{f['slope']:+.3f} octave per doubling from width {f['proxy_width']} to "
+                          f"{f['target_width']}, 95% CI [{f['ci95'][0]:+.3f}, {f['ci95'][1]:+.3f}], applied: "
+                          f"{f['applied']}, correction {f['correction_octaves']:+.2f} octave, {f['runs']} extra runs. "
+                          f"{f.get('reason') or ''}".rstrip()]
     return "\n".join(lines) + "\n"
 
 
