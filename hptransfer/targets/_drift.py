@@ -27,12 +27,15 @@ curves of log2 optimum against width is fitted to them (``transfer.fit_form``):
   target is: most of it is spent in the first doublings, as measured.
 
 ``auto`` (the default) takes ``power`` for SP and ``converging`` for every width-scaled
-parametrization. Whatever the form, :attr:`DriftFit.slope` is the correction per width doubling
-averaged from the proxy to the target (``correction / log2(target / proxy)``), with a 95%
-interval from the same bootstrap replicates; the fit is applied only when that interval is
-narrower than ``fit_max_halfwidth`` octaves either side and no optimum sits at the edge of the
-local grid. Otherwise the tuned LR is kept and a warning says why, unless forced. The target LR is
-stored as the base-width LR of the target spec (μP rescales it per parameter group).
+parametrization. Whatever the form, :attr:`DriftFit.slope` is the drift the sweeps measured:
+the fitted curve's shift across the fit widths per width doubling (for ``power`` simply ``s``),
+with a 95% interval from the same bootstrap replicates. The fit is applied only when that
+interval is narrower than ``fit_max_halfwidth`` octaves either side and no optimum sits at the
+edge of the local grid. The test is on what was measured, so it does not depend on how far the
+target is (a per-doubling average to the target would shrink as the target moves away, since a
+converging correction is bounded). Otherwise the tuned LR is kept and a warning says why,
+unless forced. The target LR is stored as the base-width LR of the target spec (μP rescales it
+per parameter group).
 
 The sweep runs through the transfer check's machinery (:func:`hptransfer.check.check_grid` with
 the recipe's own runs), in the tuner's storage, so it resumes and can use several workers.
@@ -68,11 +71,15 @@ class DriftFit:
         form: the fitted curve, ``power`` or ``converging`` (module docstring).
         coef, coef_lo, coef_hi: its coefficient with a 95% bootstrap interval: the slope ``s``
             (octaves per doubling) of ``power``, the 1/width amplitude ``b`` (octaves) of ``converging``.
-        slope, lo, hi: the correction per width doubling averaged from the proxy to the target
-            (``correction / log2(target / proxy)``; for ``power`` it is ``s``), with its 95% interval.
+        slope, lo, hi: the drift the fit measured, octaves per width doubling averaged over the fit
+            widths (the fitted curve's shift from the smallest to the largest fit width over the
+            doublings between them; for ``power`` it is ``s``), with its 95% interval. The fallback
+            judges this interval: it does not depend on how far the target is.
         widths: widths swept (the proxy first). optima_log2: log2 of the optimal LR per width.
         proxy_width, target_width: what the correction spans.
         correction_octaves: the fitted shift of log2 optimal LR from proxy to target when applied, else 0.
+        correction_lo, correction_hi: the 95% interval of the fitted shift to the target (octaves),
+            whether applied or not.
         applied: whether the target LR was corrected. reason: why not, when it was not.
         lr_proxy, lr_target: the tuned LR and the LR written for the target (base-width units).
         runs: training runs the fit used. flops: their estimated cost (6 x params x tokens).
@@ -99,13 +106,15 @@ class DriftFit:
     coef: float = math.nan
     coef_lo: float = math.nan
     coef_hi: float = math.nan
+    correction_lo: float = math.nan
+    correction_hi: float = math.nan
 
     def at(self, width: int) -> DriftFit:
-        """This fit extrapolated to another target ``width`` (the sweep is the same)."""
-        slope, lo, hi = _per_doubling(self.form, (self.coef, self.coef_lo, self.coef_hi), self.proxy_width, width)
+        """This fit extrapolated to another target ``width`` (the sweep and its verdict are the same)."""
+        shifts = [drift_shift(self.form, c, self.proxy_width, width) for c in (self.coef_lo, self.coef_hi)]
         octaves = drift_shift(self.form, self.coef, self.proxy_width, width) if self.applied else 0.0
-        return replace(self, target_width=int(width), correction_octaves=octaves, slope=slope, lo=lo, hi=hi,
-                       lr_target=self.lr_proxy * 2.0 ** octaves)
+        return replace(self, target_width=int(width), correction_octaves=octaves, correction_lo=min(shifts),
+                       correction_hi=max(shifts), lr_target=self.lr_proxy * 2.0 ** octaves)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``target.yaml`` and ``summary.md`` (non-finite numbers become None)."""
@@ -114,7 +123,8 @@ class DriftFit:
 
         return {"form": self.form, "coef": num(self.coef), "coef_ci95": [num(self.coef_lo), num(self.coef_hi)],
                 "slope": num(self.slope), "ci95": [num(self.lo), num(self.hi)],
-                "unit": "octaves per width doubling, averaged from proxy to target",
+                "unit": "octaves per width doubling, measured over the fit widths",
+                "correction_ci95": [num(self.correction_lo), num(self.correction_hi)],
                 "widths": list(self.widths), "optima_log2_lr": [num(x) for x in self.optima_log2],
                 "proxy_width": self.proxy_width, "target_width": self.target_width,
                 "correction_octaves": num(self.correction_octaves), "applied": self.applied, "reason": self.reason,
@@ -151,7 +161,8 @@ def fit_coefficient(form: str, widths: Any, optima: Any) -> Any:
 
 
 def _per_doubling(form: str, coefs: tuple[float, float, float], proxy: int, width: int) -> tuple[float, float, float]:
-    """``(slope, lo, hi)``: the coefficient and its interval as octaves per doubling from proxy to width."""
+    """``(slope, lo, hi)``: the coefficient and its interval as octaves per doubling from proxy to width
+    (the fitted curve's shift between them over the doublings between them)."""
     doublings = math.log2(width / proxy)
     if doublings <= 0:
         return math.nan, math.nan, math.nan
@@ -229,7 +240,7 @@ def fit_drift(
     coefs = coefs[np.isfinite(coefs)]
     coef = float(fit_coefficient(form, widths, optima))
     c_lo, c_hi = (float(v) for v in np.percentile(coefs, [2.5, 97.5])) if coefs.size else (math.nan, math.nan)
-    slope, lo, hi = _per_doubling(form, (coef, c_lo, c_hi), proxy, target_width)
+    slope, lo, hi = _per_doubling(form, (coef, c_lo, c_hi), proxy, max(widths))
     runs = len(grid) * len(widths) * len(t.fit_seeds)
     flops = sum(model_cost(recipe.at(w))["flops"] for w in widths) * len(grid) * len(t.fit_seeds)
     octaves = drift_shift(form, coef, proxy, target_width)
@@ -242,7 +253,7 @@ def fit_drift(
         target_width=target_width, correction_octaves=octaves if applied else 0.0, applied=applied,
         reason=reason, lr_proxy=lr, lr_target=lr * 2.0 ** octaves if applied else lr, runs=runs, flops=flops,
         study=report.studies[0] if report.studies else "", grid=grid, form=form, coef=coef, coef_lo=c_lo,
-        coef_hi=c_hi)
+        coef_hi=c_hi).at(target_width)
 
 
 def _distrust(res: Any, slope: tuple[float, float, float], max_halfwidth: float) -> str:

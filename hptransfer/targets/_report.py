@@ -156,10 +156,13 @@ def _drift_lines(d: dict[str, Any] | None, target_flops: float) -> list[str]:
     form = d.get("form", "power")
     curve = ("a power law (log2 LR linear in log2 width)" if form == "power" else
              "a converging curve (log2 LR = a + b x proxy/width)")
+    c_lo, c_hi = d.get("correction_ci95") or (None, None)
+    extrapolated = (f" Extrapolated to width {d['target_width']}, the curve shifts the optimum by "
+                    f"[{c_lo:+.2f}, {c_hi:+.2f}] octaves (95%)." if c_lo is not None and c_hi is not None else "")
     return ["## Drift correction (transfer.drift: fit)", "",
             f"Local LR sweeps ({len(d['grid'])} values x seeds) at widths {d['widths']}, fitted with {curve}, give "
-            f"a residual drift of the optimal LR of **{slope} octaves per width doubling** from width "
-            f"{d['proxy_width']} to {d['target_width']}, 95% interval {ci}. {verdict[0].upper() + verdict[1:]}.", "",
+            f"a residual drift of the optimal LR of **{slope} octaves per width doubling** across those widths, "
+            f"95% interval {ci}.{extrapolated} {verdict[0].upper() + verdict[1:]}.", "",
             f"Extra compute: {d['runs']} runs, {cost}. Study `{d['study']}` (rerun resumes it).", ""]
 def axis_rules(spec: Any, proxy_width: int, proxy_depth: int | None) -> list[str]:
     """One Markdown line per scaling axis: which rule carried the values from proxy to target, with its source."""

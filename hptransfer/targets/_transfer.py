@@ -227,7 +227,7 @@ def _drift_fit(rec: Recipe, values: dict[str, Any], widths: list[int], notes: li
     fit = fit_drift(rec, values, min(widths), progress=None if quiet else say)
     if fit.applied:
         say(f"drift fit ({fit.form}): {fit.slope:+.3f} [{fit.lo:+.3f}, {fit.hi:+.3f}] octaves per width doubling "
-            f"to width {fit.target_width}; "
+            f"across widths {fit.widths}; "
             f"{'' if not fit.reason else fit.reason + '; '}target LR corrected by it")
     else:
         msg = f"drift fit not applied: {fit.reason}. The tuned LR is used as is."
