@@ -12,7 +12,8 @@ trials N and then trains the chosen values at the target width with three fresh 
 * ``hptransfer μP (gp)``: N trials at the proxy width, ``hptransfer transfer``, 1 target run.
 * ``... + median pruning``: the same with Optuna's median pruner stopping poor proxy trials.
 * ``... random``: random search on the proxy.
-* ``... + drift fit``: ``transfer: {drift: fit}`` (a local LR sweep at 2x and 4x the proxy).
+* ``... + drift fit``: ``transfer: {drift: fit}`` (a local LR sweep at 2x and 4x the proxy, 2 seeds;
+  ``4 seeds``: ``transfer.fit_seeds: [0, 1, 2, 3]``).
 
 Compute is counted for what each method must train: all tuning trials (pruned ones for the steps
 they ran), the fit sweeps, and for hptransfer the one target run (direct tuning's best trial
@@ -55,6 +56,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "hptransfer μP (gp) + median pruning": ("transfer", ["tune.pruner=median"]),
     "hptransfer μP (random)": ("transfer", ["tune.sampler=random"]),
     "hptransfer μP (gp) + drift fit": ("transfer", ["transfer.drift=fit"]),
+    "hptransfer μP (gp) + drift fit, 4 seeds": ("transfer", ["transfer.drift=fit", "transfer.fit_seeds=[0, 1, 2, 3]"]),
 }
 
 
@@ -149,8 +151,8 @@ def markdown(rows: list[dict], args, command: str, started: str) -> str:
         f = r.get("drift_fit")
         if f:
             lines += ["", f"Drift fit ({r['row']}, form `{f.get('form', 'power')}` on widths {f['widths']}): "
-                          f"{f['slope']:+.3f} octave per doubling from width {f['proxy_width']} to "
-                          f"{f['target_width']}, 95% CI [{f['ci95'][0]:+.3f}, {f['ci95'][1]:+.3f}], applied: "
+                          f"{f['slope']:+.3f} octave per doubling across those widths, 95% CI "
+                          f"[{f['ci95'][0]:+.3f}, {f['ci95'][1]:+.3f}], applied: "
                           f"{f['applied']}, correction {f['correction_octaves']:+.2f} octave, {f['runs']} extra runs. "
                           f"{f.get('reason') or ''}".rstrip()]
     return "\n".join(lines) + "\n"
