@@ -327,8 +327,9 @@ class _Rounds:
             last = (idx, lead)
             seeds = sub.seeds[:1] if lead else sub.seeds
             may_stop = prunable(idx, curve, refine=self.refine, anchors=anchors)
-            self.say(f"  {par} width {sub.widths[0]}: running {sub.hp} = "
-                     + ", ".join(f"{sub.values[i]:.3g}" for i in idx) + f" x {len(seeds)} seed(s)")
+            values = ", ".join(f"{sub.values[i]:.3g}" for i in idx)
+            self.say(f"  {par} width {sub.widths[0]}: running {sub.hp} = {values} at "
+                     + ("the lead seed" if lead else "every seed"))
             # Points nearest the best (or the start) first, so that farther ones meet a good reference curve.
             finite = np.where(np.isfinite(curve), curve, np.inf)
             near = int(np.argmin(finite)) if np.isfinite(finite).any() else start
