@@ -10,7 +10,15 @@ import optuna
 import pytest
 from _helpers import LR_GRID, BowlRunner, bowl_check
 
-from hptransfer.check._adaptive import contenders, impute, next_points, prunable, replicate_window, valley_bottoms
+from hptransfer.check._adaptive import (
+    contenders,
+    impute,
+    next_points,
+    plan_round,
+    prunable,
+    replicate_window,
+    valley_bottoms,
+)
 from hptransfer.check._prune import CheckpointPruner, checkpoint_losses
 from hptransfer.training import TrainResult
 
@@ -249,3 +257,19 @@ def test_a_valley_the_lead_seed_ranks_second_is_still_decided_by_every_seed() ->
     cheap = bowl_check(TwoValleys(), strategy="adaptive", start=2.0 ** -8, **kw)
     assert [round(o.x, 2) for o in full.results[0].optima] == [-12.0] * 4
     assert [o.x for o in cheap.results[0].optima] == [o.x for o in full.results[0].optima]
+
+
+def test_after_its_survey_the_first_width_walks_on_the_lead_seed_then_completes_every_seed() -> None:
+    x = np.arange(14.0)
+    truth = np.stack([0.01 * (x - 5) ** 2, 0.01 * (x - 5) ** 2 + 0.1], axis=1)
+    losses = np.full((14, 2), math.nan)
+    rounds = []
+    while True:
+        idx, lead = plan_round(losses, start=0, stride=2, refine=2, survey=True)
+        if not idx:
+            break
+        rounds.append((idx, lead))
+        losses[idx, :1 if lead else 2] = truth[idx, :1 if lead else 2]
+    # survey every two octaves; then one grid step at a time (not an octave bracket) from its best
+    # point; then the second seed on the three points the vertex reads
+    assert rounds == [([0, 4, 8, 12], True), ([3, 5], True), ([6], True), ([4, 5, 6], False)]
