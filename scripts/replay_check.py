@@ -1,11 +1,14 @@
 """Replay the adaptive check on a finished full grid: its runs, verdicts and intervals, no training.
 
-    python scripts/replay_check.py GRID_JOURNAL GRID_REPORT.json [--start LR]
+    python scripts/replay_check.py GRID_JOURNAL GRID_REPORT.json [--start LR] [--lead SEED]
+        [--set PARAMETRIZATION,WIDTH,SEED,LR=LOSS ...]
 
 Every run the adaptive strategy asks for is answered from the grid's study (the same grid points,
 so the same losses), which makes a change to the adaptive strategy testable against a real loss
 landscape in seconds. Early stopping is not replayed (the grid kept no per-step losses), so the
-runs printed are finished runs at full length.
+runs printed are finished runs at full length. ``--lead`` puts that seed first (the adaptive strategy
+explores on the first seed); ``--set`` overwrites one run's loss, to stress-test the strategy on a
+landscape the grid did not produce (both strategies see the edited value).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def main() -> None:
     p.add_argument("journal")
     p.add_argument("report")
     p.add_argument("--start", type=float, default=None, help="where the first width starts (default: fixed lr)")
+    p.add_argument("--lead", type=int, default=None, help="the seed the adaptive strategy explores on")
+    p.add_argument("--set", action="append", default=[], metavar="PAR,WIDTH,SEED,LR=LOSS",
+                   help="overwrite one run's loss, e.g. mup,32,0,0.004=2.82")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = json.loads(Path(args.report).read_text())["config"]
@@ -57,9 +63,14 @@ def main() -> None:
             q = t.params
             key = (q["parametrization"], q["width"], q["seed"], round(2 * math.log2(q["lr"])))
             table[key] = (float(t.value), bool(t.user_attrs.get("diverged")))
+    for edit in args.set:
+        where, loss = edit.split("=")
+        par, width, seed, lr = where.split(",")
+        table[(par, int(width), int(seed), round(2 * math.log2(float(lr))))] = (float(loss), False)
+    seeds = cfg["seeds"] if args.lead is None else [args.lead, *(s for s in cfg["seeds"] if s != args.lead)]
     for strategy in ("grid", "adaptive"):
         runner = Replay(table)
-        rep = check_grid(runner, widths=cfg["widths"], grid=cfg["grid"], seeds=cfg["seeds"],
+        rep = check_grid(runner, widths=cfg["widths"], grid=cfg["grid"], seeds=seeds,
                          parametrizations=cfg["parametrizations"], fixed=cfg["fixed"], strategy=strategy,
                          start=args.start or cfg["fixed"].get("lr"), expect={q: "any" for q in cfg["parametrizations"]})
         for r in rep.results:

@@ -1,33 +1,40 @@
-"""The adaptive sweep: the check's verdict from a third to a half of the grid's training steps.
+"""The adaptive sweep: the check's verdict from a quarter to a third of the grid's training steps.
 
 The full grid trains every (width, seed, value) point, most of them far from the optimum, where
 they only show that the loss is high. The adaptive sweep trains, per (parametrization, width),
 only the points the analysis reads, in rounds on the same grid (so its runs are grid points,
-stored in the same studies, and a later full-grid check reuses them):
+stored in the same studies, and a later full-grid check reuses them). It **explores on one seed**
+(the lead seed, the first) and runs the other seeds only where the analysis reads, or where they
+could overturn the lead seed's choice (:func:`plan_round`):
 
-0. **survey** the first (smallest, cheapest) width every two octaves over the whole grid, plus
-   its top edge (unless within an octave of the last survey point) and the given start (e.g. the
-   tuned LR): LR landscapes can have two valleys (measured on the GPT
-   char-LM: two minima two octaves apart at width 32), and a bracket from one start point would
-   settle in whichever it meets first;
-1. **bracket**: the first width on the octave lattice (every ``stride``-th grid point,
-   ``stride = per_octave``), from the best survey point; later widths one grid step at a time from
-   the previous width's optimum (μP keeps it close, and SP's drift is walked step by step). Walk
-   towards lower loss until the best point has both neighbours at that stride (or the grid edge,
-   which the verdict then reports as "grid too narrow" as the full grid would);
-2. **refine**: run the points the bootstrap reads -- for every draw of the seeds with replacement
-   (the bootstrap's replicates of this width), the argmin of its seed-mean curve and both
-   neighbours (:func:`replicate_window`), repeated until every draw's argmin is bracketed. (A
-   fixed window of two steps either side of the best point, the first version, ran 5 points per
-   width even where the seeds agree on the argmin);
-3. **anchor**: at every width, the two grid points around the smallest width's optimum, which
-   wider-is-better and the regret interpolate at.
+0. **survey** (lead seed) the first (smallest, cheapest) width every two octaves over the whole
+   grid, plus its top edge (unless within an octave of the last survey point) and the given start
+   (e.g. the tuned LR): LR landscapes can have two valleys (measured on the GPT char-LM: two minima
+   two octaves apart at width 32), and a bracket from one start point would settle in whichever it
+   meets first; later widths start at the previous width's optimum and its two neighbours;
+1. **walk** (lead seed) one grid step at a time towards lower loss until the best point has both
+   neighbours (or the grid edge, which the verdict then reports as "grid too narrow" as the full
+   grid would). The curve walked is the seed-mean with the seeds a point lacks :func:`impute`-d,
+   i.e. the lead seed's ranking until points run at every seed overrule it;
+2. **complete** at every seed: the points the bootstrap reads -- for every draw of the seeds with
+   replacement (the bootstrap's replicates of this width), the argmin of its seed-mean curve and
+   both neighbours (:func:`replicate_window`); the bottom of every valley the lead seed saw
+   (:func:`valley_bottoms`), so that which valley is deepest is decided by every seed; and every
+   lead-only point some draw would make its argmin if the missing seeds favoured it as much as they
+   have favoured any point at this width (:func:`contenders`). Repeated (with 1.) until nothing
+   changes;
+3. **anchor** (every seed): at every width, the two grid points around the smallest width's
+   optimum, which wider-is-better and the regret interpolate at.
 
-Every point is run at every seed (the optimum is a seed-mean statistic). Missing points are NaN
-for the analysis, which only reads the neighbourhoods above.
+Points run at the lead seed only are NaN at every seed for the analysis (which reads whole points,
+like the grid's); missing points are NaN too, and the analysis only reads the points above. The
+lead seed's exploration assumes another seed's offset from the lead seed at a point it dismissed
+lies within the offsets seen at that width (a seed shifts the whole curve, plus noise); a seed that
+disagrees by more (a valley only it sees) can be missed, where the all-seed survey of the previous
+version would have caught it.
 
 **Early stopping** (``margins``, :mod:`._prune`): a point outside the refinement window around the
-current best (survey and bracketing points, never an anchor) may be stopped at 25/50/75% of its
+current best (survey and walking points, never an anchor) may be stopped at 25/50/75% of its
 steps when its training loss is above ``(1 + margin) x`` the best finished run's at that width and
 seed (one margin per checkpoint). A stopped point counts as worse than the best for bracketing, is
 NaN (at every seed) for the analysis, and is run again to the end if the best moves so that it
@@ -48,9 +55,10 @@ from ..studies import create_study, recover_stale
 from ._objective import SweepObjective
 from ._optimum import mean_curve, vertex
 from ._prune import DEFAULT_MARGINS
-from ._sweep import Runner, SweepData, SweepPlan, collect, merge, split, study_name
+from ._sweep import Runner, SweepData, SweepPlan, _key, collect, merge, split, study_name
 
-__all__ = ["run_adaptive", "next_points", "prunable"]
+__all__ = ["run_adaptive", "next_points", "plan_round", "replicate_window", "impute", "contenders", "valley_bottoms",
+           "prunable"]
 
 
 def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
@@ -90,21 +98,98 @@ def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anch
     return todo([*near, *anchors], redo=True)
 
 
+def impute(losses: np.ndarray, *, hopeful: bool = False) -> np.ndarray:
+    """``losses[g, s]`` with the missing seeds of partly run points filled in: the present seeds' mean
+    plus each missing seed's offset from them on the points every seed ran (a seed's init and data
+    order shift its whole curve) -- the mean offset, or with ``hopeful`` the lowest one seen (the
+    most that seed has been seen to favour a point over the present seeds); no point run at every
+    seed yet: no offset. A point where a present seed diverged is diverged at every seed; points no
+    seed ran stay NaN."""
+    losses = np.array(losses, dtype=float)
+    full = np.isfinite(losses).all(axis=1)
+    out = losses.copy()
+    for g, row in enumerate(losses):
+        have = ~np.isnan(row)
+        if have.all() or not have.any():
+            continue
+        if np.isinf(row[have]).any():
+            out[g] = math.inf
+            continue
+        off = losses[full][:, ~have] - losses[full][:, have].mean(axis=1, keepdims=True)
+        shift = (off.min(axis=0) if hopeful else off.mean(axis=0)) if full.any() else 0.0
+        out[g, ~have] = row[have].mean() + shift
+    return out
+
+
+def _draws(n_s: int) -> list[list[int]]:
+    """The bootstrap's draws of ``n_s`` seeds with replacement (as multisets; beyond 5 seeds, each
+    seed alone and all of them)."""
+    picks = itertools.combinations_with_replacement(range(n_s), n_s) if n_s <= 5 else \
+        [(s,) for s in range(n_s)] + [tuple(range(n_s))]
+    return [list(p) for p in picks]
+
+
+def _argmins(losses: np.ndarray) -> set[int]:
+    """The argmin of every draw's seed-mean curve."""
+    out = set()
+    for pick in _draws(losses.shape[1]):
+        c = mean_curve(losses[:, pick])
+        finite = np.where(np.isfinite(c), c, np.inf)
+        if np.isfinite(finite).any():
+            out.add(int(np.argmin(finite)))
+    return out
+
+
 def replicate_window(losses: np.ndarray) -> list[int]:
     """The grid points the bootstrap reads on one width's ``losses[g, s]`` so far: for every draw of
     the seeds with replacement, the argmin of its seed-mean curve and both neighbours (the vertex's
-    three points). Once all of them are run, every replicate's argmin is bracketed."""
-    n_s = losses.shape[1]
-    draws = list(itertools.combinations_with_replacement(range(n_s), n_s)) if n_s <= 5 else \
-        [(s,) for s in range(n_s)] + [tuple(range(n_s))]
-    out: set[int] = set()
-    for pick in draws:
-        c = mean_curve(losses[:, list(pick)])
-        finite = np.where(np.isfinite(c), c, np.inf)
-        if np.isfinite(finite).any():
-            i = int(np.argmin(finite))
-            out.update((i - 1, i, i + 1))
-    return sorted(out)
+    three points). Once all of them are run at every seed, every replicate's argmin is bracketed.
+    Points run at some seeds only (the lead seed's exploration) take part :func:`impute`-d."""
+    return sorted({j for i in _argmins(impute(losses)) for j in (i - 1, i, i + 1)})
+
+
+def contenders(losses: np.ndarray) -> list[int]:
+    """Points run at some seeds only (the lead seed's exploration) that some bootstrap draw would make
+    its argmin if each missing seed favoured them as much as it has favoured any point over the lead
+    seed at this width (:func:`impute` ``hopeful``): the lead seed alone cannot dismiss them."""
+    partial = np.isnan(losses).any(axis=1) & ~np.isnan(losses).all(axis=1)
+    return sorted(i for i in _argmins(impute(losses, hopeful=True)) if partial[i])
+
+
+def valley_bottoms(curve: np.ndarray) -> list[int]:
+    """The run points of ``curve`` (NaN: not run) below the nearest run point on each side (or at the
+    grid's edge): the bottom of every valley seen so far."""
+    run = np.flatnonzero(~np.isnan(curve))
+    vals = np.where(np.isfinite(curve[run]), curve[run], np.inf)
+    return [int(run[k]) for k in range(len(run)) if np.isfinite(vals[k])
+            and (k == 0 or vals[k] < vals[k - 1]) and (k == len(run) - 1 or vals[k] < vals[k + 1])]
+
+
+def plan_round(losses: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
+               survey: bool = False, pruned: np.ndarray | None = None) -> tuple[list[int], bool]:
+    """``(grid indices, lead seed only)`` to run next on one width's ``losses[g, s]`` (NaN: not run);
+    no indices: the width is done. **Explore** on the lead seed (``losses[:, 0]``) alone: the survey
+    (every ``2 stride`` grid steps) or the first bracket (``stride`` either side of ``start``), then
+    one grid step at a time downhill until the best point has both neighbours (a point far from the
+    valley is told apart by one seed). The curve explored is the seed-mean with the seeds a point
+    lacks :func:`impute`-d: the lead seed's ranking until points run at every seed overrule it.
+    Then **complete** at every seed the points the analysis reads (:func:`replicate_window`, the
+    ``anchors``), the bottom of every valley the exploration saw (:func:`valley_bottoms`) and the
+    lead-only points another seed could make a draw's argmin (:func:`contenders`), so that which
+    valley is deepest is decided by every seed, not the lead seed alone. ``pruned``: points
+    stopped early (masked NaN in ``losses``), worse than the best and rerun where the analysis reads them."""
+    n = losses.shape[0]
+    stopped = np.zeros(n, dtype=bool) if pruned is None else np.asarray(pruned, dtype=bool)
+    curve = np.where(stopped, math.inf, mean_curve(impute(losses)))
+    finite = np.where(np.isfinite(curve), curve, np.inf)
+    best = int(np.argmin(finite)) if np.isfinite(finite).any() else start
+    first = bool(np.isnan(curve).all())
+    idx = next_points(curve, start=start, stride=stride if first else 1, refine=refine, survey=survey and first,
+                      pruned=stopped, window=[best - 1, best, best + 1])
+    if idx:
+        return idx, True
+    read = set(replicate_window(losses)) | set(anchors) | set(contenders(losses)) | set(valley_bottoms(curve))
+    return sorted(g for g in read if 0 <= g < n and (np.isnan(losses[g]).any() or stopped[g])), False
 
 
 def prunable(idx: Sequence[int], curve: np.ndarray, *, refine: int, anchors: Sequence[int] = ()) -> list[bool]:
@@ -215,27 +300,40 @@ class _Rounds:
         data.losses[par][0][stopped] = np.nan
         return data, mean_curve(data.losses[par][0]), stopped
 
+    def _partial(self, data: SweepData) -> SweepData:
+        """``data`` with the points only some seeds were asked for (the lead seed's exploration) masked
+        out at every seed: the analysis reads whole points, as the grid's, never one seed's word."""
+        (par,) = self.sub.parametrizations
+        asked = np.zeros(data.losses[par][0].shape, dtype=bool)
+        for t in self.study.get_trials(deepcopy=False):
+            key = _key(t.params, self.sub)
+            if key is not None:
+                asked[key[3], key[2]] = True
+        data.losses[par][0][asked.any(axis=1) & ~asked.all(axis=1)] = np.nan
+        return data
+
     def run(self, start: int, anchors: list[int], survey: bool = False) -> SweepData:
         """Run rounds from grid index ``start``; the width's data once nothing is left to run."""
         sub, last = self.sub, None
         (par,) = sub.parametrizations
         while True:
             data, curve, stopped = self._state()
-            # The first width brackets an octave at a time (after its survey: robust to a second
-            # valley); later widths start at the previous optimum and bracket one grid step at a time.
-            idx = next_points(curve, start=start, stride=self.stride if survey else 1, refine=self.refine,
-                              anchors=anchors, survey=survey, pruned=stopped,
-                              window=replicate_window(data.losses[par][0]))
-            if not idx or idx == last:  # done, or the same points again (their runs raised): report them missing
-                return data
-            last = idx
+            # The first width surveys the grid every two octaves (robust to a second valley); later
+            # widths start at the previous optimum; both then walk one grid step at a time.
+            idx, lead = plan_round(data.losses[par][0], start=start, stride=self.stride if survey else 1,
+                                   refine=self.refine, anchors=anchors, survey=survey, pruned=stopped)
+            if not idx or (idx, lead) == last:  # done, or the same points again (their runs raised)
+                return self._partial(data)
+            last = (idx, lead)
+            seeds = sub.seeds[:1] if lead else sub.seeds
             may_stop = prunable(idx, curve, refine=self.refine, anchors=anchors)
-            self.say(f"  {par} width {sub.widths[0]}: running {sub.hp} = "
-                     + ", ".join(f"{sub.values[i]:.3g}" for i in idx) + f" x {len(sub.seeds)} seed(s)")
+            values = ", ".join(f"{sub.values[i]:.3g}" for i in idx)
+            self.say(f"  {par} width {sub.widths[0]}: running {sub.hp} = {values} at "
+                     + ("the lead seed" if lead else "every seed"))
             # Points nearest the best (or the start) first, so that farther ones meet a good reference curve.
             finite = np.where(np.isfinite(curve), curve, np.inf)
             near = int(np.argmin(finite)) if np.isfinite(finite).any() else start
             order = sorted(zip(idx, may_stop), key=lambda p: (p[1], abs(p[0] - near), p[0]))
-            waiting = _enqueue(self.study, sub, [(s, sub.values[i], m) for i, m in order for s in sub.seeds])
+            waiting = _enqueue(self.study, sub, [(s, sub.values[i], m) for i, m in order for s in seeds])
             if waiting:
                 self.study.optimize(self.objective, n_trials=waiting, gc_after_trial=False)

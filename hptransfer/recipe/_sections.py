@@ -389,6 +389,6 @@ class CheckSpec:
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),
-        doc="`grid` (default): train every grid point. `adaptive`: per width, bracket the optimum (from the tuned LR, "
-            "then the previous width's optimum) and run only the points the analysis reads, stopping hopeless runs "
-            "early (`prune`); in one process (docs/verification.md).")
+        doc="`grid` (default): train every grid point. `adaptive`: per width, find the optimum on the first seed "
+            "(from the tuned LR, then the previous width's optimum) and run every seed only on the points the "
+            "analysis reads, stopping hopeless runs early (`prune`); in one process (docs/verification.md).")
