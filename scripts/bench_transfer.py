@@ -26,6 +26,10 @@ Six rows per model (ResGLU adds two gain variants):
   widths of the optimum minus the fitted shift, with a bootstrap interval over seeds (both from the
   same replicates). Its regret is measured by training at the extrapolated LR at the largest width
   (3 seeds), not interpolated.
+* ``mup oracle``: the largest width's own estimated optimum (the check's vertex there), trained and
+  scored like the transferred LRs: what tuning at the largest width itself scores on this metric, the
+  reference a transfer's regret should be read against (the vertex can fall between grid points and
+  beat the grid's best, so regrets can be negative).
 * Held-out models (``resglu4``, ``mlp_cosine``): μP only, run after the ``converging`` form was chosen
   on the first three models, to test that choice on set-ups it was not picked on.
 
@@ -181,6 +185,22 @@ class _Measured:
         return out
 
 
+def oracle_row(res, measure: _Measured) -> dict:
+    """The reference of the regret metric: the largest width's own estimated optimum, trained and
+    scored like the transferred LRs (what tuning at that width itself scores here)."""
+    w_max = int(res.widths[-1])
+    seeds = list(range(res.losses.shape[2]))
+    last = mean_curve(res.losses[-1])
+    best = float(np.min(last[np.isfinite(last)]))
+    lr = float(2.0 ** res.optima[-1].x)
+    measured = measure(res.parametrization, w_max, lr, seeds)
+    loss = float(np.mean(measured))
+    return {"parametrization": f"{res.parametrization} oracle", "lr_at_largest": lr, "losses_at_largest": measured,
+            "loss_at_largest": loss, "best_at_largest": best, "regret_rel": (loss - best) / best,
+            "drift": {"slope": math.nan, "ci95": [math.nan, math.nan], "what": "no transfer: the width's own optimum"},
+            "wider_is_better": None}
+
+
 def plain_row(res, measure: _Measured) -> dict:
     """The row of one parametrization with the smallest width's optimum used everywhere.
 
@@ -228,6 +248,7 @@ def run_case(name: str, case: dict, out: Path, seeds: list[int], progress: bool)
             # the tool's default form under μP, then the power law for comparison
             rows.append(fit_row(res, measure, "converging", "mup+fit"))
             rows.append(fit_row(res, measure, "power", "mup+fit power"))
+            rows.append(oracle_row(res, measure))
     plot(name, report, rows, out / f"{name}.png")
     return {"case": name, "recipe": case["recipe"], "set": case["set"], "widths": case["widths"],
             "steps": case["steps"], "batch_size": case["batch"], "seeds": seeds, "lr_grid_log2": [lo, hi, 0.5],
@@ -308,6 +329,10 @@ def targets(result: dict) -> str:
             vs_pkg = abs(d) <= abs(pkg["drift"]["slope"]) and r["regret_rel"] <= pkg["regret_rel"]
             line += f"; vs the mup package {mark(vs_pkg)}"
         out.append(line + ".")
+    oracle = rows.get("mup oracle")
+    if oracle:
+        out += ["", f"Reference: width {w[-1]}'s own estimated optimum, trained and scored the same way (`mup "
+                    f"oracle`), has a regret of {100 * oracle['regret_rel']:.2f}%."]
     return "\n".join(out)
 
 
@@ -330,6 +355,10 @@ def markdown(results: list[dict], command: str, started: str) -> str:
                   "| method | optimum log2 LR per width | drift [95% CI] | regret at largest width | wider is better |",
                   "|---|---|---|---|---|"]
         for row in r["rows"]:
+            if row["wider_is_better"] is None:  # the oracle row: no transfer, no drift
+                lines.append(f"| {row['parametrization']} | own optimum at width {w[-1]}: "
+                             f"{math.log2(row['lr_at_largest']):.2f} | — | {100 * row['regret_rel']:.2f}% | — |")
+                continue
             if "optima" in row:
                 opt = " ".join(f"{o['log2_lr']:.2f}" for o in row["optima"])
             else:

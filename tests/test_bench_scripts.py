@@ -28,10 +28,11 @@ def test_bench_transfer_quick(tmp_path: Path) -> None:
         data = json.loads((tmp_path / f"{case}.json").read_text())
         rows = {r["parametrization"]: r for r in data["rows"]}
         extra = {"mup_gains_freeze", "mup_gains_scaled"} if case == "resglu" else set()
-        assert set(rows) == {"sp", "sp+fit", "mup", "mup+fit", "mup+fit power", "mup_package"} | extra
+        assert set(rows) == {"sp", "sp+fit", "mup", "mup+fit", "mup+fit power", "mup oracle", "mup_package"} | extra
         # the tool's default fit form: a power law under SP, converging under μP
         assert rows["sp+fit"]["form"] == "power" and rows["mup+fit"]["form"] == "converging"
-        assert all(math.isfinite(r["drift"]["slope"]) and math.isfinite(r["regret_rel"]) for r in rows.values())
+        assert all(math.isfinite(r["regret_rel"]) for r in rows.values())
+        assert all(math.isfinite(r["drift"]["slope"]) for n, r in rows.items() if n != "mup oracle")
         # SP's optimum moves with width and μP removes most of that: a broken rewrite or a
         # mis-wired runner (every row the same parametrization) fails here.
         assert rows["sp"]["drift"]["slope"] < -0.4
