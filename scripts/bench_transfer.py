@@ -1,7 +1,7 @@
 """Side-by-side LR transfer: SP, SP + fitted law, hptransfer μP, μP + fitted correction, the mup package.
 
     python scripts/bench_transfer.py --quick            # CI smoke: tiny widths and steps, ~1-2 min
-    python scripts/bench_transfer.py                    # full: three models, >= 16x width each
+    python scripts/bench_transfer.py --jobs 2           # full: every model, >= 16x width each, 2 at a time
     python scripts/bench_transfer.py --only mlp --only resglu   # some models (they resume)
 
 For each model an LR sweep in half-octave steps with 3 seeds at every width, under three
@@ -37,7 +37,7 @@ Per row: optimum per width (log2 LR, 95% interval), drift (octaves per width dou
 largest width (loss with the transferred LR over the best loss on the grid there), and whether the
 loss at the transferred LR falls with width (wider is better). Every row's regret is measured the
 same way: the transferred LR trained at the largest width with each seed (cached in
-``measured.json``), against the lowest seed-mean loss of the sweep there. Writes ``<model>.json``,
+``measured-<model>.json``), against the lowest seed-mean loss of the sweep there. Writes ``<model>.json``,
 ``results.md`` and one PNG per model into ``--out`` (default docs/bench/transfer, or
 runs/bench_transfer_quick with --quick).
 """
@@ -238,7 +238,8 @@ def run_case(name: str, case: dict, out: Path, seeds: list[int], progress: bool)
     report = check_grid(runner, widths=case["widths"], grid={"lr": grid}, seeds=seeds, parametrizations=pars,
                         expect={p: "any" for p in pars}, storage=str(out / "bench.journal"),
                         study_prefix=f"bench-{case.get('studies', name)}", strategy="adaptive", progress=say)
-    measure = _Measured(runner, out / "measured.json")
+    # one cache per runner (cases sharing studies share it): a key names no model
+    measure = _Measured(runner, out / f"measured-{case.get('studies', name)}.json")
     rows = []
     for res in report.results:
         rows.append(plain_row(res, measure))
@@ -336,9 +337,10 @@ def targets(result: dict) -> str:
     return "\n".join(out)
 
 
-def markdown(results: list[dict], command: str, started: str) -> str:
+def markdown(results: list[dict], command: str, started: str, last: str = "") -> str:
     lines = ["# LR transfer side by side", "",
-             f"Produced by `{command}` on {started} ({machine()}). Method: scripts/bench_transfer.py's docstring. "
+             f"Produced by `{command}` on {started} ({machine()}). {last} "
+             "Method: scripts/bench_transfer.py's docstring. "
              "Drift: octaves of optimal LR per width doubling (for +fit rows: what is left after the fitted "
              "correction). Regret: loss at the largest width with the transferred LR, relative to the best "
              "loss on the grid there. Seed noise at one width is of the order of the smallest regrets "
@@ -372,6 +374,16 @@ def markdown(results: list[dict], command: str, started: str) -> str:
     return "\n".join(lines)
 
 
+def _run_group(names: list[str], cases: dict[str, dict], out: Path, seeds: list[int], progress: bool) -> None:
+    """Run ``names`` in order, each model's JSON written atomically (parallel jobs and crashes keep the rest)."""
+    torch.set_num_threads(1)
+    for name in names:
+        result = run_case(name, cases[name], out, seeds, progress)
+        tmp = out / f"{name}.json.tmp"
+        tmp.write_text(json.dumps(result, indent=1, default=float))
+        tmp.replace(out / f"{name}.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CI smoke: small widths, few steps, 2 seeds")
@@ -379,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seeds", type=int, default=None, help="seeds per point (default 3, --quick 2)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="models trained at once, one process each (cases sharing studies run in one; default 1)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cases = QUICK if args.quick else CASES
@@ -387,15 +401,26 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds or (2 if args.quick else 3)))
     names = [n for n in (args.only or list(cases)) if n in cases]
     started = datetime.date.today().isoformat()
+    t0 = time.perf_counter()
+    # cases sharing studies run one after the other in one process (the later one reuses the runs)
+    groups: dict[str, list[str]] = {}
     for name in names:
-        result = run_case(name, cases[name], out, seeds, not args.quiet)
-        # one file per model, written atomically: parallel invocations (--only) and crashes keep the rest
-        tmp = out / f"{name}.json.tmp"
-        tmp.write_text(json.dumps(result, indent=1, default=float))
-        tmp.replace(out / f"{name}.json")
+        groups.setdefault(cases[name].get("studies", name), []).append(name)
+    if args.jobs > 1 and len(groups) > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            for f in [pool.submit(_run_group, g, cases, out, seeds, not args.quiet) for g in groups.values()]:
+                f.result()
+    else:
+        for g in groups.values():
+            _run_group(g, cases, out, seeds, not args.quiet)
+    wall = time.perf_counter() - t0
     done = [json.loads((out / f"{n}.json").read_text()) for n in cases if (out / f"{n}.json").exists()]
     command = "python scripts/bench_transfer.py" + (" --quick" if args.quick else "")
-    (out / "results.md").write_text(markdown(done, command, started))
+    last = f"Last invocation: {', '.join(names)} with --jobs {args.jobs}, {wall / 60:.1f} min wall."
+    (out / "results.md").write_text(markdown(done, command, started, last))
     print((out / "results.md").read_text())
     return 0
 

@@ -14,15 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _script(name: str, out: Path) -> str:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / name), "--quick", "--out", str(out)],
+def _script(name: str, out: Path, *extra: str) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / name), "--quick", "--out", str(out), *extra],
                           capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
 def test_bench_transfer_quick(tmp_path: Path) -> None:
-    _script("bench_transfer.py", tmp_path)
+    _script("bench_transfer.py", tmp_path, "--jobs", "2")  # the two models in two processes
     md = (tmp_path / "results.md").read_text()
     for case in ("mlp", "resglu"):
         data = json.loads((tmp_path / f"{case}.json").read_text())
@@ -40,7 +40,7 @@ def test_bench_transfer_quick(tmp_path: Path) -> None:
         assert abs(rows["mup_package"]["drift"]["slope"]) < 0.5 * abs(rows["sp"]["drift"]["slope"])
         png = (tmp_path / f"{case}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-        assert f"## {case}:" in md
+        assert f"## {case}:" in md and (tmp_path / f"measured-{case}.json").exists()
     assert data["runs_trained"] < data["grid_runs"]
 
 
