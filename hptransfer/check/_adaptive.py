@@ -3,19 +3,23 @@
 The full grid trains every (width, seed, value) point, most of them far from the optimum, where
 they only show that the loss is high. The adaptive sweep trains, per (parametrization, width),
 only the points the analysis reads, in rounds on the same grid (so its runs are grid points,
-stored in the same studies, and a later full-grid check reuses them). It **explores on one seed**
-(the lead seed, the first) and runs the other seeds only where the analysis reads, or where they
-could overturn the lead seed's choice (:func:`plan_round`):
+stored in the same studies, and a later full-grid check reuses them). At the first width it
+**explores on one seed** (the lead seed, the first) and runs the other seeds only where the analysis
+reads, or where they could overturn the lead seed's choice (:func:`plan_round`); later widths walk
+on every seed (below):
 
 0. **survey** (lead seed) the first (smallest, cheapest) width every two octaves over the whole
    grid, plus its top edge (unless within an octave of the last survey point) and the given start
    (e.g. the tuned LR): LR landscapes can have two valleys (measured on the GPT char-LM: two minima
    two octaves apart at width 32), and a bracket from one start point would settle in whichever it
    meets first; later widths start at the previous width's optimum and its two neighbours;
-1. **walk** (lead seed) one grid step at a time towards lower loss until the best point has both
-   neighbours (or the grid edge, which the verdict then reports as "grid too narrow" as the full
-   grid would). The curve walked is the seed-mean with the seeds a point lacks :func:`impute`-d,
-   i.e. the lead seed's ranking until points run at every seed overrule it;
+1. **walk** one grid step at a time towards lower loss until the best point has both neighbours
+   (or the grid edge, which the verdict then reports as "grid too narrow" as the full grid would):
+   on the lead seed at the first width, whose survey has shown every valley; on every seed at later
+   widths, which have no survey (walked on one seed, the quick ResGLU benchmark under SP climbed
+   into a shallower second valley at width 128 that the seed mean walked away from:
+   tests/check/data). The curve walked is the seed-mean with the seeds a point lacks
+   :func:`impute`-d, i.e. the lead seed's ranking until points run at every seed overrule it;
 2. **complete** at every seed: the points the bootstrap reads -- for every draw of the seeds with
    replacement (the bootstrap's replicates of this width), the argmin of its seed-mean curve and
    both neighbours (:func:`replicate_window`); the bottom of every valley the lead seed saw
@@ -325,6 +329,11 @@ class _Rounds:
             if not idx or (idx, lead) == last:  # done, or the same points again (their runs raised)
                 return self._partial(data)
             last = (idx, lead)
+            # Only the first width explores on the lead seed: its survey spans the grid, so every valley's
+            # bottom is seen and then run at every seed. A later width has no survey; walked on one seed
+            # it can climb into a second, shallower valley the other seeds would have walked away from
+            # (seen on the quick ResGLU benchmark under SP: width 128 settled at log2 lr -7 instead of -9.4).
+            lead = lead and survey
             seeds = sub.seeds[:1] if lead else sub.seeds
             may_stop = prunable(idx, curve, refine=self.refine, anchors=anchors)
             values = ", ".join(f"{sub.values[i]:.3g}" for i in idx)

@@ -273,3 +273,39 @@ def test_after_its_survey_the_first_width_walks_on_the_lead_seed_then_completes_
     # survey every two octaves; then one grid step at a time (not an octave bracket) from its best
     # point; then the second seed on the three points the vertex reads
     assert rounds == [([0, 4, 8, 12], True), ([3, 5], True), ([6], True), ([4, 5, 6], False)]
+
+
+def test_on_a_measured_landscape_where_the_seeds_disagree_the_adaptive_optima_are_the_grids() -> None:
+    # The quick ResGLU benchmark under SP (tests/check/data): at width 128 the lead seed alone
+    # slopes up towards a second valley near log2 lr -7 while the seed mean slopes down to -9.35.
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "data" / "resglu_sp_quick_grid.json").read_text())
+    lo, hi, step = data["log2_lr"]
+    xs = [lo + k * step for k in range(round((hi - lo) / step) + 1)]
+    table = {(w, s, round(2 * x)): data["losses"][i][j][s] for i, w in enumerate(data["widths"])
+             for j, x in enumerate(xs) for s in data["seeds"]}
+
+    @dataclass
+    class Table:
+        calls: int = 0
+        penalty: float = math.log(10)
+
+        def fingerprint(self) -> str:
+            return "resglu-sp-quick"
+
+        def __call__(self, parametrization, width, seed, hps):
+            self.calls += 1
+            v = table[(width, seed, round(2 * math.log2(hps["lr"])))]
+            return TrainResult(val_loss=math.inf if v is None or v > 1e8 else v, diverged=v is None or v > 1e8,
+                               steps=60)
+
+    kw = {"widths": data["widths"], "grid": {"lr": [2.0 ** x for x in xs]}, "seeds": data["seeds"],
+          "parametrizations": ["sp"], "expect": {"sp": "any"}}
+    full = bowl_check(Table(), **kw)
+    cheap_runner = Table()
+    cheap = bowl_check(cheap_runner, strategy="adaptive", start=2.0 ** -7, **kw)
+    assert [round(o.x, 2) for o in full.results[0].optima] == [-7.0, -8.01, -9.35, -10.5]
+    assert [o.x for o in cheap.results[0].optima] == [o.x for o in full.results[0].optima]
+    assert cheap_runner.calls < 0.5 * full.config["grid_runs"]
