@@ -389,6 +389,7 @@ class CheckSpec:
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),
-        doc="`grid` (default): train every grid point. `adaptive`: per width, find the optimum on the first seed "
-            "(from the tuned LR, then the previous width's optimum) and run every seed only on the points the "
-            "analysis reads, stopping hopeless runs early (`prune`); in one process (docs/verification.md).")
+        doc="`grid` (default): train every grid point. `adaptive`: survey the first width on the first seed (and "
+            "the tuned LR), walk each width to its optimum from the previous one's and run every seed only on the "
+            "points the analysis reads, stopping hopeless runs early (`prune`); in one process "
+            "(docs/verification.md).")
