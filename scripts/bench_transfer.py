@@ -374,6 +374,16 @@ def markdown(results: list[dict], command: str, started: str, last: str = "") ->
     return "\n".join(lines)
 
 
+def _flops(case: dict) -> float:
+    """A case's training FLOPs per seed and LR, summed over widths and parametrizations (to order jobs)."""
+    from hptransfer.training import model_cost
+
+    recipe = load_recipe(ROOT / case["recipe"], case["set"])
+    per_width = sum(model_cost(recipe.at(w, steps=case["steps"], batch_size=case["batch"]))["flops"]
+                    for w in case["widths"])
+    return per_width * (len(case.get("pars", PARS)) + len(case.get("variants", {})))
+
+
 def _run_group(names: list[str], cases: dict[str, dict], out: Path, seeds: list[int], progress: bool) -> None:
     """Run ``names`` in order, each model's JSON written atomically (parallel jobs and crashes keep the rest)."""
     torch.set_num_threads(1)
@@ -410,8 +420,10 @@ def main(argv: list[str] | None = None) -> int:
         import concurrent.futures as cf
         import multiprocessing as mp
 
+        # the costliest group first, so that the last one to start is a short one
+        order = sorted(groups.values(), key=lambda g: -sum(_flops(cases[n]) for n in g))
         with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            for f in [pool.submit(_run_group, g, cases, out, seeds, not args.quiet) for g in groups.values()]:
+            for f in [pool.submit(_run_group, g, cases, out, seeds, not args.quiet) for g in order]:
                 f.result()
     else:
         for g in groups.values():
