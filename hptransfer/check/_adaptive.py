@@ -172,10 +172,13 @@ def valley_bottoms(curve: np.ndarray) -> list[int]:
 def plan_round(losses: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
                survey: bool = False, pruned: np.ndarray | None = None) -> tuple[list[int], bool]:
     """``(grid indices, lead seed only)`` to run next on one width's ``losses[g, s]`` (NaN: not run);
-    no indices: the width is done. **Explore** on the lead seed (``losses[:, 0]``) alone: the survey
-    (every ``2 stride`` grid steps) or the first bracket (``stride`` either side of ``start``), then
-    one grid step at a time downhill until the best point has both neighbours (a point far from the
-    valley is told apart by one seed). The curve explored is the seed-mean with the seeds a point
+    no indices: the width is done. **Explore**: the survey (every ``2 stride`` grid steps) or the first
+    bracket (``stride`` either side of ``start``), then one grid step at a time downhill until the best
+    point has both neighbours. A ``survey`` width explores on the lead seed (``losses[:, 0]``) alone:
+    its survey spans the grid, so every valley's bottom is seen and then run at every seed. A width
+    without one explores on every seed: walked on one seed it can climb into a second, shallower
+    valley the other seeds walk away from (the quick ResGLU benchmark under SP: width 128 settled
+    at log2 lr -7 instead of -9.35; tests/check/data). The curve explored is the seed-mean with the seeds a point
     lacks :func:`impute`-d: the lead seed's ranking until points run at every seed overrule it.
     Then **complete** at every seed the points the analysis reads (:func:`replicate_window`, the
     ``anchors``), the bottom of every valley the exploration saw (:func:`valley_bottoms`) and the
@@ -191,7 +194,7 @@ def plan_round(losses: np.ndarray, *, start: int, stride: int, refine: int, anch
     idx = next_points(curve, start=start, stride=stride if first else 1, refine=refine, survey=survey and first,
                       pruned=stopped, window=[best - 1, best, best + 1])
     if idx:
-        return idx, True
+        return idx, survey
     read = set(replicate_window(losses)) | set(anchors) | set(contenders(losses)) | set(valley_bottoms(curve))
     return sorted(g for g in read if 0 <= g < n and (np.isnan(losses[g]).any() or stopped[g])), False
 
@@ -329,11 +332,6 @@ class _Rounds:
             if not idx or (idx, lead) == last:  # done, or the same points again (their runs raised)
                 return self._partial(data)
             last = (idx, lead)
-            # Only the first width explores on the lead seed: its survey spans the grid, so every valley's
-            # bottom is seen and then run at every seed. A later width has no survey; walked on one seed
-            # it can climb into a second, shallower valley the other seeds would have walked away from
-            # (seen on the quick ResGLU benchmark under SP: width 128 settled at log2 lr -7 instead of -9.4).
-            lead = lead and survey
             seeds = sub.seeds[:1] if lead else sub.seeds
             may_stop = prunable(idx, curve, refine=self.refine, anchors=anchors)
             values = ", ".join(f"{sub.values[i]:.3g}" for i in idx)
