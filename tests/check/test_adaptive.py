@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,28 +234,35 @@ def test_valley_bottoms_are_the_run_points_below_their_run_neighbours() -> None:
 
 
 @dataclass
-class TwoValleys:
-    """Two valleys at log2 lr -12 and -8 at every width (no drift); seed 0 finds -8 deeper by 0.02,
-    seed 1 finds -12 deeper by 0.06, so their mean (the grid's optimum) sits at -12."""
+class LossRunner:
+    """A check runner whose final loss is ``loss(width, seed, log2 lr)`` (None: diverged)."""
 
+    loss: Callable[[int, int, float], float | None]
+    name: str
     calls: int = 0
     penalty: float = math.log(10)
 
     def fingerprint(self) -> str:
-        return "two-valleys"
+        return self.name
 
     def __call__(self, parametrization, width, seed, hps):
         self.calls += 1
-        x = math.log2(hps["lr"])
-        low, high = (0.02, 0.0) if seed == 0 else (0.0, 0.06)
-        loss = 1.0 - 0.01 * math.log2(width) + min(0.05 * (x + 12) ** 2 + low, 0.05 * (x + 8) ** 2 + high)
-        return TrainResult(val_loss=float(loss), steps=10, seconds=0.001)
+        v = self.loss(width, seed, math.log2(hps["lr"]))
+        return TrainResult(val_loss=math.inf if v is None else float(v), diverged=v is None, steps=10,
+                           seconds=0.001)
+
+
+def two_valleys(width: int, seed: int, x: float) -> float:
+    """Two valleys at log2 lr -12 and -8 at every width (no drift); seed 0 finds -8 deeper by 0.02,
+    seed 1 finds -12 deeper by 0.06, so their mean (the grid's optimum) sits at -12."""
+    low, high = (0.02, 0.0) if seed == 0 else (0.0, 0.06)
+    return 1.0 - 0.01 * math.log2(width) + min(0.05 * (x + 12) ** 2 + low, 0.05 * (x + 8) ** 2 + high)
 
 
 def test_a_valley_the_lead_seed_ranks_second_is_still_decided_by_every_seed() -> None:
     kw = {"parametrizations": ["mup"], "expect": {"mup": "any"}}
-    full = bowl_check(TwoValleys(), **kw)
-    cheap = bowl_check(TwoValleys(), strategy="adaptive", start=2.0 ** -8, **kw)
+    full = bowl_check(LossRunner(two_valleys, "two-valleys"), **kw)
+    cheap = bowl_check(LossRunner(two_valleys, "two-valleys"), strategy="adaptive", start=2.0 ** -8, **kw)
     assert [round(o.x, 2) for o in full.results[0].optima] == [-12.0] * 4
     assert [o.x for o in cheap.results[0].optima] == [o.x for o in full.results[0].optima]
 
@@ -287,24 +295,14 @@ def test_on_a_measured_landscape_where_the_seeds_disagree_the_adaptive_optima_ar
     table = {(w, s, round(2 * x)): data["losses"][i][j][s] for i, w in enumerate(data["widths"])
              for j, x in enumerate(xs) for s in data["seeds"]}
 
-    @dataclass
-    class Table:
-        calls: int = 0
-        penalty: float = math.log(10)
-
-        def fingerprint(self) -> str:
-            return "resglu-sp-quick"
-
-        def __call__(self, parametrization, width, seed, hps):
-            self.calls += 1
-            v = table[(width, seed, round(2 * math.log2(hps["lr"])))]
-            return TrainResult(val_loss=math.inf if v is None or v > 1e8 else v, diverged=v is None or v > 1e8,
-                               steps=60)
+    def measured(width: int, seed: int, x: float) -> float | None:
+        v = table[(width, seed, round(2 * x))]
+        return None if v is None or v > 1e8 else v
 
     kw = {"widths": data["widths"], "grid": {"lr": [2.0 ** x for x in xs]}, "seeds": data["seeds"],
           "parametrizations": ["sp"], "expect": {"sp": "any"}}
-    full = bowl_check(Table(), **kw)
-    cheap_runner = Table()
+    full = bowl_check(LossRunner(measured, "resglu-sp-quick"), **kw)
+    cheap_runner = LossRunner(measured, "resglu-sp-quick")
     cheap = bowl_check(cheap_runner, strategy="adaptive", start=2.0 ** -7, **kw)
     assert [round(o.x, 2) for o in full.results[0].optima] == [-7.0, -8.01, -9.35, -10.5]
     assert [o.x for o in cheap.results[0].optima] == [o.x for o in full.results[0].optima]
