@@ -6,6 +6,11 @@
   registered ``tril`` buffer) and ``targets.view(-1)`` in the loss.
 * :class:`ForwardMaskLM`: a byte LM that builds its causal mask in ``forward`` with
   ``torch.ones(T, T)`` (no ``device=``) and checks it with ``.item()`` and ``torch.equal``.
+* :class:`TutorialLM`: the model of PyTorch's "Language Modeling with nn.Transformer" tutorial:
+  ``embedding(src) * math.sqrt(d_model)``, a sinusoidal positional-encoding buffer, post-norm
+  ``nn.TransformerEncoder`` and a linear decoder, uniform(-0.1, 0.1) init (batch first here).
+* :class:`ScaledEmbedding`: an embedding that multiplies its own output by a ``sqrt(dim)`` buffer, as
+  Gemma's ``GemmaTextScaledWordEmbedding`` does.
 
 Shared by several test modules (no test module imports another).
 """
@@ -158,3 +163,52 @@ def torch_transformer(width: int) -> nn.Transformer:
     """torch's encoder-decoder ``nn.Transformer`` (batch first, 2 heads: the head dim grows)."""
     return nn.Transformer(d_model=width, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
                           dim_feedforward=2 * width, dropout=0.0, batch_first=True)
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal positions added to the input (Vaswani et al. 2017), as the tutorial's."""
+
+    def __init__(self, d_model: int, max_len: int = 256):
+        super().__init__()
+        position = torch.arange(max_len).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(1, max_len, d_model)
+        pe[0, :, 0::2] = torch.sin(position * div_term)
+        pe[0, :, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[:, : x.size(1)]
+
+
+class TutorialLM(nn.Module):
+    """PyTorch's nn.Transformer language-modelling tutorial model (see the module docstring)."""
+
+    def __init__(self, width: int, vocab: int = 256, heads: int = 2, layers: int = 2):
+        super().__init__()
+        self.d_model = width
+        self.embedding = nn.Embedding(vocab, width)
+        self.pos_encoder = PositionalEncoding(width)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True)
+        self.transformer_encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.linear = nn.Linear(width, vocab)
+        self.embedding.weight.data.uniform_(-0.1, 0.1)
+        self.linear.bias.data.zero_()
+        self.linear.weight.data.uniform_(-0.1, 0.1)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        src = self.embedding(src) * math.sqrt(self.d_model)
+        src = self.pos_encoder(src)
+        mask = nn.Transformer.generate_square_subsequent_mask(src.size(1), device=src.device)
+        return self.linear(self.transformer_encoder(src, mask, is_causal=True))
+
+
+class ScaledEmbedding(nn.Embedding):
+    """An embedding scaled by a ``sqrt(dim)`` buffer inside its own forward (Gemma's)."""
+
+    def __init__(self, vocab: int, dim: int):
+        super().__init__(vocab, dim)
+        self.register_buffer("embed_scale", torch.tensor(dim**0.5), persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return super().forward(idx) * self.embed_scale.to(self.weight.dtype)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..parametrization import AttentionTracer, module_stack
+from ..parametrization import AttentionTracer, module_stack, unwrap
 
 #: Name under which the root module's (the whole model's) output is recorded.
 ROOT_NAME = "(model)"
@@ -32,6 +32,13 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
     """
     outs: dict[str, Tensor] = {}
     calls: dict[str, int] = {}
+    # A module whose output hptransfer multiplies to hold a width-dependent constant of the forward
+    # at its base value is measured as its own output (before that multiplier): the product,
+    # which later modules see, is width-stable, and so is the module itself. So is any enclosing
+    # module that returns that very tensor (T5's decoder, whose last dropout is held).
+    table = getattr(unwrap(model), "_hptransfer_table", None)
+    own = {m.module or ROOT_NAME: m.multiplier for m in getattr(table, "module_scalings", []) if m.kind == "constant"}
+    held: dict[int, tuple[Tensor, float]] = {}
 
     def hook_for(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -42,7 +49,13 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
             calls[name] = n
             # A module used several times per forward (a shared activation) gets one entry per
             # call: its calls see different inputs and must not be averaged together.
-            outs[name if n == 1 else f"{name}#{n}"] = t.detach().float().clone()
+            mult = own.get(name)
+            if mult is not None:
+                held[id(t)] = (t, mult)
+            else:
+                same = held.get(id(t))
+                mult = same[1] if same is not None and same[0] is t else 1.0
+            outs[name if n == 1 else f"{name}#{n}"] = t.detach().float() / mult
 
         return hook
 

@@ -28,6 +28,7 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "mistral": ("hidden_size", "intermediate_size", "head_dim"),
     "qwen2": ("hidden_size", "intermediate_size", "head_dim"),
     "qwen3": ("hidden_size", "intermediate_size", "head_dim"),
+    "gemma": ("hidden_size", "intermediate_size", "head_dim"),
     "bert": ("hidden_size", "intermediate_size"),
     "vit": ("hidden_size", "intermediate_size"),
     "t5": ("d_model", "d_ff", "d_kv"),

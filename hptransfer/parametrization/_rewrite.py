@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import ParametrizationError
 from . import _attention
 from ._checks import check_depths, check_widths
+from ._constants import scale_width_constants
 from ._depth import AtDepth, setup_depth
 from ._init_law import measure_init_laws, rescale_init
 from ._rules import Parametrization, get_parametrization
@@ -133,8 +134,12 @@ def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: t
                     branches=options["branches"], example_input=example_input)
     rescale_init(model, table, rule)
     _readout_multipliers(table, rule, readout_modules, options["output_mult"])
+    if example_input is not None:
+        scale_width_constants(model, table, rule, fac, example_input)
     if options["attention"] == "auto":
         _setup_attention(model, base, table, rule, fac, example_input)
+    elif example_input is None and width != base_width:
+        model.register_forward_pre_hook(_LazyTrace(fac, rule, attention=False), with_kwargs=True)
     return attach_table(model, table)
 
 
@@ -180,7 +185,7 @@ def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
         module = _submodule(model, ms.module)
         if ms.kind == "input":
             handles.append(module.register_forward_pre_hook(_ScaleInput(ms.multiplier)))
-        else:
+        else:  # "output", "constant"
             handles.append(module.register_forward_hook(_ScaleOutput(ms.multiplier)))
     model.__dict__[_HOOK_ATTR] = handles
     by_module = _attention_by_module(table)
@@ -218,6 +223,10 @@ class _ScaleOutput:
     def __call__(self, module: nn.Module, args: tuple, output: Any) -> Any:
         if isinstance(output, tuple):  # (hidden, extras...) as Hugging Face attention returns: scale hidden
             return (output[0] * self.mult, *output[1:])
+        if isinstance(output, Mapping):  # a ModelOutput: its first field (last_hidden_state)
+            key = next(iter(output))
+            output[key] = output[key] * self.mult
+            return output
         return output * self.mult
 
 
@@ -257,23 +266,24 @@ def _setup_attention(
     if example_input is not None:
         scale_traced_attention(model, table, rule, factory, example_input)
     elif not (table.width == table.base_width and attn_mult == 1.0):
-        model.register_forward_pre_hook(_LazySdpaTrace(factory, rule), with_kwargs=True)
+        model.register_forward_pre_hook(_LazyTrace(factory, rule), with_kwargs=True)
 
 
 def attention_trace_pending(model: nn.Module) -> bool:
     """True while ``model`` waits for its first forward call to trace attention (no ``example_input``)."""
     hooks = unwrap(model)._forward_pre_hooks.values()
-    return any(isinstance(h, _LazySdpaTrace) and not h.done for h in hooks)
+    return any(isinstance(h, _LazyTrace) and not h.done for h in hooks)
 
 
-class _LazySdpaTrace:
-    """Root pre-hook: on the first forward, trace SDPA head sizes with the real input's shapes
-    and install the attention scaling; afterwards it only checks a flag (traceable by
-    ``torch.compile`` without a graph break)."""
+class _LazyTrace:
+    """Root pre-hook: on the first forward, trace SDPA head sizes (``attention``) and
+    width-dependent constants (``_constants``) with the real input's shapes and install their
+    scaling; afterwards it only checks a flag (traceable by ``torch.compile`` without a graph break)."""
 
-    def __init__(self, factory: Callable[..., nn.Module], rule: Parametrization):
+    def __init__(self, factory: Callable[..., nn.Module], rule: Parametrization, attention: bool = True):
         self.factory = factory
         self.rule = rule
+        self.attention = attention
         self.done = False
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -294,7 +304,13 @@ class _LazySdpaTrace:
                 "example_input= to parametrize()."
             )
         table = getattr(module, _TABLE_ATTR)
-        scale_traced_attention(module, table, self.rule, self.factory, dict(kwargs) if kwargs else tuple(args))
+        inputs = dict(kwargs) if kwargs else tuple(args)
+        # Traced without hptransfer's own multipliers, which are constants that differ with width too.
+        for h in module.__dict__.pop(_HOOK_ATTR, []):
+            h.remove()
+        scale_width_constants(module, table, self.rule, self.factory, inputs)
+        if self.attention:
+            scale_traced_attention(module, table, self.rule, self.factory, inputs)
         attach_table(module, table)
         root_enter = module.__dict__["_hptransfer_enters"].get("")
         if root_enter is not None:  # the root computes attention itself: activate for this call too

@@ -106,6 +106,12 @@ class Parametrization(ABC):
             own_ratio = 1.0
         return self.attention_factor(head_dim, base_head_dim, attn_mult) * own_ratio
 
+    def constant_factor(self, ratio: float) -> float:
+        """Output multiplier for a module whose output the forward multiplies by a constant that is
+        ``ratio`` times its base-width value (``embedding(x) * sqrt(d_model)``: ``ratio = sqrt(d/d_base)``;
+        see ``_constants``). Default 1: the model as written (SP)."""
+        return 1.0
+
     def init_correction(self, info: ParamInfo) -> float:
         """Factor applied to the factory's draw *before* :meth:`init_scale` / :meth:`bias_scale`.
 
@@ -265,6 +271,12 @@ class MuP(Parametrization):
 
     def attention_factor(self, head_dim: int, base_head_dim: int, attn_mult: float) -> float:
         return attn_mult * math.sqrt(base_head_dim / head_dim)
+
+    def constant_factor(self, ratio: float) -> float:
+        # The rules hold for each layer's own output; a width-dependent constant on top of it is
+        # held at its base-width value, where the model is the user's (a fixed multiplier is a
+        # reparametrization the rules leave alone).
+        return 1.0 / ratio
 
     def init_correction(self, info: ParamInfo) -> float:
         # μP's init rules are relative to the SP draw (Table 8); a constant-std factory draw

@@ -98,11 +98,13 @@ class ModuleScaling:
     """A forward multiplier applied to a module by hook (not stored on tensors).
 
     ``kind``: ``"input"`` multiplies the module's first positional input (readout
-    multiplier, as ``mup.MuReadout`` does), ``"output"`` multiplies its output.
+    multiplier, as ``mup.MuReadout`` does), ``"output"`` multiplies its output, ``"constant"``
+    multiplies its output to hold a width-dependent constant by which the caller multiplies it at its
+    base-width value (``_constants``; the coordinate check measures the module's output before it).
     """
 
     module: str
-    kind: Literal["input", "output"]
+    kind: Literal["input", "output", "constant"]
     multiplier: float
     reason: str
 

@@ -50,9 +50,19 @@ def vit_config():
                                   attention_probs_dropout_prob=0.0)
 
 
+def gemma_config():
+    # Gemma multiplies its embeddings by sqrt(hidden_size) (held at the base value under μP: _constants)
+    c = transformers.GemmaConfig(hidden_size=64, intermediate_size=128, head_dim=16, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
+                                 max_position_embeddings=16, **SPECIAL)
+    c._attn_implementation = "sdpa"
+    return c
+
+
 MODELS = {
     "gpt2": (transformers.GPT2LMHeadModel, gpt2_config, X),
     "llama": (transformers.LlamaForCausalLM, llama_config, X),
+    "gemma": (transformers.GemmaForCausalLM, gemma_config, X),
     "bert": (transformers.BertForMaskedLM, bert_config, X),
     "vit": (transformers.ViTForImageClassification, vit_config, torch.randn(2, 3, 8, 8)),
 }
@@ -77,7 +87,11 @@ def test_default_options_exact_at_base_width_and_one_over_m_hidden_lr(name):
     assert hidden and {table.params[n].init_class for n in hidden} == {"constant"}  # HF's N(0, 0.02^2)
     lrs = {n: g["lr"] for g in hpt.param_groups(wide, lr=1.0) for n in g["param_names"]}
     assert all(lrs[n] == pytest.approx(1 / 4) for n in hidden)
-    assert table.attention and all(f == {32 if name == "llama" else 64: 0.5} for f in table.attention.values())
+    assert table.attention and all(f == {32 if name in ("llama", "gemma") else 64: 0.5}
+                                   for f in table.attention.values())
+    # only Gemma's forward multiplies a module output by a width-dependent constant (its sqrt(d) embed_scale)
+    held = [(m.module, m.kind, m.multiplier) for m in table.module_scalings if "constant" in m.reason]
+    assert held == ([("model.embed_tokens", "output", 0.5)] if name == "gemma" else [])
 
 
 def test_llama_width_fields_scale_ffn_and_head_dim_not_heads():
@@ -97,7 +111,7 @@ def _coord(cls, config, parametrization):
 
 
 @pytest.mark.slow  # 15-40 s each on 2 cores
-@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "gemma"])
 @pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
 def test_coord_check_default_options(name, parametrization, passes):
     cls, config, _ = MODELS[name]
@@ -242,6 +256,19 @@ def test_t5_coord_check_passes_under_mup_and_fails_under_sp(parametrization, pas
     result = hpt.coord_check(factory, widths=(32, 64, 128), parametrization=parametrization, batch_fn=_t5_batch,
                              loss_fn=_t5_loss, seeds=(0,))
     assert result.passed is passes, result.failing[:3]
+
+
+def test_original_t5_decoder_output_rescale_is_held_at_the_base_value():
+    # Original T5 multiplies the decoder output by d_model^-0.5 before its tied lm_head. Left to shrink
+    # with width, the logits fell an extra 1/sqrt(m) and their updates vanished (lm_head update slope
+    # -0.94 at step 1: the check failed); held at the base value, the logits scale as T5 v1.1's.
+    factory = hf.config_factory(transformers.T5ForConditionalGeneration, t5_config(scale_decoder_outputs=True))
+    ex = {"input_ids": X[:, :8] % 64, "decoder_input_ids": X[:, 8:] % 64}
+    table = hpt.scaling_table(hpt.parametrize(factory, width=64, base_width=32, example_input=ex))
+    held = [(m.module, m.kind, m.multiplier) for m in table.module_scalings if "constant" in m.reason]
+    assert held == [("decoder", "constant", pytest.approx(math.sqrt(2)))]
+    result = hpt.coord_check(factory, widths=(32, 64, 128), batch_fn=_t5_batch, loss_fn=_t5_loss, seeds=(0, 1))
+    assert result.passed, result.failing[:3]
 
 
 def test_save_and_load_keep_the_table(tmp_path):
