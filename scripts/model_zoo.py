@@ -67,6 +67,12 @@ def hf_models() -> dict[str, tuple[Callable[[int], torch.nn.Module], str]]:
     gemma = transformers.GemmaConfig(hidden_size=64, intermediate_size=128, head_dim=16, num_hidden_layers=2,
                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
                                      max_position_embeddings=16, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    moe = {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+           "num_experts_per_tok": 2, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 0,
+           "pad_token_id": 0}
+    mixtral = transformers.MixtralConfig(hidden_size=64, intermediate_size=128, num_local_experts=4, **moe)
+    qwen2_moe = transformers.Qwen2MoeConfig(hidden_size=64, intermediate_size=128, moe_intermediate_size=64,
+                                            shared_expert_intermediate_size=128, num_experts=4, **moe)
     vit = transformers.ViTConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
                                  image_size=8, patch_size=4, num_channels=3, num_labels=10, **drop)
     return {
@@ -75,6 +81,10 @@ def hf_models() -> dict[str, tuple[Callable[[int], torch.nn.Module], str]]:
         "HF Llama (GQA, SwiGLU)": (hf.config_factory(transformers.LlamaForCausalLM, llama), "charlm"),
         "HF Gemma (embeddings x sqrt(hidden_size))": (hf.config_factory(transformers.GemmaForCausalLM, gemma),
                                                       "charlm"),
+        "HF Mixtral (MoE: fused experts, raw router)": (hf.config_factory(transformers.MixtralForCausalLM, mixtral),
+                                                        "charlm"),
+        "HF Qwen2-MoE (MoE: shared-expert gate)": (hf.config_factory(transformers.Qwen2MoeForCausalLM, qwen2_moe),
+                                                   "charlm"),
         "HF BERT (masked LM head)": (hf.config_factory(transformers.BertForMaskedLM, bert), "charlm"),
         "HF ViT (classifier)": (hf.config_factory(transformers.ViTForImageClassification, vit), "images"),
     }

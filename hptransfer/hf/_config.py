@@ -29,6 +29,11 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "qwen2": ("hidden_size", "intermediate_size", "head_dim"),
     "qwen3": ("hidden_size", "intermediate_size", "head_dim"),
     "gemma": ("hidden_size", "intermediate_size", "head_dim"),
+    # mixtures of experts: fused 3-D expert weights (hidden in hptransfer's rules), routers read out in place
+    "mixtral": ("hidden_size", "intermediate_size", "head_dim"),
+    "qwen2_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size"),
+    "qwen3_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "head_dim"),
+    "olmoe": ("hidden_size", "intermediate_size"),
     "bert": ("hidden_size", "intermediate_size"),
     "vit": ("hidden_size", "intermediate_size"),
     "t5": ("d_model", "d_ff", "d_kv"),

@@ -41,7 +41,7 @@ from torch import nn
 
 from ..errors import ParametrizationError
 from ._rules import Parametrization
-from ._shapes import build, collect_usages, match_any
+from ._shapes import build, collect_usages, fan_axes, match_any
 from ._table import ParamInfo, ScalingTable
 
 __all__ = ["INIT_CLASSES", "measure_init_laws", "rescale_init", "layer_biases"]
@@ -166,7 +166,7 @@ def _references(
             if w_usage.fan_in_axis in w_info.width_axes:
                 out[name] = ((weight, w_usage.fan_in_axis), -0.5, w_info.fan_in_mult)
                 continue
-        fan_in_axis = usages[name][1][0].fan_in_axis
+        _, fan_in_axis = fan_axes(usages[name][1][0], info.width_axes)
         if len(info.shape) >= 2 and fan_in_axis in info.width_axes:
             out[name] = ((name, fan_in_axis), -0.5, info.shape[fan_in_axis] / info.base_shape[fan_in_axis])
         elif info.width_axes:

@@ -26,7 +26,7 @@ from ._rules import Parametrization, get_parametrization
 from ._shapes import build, collect_usages, infer_params
 from ._table import _TABLE_ATTR, ModuleScaling, ScalingTable, unwrap, warn_no_readout
 from ._trace import scale_traced_attention
-from ._usage import assign_raw_readouts
+from ._usage import assign_raw_readouts, returned_readout
 
 __all__ = ["parametrize", "attach_table", "attention_trace_pending"]
 
@@ -121,14 +121,21 @@ def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: t
         return model
     base = build(fac, base_width, meta=True, what="base")
     probe = build(fac, probe_width, meta=True, what="probe")
-    params, readout_modules = infer_params(model, base, probe, widths=widths, readout=options["readout"],
-                                           roles=options["roles"])
+    params, readout_modules = infer_params(
+        model, base, probe, widths=widths, readout=options["readout"], roles=options["roles"],
+        pick_readout=lambda modules: returned_readout(fac, model, width, modules, example_input))
     if not assign_raw_readouts(params, collect_usages(model), fac, model, width, options, example_input):
         warn_no_readout(params, options["readout"], readout_modules)
     for module, name in readout_modules.items():
         params[name] = replace(params[name], readout_module=params[name].readout_module or module)
     params = measure_init_laws(fac, model, params, base_width=base_width, probe_width=probe_width)
     table = ScalingTable(rule.name, width, base_width, params=params, options=options)
+    inner = [n for n, i in params.items() if i.role == "output" and not i.readout_module]
+    if inner and readout_modules:
+        table.notes.append(
+            f"{', '.join(inner)}: map the width to a fixed size inside the network (a router or a bottleneck; the "
+            f"readout is {', '.join(sorted(readout_modules))}): output weights read out in place (TP5 Table 3: init "
+            "x 1/sqrt(m), Adam LR x 1/m).")
     if depth is not None:
         setup_depth(table, rule, factory, base, depth=depth, base_depth=options["base_depth"],
                     branches=options["branches"], example_input=example_input)

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import FactoryError, ShapeInferenceError
 from ._table import ROLES, ParamInfo, Role
 
-__all__ = ["build", "width_role", "current_role", "Usage", "collect_usages", "infer_params", "match_any"]
+__all__ = ["build", "width_role", "current_role", "Usage", "collect_usages", "fan_axes", "infer_params", "match_any"]
 
 # Modules whose weight is (fan_out, fan_in, *kernel) -- torch's own convention, as used by
 # torch.nn.init._calculate_fan_in_and_fan_out.
@@ -147,6 +147,19 @@ def _axes(module: nn.Module, local: str, ndim: int) -> tuple[int | None, int | N
     return 0, 1, False
 
 
+def fan_axes(usage: Usage, width_axes: tuple[int, ...]) -> tuple[int | None, int | None]:
+    """``(fan_out_axis, fan_in_axis)`` of a parameter registered as ``usage`` that grows along
+    ``width_axes``. A raw tensor of a module hptransfer does not know whose two growing axes are not
+    the (0, 1) of a conv weight is a stack of matrices in PyTorch's (out, in) layout: Hugging Face's
+    fused MoE experts (``gate_up_proj``: experts x 2 intermediate x hidden), a batched einsum weight.
+    Under μP every matrix of the stack follows the hidden rules; when both axes grow in proportion (the
+    usual case) which of them is the fan-in does not change any multiplier."""
+    if (not usage.known and len(width_axes) == 2
+            and set(width_axes) != {usage.fan_out_axis, usage.fan_in_axis}):
+        return width_axes[0], width_axes[1]
+    return usage.fan_out_axis, usage.fan_in_axis
+
+
 def collect_usages(model: nn.Module) -> dict[str, tuple[nn.Parameter, list[Usage]]]:
     """Canonical parameter name -> (parameter, every module registration of that tensor)."""
     canonical: dict[int, str] = {}
@@ -194,11 +207,14 @@ def infer_params(
     widths: tuple[float, float, float],
     readout: Sequence[str] | None = None,
     roles: Mapping[str, str] | None = None,
+    pick_readout: Callable[[list[str]], str | None] | None = None,
 ) -> tuple[dict[str, ParamInfo], dict[str, str]]:
     """Give every parameter of ``model`` a role.
 
     ``base`` and ``probe`` are the same factory at the base width and at a different probe
-    width; ``widths`` is ``(width, base_width, probe_width)`` for messages.
+    width; ``widths`` is ``(width, base_width, probe_width)`` for messages. ``pick_readout``:
+    given the modules of several width -> fixed weights, the one that is the model's readout
+    (the others are routers or bottlenecks, output weights read out in place), or None.
 
     Returns ``(params, readout_modules)``: :class:`ParamInfo` by canonical name, and for every
     readout applied through a module the ``module path -> parameter name`` it reads out with.
@@ -223,7 +239,7 @@ def infer_params(
         usage_roles = {_usage_role(u, width_axes, len(shape)) for u in regs}
         if len(width_axes) == 2:
             u0 = regs[0]
-            if {u0.fan_in_axis, u0.fan_out_axis} != set(width_axes) and not match_any(name, list(roles)):
+            if set(fan_axes(u0, width_axes)) != set(width_axes) and not match_any(name, list(roles)):
                 raise ShapeInferenceError(
                     f"parameter {name!r} (shape {list(shape)}) grows along axes {list(width_axes)}, which are not "
                     f"its fan-in/fan-out axes ({u0.fan_out_axis}, {u0.fan_in_axis}) for {u0.module_type.__name__}. "
@@ -260,7 +276,7 @@ def infer_params(
     pinned = [n for n in output_candidates if match_any(n, list(roles))]
     candidates = [n for n in output_candidates if n not in pinned]
     readout_modules = {m: n for m, n in readout_modules.items() if n not in pinned}
-    readout_modules = _resolve_readouts(params, readout_modules, candidates, readout)
+    readout_modules = _resolve_readouts(params, readout_modules, candidates, readout, pick_readout)
     _override_roles(params, usages, roles)
     _check_something_scales(params, widths)
     return params, readout_modules
@@ -325,7 +341,8 @@ def _mults(
         return 1.0, ratio(0)
     if len(shape) >= 2 and len(width_axes) == 1 and role == "input" and not usage.known:
         return 1.0, ratio(width_axes[0])
-    return ratio(usage.fan_in_axis), ratio(usage.fan_out_axis)
+    fan_out_axis, fan_in_axis = fan_axes(usage, width_axes)
+    return ratio(fan_in_axis), ratio(fan_out_axis)
 
 
 def _resolve_readouts(
@@ -333,6 +350,7 @@ def _resolve_readouts(
     readout_modules: dict[str, str],
     candidates: list[str],
     readout: Sequence[str] | None,
+    pick_readout: Callable[[list[str]], str | None] | None = None,
 ) -> dict[str, str]:
     """Decide which fan-in-only weights are readouts; raise when it is ambiguous."""
     if readout is not None:
@@ -361,6 +379,13 @@ def _resolve_readouts(
                     f"(bottleneck, read out in place) or roles={{{name!r}: 'input'}}."
                 )
         return chosen
+    if len(candidates) > 1 and pick_readout is not None:
+        # The one whose output the model returns is the readout (hooked); the others keep the
+        # output role without a hook: read out in place (TP5 Table 3's output weights).
+        modules = [m for m, n in readout_modules.items() if n in candidates]
+        chosen = pick_readout(modules) if len(modules) == len(candidates) else None
+        if chosen is not None:
+            return {chosen: readout_modules[chosen]}
     if len(candidates) > 1:
         raise ShapeInferenceError(
             "ambiguous readout: several weights map width to a fixed size: "

@@ -31,7 +31,7 @@ from ._shapes import Usage, build, match_any
 from ._table import ParamInfo
 from ._trace import run_under
 
-__all__ = ["raw_candidates", "assign_raw_readouts"]
+__all__ = ["raw_candidates", "assign_raw_readouts", "returned_readout"]
 
 _MATMULS = {torch.matmul, Tensor.matmul, Tensor.__matmul__, Tensor.__rmatmul__, torch.mm, Tensor.mm}
 _LOOKUPS = {F.embedding, Tensor.__getitem__, torch.index_select, Tensor.index_select, torch.take_along_dim}
@@ -104,11 +104,19 @@ def assign_raw_readouts(params: dict[str, ParamInfo], usages: Mapping[str, tuple
     """Give a raw-tensor readout the output role (in place), or warn when it cannot be decided.
     Returns True when it warned about the model's readout (so no second warning is needed).
 
-    Skipped when the user named the readout or pinned a candidate's role, and when the model
-    already has an output-role parameter (a raw matmul there is a bottleneck, not the readout).
+    When the model already has its readout (an output-role parameter, or one the user named), a raw
+    tensor the forward multiplies by along its width axis maps the width to a fixed size inside the
+    network: a mixture-of-experts router (Hugging Face Mixtral's ``gate.weight``, experts x hidden,
+    applied with ``F.linear``) or a bottleneck. TP5 (arXiv:2203.03466, Table 3) gives every such
+    "output weight" the output rules, so it gets the output role in place too (init x 1/sqrt(m),
+    Adam LR x 1/m), with a note; left input-like, a router's logits grew as width^0.97 by the
+    fourth step of the coordinate check. Skipped for candidates whose role the user pinned.
     """
     candidates = [n for n in raw_candidates(params, usages) if not match_any(n, list(options["roles"]))]
-    if not candidates or options["readout"] is not None or any(i.role == "output" for i in params.values()):
+    if not candidates:
+        return False
+    if options["readout"] is not None or any(i.role == "output" for i in params.values()):
+        _inner_outputs(params, candidates, factory, model, width, example_input)
         return False
     fix = (f"Fix: name it, parametrize(..., readout={candidates[-1]!r}) (read out in place: init x 1/sqrt(m), "
            f"Adam LR x 1/m), or pin roles={{{candidates[-1]!r}: 'input'}} if it is a table")
@@ -132,6 +140,71 @@ def assign_raw_readouts(params: dict[str, ParamInfo], usages: Mapping[str, tuple
     elif len(readouts) > 1:
         _warn(f"several raw tensors are used as readouts (their width axis is contracted): {readouts}. {fix}.")
     return bool(tied) or len(readouts) > 1
+
+
+def _inner_outputs(params: dict[str, ParamInfo], candidates: list[str], factory: Callable[..., nn.Module],
+                   model: nn.Module, width: float, example_input: Any) -> None:
+    """Raw tensors used only as width -> fixed linear maps in a model that has its readout: the output
+    role in place (see :func:`assign_raw_readouts`); nothing without ``example_input`` (shapes cannot
+    tell such a map from a table of the same shape)."""
+    if example_input is None:
+        _warn(f"parameter(s) {candidates} are raw tensors with one width axis in a model that has its readout; "
+              "without example_input= hptransfer cannot see whether the forward multiplies by them along the width "
+              "(a router or bottleneck: an output weight, init x 1/sqrt(m) and Adam LR x 1/m) or indexes them (a "
+              f"table: input role, as given). Fix: pass example_input=, or pin roles={{{candidates[0]!r}: 'output'}}.")
+        return
+    uses = _uses(factory, model, width, {n: params[n].width_axes[0] for n in candidates}, example_input)
+    for name in candidates:
+        if uses.get(name) == {"readout"}:
+            info = params[name]
+            params[name] = replace(info, role="output", fan_in_mult=info.width_mult, fan_out_mult=1.0)
+
+
+class _Pass(TorchFunctionMode):
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        return func(*args, **(kwargs or {}))
+
+
+def _leaves(x: Any) -> list[Tensor]:
+    """The tensors in a model output: a tensor, tuples/lists, mappings (a ``ModelOutput``)."""
+    if isinstance(x, Tensor):
+        return [x]
+    items = x.values() if isinstance(x, Mapping) else x if isinstance(x, (tuple, list)) else ()
+    return [t for item in items for t in _leaves(item)]
+
+
+def _returned(model: nn.Module, modules: list[str], example_input: Any, *, meta: bool) -> list[str]:
+    seen: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    handles = [model.get_submodule(m).register_forward_hook(lambda mod, a, o, m=m: seen.setdefault(m, o))
+               for m in modules]
+    handles.append(model.register_forward_hook(lambda mod, a, o: out.setdefault("", o)))
+    try:
+        run_under(model, _Pass(), example_input, meta=meta)
+    finally:
+        for h in handles:
+            h.remove()
+    returned = {id(t) for t in _leaves(out.get(""))}
+    return [m for m in modules if isinstance(seen.get(m), Tensor) and id(seen[m]) in returned]
+
+
+def returned_readout(factory: Callable[..., nn.Module], model: nn.Module, width: float, modules: list[str],
+                     example_input: Any) -> str | None:
+    """Of ``modules`` (each applying a width -> fixed weight), the one whose output the model
+    returns as is (an LM's ``lm_head``: its logits), when exactly one does; else None. Run on the
+    meta device, else for real; None when the forward fails (the attention trace reports that).
+    Without ``example_input``: the module a Hugging Face model names as its output embeddings."""
+    if example_input is None:
+        named = getattr(model, "get_output_embeddings", lambda: None)()
+        return next((m for m in modules if named is not None and model.get_submodule(m) is named), None)
+    try:
+        found = _returned(build(factory, width, meta=True, what="trace"), modules, example_input, meta=True)
+    except Exception:  # a forward that reads values: for real below
+        try:
+            found = _returned(model, modules, example_input, meta=False)
+        except Exception:
+            return None
+    return found[0] if len(found) == 1 else None
 
 
 def _uses(factory: Callable[..., nn.Module], model: nn.Module, width: float, axes: Mapping[str, int],
