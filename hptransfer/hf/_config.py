@@ -35,6 +35,7 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "qwen3_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "head_dim"),
     "olmoe": ("hidden_size", "intermediate_size"),
     "bert": ("hidden_size", "intermediate_size"),
+    "opt": ("hidden_size", "ffn_dim", "word_embed_proj_dim"),
     "vit": ("hidden_size", "intermediate_size"),
     "t5": ("d_model", "d_ff", "d_kv"),
 }

@@ -119,8 +119,15 @@ class AttentionTracer(TorchFunctionMode):
             self._record(where, d, float(passed[:e].detach().float().norm()) / norm / math.sqrt(d))
 
     def _record(self, where: str, d: int, scale: float) -> None:
-        if self.measure_scale:
-            self.scales.setdefault(where, []).append((d, scale))
+        if not self.measure_scale:
+            return
+        module = self.modules.get(where)
+        if module is not None and _attention.scaling_attribute(module) is not None and math.isclose(scale, 1.0):
+            # A Hugging Face module that multiplies the query by its ``scaling`` before attention and
+            # hands 1.0 on (OPT): its scale is the attribute's current (rewritten) value.
+            current = getattr(module, "scaling", 1.0)
+            scale = float(current) if isinstance(current, (int, float)) else scale
+        self.scales.setdefault(where, []).append((d, scale))
 
 
 def _ratio(logits: Tensor, scores: Tensor) -> float:

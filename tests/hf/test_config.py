@@ -258,6 +258,24 @@ def test_t5_coord_check_passes_under_mup_and_fails_under_sp(parametrization, pas
     assert result.passed is passes, result.failing[:3]
 
 
+def opt_config():
+    return transformers.OPTConfig(hidden_size=64, ffn_dim=256, word_embed_proj_dim=64, num_hidden_layers=2,
+                                  num_attention_heads=2, vocab_size=256, max_position_embeddings=32, dropout=0.0,
+                                  **SPECIAL)
+
+
+@pytest.mark.parametrize("attention, passes", [("auto", True), ("off", False)])
+def test_opt_query_prescaled_by_its_scaling_is_rescaled_and_measured(attention, passes):
+    # OPT multiplies q_proj's output by self.scaling and hands 1.0 to the attention function: the rewritten
+    # attribute is the scale in use, and the coordinate check reads it there (it used to read the 1.0 and
+    # failed μP with [attn scale x d] growing as d); with attention="off" the scale stays 1/sqrt(d) and fails.
+    result = hpt.coord_check(hf.config_factory(transformers.OPTForCausalLM, opt_config()), widths=(32, 64, 128, 256),
+                             task=charlm(), batch_size=8, seeds=(0, 1), attention=attention)
+    scales = [m for m in result.modules if m.endswith("[attn scale x d]")]
+    assert scales and result.passed is passes, result.failing[:3]
+    assert all(abs(result.slopes[m][0]) < 0.05 for m in scales) is passes
+
+
 def test_original_t5_decoder_output_rescale_is_held_at_the_base_value():
     # Original T5 multiplies the decoder output by d_model^-0.5 before its tied lm_head. Left to shrink
     # with width, the logits fell an extra 1/sqrt(m) and their updates vanished (lm_head update slope
