@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ._rules import Parametrization
-from ._shapes import build
+from ._shapes import build, runnable
 from ._table import ModuleScaling, ScalingTable
 from ._trace import module_stack, run_under
 
@@ -174,10 +174,7 @@ def _trace_at(factory: Callable[..., nn.Module], width: float, example_input: An
     try:
         if meta:
             return trace_constants(build(factory, width, meta=True, what="trace"), example_input, meta=True)
-        if real is None:
-            with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-                real = build(factory, width, meta=False, what="trace")
-        return trace_constants(real, example_input, meta=False)
+        return trace_constants(runnable(factory, width, real), example_input, meta=False)
     except Exception:
         return None
 

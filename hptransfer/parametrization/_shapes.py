@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import fnmatch
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,7 +24,8 @@ from torch import nn
 from ..errors import FactoryError, ShapeInferenceError
 from ._table import ROLES, ParamInfo, Role
 
-__all__ = ["build", "width_role", "current_role", "Usage", "collect_usages", "fan_axes", "infer_params", "match_any"]
+__all__ = ["build", "runnable", "width_role", "current_role", "Usage", "collect_usages", "fan_axes", "infer_params",
+           "match_any"]
 
 # Modules whose weight is (fan_out, fan_in, *kernel) -- torch's own convention, as used by
 # torch.nn.init._calculate_fan_in_and_fan_out.
@@ -78,6 +80,16 @@ def _fix(errors: list[str], what: str) -> str:
     if what != "target" and "meta" in text:
         return "make the factory build on any device, or pass probe_width= to parametrize."
     return f"fix the factory so it builds at this width (run it once by hand), or change {setting}."
+
+
+def runnable(factory: Callable[..., nn.Module], width: float, model: nn.Module | None) -> nn.Module:
+    """A model at ``width`` that can run a real forward: ``model``, unless it is None or on the meta
+    device (a meta build of the target, as the transfer makes), else a fresh CPU build under a private
+    RNG (the caller's RNG state is unchanged)."""
+    if model is not None and not any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        return model
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+        return build(factory, width, meta=False, what="trace")
 
 
 def build(factory: Callable[..., nn.Module], width: float, *, meta: bool, what: str) -> nn.Module:

@@ -34,7 +34,7 @@ from .._io import user_frame
 from ..errors import HPTransferWarning, ParametrizationError, ShapeInferenceError
 from . import _attention
 from ._rules import Parametrization
-from ._shapes import build
+from ._shapes import build, runnable
 from ._table import ScalingTable
 
 __all__ = [
@@ -298,9 +298,7 @@ def _trace_width(
         return trace_attention(build(factory, width, meta=True, what="trace"), example_input, meta=True)
     except TraceFailure:
         pass
-    if real is None:
-        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-            real = build(factory, width, meta=False, what="trace")
+    real = runnable(factory, width, real)
     try:
         return trace_attention(real, example_input, meta=False)
     except TraceFailure as failure:

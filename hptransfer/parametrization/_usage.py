@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import HPTransferWarning
-from ._shapes import Usage, build, match_any
+from ._shapes import Usage, build, match_any, runnable
 from ._table import ParamInfo
 from ._trace import run_under
 
@@ -201,7 +201,7 @@ def returned_readout(factory: Callable[..., nn.Module], model: nn.Module, width:
         found = _returned(build(factory, width, meta=True, what="trace"), modules, example_input, meta=True)
     except Exception:  # a forward that reads values: for real below
         try:
-            found = _returned(model, modules, example_input, meta=False)
+            found = _returned(runnable(factory, width, model), modules, example_input, meta=False)
         except Exception:
             return None
     return found[0] if len(found) == 1 else None
@@ -215,7 +215,7 @@ def _uses(factory: Callable[..., nn.Module], model: nn.Module, width: float, axe
     except Exception:  # the user's forward on the meta device (e.g. .item()): run it for real
         pass
     try:
-        return _trace_uses(model, axes, example_input, meta=False)
+        return _trace_uses(runnable(factory, width, model), axes, example_input, meta=False)
     except Exception as exc:  # the attention trace reports a failing forward with its fix; here, just warn
         _warn(f"the forward failed while hptransfer looked for a readout held as a raw tensor among {list(axes)} "
               f"({type(exc).__name__}: {exc}); they keep the input role. Fix: pass readout= naming it.")

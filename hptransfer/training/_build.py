@@ -187,8 +187,9 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
                            "or pass factory= (your width -> nn.Module).")
     opts = {**parametrize_options(spec), **dict(parametrize_extra or {})}
     meta = device is not None and torch.device(device).type == "meta"
-    # depth scaling traces the blocks (on meta) with the example input, so even a meta build needs it
-    if task is not None and (not meta or spec.depth is not None) and "example_input" not in opts:
+    # A meta build (the transfer's, for target.yaml's groups) needs it too: roles that only the forward
+    # shows (a router read out in place, a width-dependent constant held) must match the real run's.
+    if task is not None and "example_input" not in opts:
         opts["example_input"] = task.example_input()
     torch.manual_seed(spec.seed)
     try:

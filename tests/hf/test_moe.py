@@ -67,3 +67,21 @@ def test_moe_coord_check_default_options(arch, parametrization, passes):
         result = hpt.coord_check(hf.config_factory(cls, config), widths=(32, 64, 128, 256),
                                  parametrization=parametrization, task=charlm(), batch_size=8, seeds=(0, 1, 2, 3))
     assert result.passed is passes, result.failing[:3]
+
+
+def test_a_meta_build_as_the_transfer_makes_gets_the_real_runs_roles():
+    # target.yaml's optimizer groups come from a meta build; it used to run without the example input,
+    # which left Mixtral's router input-like there (Adam LR x 1) while the real run read it out in place.
+    from _helpers import ROOT
+
+    from hptransfer.recipe import load_recipe
+    from hptransfer.training import build
+
+    recipe = load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml",
+                         ["model.hf=mixtral", "model.config={hidden_size: 64, intermediate_size: 128, "
+                          "num_local_experts: 4, num_experts_per_tok: 2, num_hidden_layers: 1, num_attention_heads: 4, "
+                          "num_key_value_heads: 2, vocab_size: 256, max_position_embeddings: 32}"])
+    spec = recipe.at(128, {"lr": 0.01})
+    tables = [hpt.scaling_table(build(spec, device=d).model) for d in ("meta", None)]
+    roles = [{n: (i.role, i.readout_module) for n, i in t.params.items()} for t in tables]
+    assert roles[0] == roles[1] and roles[0]["model.layers.0.mlp.gate.weight"] == ("output", None)
