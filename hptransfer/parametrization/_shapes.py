@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fnmatch
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import FactoryError, ShapeInferenceError
+from ._readouts import match_any, resolve_readouts
 from ._table import ROLES, ParamInfo, Role
 
 __all__ = ["build", "runnable", "width_role", "current_role", "Usage", "collect_usages", "fan_axes", "infer_params",
@@ -191,11 +191,6 @@ def collect_usages(model: nn.Module) -> dict[str, tuple[nn.Parameter, list[Usage
     return out
 
 
-def match_any(name: str, patterns: Sequence[str]) -> bool:
-    """Glob match of a dotted name against patterns (``*`` spans dots)."""
-    return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
-
-
 def _usage_role(usage: Usage, width_axes: tuple[int, ...], ndim: int) -> Role:
     if not width_axes:
         return "scalar"
@@ -224,9 +219,8 @@ def infer_params(
     """Give every parameter of ``model`` a role.
 
     ``base`` and ``probe`` are the same factory at the base width and at a different probe
-    width; ``widths`` is ``(width, base_width, probe_width)`` for messages. ``pick_readout``:
-    given the modules of several width -> fixed weights, the one that is the model's readout
-    (the others are routers or bottlenecks, output weights read out in place), or None.
+    width; ``widths`` is ``(width, base_width, probe_width)`` for messages. ``pick_readout``: see
+    :func:`~hptransfer.parametrization._readouts.resolve_readouts`.
 
     Returns ``(params, readout_modules)``: :class:`ParamInfo` by canonical name, and for every
     readout applied through a module the ``module path -> parameter name`` it reads out with.
@@ -288,7 +282,7 @@ def infer_params(
     pinned = [n for n in output_candidates if match_any(n, list(roles))]
     candidates = [n for n in output_candidates if n not in pinned]
     readout_modules = {m: n for m, n in readout_modules.items() if n not in pinned}
-    readout_modules = _resolve_readouts(params, readout_modules, candidates, readout, pick_readout)
+    readout_modules = resolve_readouts(params, readout_modules, candidates, readout, pick_readout)
     _override_roles(params, usages, roles)
     _check_something_scales(params, widths)
     return params, readout_modules
@@ -355,58 +349,6 @@ def _mults(
         return 1.0, ratio(width_axes[0])
     fan_out_axis, fan_in_axis = fan_axes(usage, width_axes)
     return ratio(fan_in_axis), ratio(fan_out_axis)
-
-
-def _resolve_readouts(
-    params: dict[str, ParamInfo],
-    readout_modules: dict[str, str],
-    candidates: list[str],
-    readout: Sequence[str] | None,
-    pick_readout: Callable[[list[str]], str | None] | None = None,
-) -> dict[str, str]:
-    """Decide which fan-in-only weights are readouts; raise when it is ambiguous."""
-    if readout is not None:
-        patterns = [readout] if isinstance(readout, str) else list(readout)
-        chosen = {m: n for m, n in readout_modules.items() if match_any(n, patterns) or match_any(m, patterns)}
-        # A declared readout that is a raw tensor of an unknown module: read out in place.
-        for name, info in params.items():
-            if match_any(name, patterns) and name not in chosen.values():
-                if not info.width_axes:
-                    raise ShapeInferenceError(
-                        f"readout pattern matches {name!r}, which has no width dimension. Fix: point readout= "
-                        "at the weight that maps width to outputs."
-                    )
-                params[name] = replace(info, role="output", fan_in_mult=info.width_mult, fan_out_mult=1.0)
-        matched = {n for n in params if match_any(n, patterns)} | set(chosen.values())
-        if not matched:
-            raise ShapeInferenceError(
-                f"readout={patterns!r} matches no parameter or module. Candidates (fan-in grows, fan-out fixed): "
-                f"{candidates or 'none'}."
-            )
-        for name in candidates:
-            if name not in matched:
-                raise ShapeInferenceError(
-                    f"parameter {name!r} maps width to a fixed size like a readout but is not in readout="
-                    f"{patterns!r}. Fix: add it to readout=, or pin its role with roles={{{name!r}: 'output'}} "
-                    f"(bottleneck, read out in place) or roles={{{name!r}: 'input'}}."
-                )
-        return chosen
-    if len(candidates) > 1 and pick_readout is not None:
-        # The one whose output the model returns is the readout (hooked); the others keep the
-        # output role without a hook: read out in place (TP5 Table 3's output weights).
-        modules = [m for m, n in readout_modules.items() if n in candidates]
-        chosen = pick_readout(modules) if len(modules) == len(candidates) else None
-        if chosen is not None:
-            return {chosen: readout_modules[chosen]}
-    if len(candidates) > 1:
-        raise ShapeInferenceError(
-            "ambiguous readout: several weights map width to a fixed size: "
-            + ", ".join(f"{n} {list(params[n].shape)}" for n in candidates)
-            + ". μP scales the final readout differently from a bottleneck inside the network. "
-            f"Fix: name the readout(s), e.g. parametrize(..., readout={candidates[-1]!r}), and pin any "
-            f"bottleneck with roles={{{candidates[0]!r}: 'output'}} or 'input'."
-        )
-    return readout_modules
 
 
 def _check_names(names: set[str], base: set[str], probe: set[str], widths: tuple[float, float, float]) -> None:
