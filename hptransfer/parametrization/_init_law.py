@@ -191,6 +191,10 @@ def rescale_init(model: nn.Module, table: ScalingTable, rule: Parametrization) -
     biases = {b: table.params[w] for b, w in layer_biases(model).items()}
     query = _query_targets(model, table, opts["zero_query"])
     readout_biases = {n for n, w in biases.items() if w.readout_module is not None and w.role == "output"}
+    # zero_readout zeroes the model's readout: the hooked one, or a raw one read out in place when
+    # nothing is hooked. Not a router or bottleneck (an output weight inside the network): zeroed, a
+    # router's logits tie and top-k routing sends every token to the same experts.
+    any_hooked = any(i.readout_module is not None and i.role == "output" for i in table.params.values())
     for name, info in list(table.params.items()):
         p = tensors[name]
         hooked = info.readout_module is not None and info.role == "output"
@@ -203,7 +207,7 @@ def rescale_init(model: nn.Module, table: ScalingTable, rule: Parametrization) -
             if scale != 1.0:
                 p.mul_(scale)
         zero = False
-        if opts["zero_readout"] and (info.role == "output" or name in readout_biases):
+        if opts["zero_readout"] and ((info.role == "output" and (hooked or not any_hooked)) or name in readout_biases):
             zero = True
         if opts["zero_readout"] and info.readout_module is not None and info.role != "output":
             raise ParametrizationError(

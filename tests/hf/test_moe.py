@@ -85,3 +85,15 @@ def test_a_meta_build_as_the_transfer_makes_gets_the_real_runs_roles():
     tables = [hpt.scaling_table(build(spec, device=d).model) for d in ("meta", None)]
     roles = [{n: (i.role, i.readout_module) for n, i in t.params.items()} for t in tables]
     assert roles[0] == roles[1] and roles[0]["model.layers.0.mlp.gate.weight"] == ("output", None)
+
+
+def test_zero_readout_zeroes_the_readout_not_the_routers():
+    # Zeroed, a router's logits tie and top-k sends every token to the same experts: the μP transfer
+    # check of a Mixtral recipe (zero_readout: true) failed with the optimum LR moving +0.27 octave
+    # per width doubling and wider-is-worse at width 128.
+    cls, config = mixtral()
+    model = hf.parametrize_config(cls, config, width=256, base_width=64, example_input=X, zero_readout=True)
+    table = hpt.scaling_table(model)
+    assert table.params["lm_head.weight"].zero_init and not model.lm_head.weight.any()
+    assert not table.params["model.layers.0.mlp.gate.weight"].zero_init
+    assert model.model.layers[0].mlp.gate.weight.abs().sum() > 0
