@@ -74,6 +74,7 @@ from ..parametrization import OPTIMIZERS, Parametrization, optimizer_class, opti
 from ..recipe import RunSpec
 from ..training import make_task
 from ._builders import make_builder, stream_modules
+from ._eps import eps_capped, eps_cause
 from ._probe import LOGITS_SUFFIX, as_args, probe, to_device
 from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
 
@@ -171,12 +172,12 @@ def coord_check(
                         options=parametrize_options, opt_cls=opt_cls, opt_name=opt_name, lr=float(lr), device=device)
     def batches(step: int, seed: int) -> tuple[Any, Any]:
         return batch_fn(step) if batch_fn is not None else task.batch(step, batch_size, seed=seed)  # type: ignore
-    records, order = _measure(make, batches, loss_fn if loss_fn is not None else task.loss,  # type: ignore
-                              widths_l, seeds_l, steps, probe_input, device)
+    records, order, capped = _measure(make, batches, loss_fn if loss_fn is not None else task.loss,  # type: ignore
+                                      widths_l, seeds_l, steps, probe_input, device)
     order = order if depths is None else stream_modules(order)
     name = str(getattr(parametrization, "name", parametrization))
     return _analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
-                    parametrization=name, optimizer=opt_name, lr=float(lr))
+                    parametrization=name, optimizer=opt_name, lr=float(lr), capped=capped)
 
 
 def _from_spec(spec: RunSpec, task: Any, parametrize_options: dict[str, Any]) -> tuple[Any, float, str, str]:
@@ -224,10 +225,12 @@ def _measure(
     steps: int,
     probe_input: Any,
     device: torch.device,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Train each (width, seed) for ``steps`` steps; record every module's output statistics on the probe."""
+) -> tuple[list[dict[str, Any]], list[str], dict[str, dict[str, float]]]:
+    """Train each (width, seed) for ``steps`` steps; record every module's output statistics on the
+    probe, and which parameters' gradients Adam's epsilon swamps at the widest width (``_eps``)."""
     records: list[dict[str, Any]] = []  # one per (width, seed, step, module call); slopes are fitted later
     order: list[str] = []
+    capped: dict[str, dict[str, float]] = {}
     for width in widths:
         for seed in seeds:
             model, opt = make(width, seed)
@@ -248,9 +251,13 @@ def _measure(
                 x, y = batches(step, seed)
                 opt.zero_grad(set_to_none=True)
                 loss(model(*as_args(to_device(x, device))), to_device(y, device)).backward()
+                if width == widths[-1] and seed == seeds[0]:  # at any step: the first one is often the one
+                    for n, v in eps_capped(model, opt).items():
+                        if n not in capped or v["median_grad"] < capped[n]["median_grad"]:
+                            capped[n] = v
                 opt.step()
             del model, opt, h0
-    return records, order
+    return records, order, capped
 
 
 def _analyse(
@@ -265,8 +272,10 @@ def _analyse(
     parametrization: str,
     optimizer: str,
     lr: float,
+    capped: dict[str, dict[str, float]] | None = None,
 ) -> CoordCheckResult:
-    """Fit the slopes and decide the verdict from raw records."""
+    """Fit the slopes and decide the verdict from raw records (``capped``: parameters Adam's eps
+    swamps, named in ``extra["eps_capped"]`` where their module's updates vanish)."""
     # (module, step, width) -> list of (act, update) over seeds
     table: dict[tuple[str, int, float], list[tuple[float, float]]] = {}
     for r in records:
@@ -318,7 +327,7 @@ def _analyse(
         parametrization=parametrization,
         optimizer=optimizer,
         lr=lr,
-        extra={"seeds": list(seeds)},
+        extra={"seeds": list(seeds), "eps_capped": eps_cause([f for _, f in failing], capped or {})},
     )
 
 

@@ -100,6 +100,16 @@ class CoordCheckResult:
             )
         if len(order) > max_rows:
             lines.append(f"... {len(order) - max_rows} more module(s) (see to_dict())")
+        capped = self.extra.get("eps_capped") or {}
+        if capped:
+            eps = max(v["eps"] for v in capped.values())
+            named = ", ".join(f"{n} ({v['median_grad']:.2g})" for n, v in list(capped.items())[:4])
+            lines.append(
+                f"hint: Adam's eps={eps:g} is above a tenth of the median gradient entry of failing parameter(s) "
+                f"{named}{' ...' if len(capped) > 4 else ''} at width {self.widths[-1]:g}: eps, not the gradient, "
+                "sets their update, and μP's gradients shrink with width, so those updates vanish. Fix: a smaller "
+                "eps (recipe: optimizer.eps), or param_groups(..., scale_eps=True) (Everett et al. 2024, "
+                "arXiv:2407.05872).")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
