@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..parametrization import AttentionTracer, module_stack, unwrap
+from ..errors import ParametrizationError
+from ..parametrization import AttentionTracer, module_stack, scaling_table
 
 #: Name under which the root module's (the whole model's) output is recorded.
 ROOT_NAME = "(model)"
@@ -36,8 +37,11 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
     # at its base value is measured as its own output (before that multiplier): the product,
     # which later modules see, is width-stable, and so is the module itself. So is any enclosing
     # module that returns that very tensor (T5's decoder, whose last dropout is held).
-    table = getattr(unwrap(model), "_hptransfer_table", None)
-    own = {m.module or ROOT_NAME: m.multiplier for m in getattr(table, "module_scalings", []) if m.kind == "constant"}
+    try:
+        scalings = scaling_table(model).module_scalings
+    except ParametrizationError:  # a model hptransfer did not parametrize: nothing held
+        scalings = []
+    own = {m.module or ROOT_NAME: m.multiplier for m in scalings if m.kind == "constant"}
     held: dict[int, tuple[Tensor, float]] = {}
 
     def hook_for(name: str) -> Callable[..., None]:

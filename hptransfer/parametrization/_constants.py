@@ -217,8 +217,9 @@ def scale_width_constants(model: nn.Module, table: ScalingTable, rule: Parametri
             "the forward failed on the example input, so width-dependent constants in it (embedding x sqrt(d)) "
             "were not looked for. Fix: pass an example_input= the model accepts at every width.")
         return
+    found, found0 = here.found(), base.found()
     for (module, inside), (c, c0) in _width_dependent(here, base).items():
-        rms, rms0 = here.found()[module, inside][0].rms, base.found()[module, inside][0].rms
+        rms, rms0 = found[module, inside][0].rms, found0[module, inside][0].rms
         if not (rms > 0 and rms0 > 0) or abs(math.log(rms / rms0)) >= abs(math.log(rms * c / (rms0 * c0))):
             continue  # the constant compensates the tensor's own width dependence: the product is stable
         _hold(table, rule, module, inside, (c, c0), shared=here.calls.get(module, 1) > 1)

@@ -243,17 +243,15 @@ def fit_drift(
     slope, lo, hi = _per_doubling(form, (coef, c_lo, c_hi), proxy, max(widths))
     runs = len(grid) * len(widths) * len(t.fit_seeds)
     flops = sum(model_cost(recipe.at(w))["flops"] for w in widths) * len(grid) * len(t.fit_seeds)
-    octaves = drift_shift(form, coef, proxy, target_width)
     reason = _distrust(res, (slope, lo, hi), t.fit_max_halfwidth)
     applied = not reason or t.fit_force
     if reason and t.fit_force:
         reason = f"forced despite: {reason}"
     return DriftFit(
         slope=slope, lo=lo, hi=hi, widths=widths, optima_log2=[float(v) for v in optima], proxy_width=proxy,
-        target_width=target_width, correction_octaves=octaves if applied else 0.0, applied=applied,
-        reason=reason, lr_proxy=lr, lr_target=lr * 2.0 ** octaves if applied else lr, runs=runs, flops=flops,
-        study=report.studies[0] if report.studies else "", grid=grid, form=form, coef=coef, coef_lo=c_lo,
-        coef_hi=c_hi).at(target_width)
+        target_width=target_width, correction_octaves=0.0, applied=applied, reason=reason, lr_proxy=lr, lr_target=lr,
+        runs=runs, flops=flops, study=report.studies[0] if report.studies else "", grid=grid, form=form, coef=coef,
+        coef_lo=c_lo, coef_hi=c_hi).at(target_width)  # .at: the correction to the target and its interval
 
 
 def _distrust(res: Any, slope: tuple[float, float, float], max_halfwidth: float) -> str:

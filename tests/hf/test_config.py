@@ -30,12 +30,16 @@ def gpt2_config(impl: str = "sdpa"):
     return c
 
 
-def llama_config():
-    c = transformers.LlamaConfig(hidden_size=64, intermediate_size=176, head_dim=16, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
-                                 max_position_embeddings=16, **SPECIAL)
+def _decoder_config(config_cls, intermediate_size: int):
+    """A 2-layer GQA decoder config (Llama layout) at width 64, sdpa attention."""
+    c = config_cls(hidden_size=64, intermediate_size=intermediate_size, head_dim=16, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, vocab_size=256, max_position_embeddings=16, **SPECIAL)
     c._attn_implementation = "sdpa"
     return c
+
+
+def llama_config():
+    return _decoder_config(transformers.LlamaConfig, 176)
 
 
 def bert_config():
@@ -52,11 +56,7 @@ def vit_config():
 
 def gemma_config():
     # Gemma multiplies its embeddings by sqrt(hidden_size) (held at the base value under μP: _constants)
-    c = transformers.GemmaConfig(hidden_size=64, intermediate_size=128, head_dim=16, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
-                                 max_position_embeddings=16, **SPECIAL)
-    c._attn_implementation = "sdpa"
-    return c
+    return _decoder_config(transformers.GemmaConfig, 128)
 
 
 MODELS = {
