@@ -10,10 +10,12 @@ from ._progress import Progress
 from ._storage import (
     COUNTED_STATES,
     GRACE_INTERVALS,
+    awaiting_requeue,
     connection_lost,
     count_trials,
     create_study,
     load_study,
+    mark_ended,
     mark_worker,
     open_storage,
     recover_stale,
@@ -27,4 +29,4 @@ from ._workers import raise_reported, start_workers, stop_workers
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "raise_reported",
            "redact_url", "optuna_verbosity", "storage_guard", "where", "connection_lost",
-           "GRACE_INTERVALS"]
+           "GRACE_INTERVALS", "awaiting_requeue", "mark_ended"]

@@ -31,7 +31,8 @@ from ..errors import StorageError, StorageLostError
 from ._journal import check_journal
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
-           "count_trials", "COUNTED_STATES", "redact_url", "storage_guard", "where", "connection_lost"]
+           "count_trials", "COUNTED_STATES", "awaiting_requeue", "mark_ended",
+           "redact_url", "storage_guard", "where", "connection_lost"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -114,12 +115,32 @@ def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
                     optuna.storages.RetryFailedTrialCallback  # the name before Optuna 4.9
                 kwargs = {"heartbeat_interval": int(heartbeat), "grace_period": GRACE_INTERVALS * int(heartbeat),
                           "heartbeat_stale_trial_callback": retry(max_retry=1)}
-            return optuna.storages.RDBStorage(url, **kwargs)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_session_options(url, heartbeat), **kwargs)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
         raise StorageError(
             f"tune.storage: cannot open {redact_url(url)!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
             "that the database server is reachable (pip install hptransfer[postgres] for the driver)."
         ) from None
+
+
+def _session_options(url: str, heartbeat: int) -> dict[str, Any]:
+    """PostgreSQL: the server ends a session left inside a transaction for longer than the stale grace.
+
+    A worker frozen or cut off mid-write (between Optuna's ``SELECT ... FOR UPDATE`` and its commit)
+    keeps its row locks for as long as its connection lives: hours, until TCP keepalive gives up.
+    Every live worker that then fails its stale trial, or creates a trial, waits on that lock
+    (seen: the other workers hung for good when one froze inside ``tell``). Optuna's transactions
+    last milliseconds, so ``idle_in_transaction_session_timeout`` at the grace (at least 60 s)
+    only ever ends a dead worker's session; its locks go with it. Options in the URL are left alone.
+    """
+    if url.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "postgres"):
+        return {}
+    from sqlalchemy.engine import make_url
+
+    if "options" in make_url(url).query:
+        return {}
+    ms = 1000 * max(60, GRACE_INTERVALS * heartbeat)
+    return {"connect_args": {"options": f"-c idle_in_transaction_session_timeout={ms}"}}
 
 
 def create_study(
@@ -221,9 +242,45 @@ def recover_stale(
     return recovered
 
 
-def count_trials(study: optuna.Study, states: tuple[TrialState, ...] = COUNTED_STATES) -> int:
-    """Trials in ``states`` (default: complete, pruned, running — what counts toward the budget)."""
-    return len(study.get_trials(deepcopy=False, states=states))
+def count_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> int:
+    """Trials in ``states``; by default those that count toward the budget: complete, pruned and
+    running, and failed ones whose re-queued copy is about to appear (:func:`awaiting_requeue`)."""
+    if states is not None:
+        return len(study.get_trials(deepcopy=False, states=states))
+    trials = study.get_trials(deepcopy=False)
+    return sum(t.state in COUNTED_STATES for t in trials) + len(awaiting_requeue(trials))
+
+
+#: How long a trial failed for its silent worker keeps its place in the budget while the
+#: failing process queues its copy (normally milliseconds; bounded if that process dies meanwhile).
+REQUEUE_HOLD = datetime.timedelta(seconds=60)
+
+
+def mark_ended(trial: optuna.trial.Trial) -> None:
+    """Record that the objective returned or raised in its worker (not killed or frozen mid-trial)."""
+    with contextlib.suppress(Exception):  # a lost database is reported by whatever raised first
+        trial.set_user_attr("ended", True)
+
+
+def awaiting_requeue(trials: list[optuna.trial.FrozenTrial],
+                     now: datetime.datetime | None = None) -> set[int]:
+    """Numbers of FAIL trials whose worker went silent mid-trial and whose copy is not queued yet.
+
+    Failing a stale trial and queueing its copy are two writes (Optuna's ``fail_stale_trials``,
+    our :func:`recover_stale`). A worker that counted the budget between them saw a free place
+    and started a fresh trial, and the copy then came too late and was cancelled as surplus
+    (seen about 1 run in 3 when two workers wake on the same heartbeat). Such a trial therefore
+    keeps its place until the copy exists. It is one the objective never finished (no ``ended``
+    mark), that a worker had started (``worker_pid``), with parameters, that is not itself a
+    retry (retries are not retried again), and that failed less than :data:`REQUEUE_HOLD` ago.
+    """
+    now = datetime.datetime.now() if now is None else now
+    copied = {t.system_attrs.get("failed_trial") for t in trials} | {t.user_attrs.get("requeued_from") for t in trials}
+    return {t.number for t in trials
+            if t.state == TrialState.FAIL and t.params and "worker_pid" in t.user_attrs
+            and not t.user_attrs.get("ended") and not t.user_attrs.get("surplus")
+            and "failed_trial" not in t.system_attrs and t.number not in copied
+            and t.datetime_complete is not None and now - t.datetime_complete < REQUEUE_HOLD}
 
 
 def where(url: str) -> str:

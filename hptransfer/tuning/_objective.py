@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from ..errors import TrainingDiverged
 from ..recipe import DIVERGENCE_FACTOR, Recipe, SearchParam
-from ..studies import mark_worker
+from ..studies import awaiting_requeue, mark_ended, mark_worker
 from ..training import DivergenceGuard, Reporter, call_train_fn, run, untrained_loss
 
 __all__ = ["Objective", "SurplusTrial", "suggest"]
@@ -48,9 +48,12 @@ class SurplusTrial(Exception):
 
 def _over_budget(trial: optuna.trial.Trial, total: int) -> bool:
     """Optuna numbers trials in creation order; the trials before this one that are not FAIL
-    (complete, pruned, running or queued) already fill the budget when there are ``total``."""
+    (complete, pruned, running or queued), or failed but about to be re-queued, already fill the
+    budget when there are ``total``."""
     earlier = trial.study.get_trials(deepcopy=False)
-    return sum(1 for t in earlier if t.number < trial.number and t.state != TrialState.FAIL) >= total
+    held = awaiting_requeue(earlier)
+    return sum(1 for t in earlier if t.number < trial.number
+               and (t.state != TrialState.FAIL or t.number in held)) >= total
 
 
 @dataclass
@@ -82,6 +85,12 @@ class Objective:
                 trial.study.stop()
             raise SurplusTrial(f"trial {trial.number} is beyond the budget of {self.total} trials")
         mark_worker(trial)
+        try:
+            return self._train(trial)
+        finally:
+            mark_ended(trial)  # a trial failed without this mark was killed or frozen: re-queued
+
+    def _train(self, trial: optuna.trial.Trial) -> float:
         sampled = suggest(trial, self.space)
         # Recipe runs: the spec fills the non-searched HPs from the recipe (Recipe.at); fixed values win.
         hp = {**sampled, **self.fixed} if self.recipe is not None else {**self.fixed, **sampled}

@@ -44,6 +44,21 @@ def test_two_workers_on_postgres_lose_no_trial_and_resume(tmp_path: Path) -> Non
     assert res2.n_complete == 10
 
 
+def test_a_session_left_inside_a_transaction_is_ended_at_the_grace() -> None:
+    """A worker frozen between SELECT ... FOR UPDATE and COMMIT would hold its row lock for hours and
+    hang every other worker; the server ends such a session at the stale grace (at least a minute)."""
+    import sqlalchemy
+
+    def setting(url: str, heartbeat: int) -> str:
+        storage = _storage.open_storage(url, heartbeat)
+        with storage.engine.connect() as conn:
+            return conn.execute(sqlalchemy.text("SHOW idle_in_transaction_session_timeout")).scalar()
+
+    assert setting(URL, 1) == "1min" and setting(URL, 30) == "2min"
+    sep = "&" if "?" in URL else "?"  # a user's own session options are left as given
+    assert setting(URL + sep + "options=-c%20idle_in_transaction_session_timeout%3D5000", 30) == "5s"
+
+
 def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     bad = "postgresql://postgres@127.0.0.1:1/postgres"
     with pytest.raises(StorageError, match=r"(?s)cannot open .*127\.0\.0\.1:1/postgres.*Fix"):

@@ -21,3 +21,46 @@ def test_budget_race_cancels_the_late_trial_before_it_trains(tmp_path: Path) -> 
     with pytest.raises(SurplusTrial):
         obj(late)
     assert len(calls) == 2 and late.user_attrs["surplus"] is True
+
+
+def test_a_stale_trial_keeps_its_place_until_its_copy_is_queued() -> None:
+    """Failing a silent worker's trial and queueing its copy are two writes. A fresh trial started
+    between them is the surplus one; the copy, queued next, runs (the retry is not lost)."""
+    import datetime
+    import warnings
+
+    from hptransfer.studies import awaiting_requeue, count_trials
+
+    calls = []
+    obj = Objective(space=parse_space({"lr": ("log_float", 1e-3, 1e-1)}), widths=[16], seeds=[0], steps=1,
+                    train_fn=lambda hp, **kw: calls.append(hp) or 1.0, total=2)
+    study = optuna.create_study()
+    assert obj(study.ask()) == 1.0
+    stale = study.ask()  # its worker froze mid-training: it recorded itself and drew its values, then went silent
+    stale.set_user_attr("worker_pid", 1)
+    stale.suggest_float("lr", 1e-3, 1e-1, log=True)
+    study.tell(stale, state=optuna.trial.TrialState.FAIL)  # heartbeat: stale
+    frozen = study.trials[stale.number]
+    assert awaiting_requeue(study.trials) == {stale.number} and count_trials(study) == 2
+    assert awaiting_requeue(study.trials, now=frozen.datetime_complete + datetime.timedelta(minutes=2)) == set()
+    fresh = study.ask()  # another worker counted the budget in between
+    with pytest.raises(SurplusTrial):
+        obj(fresh)
+    study.tell(fresh, state=optuna.trial.TrialState.FAIL)
+    retry_cb = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+        optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry_cb(max_retry=1)(study, frozen)  # the copy
+    assert awaiting_requeue(study.trials) == set() and count_trials(study) == 1
+    retry = study.ask()
+    assert study.trials[retry.number].system_attrs["failed_trial"] == stale.number
+    assert obj(retry) == 1.0 and calls[-1] == frozen.params
+    # A trial whose objective raised failed in its own right: nobody waits for a copy of it.
+    def broken(hp: dict, **kw: object) -> float:
+        raise ValueError("user code")
+
+    obj.train_fn, obj.total = broken, None
+    study.optimize(obj, n_trials=1, catch=(ValueError,))
+    assert study.trials[-1].state == optuna.trial.TrialState.FAIL and study.trials[-1].params
+    assert awaiting_requeue(study.trials) == set()
