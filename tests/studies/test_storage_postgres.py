@@ -136,31 +136,46 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
     import sys
     import time
 
+    import optuna
     import yaml
 
     study = f"frozen-{uuid.uuid4().hex[:8]}"
     rec = _recipe(tmp_path, study, 12)
-    rec["train"]["steps"], rec["tune"]["heartbeat"] = 60, 1  # stale after 4 s without a heartbeat
+    rec["train"]["steps"], rec["tune"]["heartbeat"] = 400, 1  # trials of ~1 s; stale after 4 s silent
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(rec))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    storage = _storage.open_storage(URL)  # one storage for all polls: opening one costs seconds under load
     procs = [subprocess.Popen([sys.executable, "-m", "hptransfer", "worker", str(path), "-q", "--index", str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                               start_new_session=True) for i in range(3)]
-    frozen = None
+    frozen = victim = handle = None
+    seen: list[str] = []  # what each poll saw, for the failure message
     try:
         deadline = time.time() + 120
         while frozen is None and time.time() < deadline:
-            time.sleep(0.3)
+            time.sleep(0.2)
             try:
-                running = [t for t in _storage.load_study(URL, study).get_trials(states=(TrialState.RUNNING,))
-                           if "worker_pid" in t.user_attrs and t.user_attrs["worker_pid"] in {p.pid for p in procs}]
-            except StorageError:
+                handle = handle or optuna.load_study(storage=storage, study_name=study)
+            except KeyError:  # the workers have not created the study yet
+                seen.append(f"{time.time() - deadline + 120:.1f}s: no study")
                 continue
-            frozen = running[0] if running else None
-        assert frozen is not None
-        victim = next(p for p in procs if p.pid == frozen.user_attrs["worker_pid"])
-        os.killpg(victim.pid, signal.SIGSTOP)
+            running = [t for t in handle.get_trials(states=(TrialState.RUNNING,))  # training: values drawn
+                       if t.params and t.user_attrs.get("worker_pid") in {p.pid for p in procs}]
+            if not running:
+                seen.append(f"{time.time() - deadline + 120:.1f}s: none running, "
+                            f"{len(handle.get_trials(deepcopy=False))} trials, exits {[p.poll() for p in procs]}")
+                continue
+            victim = next(p for p in procs if p.pid == running[0].user_attrs["worker_pid"])
+            os.killpg(victim.pid, signal.SIGSTOP)
+            # A trial lasts about a second: it may have ended between the read and the stop. Then the
+            # worker froze between trials, which is not the case under test: resume it, try again.
+            if handle.get_trials(deepcopy=False)[running[0].number].state == TrialState.RUNNING:
+                frozen = running[0]
+            else:
+                seen.append(f"{time.time() - deadline + 120:.1f}s: trial {running[0].number} ended before the stop")
+                os.killpg(victim.pid, signal.SIGCONT)
+        assert frozen is not None and victim is not None, [*seen[:8], "...", *seen[-4:]]
         others = [p for p in procs if p is not victim]
         for p in others:
             _out, err = p.communicate(timeout=240)
