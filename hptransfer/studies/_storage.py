@@ -273,6 +273,8 @@ def awaiting_requeue(trials: list[optuna.trial.FrozenTrial],
     keeps its place until the copy exists. It is one the objective never finished (no ``ended``
     mark), that a worker had started (``worker_pid``), with parameters, that is not itself a
     retry (retries are not retried again), and that failed less than :data:`REQUEUE_HOLD` ago.
+    Optuna stamps ``datetime_complete`` with the failing host's local clock, so a host in another
+    time zone is hours off either way: such a trial is not held (the race is then as before).
     """
     now = datetime.datetime.now() if now is None else now
     copied = {t.system_attrs.get("failed_trial") for t in trials} | {t.user_attrs.get("requeued_from") for t in trials}
@@ -280,7 +282,7 @@ def awaiting_requeue(trials: list[optuna.trial.FrozenTrial],
             if t.state == TrialState.FAIL and t.params and "worker_pid" in t.user_attrs
             and not t.user_attrs.get("ended") and not t.user_attrs.get("surplus")
             and "failed_trial" not in t.system_attrs and t.number not in copied
-            and t.datetime_complete is not None and now - t.datetime_complete < REQUEUE_HOLD}
+            and t.datetime_complete is not None and abs(now - t.datetime_complete) < REQUEUE_HOLD}
 
 
 def where(url: str) -> str:
