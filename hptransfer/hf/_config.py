@@ -29,6 +29,9 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "qwen2": ("hidden_size", "intermediate_size", "head_dim"),
     "qwen3": ("hidden_size", "intermediate_size", "head_dim"),
     "gemma": ("hidden_size", "intermediate_size", "head_dim"),
+    # query_pre_attn_scalar stays: the attention module's own scaling is measured and rewritten to 1/d
+    "gemma2": ("hidden_size", "intermediate_size", "head_dim"),
+    "gemma3_text": ("hidden_size", "intermediate_size", "head_dim"),
     # mixtures of experts: fused 3-D expert weights (hidden in hptransfer's rules), routers read out in place
     "mixtral": ("hidden_size", "intermediate_size", "head_dim"),
     "qwen2_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size"),

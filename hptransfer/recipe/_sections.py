@@ -104,8 +104,9 @@ class ModelSpec:
                                   "field is set per run.")
     width_field: str | None = spec_field(None, kind="str", optional=True,
                                          doc="The config field holding the width (for `hf`). Default: known for "
-                                             "llama, mistral, qwen2/3, gpt2, bert, vit (the FFN size and head "
-                                             "dim follow it in proportion).")
+                                             "gpt2, llama, mistral, qwen2/3, gemma 1-3, mixtral, qwen2/3-moe, "
+                                             "olmoe, opt, bert, vit, t5 (`hf.WIDTH_FIELDS`; the FFN size and "
+                                             "head dim follow it in proportion).")
     hf_class: str | None = spec_field(None, kind="str", optional=True,
                                       doc="transformers auto class for `hf` (`AutoModelForCausalLM` by default; "
                                           "`AutoModelForMaskedLM` for bert, `AutoModelForImageClassification` "

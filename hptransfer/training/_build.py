@@ -196,8 +196,10 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
         with torch.device(device) if meta else contextlib.nullcontext():
             model = parametrize(fac, width=spec.width, **opts)
     except (ShapeInferenceError, ParametrizationError) as exc:  # name the model and the width's role
-        what = spec.model.factory or spec.model.name or getattr(fac, "__qualname__", "the model")
-        raise type(exc)(f"model {what} at width={spec.width} (the {current_role()} width): {exc}") from None
+        name = spec.model.factory or spec.model.name or (f"hf: {spec.model.hf}" if spec.model.hf else None) \
+            or getattr(fac, "__qualname__", None)
+        what = f"model {name}" if name else "the model"
+        raise type(exc)(f"{what} at width={spec.width} (the {current_role()} width): {exc}") from None
     if device is not None and not meta:
         model = model.to(device)
     return Built(model, make_optimizer(model, spec), task, make_schedule(spec), spec)

@@ -330,3 +330,29 @@ def test_hptransfer_run_on_the_shipped_hf_recipe_passes(tmp_path):
 
     assert main(["run", str(ROOT / "recipes" / "hf_llama_tiny.yaml"), "--out", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "target.yaml").is_file() and (tmp_path / "run" / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3_text"])
+def test_a_recipe_naming_gemma_2_or_3_scales_its_mlp_and_heads_and_names_it_in_errors(arch):
+    from _helpers import ROOT
+
+    from hptransfer.errors import ParametrizationError
+    from hptransfer.recipe import load_recipe
+    from hptransfer.training import build
+
+    cfg = ("model.config={hidden_size: 32, intermediate_size: 64, head_dim: 8, num_hidden_layers: 1, "
+           "num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 256, max_position_embeddings: 32, "
+           "query_pre_attn_scalar: 8}")
+    recipe = load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml",
+                         [f"model.hf={arch}", cfg, "parametrization.zero_readout=false"])
+    model = build(recipe.at(128, {"lr": 0.01})).model
+    assert (model.config.intermediate_size, model.config.head_dim) == (256, 32)  # in proportion to the width
+    table = hpt.scaling_table(model)
+    assert table.params["model.layers.0.mlp.down_proj.weight"].role == "hidden"
+    # the attention's own scale is query_pre_attn_scalar ** -0.5, the same at every width: to become
+    # sqrt(d_base)/d (what 1/sqrt(d) models get with x sqrt(d_base/d)) it takes x d_base/d = 8/32
+    assert next(iter(table.attention.values())) == {32: pytest.approx(0.25)}
+    # Gemma ties its readout to the embedding: zero_readout names the model and the fix
+    tied = load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml", [f"model.hf={arch}", cfg])
+    with pytest.raises(ParametrizationError, match=rf"model hf: {arch} at width=128 .*tied.*Fix: untie"):
+        build(tied.at(128, {"lr": 0.01}))
