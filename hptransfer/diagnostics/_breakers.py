@@ -27,7 +27,7 @@ from torch import nn
 
 from ..parametrization import scaling_table
 from ..recipe import Recipe, RunSpec
-from ..training import build, make_task, norm_gains
+from ..training import build, make_task, norm_gains, task_loss
 
 __all__ = ["Diagnosis", "diagnose", "diagnose_spec"]
 
@@ -58,7 +58,7 @@ def diagnose(recipe: Recipe) -> list[Diagnosis]:
 def diagnose_spec(proxy: RunSpec, target: RunSpec) -> list[Diagnosis]:
     """Known breakers of carrying ``proxy``'s values to ``target`` (two specs of one model)."""
     out = _horizon(proxy, target)
-    if proxy.model.name is None and proxy.model.factory is None:
+    if not proxy.model.names_model:
         return out  # nothing to build (the user's own loop): only the horizon can be judged
     task = make_task(proxy.task)
     built = build(proxy, task=task, role="proxy")
@@ -122,7 +122,7 @@ def _eps(model: nn.Module, optimizer: torch.optim.Optimizer, task: Any, proxy: R
     for step in range(4):
         x, y = task.batch(step, batch, seed=proxy.seed)
         optimizer.zero_grad(set_to_none=True)
-        task.loss(model(x), y).backward()
+        (task_loss(model, task, x, y) if step == 0 else task.loss(model(x), y)).backward()
         if step < 3:
             optimizer.step()
     params = dict(model.named_parameters())

@@ -10,6 +10,7 @@ grows with width, as in TP5's GPT experiments (Yang et al. 2022, arXiv:2203.0346
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -104,6 +105,13 @@ class HFFactory:
         return self.model_cls(self.config_at(int(width)))
 
 
+def _last_line(exc: BaseException) -> str:
+    """The innermost message of an exception chain, on one line (validators wrap the real reason)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _gcd(a: int, b: int) -> int:
     import math
 
@@ -151,11 +159,18 @@ def hf_factory(arch: str, config: dict[str, Any], width_field: str | Sequence[st
         raise FactoryError(
             "model.hf needs the transformers package. Fix: pip install 'hptransfer[hf]'."
         ) from None
+    known = getattr(transformers, "CONFIG_MAPPING", None)  # a lazy mapping: `in` works, len() may be 0
+    if known is not None and arch not in known:
+        close = difflib.get_close_matches(arch, sorted({*WIDTH_FIELDS, *known.keys()}), n=3)
+        raise FactoryError(f"model.hf={arch!r} is not a model_type transformers {transformers.__version__} knows"
+                           f"{' (close: ' + ', '.join(close) + ')' if close else ''}. Fix: name one it knows; "
+                           f"hptransfer knows the width fields of {', '.join(WIDTH_FIELDS)}.")
     try:
         cfg = transformers.AutoConfig.for_model(arch, **config)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FactoryError(f"model.hf={arch!r} with config {config} is not a transformers config ({exc}). "
-                           "Fix: use a model_type transformers knows (llama, gpt2, bert, ...).") from None
+    except Exception as exc:  # transformers' validators raise their own classes (huggingface_hub's), not ValueError
+        reason = _last_line(exc).rstrip(".")
+        raise FactoryError(f"transformers rejected model.config for model.hf={arch!r}: {reason}. Fix: correct the "
+                           f"model.config fields it names (given: {config}).") from None
     name = auto_class or _AUTO_CLASS.get(arch, "AutoModelForCausalLM")
     if name not in AUTO_CLASSES:
         raise FactoryError(f"model.hf_class={name!r} is not one of {', '.join(AUTO_CLASSES)}. Fix: use one of them.")

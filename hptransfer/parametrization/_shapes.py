@@ -109,8 +109,9 @@ def build(factory: Callable[..., nn.Module], width: float, *, meta: bool, what: 
             else:
                 with torch.device(device):
                     model = factory(arg)
-        except FactoryError:
-            raise  # already names the argument and the fix (built-in models, model.width_arg)
+        except FactoryError as exc:  # names the argument and the fix already; add which width this was
+            setting = _ROLE_FIELDS.get(_ROLE.get())
+            raise FactoryError(f"{exc} [at {_where(arg, what)}{', set in ' + setting if setting else ''}]") from None
         except Exception as exc:  # the user's code: report any failure, with its type
             errors.append(f"{device}: {type(exc).__name__}: {exc}")
             continue

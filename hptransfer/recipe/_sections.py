@@ -90,11 +90,6 @@ class ModelSpec:
     depth_arg: str | None = spec_field(None, kind="str", optional=True,
                                        doc="Name of the factory's depth argument (number of blocks), used when the "
                                            "recipe has `depths`. Default: `n_layer` for `gpt`, `depth` otherwise.")
-
-    @property
-    def depth_argument(self) -> str:
-        """The factory's depth keyword: ``depth_arg``, else the built-in model's, else ``depth``."""
-        return self.depth_arg or _DEPTH_ARGS.get(self.name or "", "depth")
     hf: str | None = spec_field(None, kind="str", optional=True,
                                 doc="A Hugging Face architecture (`model_type`: `llama`, `gpt2`, `mistral`, `qwen2`, "
                                     "`bert`, `vit`, ...) built from `config` with the `hf` extra. Give `name`, "
@@ -112,6 +107,15 @@ class ModelSpec:
                                           "`AutoModelForMaskedLM` for bert, `AutoModelForImageClassification` "
                                           "for vit).")
 
+    @property
+    def depth_argument(self) -> str:
+        """The factory's depth keyword: ``depth_arg``, else the built-in model's, else ``depth``."""
+        return self.depth_arg or _DEPTH_ARGS.get(self.name or "", "depth")
+
+    @property
+    def names_model(self) -> bool:
+        """Whether a model to build is named (``name``, ``factory`` or ``hf``); else the user's loop builds it."""
+        return self.name is not None or self.factory is not None or self.hf is not None
 
 @dataclass
 class TaskSpec:

@@ -321,7 +321,7 @@ def load(
     p = Path(path)
     tf = read_target(p)
     spec = tf.spec if seed is None else tf.spec.replace(seed=int(seed))
-    if factory is None and spec.model.name is None and spec.model.factory is None and spec.model.hf is None:
+    if factory is None and not spec.model.names_model:
         raise TransferError(f"{p} records no importable model factory. Fix: pass factory= to hptransfer.load().")
     built = build(spec, factory=factory, device=device, role="target")
     got = {n: list(i.base_shape) for n, i in scaling_table(built.model).params.items()}

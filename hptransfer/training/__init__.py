@@ -22,7 +22,8 @@ from ._build import (
     untrained_loss,
 )
 from ._gains import GAIN_MODES, apply_gains, norm_gains
-from ._loop import AT_INIT, DivergenceGuard, Schedule, TrainResult, train
+from ._loop import AT_INIT, DivergenceGuard, Schedule, TrainResult, task_loss, train
+from ._preflight import preflight
 from ._user_fn import Reporter, call_train_fn
 
 __all__ = ["AT_INIT",
@@ -30,4 +31,5 @@ __all__ = ["AT_INIT",
     "call_train_fn",
     "make_factory", "make_task", "make_schedule", "parametrize_options", "optimizer_kwargs", "model_cost",
     "untrained_loss", "torch_threads", "WidthFactory", "norm_gains", "apply_gains", "GAIN_MODES",
+    "task_loss", "preflight",
 ]

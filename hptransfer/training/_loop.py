@@ -23,9 +23,36 @@ from torch import nn
 from ..errors import TrainingDiverged, TrainingError
 from ..recipe import DIVERGENCE_FACTOR
 
-__all__ = ["Schedule", "DivergenceGuard", "TrainResult", "train"]
+__all__ = ["Schedule", "DivergenceGuard", "TrainResult", "train", "task_loss"]
 
 DECAYS = ("cosine", "linear", "constant")
+
+
+def _describe(t: Any) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def task_loss(model: nn.Module, task: Any, x: Any, y: Any) -> torch.Tensor:
+    """``task.loss(model(x), y)``, where a failure of the model on the task's batch (a vocabulary
+    smaller than the task's tokens, an input size the model does not take) becomes a
+    :class:`~hptransfer.errors.TrainingError` naming the batch, the sizes the task feeds and the fix.
+
+    The training loop calls it on its first step only: a later failure is not a mismatch of model
+    and task, and keeps its own traceback.
+    """
+    try:
+        return task.loss(model(x), y)
+    except (TrainingError, TrainingDiverged):
+        raise
+    except Exception as exc:  # the user's model on our batch: any failure is reported, with its type
+        sizes = getattr(task, "model_kwargs", None)
+        feeds = f" (the task's sizes: {sizes()})" if callable(sizes) else ""
+        raise TrainingError(
+            f"the model failed on the task's first batch (input {_describe(x)}, target {_describe(y)}){feeds}: "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())}. Fix: build the model for this task (its "
+            "vocabulary, input and output sizes in model.kwargs or model.config), or choose the task that "
+            "matches the model (task.name, task.kwargs)."
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -172,7 +199,7 @@ def train(
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * f
             x, y = task.batch(step, batch_size, seed=seed)
-            loss = task.loss(model(x), y)
+            loss = task_loss(model, task, x, y) if step == start else task.loss(model(x), y)
             value = float(loss.detach())
             guard.check(step, value)
             optimizer.zero_grad(set_to_none=True)

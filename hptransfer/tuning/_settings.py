@@ -11,6 +11,7 @@ from typing import Any
 from ..diagnostics import diagnose
 from ..errors import RecipeError, TuneError
 from ..recipe import Recipe, SearchParam, TuneSpec, apply_overrides, load_recipe, parse_recipe, parse_search
+from ..training import preflight
 from ._objective import Objective
 
 __all__ = ["Settings", "settings_from_fn", "settings_from_recipe", "as_recipe", "parse_space"]
@@ -73,6 +74,7 @@ def settings_from_recipe(rec: Recipe, *, fixed: dict[str, Any] | None, penalty: 
                           report_every=every if (pruner or t.pruner) != "none" else 0,
                           divergence_factor=rec.train.divergence_factor)
     run_dir = Path(out) if out is not None else rec.run_dir
+    preflight(rec)  # bad input fails here, before a study exists, not inside a trial or after tuning
     found = [str(d) for d in diagnose(rec)]
     for d in found:
         warnings.warn(f"known breaker of μTransfer: {d}", stacklevel=4)

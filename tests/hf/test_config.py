@@ -356,3 +356,28 @@ def test_a_recipe_naming_gemma_2_or_3_scales_its_mlp_and_heads_and_names_it_in_e
     tied = load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml", [f"model.hf={arch}", cfg])
     with pytest.raises(ParametrizationError, match=rf"model hf: {arch} at width=128 .*tied.*Fix: untie"):
         build(tied.at(128, {"lr": 0.01}))
+
+
+def test_a_config_transformers_rejects_or_an_unknown_architecture_is_a_factory_error_with_the_fix():
+    from hptransfer.errors import FactoryError
+    from hptransfer.hf import hf_factory
+
+    cfg = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 5}
+    # transformers' own validator (a huggingface_hub error class, not a ValueError) names the problem
+    with pytest.raises(FactoryError, match=r"rejected model.config for model.hf='llama': The hidden size \(64\) is "
+                                           r"not a multiple of the number of attention heads \(5\)\. Fix: correct"):
+        hf_factory("llama", cfg)
+    with pytest.raises(FactoryError, match=r"model.hf='llamaa' is not a model_type .*\(close: llama"):
+        hf_factory("llamaa", {})
+
+
+def test_known_breakers_are_diagnosed_on_a_recipe_naming_an_hf_model():
+    from _helpers import ROOT
+
+    from hptransfer.diagnostics import diagnose
+    from hptransfer.recipe import load_recipe
+
+    found = diagnose(load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml"))
+    # Llama's RMSNorm gains train at the base LR (Lingle 2024); its attention is rescaled, so no other
+    assert [d.code for d in found] == ["norm-gains"] and "model.layers.0.input_layernorm.weight" in found[0].message
+    assert diagnose(load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml", ["parametrization.gains=freeze"])) == []

@@ -275,3 +275,24 @@ def test_killed_worker_exits_4_names_its_requeued_trial_and_rerun_reaches_budget
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 12 and len({t.number for t in trials}) == len(trials)
     assert any(t.user_attrs.get("requeued_from") == victim.number for t in complete)
+
+
+def test_bad_input_fails_before_any_trial_naming_the_field_to_fix(tmp_path: Path,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """A target width the model refuses fails before tuning (not after it), and a model that does not fit
+    the task's data fails on one batch before a study exists (not inside trials, through Optuna's log)."""
+    from hptransfer.errors import FactoryError, TrainingError
+
+    gpt = {**tiny(tmp_path), "model": {"name": "gpt", "kwargs": {"n_layer": 1, "n_head": 4}},
+           "task": {"name": "charlm", "kwargs": {"block_size": 8, "n_bytes": 20000}},
+           "widths": {"proxy": 16, "target": 130}}
+    with pytest.raises(FactoryError, match=r"130 is not divisible.*\[at width=130 \(the target width\), set in "
+                                           r"widths.target"):
+        tune(gpt, quiet=True)
+    small_vocab = {**gpt, "widths": {"proxy": 16, "target": 64},
+                   "model": {"name": "gpt", "kwargs": {"n_layer": 1, "n_head": 4, "vocab_size": 100}}}
+    with pytest.raises(TrainingError, match=r"width=16 \(the proxy width\): the model failed on the task's first "
+                                            r"batch \(input \(32, 8\) int64.*'vocab_size': 256.*IndexError"):
+        tune(small_vocab, quiet=False)
+    assert "Trial" not in capfd.readouterr().err  # no trial ran, so Optuna logged no failed one
+    assert not (tmp_path / "run" / "study.journal").exists()
