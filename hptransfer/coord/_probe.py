@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ..errors import ParametrizationError
 from ..parametrization import AttentionTracer, module_stack, scaling_table
@@ -63,7 +64,13 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
 
         return hook
 
-    handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()]
+    # torch.nn.utils.parametrize modules (weight_norm, spectral_norm, orthogonal) output a weight, not
+    # an activation: μP scales its entries like the weight's (1/sqrt(m), updates 1/m), which the
+    # activation thresholds would call vanishing. The layer that uses the weight is measured.
+    weights = {id(sub) for m in model.modules() if isinstance(m, parametrize.ParametrizationList)
+               for sub in m.modules()}
+    handles = [m.register_forward_hook(hook_for(name or ROOT_NAME)) for name, m in model.named_modules()
+               if id(m) not in weights]
     stack, stack_handles = module_stack(model)
     tracer = AttentionTracer(stack, measure_scale=True, modules=dict(model.named_modules()))
     try:

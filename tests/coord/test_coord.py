@@ -94,6 +94,27 @@ def test_user_glu_rmsnorm_model_passes_under_mup_with_batch_fn() -> None:
     assert not sp.passed and "down" in {m for m, *_ in sp.failing}
 
 
+class NormedGluMLP(GluMLP):
+    """GluMLP with torch's weight_norm on ``up`` and spectral_norm on ``down`` (torch.nn.utils.parametrize)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width)
+        nn.utils.parametrizations.weight_norm(self.up)
+        nn.utils.parametrizations.spectral_norm(self.down)
+
+
+def test_weight_and_spectral_norm_parametrizations_pass_under_mup() -> None:
+    """The parametrization modules output weights (entries 1/sqrt(m), updates 1/m under μP), not
+    activations: they are left out, the layers that use them are measured."""
+    res = coord_check(NormedGluMLP, widths=(32, 64, 128, 256), batch_fn=_glu_batches, loss_fn=F.cross_entropy,
+                      **COORD_FAST)
+    assert res.passed, res.summary()
+    assert {"up", "down"} <= set(res.modules) and not any("parametrizations" in m for m in res.modules)
+    sp = coord_check(NormedGluMLP, widths=(32, 64, 128, 256), parametrization="sp", batch_fn=_glu_batches,
+                     loss_fn=F.cross_entropy, **COORD_FAST)
+    assert not sp.passed
+
+
 def test_mup_sgd_passes() -> None:
     res = coord_check(mlp, widths=(32, 64, 128, 256), task="classification", optimizer="sgd", lr=0.1, **COORD_FAST)
     assert res.passed, res.summary()
