@@ -7,7 +7,15 @@ recipe schema for editors.
 
 from __future__ import annotations
 
-from ._recipe import Recipe, apply_overrides, load_recipe, parse_recipe, register_section
+from ._recipe import (
+    OBJECTIVE_FIELDS,
+    Recipe,
+    apply_overrides,
+    load_recipe,
+    objective_changes,
+    parse_recipe,
+    register_section,
+)
 from ._reference import field_help, reference
 from ._runspec import RunSpec, RunTrainSpec, plain, spec_from_dict, spec_to_dict
 from ._schema import json_schema
@@ -42,7 +50,8 @@ from ._spec import Problems, field_docs, import_object, parse_section, spec_fiel
 from ._validate import parse_search
 
 __all__ = [
-    "Recipe", "RunSpec", "RunTrainSpec", "load_recipe", "parse_recipe", "parse_search", "apply_overrides",
+    "Recipe", "objective_changes", "OBJECTIVE_FIELDS",
+    "RunSpec", "RunTrainSpec", "load_recipe", "parse_recipe", "parse_search", "apply_overrides",
     "register_section", "reference", "field_help", "json_schema", "spec_to_dict", "spec_from_dict", "plain",
     "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
     "DepthsSpec",

@@ -207,6 +207,42 @@ class Recipe:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+#: What a trial's loss depends on: a study's trials stand for its recipe only while these are unchanged.
+#: (``train.eval_every`` only adds validation points; the search space and budget may change.)
+OBJECTIVE_FIELDS = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths.proxy",
+                    "depths.proxy")
+_NOT_OBJECTIVE = {"train.eval_every"}
+
+
+def objective_changes(stored: dict[str, Any], recipe: Recipe) -> list[str]:
+    """``"field: old -> new"`` for each field in :data:`OBJECTIVE_FIELDS` where ``recipe`` differs from
+    ``stored`` (a recipe as :meth:`Recipe.to_dict` gave it). A field ``stored`` lacks (a recipe written
+    by an older hptransfer) is not counted as a change."""
+    now = recipe.to_dict()
+    out: list[str] = []
+
+    def walk(path: str, old: Any, new: Any) -> None:
+        if path in _NOT_OBJECTIVE:
+            return
+        if isinstance(old, dict) and isinstance(new, dict):
+            for key in sorted(old.keys() | new.keys(), key=str):
+                if key in old:
+                    walk(f"{path}.{key}", old[key], new.get(key))
+        elif json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True, default=str):
+            out.append(f"{path}: {old!r} -> {new!r}")
+
+    missing = object()
+    for name in OBJECTIVE_FIELDS:
+        section, _, key = name.partition(".")
+        old, new = stored.get(section, missing), now.get(section)
+        if key:
+            old = old.get(key, missing) if isinstance(old, dict) else missing
+            new = new.get(key) if isinstance(new, dict) else None
+        if old is not missing:
+            walk(name, old, new)
+    return out
+
+
 class StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last
     silently, so `steps: 100` followed later by `steps: 10` would train 10 steps), and reports an

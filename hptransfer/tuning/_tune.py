@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from .. import studies
 from ..errors import StorageError, StorageLostError, TuneError, WorkerError
-from ..recipe import SAMPLERS, Recipe
+from ..recipe import SAMPLERS, Recipe, objective_changes
 from ..studies import Progress, start_workers, stop_workers
 from ..training import AT_INIT, torch_threads
 from ._objective import Objective, SurplusTrial
@@ -174,8 +174,21 @@ def _open_study(url: str, name: str, rec: Recipe | None, pruner: optuna.pruners.
              "hptransfer_version": _version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     study = studies.create_study(url, name, pruner=pruner, attrs=attrs)
     if rec is not None and study.user_attrs.get("recipe_hash") not in (None, rec.hash):
-        _warn(f"study {name!r} was created from a different recipe (hash {study.user_attrs['recipe_hash']}, now "
-              f"{rec.hash}); its trials are continued as they are. Use a new tune.study to start afresh.")
+        changed = objective_changes(study.user_attrs.get("recipe") or {}, rec)
+        n = len(study.get_trials(deepcopy=False))
+        if changed and n:
+            # Its trials were trained under other settings: their losses are not this recipe's, and
+            # the best of them would be transferred as if they were.
+            raise TuneError(
+                f"study {name!r} in {studies.redact_url(url)} holds {n} trial(s) of another recipe: "
+                f"{'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}. Fix: start a new study "
+                "(--set tune.study=<new name>, or another --out), or restore those fields to continue it.")
+        if not n:  # an empty study (stopped before its first trial) now belongs to this recipe
+            for key in ("recipe_hash", "recipe"):
+                study.set_user_attr(key, attrs[key])
+        elif (study.user_attrs.get("recipe") or {}).get("search") != rec.to_dict()["search"]:
+            _warn(f"study {name!r} was created with another search space; its {n} trial(s) are kept as they are "
+                  "(the sampler also learns from those outside the new ranges).")
     recovered = studies.recover_stale(study)
     if recovered:
         _warn(f"re-queued trial(s) {recovered} left unfinished by a stopped worker.")

@@ -48,6 +48,29 @@ def test_recipe_tune_uses_journal_and_counts_trials(tmp_path: Path) -> None:
     assert sorted(t.number for t in _trials(res)) == list(range(6))
 
 
+def test_a_study_of_another_recipe_is_refused_naming_the_fields_that_changed(tmp_path: Path) -> None:
+    """Trials trained under other settings would be compared with, and transferred as, this recipe's."""
+    import copy
+    import warnings
+
+    from hptransfer.errors import TuneError
+
+    tune(tiny(tmp_path), quiet=True)
+    shorter = copy.deepcopy(tiny(tmp_path))
+    shorter["train"]["steps"], shorter["optimizer"] = 10, {"name": "sgd"}
+    with pytest.raises(TuneError, match=r"holds 4 trial\(s\) of another recipe: optimizer.name: 'adamw' -> 'sgd'; "
+                                        r"train.steps: 20 -> 10\. Fix: start a new study"):
+        tune(shorter, quiet=True)
+    # the budget and the target widths are not part of what a trial measured: continued, no warning
+    more = tiny(tmp_path, trials=5)
+    more["widths"]["target"] = 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tune(more, quiet=True).n_complete == 5
+    shorter["tune"]["study"] = "tiny-short"  # the fix the message names
+    assert tune(shorter, quiet=True).n_complete == 4
+
+
 def test_diverging_trial_is_recorded_and_study_continues(tmp_path: Path) -> None:
     def train_fn(hp: dict, *, report: Reporter) -> float:
         loss = 2.0
