@@ -62,7 +62,7 @@ Hence ``tol_grow = 0.35`` (above μP's +0.27 worst, below SP's weakest +0.52) an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -70,10 +70,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CoordCheckError
-from ..parametrization import OPTIMIZERS, Parametrization, optimizer_class, optimizer_family
+from ..parametrization import Parametrization
 from ..recipe import RunSpec
 from ..training import make_task
-from ._builders import make_builder, stream_modules
+from ._builders import make_builder, optimizer_class_of, optimizer_kwargs_for, stream_modules
 from ._eps import eps_capped, eps_cause
 from ._probe import LOGITS_SUFFIX, as_args, probe, to_device
 from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
@@ -111,9 +111,9 @@ def coord_check(
     seeds: Iterable[int] = (0, 1, 2),
     lr: float = 1e-2,
     optimizer: str | type[torch.optim.Optimizer] = "adam",
+    optimizer_kwargs: Mapping[str, Any] | None = None,
     batch_size: int = 32,
-    example_input: Any = None,
-    probe_input: Any = None,
+    example_input: Any = None, probe_input: Any = None,
     tol_grow: float = DEFAULT_TOL_GROW,
     tol_vanish: float = DEFAULT_TOL_VANISH,
     device: str | torch.device = "cpu",
@@ -137,9 +137,11 @@ def coord_check(
         seeds: init seeds; statistics are averaged over them before fitting. Default ``(0, 1, 2)``.
         lr: base LR (at ``base_width``). Default 1e-2: SP's width dependence shows within 4 Adam steps.
         optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"``, ``"muon"`` or a torch optimizer class.
+        optimizer_kwargs: as in your training: :func:`hptransfer.param_groups` options (``weight_decay``, ``eps``...)
+            scaled per group, the rest (``betas``...) to the class. Default none (the class's defaults, no decay).
         batch_size: training and probe batch size for ``task``. Default 32.
-        example_input: for the attention trace. Default ``task.example_input(2)``, else the probe.
-        probe_input: the fixed measurement input. Default the task's ``val`` batch 0.
+        example_input, probe_input: for the attention trace (default ``task.example_input(2)``, else the
+            probe) and the fixed measurement input (default the task's ``val`` batch 0).
         tol_grow, tol_vanish: largest growing slope / largest negative update slope (log2 stat
             per width doubling). Defaults :data:`DEFAULT_TOL_GROW`, :data:`DEFAULT_TOL_VANISH`.
         device: where to build and train. Default CPU.
@@ -160,24 +162,32 @@ def coord_check(
     if spec is not None:
         task, lr, optimizer, parametrization = _from_spec(spec, task, parametrize_options)
     task = _resolve_task(task, batch_fn, loss_fn)
-    opt_cls, opt_name = _optimizer_class(optimizer)
-    if probe_input is None:
-        probe_input = (batch_fn(0)[0] if batch_fn is not None
-                       else task.batch(0, batch_size, split="val", seed=0)[0])  # type: ignore[union-attr]
-    example_input = example_input if example_input is not None else (
-        task.example_input(2) if task is not None else probe_input)
+    opt_cls, opt_name = optimizer_class_of(optimizer)
+    opt_kwargs = optimizer_kwargs_for(optimizer_kwargs, opt_cls, spec)
+    probe_input, example_input = _inputs(task, batch_fn, batch_size, probe_input, example_input)
     device = torch.device(device)
     make = make_builder(spec, factory, task, widths, widths_l, depths=depths, base_width=base_width,
                         base_depth=base_depth, parametrization=parametrization, example_input=example_input,
-                        options=parametrize_options, opt_cls=opt_cls, opt_name=opt_name, lr=float(lr), device=device)
-    def batches(step: int, seed: int) -> tuple[Any, Any]:
-        return batch_fn(step) if batch_fn is not None else task.batch(step, batch_size, seed=seed)  # type: ignore
+                        options=parametrize_options, opt_cls=opt_cls, opt_name=opt_name, lr=float(lr), device=device,
+                        opt_kwargs=opt_kwargs)
+    batches = (lambda step, seed: batch_fn(step)) if batch_fn is not None else (
+        lambda step, seed: task.batch(step, batch_size, seed=seed))  # type: ignore[union-attr]
     records, order, capped = _measure(make, batches, loss_fn if loss_fn is not None else task.loss,  # type: ignore
                                       widths_l, seeds_l, steps, probe_input, device)
     order = order if depths is None else stream_modules(order)
     name = str(getattr(parametrization, "name", parametrization))
     return _analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
                     parametrization=name, optimizer=opt_name, lr=float(lr), capped=capped)
+
+
+def _inputs(task: Any, batch_fn: Any, batch_size: int, probe_input: Any, example_input: Any) -> tuple[Any, Any]:
+    """The probe (default: the task's ``val`` batch 0, or ``batch_fn(0)``) and the example input for the
+    attention trace (default: ``task.example_input(2)``, else the probe)."""
+    if probe_input is None:
+        probe_input = batch_fn(0)[0] if batch_fn is not None else task.batch(0, batch_size, split="val", seed=0)[0]
+    if example_input is None:
+        example_input = task.example_input(2) if task is not None else probe_input
+    return probe_input, example_input
 
 
 def _from_spec(spec: RunSpec, task: Any, parametrize_options: dict[str, Any]) -> tuple[Any, float, str, str]:
@@ -344,19 +354,6 @@ def _slope(x: np.ndarray, values: Sequence[float]) -> float:
     y = np.log2(np.maximum(v, np.finfo(float).tiny))
     xc = x - x.mean()
     return float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
-
-
-def _optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> tuple[type[torch.optim.Optimizer], str]:
-    """Map an optimizer name or class to (class, name or family for ``param_groups``)."""
-    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        return optimizer, optimizer_family(optimizer)
-    key = str(optimizer).lower()
-    if key not in OPTIMIZERS:
-        raise CoordCheckError(
-            f"optimizer={optimizer!r} is not supported by coord_check. Fix: use one of {', '.join(OPTIMIZERS)} "
-            "or pass a torch.optim.Optimizer subclass."
-        )
-    return optimizer_class(key), key
 
 
 def _check_widths(widths: Any) -> list[float]:

@@ -185,3 +185,14 @@ def test_attention_left_at_one_over_sqrt_d_fails_under_mup(factory, passes) -> N
     assert result.passed is passes, result.failing[:3]
     if not passes:
         assert {m for m, *_ in result.failing} >= set(logits)
+
+
+def test_optimizer_kwargs_reach_the_optimizer_and_unknown_ones_are_named() -> None:
+    """An Adam eps far above the gradients (0.1) caps the hidden updates, which shrink with width
+    under μP; the same check with the class's default eps passes (test_mlp_mup_passes)."""
+    capped = coord_check(mlp, widths=(32, 64, 128, 256), task="classification", optimizer="adamw",
+                         optimizer_kwargs={"eps": 0.1, "betas": (0.9, 0.95), "weight_decay": 0.1}, **COORD_FAST)
+    assert not capped.passed and any(kind == "update" and slope < -0.35 for _, _, kind, slope in capped.failing)
+    with pytest.raises(CoordCheckError, match=r"optimizer_kwargs \['beta'\] are not options of AdamW.*'betas'"):
+        coord_check(mlp, widths=(32, 64, 128), task="classification", optimizer="adamw",
+                    optimizer_kwargs={"beta": 0.9}, **COORD_FAST)
