@@ -75,8 +75,9 @@ def _fix(errors: list[str], what: str) -> str:
         return (f"choose widths the model accepts (a multiple of the head count) in {setting}, or "
                 "parametrization.base_width / probe_width for the base and probe widths.")
     if "unexpected keyword argument" in text:
-        return ("the factory does not take an argument it was given: set model.width_arg to the name of its width "
-                "argument (e.g. `width_arg: d_model`), and check model.kwargs.")
+        return ("a call does not take an argument it was given: in a recipe, set model.width_arg to the name of the "
+                "factory's width argument (e.g. `width_arg: d_model`) and check model.kwargs; in Python, check the "
+                "keyword arguments your factory passes on (the message above names the one refused).")
     if what != "target" and "meta" in text:
         return "make the factory build on any device, or pass probe_width= to parametrize."
     return f"fix the factory so it builds at this width (run it once by hand), or change {setting}."
