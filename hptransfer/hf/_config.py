@@ -38,6 +38,17 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "qwen2_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size"),
     "qwen3_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "head_dim"),
     "olmoe": ("hidden_size", "intermediate_size"),
+    # head_dim derived from hidden_size / heads (heads fixed, head dim grows); coordinate checks in
+    # docs/hf_coord_sweep.md (scripts/hf_coord_sweep.py). OLMo 2 has post-norms only, as Gemma 2.
+    "phi": ("hidden_size", "intermediate_size"),
+    "phi3": ("hidden_size", "intermediate_size"),
+    "gpt_neox": ("hidden_size", "intermediate_size"),
+    "starcoder2": ("hidden_size", "intermediate_size"),
+    "olmo": ("hidden_size", "intermediate_size"),
+    "olmo2": ("hidden_size", "intermediate_size"),
+    "cohere": ("hidden_size", "intermediate_size"),
+    "stablelm": ("hidden_size", "intermediate_size"),
+    "granite": ("hidden_size", "intermediate_size"),
     "bert": ("hidden_size", "intermediate_size"),
     "opt": ("hidden_size", "ffn_dim", "word_embed_proj_dim"),
     "vit": ("hidden_size", "intermediate_size"),

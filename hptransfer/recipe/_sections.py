@@ -1,8 +1,7 @@
 """The built-in recipe sections: typed dataclasses whose fields document themselves.
 
-Each field is declared with :func:`hptransfer._spec.spec_field` (its doc string, kind and
-bounds), which drives validation, the reference page and the CLI help. Re-exported by
-:mod:`hptransfer.recipe`.
+Each field is declared with :func:`hptransfer._spec.spec_field` (its doc string, kind and bounds),
+which drives validation, the reference page and the CLI help. Re-exported by :mod:`hptransfer.recipe`.
 """
 
 from __future__ import annotations
@@ -99,9 +98,10 @@ class ModelSpec:
                                   "field is set per run.")
     width_field: str | None = spec_field(None, kind="str", optional=True,
                                          doc="The config field holding the width (for `hf`). Default: known for "
-                                             "gpt2, llama, mistral, qwen2/3, gemma 1-3, mixtral, qwen2/3-moe, "
-                                             "olmoe, opt, bert, vit, t5 (`hf.WIDTH_FIELDS`; the FFN size and "
-                                             "head dim follow it in proportion).")
+                                             "gpt2, llama, mistral, qwen2/3, gemma 1-3, mixtral, qwen2/3-moe, olmoe, "
+                                             "phi, phi3, gpt_neox, starcoder2, olmo 1-2, cohere, stablelm, granite, "
+                                             "opt, bert, vit, t5 (`hf.WIDTH_FIELDS`; the FFN size and head dim "
+                                             "follow it in proportion).")
     hf_class: str | None = spec_field(None, kind="str", optional=True,
                                       doc="transformers auto class for `hf` (`AutoModelForCausalLM` by default; "
                                           "`AutoModelForMaskedLM` for bert, `AutoModelForImageClassification` "

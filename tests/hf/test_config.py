@@ -381,3 +381,39 @@ def test_known_breakers_are_diagnosed_on_a_recipe_naming_an_hf_model():
     # Llama's RMSNorm gains train at the base LR (Lingle 2024); its attention is rescaled, so no other
     assert [d.code for d in found] == ["norm-gains"] and "model.layers.0.input_layernorm.weight" in found[0].message
     assert diagnose(load_recipe(ROOT / "recipes" / "hf_llama_tiny.yaml", ["parametrization.gains=freeze"])) == []
+
+
+NEW_ARCHS = ("phi", "phi3", "gpt_neox", "starcoder2", "olmo", "olmo2", "cohere", "stablelm", "granite")
+
+
+def _small(width: int) -> dict:
+    return {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 1, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 32, "bos_token_id": 0,
+            "eos_token_id": 0, "pad_token_id": 0}
+
+
+@pytest.mark.parametrize("arch", NEW_ARCHS)
+def test_more_architectures_scale_hidden_and_ffn_and_get_one_over_d_attention(arch):
+    from hptransfer.hf import hf_factory
+
+    factory = hf_factory(arch, _small(32))  # no width_field: known for these
+    model = hpt.parametrize(factory, width=128, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
+    assert (model.config.hidden_size, model.config.intermediate_size) == (128, 256)
+    table = hpt.scaling_table(model)
+    # 4 heads at every width: the head dim goes 8 -> 32, so the softmax scale gets sqrt(8/32) (or d_base/d
+    # for Granite, whose attention_multiplier replaces 1/sqrt(d)); one entry per attention module
+    assert len(table.attention) == 1 and all(f for v in table.attention.values() for f in v.values())
+    assert sum(i.role == "hidden" for i in table.params.values()) >= 3
+
+
+@pytest.mark.slow  # ~25 s: μP passes and SP fails the coordinate check (all 9: scripts/hf_coord_sweep.py)
+@pytest.mark.parametrize("arch", ["phi3", "granite"])
+def test_more_architectures_pass_the_coordinate_check_under_mup_only(arch):
+    from hptransfer.hf import hf_factory
+    from hptransfer.zoo import get_task
+
+    task = get_task("charlm", block_size=16, n_bytes=200_000)
+    res = {p: hpt.coord_check(hf_factory(arch, _small(32)), widths=(32, 64, 128, 256), parametrization=p, task=task,
+                              batch_size=8, steps=4, seeds=(0, 1)) for p in ("mup", "sp")}
+    assert res["mup"].passed, res["mup"].summary()
+    assert not res["sp"].passed
