@@ -32,7 +32,11 @@ def _ylim(results: list[ParamResult]) -> tuple[float, float]:
     if finite.size == 0:
         return 0.0, 1.0
     lo, hi = float(finite.min()), float(np.percentile(finite, 35))
-    hi = max(hi, lo + 1e-3)
+    # every width's own minimum (its star) stays in view, however far above the others it sits
+    # (a narrow model several tenths of a nat worse than the wide ones would otherwise be cut off)
+    bests = [float(np.nanmin(m)) for r in results for w in range(len(r.widths))
+             for m in [_optimum.mean_curve(r.losses[w])] if np.isfinite(m).any()]
+    hi = max(hi, lo + 1e-3, *(b + 0.1 * (b - lo) for b in bests))
     pad = 0.08 * (hi - lo)
     return lo - pad, hi + 3 * pad
 
