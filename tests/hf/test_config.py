@@ -386,20 +386,24 @@ def test_known_breakers_are_diagnosed_on_a_recipe_naming_an_hf_model():
 NEW_ARCHS = ("phi", "phi3", "gpt_neox", "starcoder2", "olmo", "olmo2", "cohere", "stablelm", "granite")
 
 
-def _small(width: int) -> dict:
+def _small(width: int, **extra: int) -> dict:
     return {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 1, "num_attention_heads": 4,
             "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 32, "bos_token_id": 0,
-            "eos_token_id": 0, "pad_token_id": 0}
+            "eos_token_id": 0, "pad_token_id": 0, **extra}
 
 
 @pytest.mark.parametrize("arch", NEW_ARCHS)
 def test_more_architectures_scale_hidden_and_ffn_and_get_one_over_d_attention(arch):
     from hptransfer.hf import hf_factory
 
-    factory = hf_factory(arch, _small(32))  # no width_field: known for these
+    # no width_field: known for these. head_dim given as a recipe may give it (hf_llama_tiny does), which
+    # OLMo 2 and others then use: it must grow with the width, or the attention would stay 4 x 8 wide
+    factory = hf_factory(arch, _small(32, head_dim=8))
     model = hpt.parametrize(factory, width=128, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
-    assert (model.config.hidden_size, model.config.intermediate_size) == (128, 256)
+    assert (model.config.hidden_size, model.config.intermediate_size, model.config.head_dim) == (128, 256, 32)
     table = hpt.scaling_table(model)
+    readouts = [n for n, i in table.params.items() if i.role == "output"]  # none when tied (starcoder2, cohere)
+    assert all(n.split(".")[0] in ("lm_head", "embed_out") for n in readouts), readouts
     # 4 heads at every width: the head dim goes 8 -> 32, so the softmax scale gets sqrt(8/32) (or d_base/d
     # for Granite, whose attention_multiplier replaces 1/sqrt(d)); one entry per attention module
     assert len(table.attention) == 1 and all(f for v in table.attention.values() for f in v.values())
