@@ -90,6 +90,12 @@ CASES: dict[str, dict] = {
     "gpt_wide": {"recipe": "recipes/gpt_charlm.yaml",
                  "set": ["task.kwargs={block_size: 32}", "parametrization.base_width=16"], "studies": "gpt",
                  "widths": [32, 64, 128, 256, 512], "lr": (-13.0, -2.0), "steps": 200, "batch": 8, "pars": ["mup"]},
+    # the gpt case with a fixed head dim of 16 (1 head at width 16, 16 at 256) instead of 4 heads
+    # whose dim shrinks to 4 at width 16: is the gpt case's shortfall its 4-dim heads? (added 2026-12-06)
+    "gpt_hd16": {"recipe": "recipes/gpt_charlm.yaml",
+                 "set": ["task.kwargs={block_size: 32}", "parametrization.base_width=16",
+                         "model.kwargs={n_layer: 2, head_dim: 16}"],
+                 "widths": [16, 32, 64, 128, 256], "lr": (-13.0, -2.0), "steps": 200, "batch": 8},
     # held out (module docstring): μP only, set-ups the fit form was not chosen on
     "resglu4": {"recipe": "recipes/mlp_quickstart.yaml",
                 "set": ["model.name=resglu", "model.kwargs={blocks: 4}", "optimizer.name=adamw",
