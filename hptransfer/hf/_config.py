@@ -21,34 +21,37 @@ from ..parametrization import parametrize
 
 __all__ = ["WIDTH_FIELDS", "AUTO_CLASSES", "HFFactory", "config_factory", "parametrize_config", "hf_factory"]
 
+#: Hidden size, FFN size and head dim: the width fields of most decoder-only configs.
+_HIDDEN_FFN_HEAD = ("hidden_size", "intermediate_size", "head_dim")
+
 #: ``model_type -> (width field, fields scaled in proportion)``. Fields that are ``None`` in a
 #: config (GPT-2's ``n_inner``: 4 x n_embd) are left alone; the model derives them.
 WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "gpt2": ("n_embd", "n_inner"),
-    "llama": ("hidden_size", "intermediate_size", "head_dim"),
-    "mistral": ("hidden_size", "intermediate_size", "head_dim"),
-    "qwen2": ("hidden_size", "intermediate_size", "head_dim"),
-    "qwen3": ("hidden_size", "intermediate_size", "head_dim"),
-    "gemma": ("hidden_size", "intermediate_size", "head_dim"),
+    "llama": _HIDDEN_FFN_HEAD,
+    "mistral": _HIDDEN_FFN_HEAD,
+    "qwen2": _HIDDEN_FFN_HEAD,
+    "qwen3": _HIDDEN_FFN_HEAD,
+    "gemma": _HIDDEN_FFN_HEAD,
     # query_pre_attn_scalar stays: the attention module's own scaling is measured and rewritten to 1/d
-    "gemma2": ("hidden_size", "intermediate_size", "head_dim"),
-    "gemma3_text": ("hidden_size", "intermediate_size", "head_dim"),
+    "gemma2": _HIDDEN_FFN_HEAD,
+    "gemma3_text": _HIDDEN_FFN_HEAD,
     # mixtures of experts: fused 3-D expert weights (hidden in hptransfer's rules), routers read out in place
-    "mixtral": ("hidden_size", "intermediate_size", "head_dim"),
+    "mixtral": _HIDDEN_FFN_HEAD,
     "qwen2_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size"),
     "qwen3_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "head_dim"),
-    "olmoe": ("hidden_size", "intermediate_size", "head_dim"),
+    "olmoe": _HIDDEN_FFN_HEAD,
     # head_dim is derived from hidden_size / heads unless the config sets it (then scaled with it; a
     # field missing from a config is left alone); coordinate checks: docs/hf_coord_sweep.md.
-    "phi": ("hidden_size", "intermediate_size", "head_dim"),
-    "phi3": ("hidden_size", "intermediate_size", "head_dim"),
-    "gpt_neox": ("hidden_size", "intermediate_size", "head_dim"),
-    "starcoder2": ("hidden_size", "intermediate_size", "head_dim"),
-    "olmo": ("hidden_size", "intermediate_size", "head_dim"),
-    "olmo2": ("hidden_size", "intermediate_size", "head_dim"),
-    "cohere": ("hidden_size", "intermediate_size", "head_dim"),
-    "stablelm": ("hidden_size", "intermediate_size", "head_dim"),
-    "granite": ("hidden_size", "intermediate_size", "head_dim"),
+    "phi": _HIDDEN_FFN_HEAD,
+    "phi3": _HIDDEN_FFN_HEAD,
+    "gpt_neox": _HIDDEN_FFN_HEAD,
+    "starcoder2": _HIDDEN_FFN_HEAD,
+    "olmo": _HIDDEN_FFN_HEAD,
+    "olmo2": _HIDDEN_FFN_HEAD,
+    "cohere": _HIDDEN_FFN_HEAD,
+    "stablelm": _HIDDEN_FFN_HEAD,
+    "granite": _HIDDEN_FFN_HEAD,
     "bert": ("hidden_size", "intermediate_size"),
     "opt": ("hidden_size", "ffn_dim", "word_embed_proj_dim"),
     "vit": ("hidden_size", "intermediate_size"),

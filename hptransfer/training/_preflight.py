@@ -23,9 +23,9 @@ from ._loop import task_loss
 __all__ = ["preflight"]
 
 
-def preflight(rec: Recipe, *, targets: bool = True) -> None:
-    """Build ``rec``'s model at its proxy widths (one forward on the task's first batch) and, with
-    ``targets``, at its target widths on the meta device.
+def preflight(rec: Recipe) -> None:
+    """Build ``rec``'s model at its proxy widths (one forward on the task's first batch) and at its
+    target widths on the meta device.
 
     Nothing is trained and no RNG state of the caller changes. A recipe whose task trains through
     the user's own ``train_fn`` (no model named) is left to that function.
@@ -48,7 +48,6 @@ def preflight(rec: Recipe, *, targets: bool = True) -> None:
                     task_loss(built.model, task, x, y)
                 except TrainingError as exc:
                     raise TrainingError(f"at width={width} (the proxy width): {exc}") from None
-    if targets:
-        for width in rec.widths.target:
-            spec = rec.at(width, steps=rec.transfer.steps, batch_size=rec.transfer.batch_size, depth=rec.depths.target)
-            build(spec, task=task, device="meta", role="target")
+    for width in rec.widths.target:
+        spec = rec.at(width, steps=rec.transfer.steps, batch_size=rec.transfer.batch_size, depth=rec.depths.target)
+        build(spec, task=task, device="meta", role="target")
