@@ -75,7 +75,7 @@ from ..recipe import RunSpec
 from ..training import make_task
 from ._builders import make_builder, optimizer_class_of, optimizer_kwargs_for, stream_modules
 from ._eps import eps_capped, eps_cause
-from ._probe import LOGITS_SUFFIX, as_args, probe, to_device
+from ._probe import LOGITS_SUFFIX, as_args, check_start, probe, stats, to_device
 from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
 
 __all__ = ["coord_check", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH"]
@@ -241,6 +241,7 @@ def _measure(
     records: list[dict[str, Any]] = []  # one per (width, seed, step, module call); slopes are fitted later
     order: list[str] = []
     capped: dict[str, dict[str, float]] = {}
+    masks: dict[str, float] = {}
     for width in widths:
         for seed in seeds:
             model, opt = make(width, seed)
@@ -251,11 +252,14 @@ def _measure(
                 order.extend(n for n in outs if n not in order)
                 if step == 0:
                     h0 = outs
+                    if width == widths[0]:
+                        check_start(outs, width, probe_input)
                 for name, h in outs.items():
-                    ref = h0.get(name)
-                    upd = (h - ref).abs().mean().item() if ref is not None and ref.shape == h.shape else float("nan")
+                    act, upd, frac = stats(h, h0.get(name) if step else None, masks.get(name))
+                    if width == widths[0] and step == 0:
+                        masks.setdefault(name, frac)  # a mask's share of ±inf entries, kept at every width
                     records.append({"width": width, "seed": seed, "step": step, "module": name, "numel": h.numel(),
-                                    "act": h.abs().mean().item(), "update": upd if step else 0.0})
+                                    "act": act, "update": upd if step else 0.0})
                 if step == steps:
                     break
                 x, y = batches(step, seed)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..errors import ParametrizationError
+from ..errors import CoordCheckError, ParametrizationError
 from ..parametrization import AttentionTracer, module_stack, scaling_table
 
 #: Name under which the root module's (the whole model's) output is recorded.
@@ -19,7 +19,7 @@ ROOT_NAME = "(model)"
 #: growing like sqrt(d) when attention stayed at 1/sqrt(d).
 LOGITS_SUFFIX = "[attn scale x d]"
 
-__all__ = ["probe", "as_args", "to_device", "ROOT_NAME", "LOGITS_SUFFIX"]
+__all__ = ["probe", "check_start", "stats", "as_args", "to_device", "ROOT_NAME", "LOGITS_SUFFIX"]
 
 
 @torch.no_grad()
@@ -84,6 +84,63 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
             key = f"{name or ROOT_NAME}{LOGITS_SUFFIX}"
             outs[key if i == 0 else f"{key}#{i + 1}"] = torch.tensor(abs(scale) * d)
     return outs
+
+
+def stats(h: Tensor, ref: Tensor | None, mask_frac: float | None) -> tuple[float, float, float]:
+    """``(mean |h|, mean |h - ref|, non-finite fraction)`` of one module output.
+
+    Entries that are ±inf by design (an attention mask of -inf, masked logits) are left out of both
+    means, as long as the same entries are non-finite at step 0 (``ref``) and the same fraction is at
+    the smallest width (``mask_frac``; ``None`` there). Anything else non-finite, such as a blow-up,
+    an overflow at a larger width or any nan, makes both statistics ``inf``: it fails the check.
+    """
+    finite = torch.isfinite(h)
+    frac = 1.0 - float(finite.float().mean()) if h.numel() else 0.0
+    if frac == 0.0:
+        act = h.abs().mean().item()
+        upd = (h - ref).abs().mean().item() if ref is not None and ref.shape == h.shape else float("nan")
+        if ref is not None and ref.shape == h.shape and not bool(torch.isfinite(ref).all()):
+            upd = float("inf")  # non-finite at step 0, finite now: not a fixed mask
+        return act, upd, frac
+    masked = not bool(torch.isnan(h).any()) and (mask_frac is None or frac == mask_frac)
+    if masked and ref is not None:
+        masked = ref.shape == h.shape and bool((torch.isfinite(ref) == finite).all())
+    if not masked:
+        return float("inf"), float("inf"), frac
+    act = h[finite].abs().mean().item() if bool(finite.any()) else 0.0
+    upd = (h - ref)[finite].abs().mean().item() if ref is not None and bool(finite.any()) else float("nan")
+    return act, upd, frac
+
+
+def check_start(outs: dict[str, Tensor], width: float, probe_input: Any) -> None:
+    """Refuse a probe that measures nothing: an empty module output, or a model output with nan
+    before any update at the smallest width. Either is a broken probe batch or model, not a width
+    effect, and would otherwise show as an ``inf`` slope on every module. (An ``inf`` alone is
+    allowed: masks and masked logits hold -inf by design.)"""
+    shapes = _shapes(probe_input)
+    for name, h in outs.items():
+        if h.numel() == 0:
+            raise CoordCheckError(
+                f"module {name!r} returned an empty output (shape {tuple(h.shape)}) on the probe input "
+                f"(shapes {shapes}): there is nothing to measure. Fix: give a probe batch with samples in it "
+                "(probe_input=..., or batch_fn(step) returning a full (input, target) batch for step 0).")
+    root = outs.get(ROOT_NAME)
+    if root is not None and bool(torch.isnan(root).any()):
+        raise CoordCheckError(
+            f"the model's output has nan values at width {width:g} before any training step, on the probe "
+            f"input (shapes {shapes}): the model or the probe is broken at the smallest width, so no slope "
+            "can be measured. Fix: run the model once at that width on the probe input and find where the "
+            "nan first appears.")
+
+
+def _shapes(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return tuple(x.shape)
+    if isinstance(x, (tuple, list)):
+        return [_shapes(i) for i in x]
+    if isinstance(x, dict):
+        return {k: _shapes(v) for k, v in x.items()}
+    return type(x).__name__
 
 
 def _first_tensor(output: Any) -> Tensor | None:

@@ -30,7 +30,9 @@ class CoordCheckResult:
         modules: module names in the order they first ran (``"(model)"`` is the root; a module
             called several times per forward gets ``name#2``, ``name#3``, ... for later calls).
         slopes: module -> per-step slope of log2(mean |h|) vs log2(width) (NaN when the
-            statistic is exactly 0 at every width, +inf when it is non-finite somewhere).
+            statistic is exactly 0 at every width, +inf when it is non-finite somewhere; ±inf entries
+            that a mask holds by design, the same ones at every step and share at every width, are
+            left out of the statistic instead).
         update_slopes: module -> per-step slope of log2(mean |h_t - h_0|); index 0 is NaN.
         stats: raw records, one dict per (width, seed, step, module) with keys ``width``,
             ``seed``, ``step``, ``module``, ``numel`` (entries in the output), ``act`` and

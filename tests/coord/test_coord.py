@@ -3,6 +3,8 @@ and the update statistic catches vanishing updates."""
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 
 import pytest
@@ -196,3 +198,62 @@ def test_optimizer_kwargs_reach_the_optimizer_and_unknown_ones_are_named() -> No
     with pytest.raises(CoordCheckError, match=r"optimizer_kwargs \['beta'\] are not options of AdamW.*'betas'"):
         coord_check(mlp, widths=(32, 64, 128), task="classification", optimizer="adamw",
                     optimizer_kwargs={"beta": 0.9}, **COORD_FAST)
+
+
+class MaskedLogitsMLP(GluMLP):
+    """GluMLP whose logits for classes 3 and 4 are masked to -inf (action masking) by a module of its own."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width)
+        self.mask = _LogitMask()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask(super().forward(x))
+
+
+class _LogitMask(nn.Module):
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.masked_fill(torch.arange(logits.shape[-1]) >= 3, float("-inf"))
+
+
+def _masked_batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _glu_batches(step)[0]
+    return x, x[:, :3].argmax(dim=1)
+
+
+def test_masks_of_minus_inf_are_measured_on_their_finite_entries() -> None:
+    """-inf by design (a mask, masked logits) is not a blow-up: those entries are left out."""
+    res = coord_check(MaskedLogitsMLP, widths=(32, 64, 128, 256), batch_fn=_masked_batches, loss_fn=F.cross_entropy,
+                      **COORD_FAST)
+    assert res.passed, res.summary()
+    # Its finite entries are the head's logits, so it scales like the head, not like inf.
+    assert res.slopes["mask"][1:] == pytest.approx(res.slopes["head"][1:], abs=0.2)
+    assert all(s == s and abs(s) < 1 for s in res.slopes["mask"] + res.update_slopes["mask"][1:])
+
+
+class _BlowsUpAtWidth(GluMLP):
+    """One logit overflows to inf at width 256 only, at init: a width effect the check must fail."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.head.in_features >= 256:
+            out = out.index_fill(1, torch.tensor([0]), float("inf"))
+        return out
+
+
+def test_non_finite_outputs_that_are_not_a_fixed_mask_still_fail() -> None:
+    res = coord_check(_BlowsUpAtWidth, widths=(32, 64, 128, 256), batch_fn=_glu_batches, loss_fn=F.cross_entropy,
+                      steps=1, seeds=(0,))
+    assert ("(model)", 0, "activation", math.inf) in res.failing  # at init, not only once training turns nan
+    res = coord_check(GluMLP, widths=(32, 64), batch_fn=_glu_batches, loss_fn=F.cross_entropy, lr=1e30, steps=2,
+                      seeds=(0,), optimizer="sgd")
+    assert not res.passed  # diverged to nan after the first step
+
+
+@pytest.mark.parametrize(("batch", "fragment"), [
+    (lambda step: (torch.zeros(0, 16), torch.zeros(0, dtype=torch.long)), "empty output (shape (0, 32))"),
+    (lambda step: (torch.full((4, 16), float("nan")), torch.zeros(4, dtype=torch.long)), "nan values at width 32"),
+])
+def test_a_probe_that_measures_nothing_is_refused(batch, fragment) -> None:
+    with pytest.raises(CoordCheckError, match=r"(?s)" + re.escape(fragment) + ".*Fix:"):
+        coord_check(GluMLP, widths=(32, 64), batch_fn=batch, loss_fn=F.cross_entropy, steps=1, seeds=(0,))
