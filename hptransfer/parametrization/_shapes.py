@@ -68,7 +68,9 @@ def _where(arg: Any, what: str) -> str:
 
 
 def _fix(errors: list[str], what: str) -> str:
-    text = " ".join(errors).lower()
+    # The messages without their "meta: " / "cpu: " prefixes: only the errors themselves say whether
+    # the meta device was the trouble.
+    text = " ".join(e.split(": ", 1)[-1] for e in errors).lower()
     role = _ROLE.get()
     setting = _ROLE_FIELDS.get(role, "the widths")
     if "divisible" in text or "head" in text:
@@ -80,6 +82,10 @@ def _fix(errors: list[str], what: str) -> str:
                 "keyword arguments your factory passes on (the message above names the one refused).")
     if what != "target" and "meta" in text:
         return "make the factory build on any device, or pass probe_width= to parametrize."
+    if what.startswith("probe"):
+        return ("the factory must also build at the probe width (twice the base width unless probe_width= is given), "
+                "which hptransfer builds to find which dimensions grow with width: make it accept that width, or, "
+                "in Python, pass parametrize(..., probe_width=) a width it accepts.")
     return f"fix the factory so it builds at this width (run it once by hand), or change {setting}."
 
 
@@ -122,7 +128,9 @@ def build(factory: Callable[..., nn.Module], width: float, *, meta: bool, what: 
                 "Fix: make the factory return the model, e.g. `lambda width: MyModel(width)`."
             )
         return model
-    raise FactoryError(f"the model factory failed at {_where(arg, what)}: {'; '.join(errors)}. "
+    same = len(errors) == 2 and errors[0].split(": ", 1)[1] == errors[1].split(": ", 1)[1]
+    said = f"{errors[0].split(': ', 1)[1]} (on the meta device and on the CPU)" if same else "; ".join(errors)
+    raise FactoryError(f"the model factory failed at {_where(arg, what)}: {said}. "
                        f"Fix: {_fix(errors, what)}")
 
 

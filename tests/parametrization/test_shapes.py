@@ -140,6 +140,27 @@ def test_error_factory_fails_at_a_width():
         hpt.parametrize(lambda w: mlp(w) if w != 32 else None, width=24, base_width=16)
 
 
+def test_a_factory_refusing_the_probe_width_is_told_about_the_probe_not_the_device():
+    def factory(w):
+        if w not in (16, 24):
+            raise ValueError("only 16 and 24 supported")
+        return mlp(w)
+
+    with pytest.raises(FactoryError) as err:
+        hpt.parametrize(factory, width=24, base_width=16)
+    msg = str(err.value)
+    assert "width=32 (the probe width" in msg and "only 16 and 24 supported (on the meta device and on the CPU)" in msg
+    assert "any device" not in msg and "probe_width=" in msg
+    assert hpt.parametrize(factory, width=24, base_width=16, probe_width=24) is not None
+
+    def meta_only(w):  # fails on the meta device alone: there the device is the fix
+        if torch.empty(0).is_meta:
+            raise NotImplementedError("Cannot copy out of meta tensor")
+        return mlp(w)
+
+    assert hpt.parametrize(meta_only, width=24, base_width=16) is not None  # retried on the CPU
+
+
 @pytest.mark.parametrize("role, setting", [("proxy", "widths.proxy"), ("target", "widths.target"),
                                            ("check", "check.widths")])
 def test_factory_error_names_the_role_and_a_fix_that_applies(role: str, setting: str) -> None:
