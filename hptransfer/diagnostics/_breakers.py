@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..parametrization import scaling_table
+from ..parametrization import attention_trace_pending, scaling_table
 from ..recipe import Recipe, RunSpec
 from ..training import build, make_task, norm_gains, task_loss
 
@@ -63,7 +63,8 @@ def diagnose_spec(proxy: RunSpec, target: RunSpec) -> list[Diagnosis]:
     task = make_task(proxy.task)
     built = build(proxy, task=task, role="proxy")
     out += _gains(built.model, proxy)
-    out += _attention(built.model)
+    if task is not None:  # without a task's input nothing traced the attention (a train_fn recipe)
+        out += _attention(built.model)
     if task is not None and proxy.optimizer.name in ("adam", "adamw"):
         out += _eps(built.model, built.optimizer, task, proxy, target)
     return out
@@ -93,8 +94,8 @@ def _gains(model: nn.Module, spec: RunSpec) -> list[Diagnosis]:
 
 def _attention(model: nn.Module) -> list[Diagnosis]:
     table = scaling_table(model)
-    if table is None or table.parametrization == "sp" or table.attention:
-        return []
+    if table is None or table.parametrization == "sp" or table.attention or attention_trace_pending(model):
+        return []  # pending: no input to trace yet (a train_fn recipe); it traces on the first forward
     mha = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
     names = [n for n, m in model.named_modules() if (n and "attn" in n.rsplit(".", 1)[-1].lower()) or
              "attention" in n.rsplit(".", 1)[-1].lower()]

@@ -91,3 +91,15 @@ def test_attention_left_at_one_over_sqrt_d_is_named(tmp_path: Path, monkeypatch:
     assert found and "attn" in found[0].message and "scaled_dot_product_attention" in found[0].fix
     # The reference GPT computes attention with SDPA, which the rewrite scales: quiet.
     assert "attention-scale" not in codes(GPT)
+
+
+def test_attention_is_not_judged_without_an_input_to_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipe with its own train_fn has no task input: nothing traced the SDPA attention yet (the
+    model traces it on its first forward), so it must not be called unscaled."""
+    (tmp_path / "own_loop.py").write_text("def train(hp, *, width, seed, report):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    own = {**GPT, "model": {**GPT["model"], "kwargs": {**GPT["model"]["kwargs"], "vocab_size": 64}},
+           "task": {"train_fn": "own_loop:train"}}
+    for proxy in (32, 64):  # at the base width (no trace pending) and above it (trace pending)
+        found = codes({**own, "widths": {"proxy": proxy, "target": 256}, "parametrization": {"base_width": 32}})
+        assert "attention-scale" not in found and "norm-gains" in found
