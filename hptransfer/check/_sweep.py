@@ -207,9 +207,14 @@ def _worker_main(url: str, names: list[str], runner: Runner, plans: list[SweepPl
     import torch
 
     torch.set_num_threads(1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for name, plan in zip(names, plans):
-        _optimize(url, name, runner, plan, index, None)
+    # A spawned process of its own (nothing to restore). Its runs report through the study; a run that
+    # raises is re-raised to the parent by the worker wrapper, so Optuna's own traceback adds nothing.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        for name, plan in zip(names, plans):
+            _optimize(url, name, runner, plan, index, None)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C (or the parent's SIGTERM, passed on): the interrupted run is recorded; the parent reports
 
 
 def split(plan: SweepPlan) -> list[SweepPlan]:

@@ -15,7 +15,7 @@ code  meaning
 3     storage lost: the database connection dropped or the server stopped; the study is kept,
       rerun the same command to continue
 4     a worker process crashed (killed, out of memory); the study is kept, rerun to continue
-130   interrupted (Ctrl-C); the study is consistent, rerun to continue
+130   interrupted (Ctrl-C or SIGTERM); the study is consistent, rerun to continue
 ====  =====================================================================================
 
 No exit code comes with a traceback for any of these: stderr holds one line (plus, for a recipe,
@@ -25,13 +25,18 @@ one line per problem).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from .._io import user_code_frame
-from ..errors import HPTransferError, StorageLostError, WorkerError
+from ..errors import HPTransferError, HPTransferWarning, StorageLostError, WorkerError
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT",
            "EXIT_STORAGE_LOST", "EXIT_WORKER_CRASHED", "EXIT_INTERRUPTED", "exit_code", "check_output_paths"]
@@ -97,6 +102,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """hptransfer's own warnings as ``hptransfer <command>: warning: ...`` lines on stderr, not as
+    Python's ``file:line: Category: ...`` plus a source line of hptransfer's; others (torch's, your
+    code's) keep Python's format, which points at their source. Only the format changes, so whoever
+    records warnings (pytest, ``catch_warnings(record=True)``) still gets them."""
+    default = warnings.formatwarning
+
+    def formatted(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  line: str | None = None) -> str:
+        if issubclass(category, HPTransferWarning):
+            return f"hptransfer {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        warnings.formatwarning = default
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's preemption, ``kill``) stops the command as Ctrl-C does: the running trial is
+    marked interrupted and re-queued, workers are stopped, and the command exits 130 saying how to go on,
+    instead of dying between two journal records with a trial left RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        # Ctrl-C reaches every process of the group; a SIGTERM sent to this one alone is passed on to its
+        # worker processes as the SIGINT they handle (each records its interrupted trial and stops).
+        import multiprocessing
+
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(OSError, TypeError):
+                os.kill(child.pid, signal.SIGINT)  # type: ignore[arg-type]
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
@@ -111,7 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return int(args._run(args))
+        with _one_line_warnings(args.command), _sigterm_as_interrupt():
+            return int(args._run(args))
+    except KeyboardInterrupt:  # tune, run and worker say more themselves; here for check, coord-check, train...
+        print(f"\nhptransfer {args.command}: interrupted; what was finished is kept (studies, files written "
+              "atomically). Run the same command to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except HPTransferError as exc:
         # Every deliberate error names the option/field and the fix; a traceback adds nothing.
         first, *rest = str(exc).splitlines() or [type(exc).__name__]

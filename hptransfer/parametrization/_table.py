@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from ..errors import ParametrizationError
+from ..errors import HPTransferWarning, ParametrizationError
 
 __all__ = ["Role", "ParamInfo", "ModuleScaling", "ScalingTable", "scaling_table", "unwrap", "strip_prefix"]
 
@@ -293,4 +293,4 @@ def warn_no_readout(params: dict[str, Any], readout: Any, readout_modules: dict[
         "no parameter has the output (readout) role, so the readout is not scaled and μP transfer will not hold. "
         f"Candidates (the last hidden-role parameters): {candidates or '(none)'}. Fix: pass readout='<module name>' to "
         "parametrize (in a recipe: a model whose last layer maps the width to a fixed number of outputs).",
-        stacklevel=3)
+        HPTransferWarning, stacklevel=3)

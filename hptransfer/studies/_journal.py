@@ -17,7 +17,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import HPTransferWarning, StorageError
 
 __all__ = ["check_journal", "JOURNAL_RECORD_START"]
 
@@ -89,5 +89,5 @@ def check_journal(path: Path) -> bool:
         f.truncate(len(complete) + len(sep))
     warnings.warn(f"journal file {path}: dropped a partial last record ({len(tail)} bytes, left by a crash or a "
                   f"full disk); the complete records are kept and the original file is saved as {backup}.",
-                  stacklevel=3)
+                  HPTransferWarning, stacklevel=3)
     return True

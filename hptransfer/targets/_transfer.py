@@ -27,7 +27,7 @@ from torch import nn
 
 from .._io import redact_url
 from .._version import __version__
-from ..errors import TransferError
+from ..errors import HPTransferWarning, TransferError
 from ..parametrization import scaling_table
 from ..recipe import (
     ModelSpec,
@@ -212,7 +212,7 @@ def _horizon_warnings(rec: Recipe | None, batch: int | None, steps: int | None, 
         f = law_factor(law, 1.0, ratio)
         values["lr"] = float(values["lr"]) * f
         notes.append(f"Applied {law}: LR x {f:.4g}. Citation: {LAW_CITATIONS[law]}")
-    warnings.warn(" ".join(notes), stacklevel=3)
+    warnings.warn(" ".join(notes), HPTransferWarning, stacklevel=3)
     if not quiet:
         bar = "!" * 78
         print(f"{bar}\nWARNING: {notes[0]}\n{' '.join(notes[1:])}\n{bar}", file=sys.stderr)
@@ -232,7 +232,7 @@ def _drift_fit(rec: Recipe, values: dict[str, Any], widths: list[int], notes: li
     else:
         msg = f"drift fit not applied: {fit.reason}. The tuned LR is used as is."
         notes.append(msg)
-        warnings.warn(msg, stacklevel=3)
+        warnings.warn(msg, HPTransferWarning, stacklevel=3)
     return fit
 
 

@@ -8,10 +8,11 @@ function of the user's, called as ``fn(hp, *, width, seed, report)``. :class:`Re
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import TuneError
+from ..errors import HPTransferWarning, TuneError
 from ._loop import DivergenceGuard
 
 __all__ = ["Reporter", "call_train_fn"]
@@ -74,9 +75,19 @@ def call_train_fn(fn: Callable[..., Any], hp: dict[str, Any], **kwargs: Any) -> 
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}
+    report = _Counted(kwargs["report"]) if kwargs.get("report") is not None else None
+    if report is not None:
+        kwargs["report"] = report
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         kwargs = {k: v for k, v in kwargs.items() if k in params}
     value = fn(hp, **kwargs)
+    if report is not None and report.calls == 0:
+        # Nothing is lost but what report() feeds: say so once (same message, same line: shown once).
+        warnings.warn(
+            f"the training function {getattr(fn, '__name__', fn)!r} returned without calling report(step, loss)"
+            f"{'' if 'report' in kwargs else ' (it takes no report argument)'}: a diverging run is not stopped "
+            "early, nothing can be pruned and its compute counts as 0 steps. Fix: call report(step, loss) after "
+            "every optimizer step.", HPTransferWarning, stacklevel=2)
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -84,3 +95,17 @@ def call_train_fn(fn: Callable[..., Any], hp: dict[str, Any], **kwargs: Any) -> 
             f"the training function {getattr(fn, '__name__', fn)!r} returned {type(value).__name__}, not a loss. "
             "Fix: return the final validation loss as a float."
         ) from None
+
+
+class _Counted:
+    """The ``report`` hook as passed on, counting its calls (a loop that never reports is warned about)."""
+
+    def __init__(self, report: Callable[[int, float], None]) -> None:
+        self.report, self.calls = report, 0
+
+    def __call__(self, step: int, loss: float) -> None:
+        self.calls += 1
+        self.report(step, loss)
+
+    def __getattr__(self, name: str) -> Any:  # anything else a loop reads from the hook it was given
+        return getattr(self.report, name)

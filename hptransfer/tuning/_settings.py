@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import diagnose
-from ..errors import RecipeError, TuneError
+from ..errors import HPTransferWarning, RecipeError, TuneError
 from ..recipe import Recipe, SearchParam, TuneSpec, apply_overrides, load_recipe, parse_recipe, parse_search
 from ..training import preflight
 from ._objective import Objective
@@ -77,7 +77,7 @@ def settings_from_recipe(rec: Recipe, *, fixed: dict[str, Any] | None, penalty: 
     preflight(rec)  # bad input fails here, before a study exists, not inside a trial or after tuning
     found = [str(d) for d in diagnose(rec)]
     for d in found:
-        warnings.warn(f"known breaker of μTransfer: {d}", stacklevel=4)
+        warnings.warn(f"known breaker of μTransfer: {d}", HPTransferWarning, stacklevel=4)
     return Settings(study_name or rec.study_name, objective, run_dir, storage or t.storage, t, rec, found)
 
 

@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import studies
-from ..errors import StorageError, StorageLostError, TuneError, WorkerError
+from ..errors import HPTransferWarning, StorageError, StorageLostError, TuneError, WorkerError
 from ..recipe import SAMPLERS, Recipe, objective_changes
 from ..studies import Progress, start_workers, stop_workers
 from ..training import AT_INIT, torch_threads
@@ -358,7 +358,7 @@ def _result(study: optuna.Study, url: str, name: str, st: Settings, seconds: flo
 
 
 def _warn(msg: str) -> None:
-    warnings.warn(msg, stacklevel=3)
+    warnings.warn(msg, HPTransferWarning, stacklevel=3)
 
 
 def _version() -> str:

@@ -3,6 +3,10 @@ workers), help with the recipe's field docs."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +68,67 @@ def test_user_code_failing_in_spawned_workers_exits_2_naming_it(tmp_path: Path, 
     assert "Traceback" not in err and "crashed" not in err
     assert f"hptransfer tune: error: worker process 0: {named}" in err.replace("worker process 1", "worker process 0")
     assert fix in err
+
+
+def test_hptransfers_warnings_are_one_line_each_on_the_command_line(tmp_path: Path) -> None:
+    # A real process: pytest records warnings itself, so only the command as a user runs it shows the format.
+    recipe = write_tiny(tmp_path, train={"batch_size": 8, "steps": 5}, transfer={"steps": 10},
+                        tune={"trials": 1, "sampler": "random"})
+    proc = subprocess.run([sys.executable, "-m", "hptransfer", "tune", str(recipe), "-q", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "hptransfer tune: warning: known breaker of μTransfer: [horizon]" in proc.stderr
+    assert "UserWarning" not in proc.stderr and "HPTransferWarning" not in proc.stderr and ".py:" not in proc.stderr
+
+
+_SLOW_LOOP = '''
+import pathlib, time
+
+def train(hp, *, width, seed, report):
+    pathlib.Path(__file__).with_name("started").touch()
+    for step in range(600):
+        report(step, 1.0)
+        time.sleep(0.05)
+    return 1.0
+'''
+
+
+def test_sigterm_stops_tuning_like_ctrl_c_and_leaves_no_trial_running(tmp_path: Path) -> None:
+    """A scheduler's preemption (SIGTERM) used to kill the command between two journal records, with its
+    trial left RUNNING; now the trial is failed and re-queued and the command exits 130."""
+    import optuna
+    from optuna.trial import TrialState
+
+    (tmp_path / "slow_loop.py").write_text(_SLOW_LOOP)
+    recipe = write_tiny(tmp_path, task={"train_fn": "slow_loop:train"}, tune={"trials": 3, "sampler": "random"})
+    proc = subprocess.Popen([sys.executable, "-m", "hptransfer", "tune", str(recipe), "-q", "--out",
+                             str(tmp_path / "run")], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; the study is consistent" in err and "Traceback" not in err
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "run" / "study.journal")))
+    states = [t.state for t in optuna.load_study(study_name="tiny", storage=storage).trials]
+    assert states == [TrialState.FAIL, TrialState.WAITING]  # failed, and its parameters re-queued for the rerun
+
+
+@pytest.mark.parametrize("command", [["tune", "--workers", "2"], ["check", "--workers", "2", "--widths", "16,32,64"]])
+def test_sigterm_reaches_worker_processes_and_no_traceback_is_printed(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "slow_loop.py").write_text(_SLOW_LOOP)
+    recipe = write_tiny(tmp_path, task={"train_fn": "slow_loop:train"}, tune={"trials": 3, "sampler": "random"})
+    proc = subprocess.Popen([sys.executable, "-m", "hptransfer", command[0], str(recipe), "-q", "--out",
+                             str(tmp_path / "run"), *command[1:]], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # to the command alone, as `kill` does (not to its process group)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err and "failed with" not in err, err
+    assert time.monotonic() - start < 15  # the workers stopped at once, not after the 20 s grace and a kill

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
@@ -265,6 +266,37 @@ def test_tune_restores_optuna_verbosity(tmp_path: Path, quiet: bool) -> None:
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:
         optuna.logging.set_verbosity(before)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_trial_that_raises_is_reported_once_by_the_exception_not_by_optuna_too(tmp_path: Path) -> None:
+    def failing_fn(hp: dict, *, report: Reporter) -> float:
+        raise RuntimeError("user code failed")
+
+    handler = _Records()
+    logging.getLogger("optuna").addHandler(handler)
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # other tests may have left it at ERROR
+    try:
+        with pytest.raises(RuntimeError, match="user code failed"):
+            tune(failing_fn, space={"lr": ("float", 0.1, 1.0)}, width=8, trials=2, sampler="random",
+                 storage=str(tmp_path / "f.journal"), quiet=False)
+        assert not [m for m in handler.messages if "failed" in m]
+        study = optuna.create_study()  # Optuna's own log outside tune() is untouched
+        with pytest.raises(RuntimeError):
+            study.optimize(lambda trial: failing_fn({}, report=Reporter()), n_trials=1)
+        assert [m for m in handler.messages if m.startswith("Trial 0 failed with parameters")]
+    finally:
+        optuna.logging.set_verbosity(before)
+        logging.getLogger("optuna").removeHandler(handler)
 
 
 @pytest.mark.slow  # subprocesses and real trials: ~20-40 s
