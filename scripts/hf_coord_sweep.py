@@ -32,17 +32,37 @@ from hptransfer.zoo import get_task
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import machine
 
-ARCHS = ("phi", "phi3", "gpt_neox", "starcoder2", "olmo", "olmo2", "cohere", "stablelm", "granite")
+ARCHS = ("phi", "phi3", "gpt_neox", "starcoder2", "olmo", "olmo2", "cohere", "stablelm", "granite",
+         # added 2026-12-06: encoders (masked-LM class) and older decoders, each with its own field names
+         "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "modernbert", "falcon", "bloom", "gptj",
+         "gpt_bigcode")
+
+#: Field names that differ from Llama's, per architecture (width 32, FFN 2x, 2 layers, 4 heads).
+_OWN_FIELDS: dict[str, dict] = {
+    "distilbert": {"dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 4},
+    "electra": {"embedding_size": 32},
+    "deberta-v2": {"pooler_hidden_size": 32},
+    "modernbert": {"global_attn_every_n_layers": 1, "local_attention": 16},
+    "falcon": {"ffn_hidden_size": 64, "num_kv_heads": 4, "new_decoder_architecture": True},
+    "bloom": {"n_head": 4, "n_layer": 2},
+    "gptj": {"n_embd": 32, "n_head": 4, "n_layer": 2, "rotary_dim": 4},
+    "gpt_bigcode": {"n_embd": 32, "n_head": 4, "n_layer": 2},
+}
 
 
-def config(width: int) -> dict:
-    return {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 32, "bos_token_id": 0,
-            "eos_token_id": 0, "pad_token_id": 0}
+def config(arch: str, width: int) -> dict:
+    own = {k: v * width // 32 if k in ("dim", "hidden_dim", "ffn_hidden_size", "n_embd", "embedding_size",
+                                       "pooler_hidden_size") else v for k, v in _OWN_FIELDS.get(arch, {}).items()}
+    common = {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 32, "bos_token_id": 0,
+              "eos_token_id": 0, "pad_token_id": 0}
+    if "n_layer" in own or "n_layers" in own:  # these configs name layers and heads their own way
+        common = {k: v for k, v in common.items() if k not in ("num_hidden_layers", "num_attention_heads")}
+    return {**common, **own}
 
 
 def check(arch: str, widths: tuple[int, ...], parametrization: str, task: object) -> hpt.CoordCheckResult:
-    factory = hf_factory(arch, config(widths[0]))
+    factory = hf_factory(arch, config(arch, widths[0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return hpt.coord_check(factory, widths=widths, parametrization=parametrization, task=task, batch_size=8,

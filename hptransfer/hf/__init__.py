@@ -7,8 +7,17 @@ Nothing here imports transformers at import time; :func:`hf_factory` (used by re
 
 from __future__ import annotations
 
-from ._config import AUTO_CLASSES, WIDTH_FIELDS, HFFactory, config_factory, hf_factory, parametrize_config
+from ._config import (
+    AUTO_CLASSES,
+    PROPORTIONAL_FIELDS,
+    WIDTH_FIELDS,
+    HFFactory,
+    config_factory,
+    hf_factory,
+    infer_width_fields,
+    parametrize_config,
+)
 from ._pretrained import TABLE_FILE, from_pretrained, save_pretrained
 
-__all__ = ["WIDTH_FIELDS", "AUTO_CLASSES", "HFFactory", "config_factory", "parametrize_config", "hf_factory",
-           "save_pretrained", "from_pretrained", "TABLE_FILE"]
+__all__ = ["WIDTH_FIELDS", "PROPORTIONAL_FIELDS", "infer_width_fields", "AUTO_CLASSES", "HFFactory", "config_factory",
+           "parametrize_config", "hf_factory", "save_pretrained", "from_pretrained", "TABLE_FILE"]

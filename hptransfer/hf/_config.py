@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import copy
 import difflib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
-from ..errors import FactoryError
+from ..errors import FactoryError, HPTransferWarning
 from ..parametrization import parametrize
 
-__all__ = ["WIDTH_FIELDS", "AUTO_CLASSES", "HFFactory", "config_factory", "parametrize_config", "hf_factory"]
+__all__ = ["WIDTH_FIELDS", "PROPORTIONAL_FIELDS", "infer_width_fields", "AUTO_CLASSES", "HFFactory", "config_factory",
+           "parametrize_config", "hf_factory"]
 
 #: Hidden size, FFN size and head dim: the width fields of most decoder-only configs.
 _HIDDEN_FFN_HEAD = ("hidden_size", "intermediate_size", "head_dim")
@@ -52,11 +54,29 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "cohere": _HIDDEN_FFN_HEAD,
     "stablelm": _HIDDEN_FFN_HEAD,
     "granite": _HIDDEN_FFN_HEAD,
+    # coordinate checks of the rest: docs/hf_coord_sweep.md
+    "falcon": ("hidden_size", "ffn_hidden_size"),  # its head_dim is derived (a property)
+    "bloom": ("hidden_size",),  # the MLP is 4 x hidden_size
+    "gptj": ("n_embd", "n_inner"),  # rotary_dim stays: rotary on the first dims of each head
+    "gpt_bigcode": ("n_embd", "n_inner"),
     "bert": ("hidden_size", "intermediate_size"),
+    "roberta": ("hidden_size", "intermediate_size"),
+    "xlm-roberta": ("hidden_size", "intermediate_size"),
+    "modernbert": ("hidden_size", "intermediate_size"),
+    "distilbert": ("dim", "hidden_dim"),
+    "electra": ("hidden_size", "intermediate_size", "embedding_size"),
+    "deberta-v2": ("hidden_size", "intermediate_size", "pooler_hidden_size"),
     "opt": ("hidden_size", "ffn_dim", "word_embed_proj_dim"),
     "vit": ("hidden_size", "intermediate_size"),
     "t5": ("d_model", "d_ff", "d_kv"),
 }
+
+#: For an architecture with no entry above: config fields that, when set, are taken to scale in
+#: proportion to the width (FFN and expert sizes, head dims, projection and embedding sizes).
+PROPORTIONAL_FIELDS: tuple[str, ...] = (
+    "intermediate_size", "ffn_dim", "ffn_hidden_size", "n_inner", "d_ff", "hidden_dim", "encoder_ffn_dim",
+    "decoder_ffn_dim", "moe_intermediate_size", "shared_expert_intermediate_size", "intermediate_size_mlp",
+    "head_dim", "d_kv", "word_embed_proj_dim", "embedding_size", "attention_hidden_size", "pooler_hidden_size")
 
 #: Architecture name in a recipe (``model: {hf: llama}``) -> the transformers auto class used.
 _AUTO_CLASS = {"bert": "AutoModelForMaskedLM", "vit": "AutoModelForImageClassification"}
@@ -66,17 +86,11 @@ AUTO_CLASSES: tuple[str, ...] = ("AutoModelForCausalLM", "AutoModelForMaskedLM",
 
 
 def _fields(config: Any, width_fields: str | Sequence[str] | None) -> tuple[str, ...]:
-    if isinstance(width_fields, str):
-        width_fields = (width_fields,)
-    if width_fields is None:
-        model_type = getattr(config, "model_type", None)
-        if model_type not in WIDTH_FIELDS:
-            raise FactoryError(
-                f"hptransfer does not know which fields of a {model_type!r} config scale with width (known: "
-                f"{', '.join(sorted(WIDTH_FIELDS))}). Fix: pass width_fields=['hidden_size', 'intermediate_size'] "
-                "(the width first, then fields scaled in proportion to it)."
-            )
+    model_type = getattr(config, "model_type", None)
+    if width_fields is None and model_type in WIDTH_FIELDS:
         width_fields = WIDTH_FIELDS[model_type]
+    elif width_fields is None or isinstance(width_fields, str):
+        width_fields = infer_width_fields(config, width_fields)
     fields = tuple(width_fields)
     if not fields or getattr(config, fields[0], None) is None:
         raise FactoryError(
@@ -84,6 +98,48 @@ def _fields(config: Any, width_fields: str | Sequence[str] | None) -> tuple[str,
             "Fix: name the config field that holds the width first in width_fields."
         )
     return fields
+
+
+def infer_width_fields(config: Any, width_field: str | None = None) -> tuple[str, ...]:
+    """The width fields of a config whose ``model_type`` has no :data:`WIDTH_FIELDS` entry.
+
+    The width is ``width_field``, else the config's hidden size (``hidden_size``, or the field a
+    config maps it to, as DistilBERT's ``dim`` or MPT's ``d_model``); the fields of
+    :data:`PROPORTIONAL_FIELDS` that the config sets follow it. A warning names what was chosen and the
+    sizes left fixed, since field names are a guess that ``hptransfer coord-check`` should confirm.
+    """
+    model_type = getattr(config, "model_type", None)
+    width = width_field or _hidden_field(config)
+    if width is None:
+        raise FactoryError(
+            f"hptransfer does not know which fields of a {model_type!r} config scale with width and found no hidden "
+            f"size in it (known architectures: {', '.join(sorted(WIDTH_FIELDS))}). Fix: pass width_fields=["
+            "'<width field>', '<FFN size field>', ...] (in a recipe: model.width_field), the width first.")
+    # A field the config derives (a property, as Falcon's head_dim) follows by itself and cannot be set.
+    follow = [f for f in PROPORTIONAL_FIELDS if f != width and _size(getattr(config, f, None))
+              and not isinstance(getattr(type(config), f, None), property)]
+    fixed = sorted(k for k, v in config.to_dict().items() if k not in (width, *follow) and _size(v) and v >= 8
+                   and not any(t in k for t in ("vocab", "position", "token", "layers", "heads", "experts", "window",
+                                                "seq", "ctx", "_id")))
+    kept = ", ".join(f"{k}={getattr(config, k)}" for k in fixed) + " stay" if fixed else "no other size is"
+    warnings.warn(
+        f"{model_type!r} has no entry in hptransfer.hf.WIDTH_FIELDS: {width} is the width"
+        f"{' and ' + ', '.join(follow) + ' scale in proportion to it' if follow else ' and nothing else scales'}"
+        f" (chosen by field name); {kept} fixed. Check it with hptransfer coord-check. Fix, if that is not what "
+        "you want: name the fields yourself (width_fields=[...], the width first).", HPTransferWarning, stacklevel=3)
+    return (width, *follow)
+
+
+def _hidden_field(config: Any) -> str | None:
+    mapped = getattr(config, "attribute_map", {}).get("hidden_size")
+    for name in (mapped, "hidden_size", "d_model", "n_embd", "dim", "embed_dim"):
+        if name and _size(getattr(config, name, None)):
+            return name
+    return None
+
+
+def _size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 class HFFactory:
@@ -185,13 +241,23 @@ def hf_factory(arch: str, config: dict[str, Any], width_field: str | Sequence[st
         reason = _last_line(exc).rstrip(".")
         raise FactoryError(f"transformers rejected model.config for model.hf={arch!r}: {reason}. Fix: correct the "
                            f"model.config fields it names (given: {config}).") from None
-    name = auto_class or _AUTO_CLASS.get(arch, "AutoModelForCausalLM")
+    name = auto_class or _AUTO_CLASS.get(arch) or _default_auto_class(arch)
     if name not in AUTO_CLASSES:
         raise FactoryError(f"model.hf_class={name!r} is not one of {', '.join(AUTO_CLASSES)}. Fix: use one of them.")
     fields: str | Sequence[str] | None = width_field
     if isinstance(width_field, str) and WIDTH_FIELDS.get(arch, ("",))[0] == width_field:
         fields = WIDTH_FIELDS[arch]  # the known proportional fields follow the named width field
     return HFFactory(_AutoFromConfig(name), cfg, fields)
+
+
+def _default_auto_class(arch: str) -> str:
+    """``AutoModelForCausalLM``, or ``AutoModelForMaskedLM`` for an encoder with a masked-LM class in
+    transformers (RoBERTa, DistilBERT, DeBERTa, ELECTRA, ...), whose causal-LM class, where it has
+    one, attends both ways unless the config sets ``is_decoder``."""
+    from transformers.models.auto import modeling_auto
+
+    masked = getattr(modeling_auto, "MODEL_FOR_MASKED_LM_MAPPING_NAMES", {})
+    return "AutoModelForMaskedLM" if arch in masked else "AutoModelForCausalLM"
 
 
 class _AutoFromConfig:

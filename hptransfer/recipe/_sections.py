@@ -97,15 +97,14 @@ class ModelSpec:
                               doc="The Hugging Face config fields (for `hf`), e.g. `num_hidden_layers: 2`; the width "
                                   "field is set per run.")
     width_field: str | None = spec_field(None, kind="str", optional=True,
-                                         doc="The config field holding the width (for `hf`). Default: known for "
-                                             "gpt2, llama, mistral, qwen2/3, gemma 1-3, mixtral, qwen2/3-moe, olmoe, "
-                                             "phi, phi3, gpt_neox, starcoder2, olmo 1-2, cohere, stablelm, granite, "
-                                             "opt, bert, vit, t5 (`hf.WIDTH_FIELDS`; the FFN size and head dim "
-                                             "follow it in proportion).")
+                                         doc="The config field holding the width (for `hf`); FFN and head-dim "
+                                             "fields follow it in proportion. Default: known for 35 architectures (`hf."
+                                             "WIDTH_FIELDS`: llama, gpt2, qwen, gemma, mixtral, bert, roberta, t5...), "
+                                             "else the config's hidden size, with a warning naming the fields chosen.")
     hf_class: str | None = spec_field(None, kind="str", optional=True,
                                       doc="transformers auto class for `hf` (`AutoModelForCausalLM` by default; "
-                                          "`AutoModelForMaskedLM` for bert, `AutoModelForImageClassification` "
-                                          "for vit).")
+                                          "`AutoModelForMaskedLM` for encoders (bert, roberta...), "
+                                          "`AutoModelForImageClassification` for vit).")
 
     @property
     def depth_argument(self) -> str:

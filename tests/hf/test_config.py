@@ -97,8 +97,11 @@ def test_default_options_exact_at_base_width_and_one_over_m_hidden_lr(name):
 def test_llama_width_fields_scale_ffn_and_head_dim_not_heads():
     cfg = hf.config_factory(transformers.LlamaForCausalLM, llama_config()).config_at(128)
     assert (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim, cfg.num_attention_heads) == (128, 352, 32, 4)
-    with pytest.raises(FactoryError, match="width_fields"):
-        hf.config_factory(transformers.LlamaForCausalLM, transformers.BartConfig())
+    # an architecture with no entry (BART): its fields by name, with a warning that lists them
+    with pytest.warns(HPTransferWarning, match=r"'bart' has no entry.*d_model is the width and encoder_ffn_dim, "
+                                               r"decoder_ffn_dim scale in proportion"):
+        bart = hf.config_factory(transformers.BartForCausalLM, transformers.BartConfig())
+    assert bart.fields == ("d_model", "encoder_ffn_dim", "decoder_ffn_dim")
 
 
 def _coord(cls, config, parametrization):
@@ -359,7 +362,6 @@ def test_a_recipe_naming_gemma_2_or_3_scales_its_mlp_and_heads_and_names_it_in_e
 
 
 def test_a_config_transformers_rejects_or_an_unknown_architecture_is_a_factory_error_with_the_fix():
-    from hptransfer.errors import FactoryError
     from hptransfer.hf import hf_factory
 
     cfg = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 5}
@@ -421,3 +423,61 @@ def test_more_architectures_pass_the_coordinate_check_under_mup_only(arch):
                               batch_size=8, steps=4, seeds=(0, 1)) for p in ("mup", "sp")}
     assert res["mup"].passed, res["mup"].summary()
     assert not res["sp"].passed
+
+
+ENCODERS_AND_OLDER_DECODERS = {  # config fields at width 32 (layers, heads, vocabulary as _small's)
+    "roberta": {"hidden_size": 32, "intermediate_size": 64},
+    "distilbert": {"dim": 32, "hidden_dim": 64, "n_layers": 1, "n_heads": 4},
+    "electra": {"hidden_size": 32, "embedding_size": 32, "intermediate_size": 64},
+    "falcon": {"hidden_size": 32, "ffn_hidden_size": 64, "num_kv_heads": 4, "new_decoder_architecture": True},
+    "gptj": {"n_embd": 32, "n_head": 4, "n_layer": 1, "rotary_dim": 4},
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ENCODERS_AND_OLDER_DECODERS))
+def test_encoders_and_older_decoders_scale_their_own_fields_with_no_warning(arch):
+    import warnings
+
+    from hptransfer.hf import WIDTH_FIELDS, hf_factory
+
+    cfg = {"num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 256, "max_position_embeddings": 32,
+           "pad_token_id": 0, **ENCODERS_AND_OLDER_DECODERS[arch]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a known architecture: nothing is guessed
+        factory = hf_factory(arch, cfg)
+    model = hpt.parametrize(factory, width=128, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
+    for field in WIDTH_FIELDS[arch]:
+        assert getattr(model.config, field) == 4 * cfg.get(field, 0) or cfg.get(field) is None, field
+    table = hpt.scaling_table(model)
+    assert table.attention and sum(i.role == "hidden" for i in table.params.values()) >= 4
+    # encoders get their masked-LM class by default, not a causal-LM class that attends both ways
+    assert type(model).__name__.endswith("ForMaskedLM" if arch in ("roberta", "distilbert", "electra") else
+                                         "ForCausalLM")
+
+
+def test_an_architecture_with_no_entry_gets_its_fields_by_name_and_a_warning_that_says_which():
+    import typing
+
+    from hptransfer.hf import WIDTH_FIELDS, hf_factory, infer_width_fields
+
+    assert "persimmon" not in WIDTH_FIELDS
+    with pytest.warns(HPTransferWarning, match=r"'persimmon' has no entry in hptransfer.hf.WIDTH_FIELDS: hidden_size "
+                                               r"is the width and intermediate_size scale in proportion.*coord-check"):
+        factory = hf_factory("persimmon", {**_small(32), "num_key_value_heads": 4})
+    assert factory.fields == ("hidden_size", "intermediate_size")
+    model = hpt.parametrize(factory, width=64, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
+    assert (model.config.hidden_size, model.config.intermediate_size) == (64, 128)
+    # a width field named in the recipe brings the proportional fields along (the FFN does not stay fixed)
+    with pytest.warns(HPTransferWarning):
+        assert hf_factory("persimmon", {**_small(32), "num_key_value_heads": 4}, "hidden_size").fields == (
+            "hidden_size", "intermediate_size")
+
+    class NoWidth:
+        model_type = "mystery"
+        attribute_map: typing.ClassVar[dict] = {}
+
+        def to_dict(self) -> dict:
+            return {}
+
+    with pytest.raises(FactoryError, match=r"no hidden size.*Fix: pass width_fields="):
+        infer_width_fields(NoWidth())
