@@ -76,7 +76,9 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
 PROPORTIONAL_FIELDS: tuple[str, ...] = (
     "intermediate_size", "ffn_dim", "ffn_hidden_size", "n_inner", "d_ff", "hidden_dim", "encoder_ffn_dim",
     "decoder_ffn_dim", "moe_intermediate_size", "shared_expert_intermediate_size", "intermediate_size_mlp",
-    "head_dim", "d_kv", "word_embed_proj_dim", "embedding_size", "attention_hidden_size", "pooler_hidden_size")
+    "head_dim", "d_kv", "word_embed_proj_dim", "embedding_size", "attention_hidden_size", "pooler_hidden_size",
+    # multi-head latent attention (DeepSeek V2/V3): its low ranks and per-part head dims, kept consistent
+    "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "qk_head_dim", "v_head_dim")
 
 #: Architecture name in a recipe (``model: {hf: llama}``) -> the transformers auto class used.
 _AUTO_CLASS = {"bert": "AutoModelForMaskedLM", "vit": "AutoModelForImageClassification"}

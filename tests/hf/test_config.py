@@ -481,3 +481,22 @@ def test_an_architecture_with_no_entry_gets_its_fields_by_name_and_a_warning_tha
 
     with pytest.raises(FactoryError, match=r"no hidden size.*Fix: pass width_fields="):
         infer_width_fields(NoWidth())
+
+
+def test_deepseek_latent_attention_scales_its_ranks_and_head_dims_together():
+    """DeepSeek V3 (no entry): its low ranks and rope/nope head dims follow the width with the hidden size,
+    or the rotary halves would disagree (a forward error) and the rank-16 projections would look like readouts."""
+    from hptransfer.errors import HPTransferWarning
+    from hptransfer.hf import hf_factory
+
+    cfg = {**_small(32), "num_key_value_heads": 4, "moe_intermediate_size": 16, "n_routed_experts": 4,
+           "num_experts_per_tok": 2, "kv_lora_rank": 16, "q_lora_rank": 16, "qk_rope_head_dim": 4, "v_head_dim": 8,
+           "qk_nope_head_dim": 8, "head_dim": 4, "first_k_dense_replace": 1, "n_group": 1, "topk_group": 1}
+    with pytest.warns(HPTransferWarning, match="'deepseek_v3' has no entry"):
+        factory = hf_factory("deepseek_v3", cfg)
+    model = hpt.parametrize(factory, width=64, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
+    c = model.config
+    assert (c.kv_lora_rank, c.q_lora_rank, c.qk_rope_head_dim, c.qk_nope_head_dim, c.v_head_dim) == (32, 32, 8, 16, 16)
+    table = hpt.scaling_table(model)
+    assert [n for n, i in table.params.items() if i.role == "output" and i.readout_module] == ["lm_head.weight"]
+    model(torch.randint(0, 256, (2, 8)))  # the latent attention's parts agree at the new width
