@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .._io import redact_url
-from ..errors import StorageError, StorageLostError
+from ..errors import HPTransferError, StorageError, StorageLostError
 from ._journal import check_journal
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
@@ -118,7 +118,8 @@ def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
             return optuna.storages.RDBStorage(url, engine_kwargs=_session_options(url, heartbeat), **kwargs)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
         raise StorageError(
-            f"tune.storage: cannot open {redact_url(url)!r}: {type(exc).__name__}: {exc}. Fix: check the URL and "
+            f"tune.storage: cannot open {redact_url(url)!r}: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0]}. Fix: check the URL and "
             "that the database server is reachable (pip install hptransfer[postgres] for the driver)."
         ) from None
 
@@ -333,6 +334,8 @@ def storage_guard(url: str) -> Iterator[None]:
     _quiet_heartbeat_threads()
     try:
         yield
+    except HPTransferError:
+        raise  # already says what failed (a server that refuses the first connection: "cannot open ...")
     except Exception as exc:
         cause = connection_lost(exc)
         if cause is None:

@@ -132,3 +132,15 @@ def test_sigterm_reaches_worker_processes_and_no_traceback_is_printed(tmp_path: 
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err and "failed with" not in err, err
     assert time.monotonic() - start < 15  # the workers stopped at once, not after the 20 s grace and a kill
+
+
+def test_a_database_that_refuses_the_first_connection_is_named_as_such(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """Not 'lost the connection ... the study is kept' (exit 3): there never was one, and no study."""
+    pytest.importorskip("psycopg")
+    recipe = write_tiny(tmp_path, tune={"trials": 1, "sampler": "random",
+                                        "storage": "postgresql://nobody@127.0.0.1:1/nodb"})
+    assert cli.main(["tune", str(recipe), "-q", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open 'postgresql://nobody@127.0.0.1:1/nodb'" in err and "Connection refused" in err
+    assert "lost the connection" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
