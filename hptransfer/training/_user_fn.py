@@ -108,4 +108,6 @@ class _Counted:
         self.report(step, loss)
 
     def __getattr__(self, name: str) -> Any:  # anything else a loop reads from the hook it was given
+        if name == "report":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.report, name)
