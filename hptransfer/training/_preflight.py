@@ -6,6 +6,9 @@ trial reaches the user through Optuna's log (a traceback per trial) before hptra
 
 * the proxy at each proxy width, for real, and one forward and loss on the task's first batch
   (a vocabulary or input size that does not fit the task);
+* on a next-token task (``task.causal``), that the model does not see later positions: a
+  bidirectional encoder (BERT, RoBERTa) copies the next token from its input, its loss falls
+  towards 0 and the tuned values mean nothing;
 * every target width on the meta device (shapes, rewrite and optimizer groups; no memory, no
   init), so that a width the factory refuses (a head count that does not divide it, a config
   field that is not an integer there) fails before tuning, not after it.
@@ -13,10 +16,13 @@ trial reaches the user through Optuna's log (a traceback per trial) before hptra
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..errors import TrainingError
 from ..recipe import Recipe
+from ..zoo import as_logits
 from ._build import build, make_task
 from ._loop import task_loss
 
@@ -48,6 +54,57 @@ def preflight(rec: Recipe) -> None:
                     task_loss(built.model, task, x, y)
                 except TrainingError as exc:
                     raise TrainingError(f"at width={width} (the proxy width): {exc}") from None
+                if getattr(task, "causal", False) and width == rec.widths.proxy[0]:
+                    _check_causal(built.model, task, x, rec)
     for width in rec.widths.target:
         spec = rec.at(width, steps=rec.transfer.steps, batch_size=rec.transfer.batch_size, depth=rec.depths.target)
         build(spec, task=task, device="meta", role="target")
+
+
+def _check_causal(model: torch.nn.Module, task: Any, x: torch.Tensor, rec: Recipe) -> None:
+    """Change the last token of each sequence: in a causal model no module's output at the earlier
+    positions changes; in a model that attends both ways they do (it reads its targets from its input).
+    Every module's output is compared, not only the logits, which a zero-initialised readout makes 0."""
+    if not (isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[1] > 1 and not x.is_floating_point()):
+        return
+    changed = x.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % int(getattr(task, "vocab_size", int(x.max()) + 2))
+    runs = [_sequence_outputs(model, t) for t in (x, changed)]
+    for name, before in runs[0].items():
+        after = runs[1].get(name)
+        if after is None or after.shape != before.shape:
+            continue
+        moved = float((before[:, :-1] - after[:, :-1]).abs().max())
+        if moved > 1e-4 * max(1e-6, float(before[:, :-1].abs().max())):
+            fix = ("set model.config.is_decoder: true with model.hf_class: AutoModelForCausalLM (BERT, RoBERTa, "
+                   "ELECTRA...), or use a decoder" if rec.model.hf else "mask attention to earlier positions")
+            raise TrainingError(
+                f"the model sees later positions: changing each sequence's last token changed the output of "
+                f"{name or 'the model'!r} at earlier positions (by up to {moved:.3g}). Task {task.name!r} predicts "
+                "the next token, which such a model reads from its input: its loss falls towards 0 and the tuned "
+                f"values would mean nothing. Fix: {fix}; or train it on a task of your own (task.train_fn).")
+
+
+def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each module's (first) float output shaped ``(batch, positions, ...)`` like ``x``, in eval mode."""
+    outs: dict[str, torch.Tensor] = {}
+
+    def hook(name: str) -> Any:
+        def record(module: torch.nn.Module, args: Any, output: Any) -> None:
+            t = output if isinstance(output, torch.Tensor) else as_logits(output) if hasattr(output, "logits") \
+                else next((o for o in output if isinstance(o, torch.Tensor)), None) \
+                if isinstance(output, (tuple, list)) else None
+            if t is not None and t.is_floating_point() and t.dim() >= 2 and t.shape[:2] == x.shape[:2]:
+                outs.setdefault(name, t.detach().float())
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()]
+    was_training = model.training
+    model.eval()  # dropout off: the two forwards differ only in the token changed
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return outs

@@ -79,6 +79,7 @@ class CharLMTask(Task):
 
     name: ClassVar[str] = "charlm"
     vocab_size: ClassVar[int] = 256
+    causal: ClassVar[bool] = True
     eval_batch_size: ClassVar[int] = 32
     eval_n_batches: ClassVar[int] = 8
 

@@ -75,6 +75,9 @@ class Task(ABC):
     name: ClassVar[str] = "task"
     eval_batch_size: ClassVar[int] = 64
     eval_n_batches: ClassVar[int] = 8
+    #: Next-token prediction: the target at position t is the input at t + 1, so a model must not
+    #: see later positions (checked before tuning by :func:`hptransfer.training.preflight`).
+    causal: ClassVar[bool] = False
 
     # ---- data ----------------------------------------------------------------------
 

@@ -500,3 +500,22 @@ def test_deepseek_latent_attention_scales_its_ranks_and_head_dims_together():
     table = hpt.scaling_table(model)
     assert [n for n, i in table.params.items() if i.role == "output" and i.readout_module] == ["lm_head.weight"]
     model(torch.randint(0, 256, (2, 8)))  # the latent attention's parts agree at the new width
+
+
+def test_an_encoder_on_the_byte_lm_is_refused_and_its_causal_lm_form_accepted():
+    from hptransfer.errors import TrainingError
+    from hptransfer.recipe import parse_recipe
+    from hptransfer.training import preflight
+
+    data = {"name": "enc", "model": {"hf": "roberta", "config": {
+                "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+                "vocab_size": 256, "max_position_embeddings": 40, "pad_token_id": 0, "type_vocab_size": 1}},
+            "task": {"name": "charlm", "kwargs": {"block_size": 16, "n_bytes": 20000}},
+            "train": {"batch_size": 4, "steps": 2}, "widths": {"proxy": 32, "target": 64},
+            "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}}}
+    with pytest.raises(TrainingError, match=r"sees later positions.*Fix: set model.config.is_decoder: true with "
+                                            r"model.hf_class: AutoModelForCausalLM"):
+        preflight(parse_recipe(data))
+    data["model"]["config"]["is_decoder"] = True
+    data["model"]["hf_class"] = "AutoModelForCausalLM"
+    preflight(parse_recipe(data))  # RoBERTa as a decoder: causal, accepted
