@@ -6,6 +6,8 @@ trial reaches the user through Optuna's log (a traceback per trial) before hptra
 
 * the proxy at each proxy width, for real, and one forward and loss on the task's first batch
   (a vocabulary or input size that does not fit the task);
+* that the model returns logits, not probabilities (a final softmax), which the tasks' cross-entropy
+  would take as logits;
 * on a next-token task (``task.causal``), that the model does not see later positions: a
   bidirectional encoder (BERT, RoBERTa) copies the next token from its input, its loss falls
   towards 0 and the tuned values mean nothing;
@@ -54,11 +56,30 @@ def preflight(rec: Recipe) -> None:
                     task_loss(built.model, task, x, y)
                 except TrainingError as exc:
                     raise TrainingError(f"at width={width} (the proxy width): {exc}") from None
-                if getattr(task, "causal", False) and width == rec.widths.proxy[0]:
-                    _check_causal(built.model, task, x, rec)
+                if width == rec.widths.proxy[0]:
+                    _check_logits(built.model, task, x)
+                    if getattr(task, "causal", False):
+                        _check_causal(built.model, task, x, rec)
     for width in rec.widths.target:
         spec = rec.at(width, steps=rec.transfer.steps, batch_size=rec.transfer.batch_size, depth=rec.depths.target)
         build(spec, task=task, device="meta", role="target")
+
+
+def _check_logits(model: torch.nn.Module, task: Any, x: Any) -> None:
+    """The built-in tasks' loss is cross-entropy on logits: a model that ends in a softmax returns
+    probabilities, and training on them would optimise another objective (a common slip)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = as_logits(model(x)).float()
+    finally:
+        model.train(was_training)
+    if out.numel() and out.shape[-1] > 1 and float(out.min()) >= 0 and \
+            float((out.sum(-1) - 1).abs().max()) < 1e-3:
+        raise TrainingError(
+            f"the model returns probabilities (its outputs are >= 0 and sum to 1 over the last dimension), but "
+            f"task {task.name!r} trains with cross-entropy on logits: it would optimise another objective. Fix: "
+            "return the logits (drop the final softmax; apply it only when you need probabilities).")
 
 
 def _check_causal(model: torch.nn.Module, task: Any, x: torch.Tensor, rec: Recipe) -> None:

@@ -387,3 +387,19 @@ def test_a_model_that_sees_later_tokens_is_refused_on_next_token_prediction(tmp_
     assert not (tmp_path / "run" / "study.journal").exists()
     causal = {**data, "model": {"factory": "bidir:Encoder", "kwargs": {"causal": True}}, "tune": {"trials": 1}}
     assert tune(causal, quiet=True).n_complete == 1
+
+
+def test_a_model_that_returns_probabilities_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hptransfer.errors import TrainingError
+
+    (tmp_path / "probs.py").write_text(
+        "from torch import nn\n\n"
+        "def build(width, softmax=True):\n"
+        "    layers = [nn.Linear(32, width), nn.ReLU(), nn.Linear(width, 10)]\n"
+        "    return nn.Sequential(*layers, *([nn.Softmax(dim=-1)] if softmax else []))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {**tiny(tmp_path), "model": {"factory": "probs:build"}}
+    with pytest.raises(TrainingError, match=r"returns probabilities.*Fix: return the logits"):
+        tune(data, quiet=True)
+    data = {**data, "model": {"factory": "probs:build", "kwargs": {"softmax": False}}, "tune": {"trials": 1}}
+    assert tune(data, quiet=True).n_complete == 1
