@@ -72,6 +72,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", help="batch size (default 32; 8 for gpt)")
     p.add_argument("--depths", help="with a tuning recipe that has `depths:`: sweep these depths (comma list) at "
                                     "the proxy width instead of widths")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="with a tuning recipe: override a recipe field, e.g. --set optimizer.name=muon (repeatable)")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the statistics per step")
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     return p
@@ -121,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_paths(plot=args.plot, json=args.json)
     if args.recipe and _is_full_recipe(args.recipe):
         return _run_full_recipe(args)
+    if getattr(args, "overrides", None):
+        raise CoordCheckError("--set overrides fields of a tuning recipe; give one as RECIPE (recipes/*.yaml), or use "
+                              "the options (--lr, --optimizer, ...) for a built-in model.")
     recipe = load_recipe_options(args.recipe) if args.recipe else {}
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
     opts = {**OPTIONS, **recipe, **given}
@@ -170,7 +175,7 @@ def _run_full_recipe(args: argparse.Namespace) -> int:
     from ..diagnostics import diagnose
     from ..recipe import load_recipe
 
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, list(getattr(args, "overrides", None) or []))
     if recipe.task.name is None:
         raise CoordCheckError(
             f"{args.recipe}: task.train_fn is a custom training function, which coord-check cannot step. Fix: "
@@ -190,7 +195,8 @@ def _run_full_recipe(args: argparse.Namespace) -> int:
         changes["parametrization.name"] = _choice(str(args.parametrization).lower(),
                                                   tuple(available_parametrizations()), "--parametrization")
     if args.optimizer:
-        changes["optimizer.name"] = _choice(str(args.optimizer).lower(), ("adam", "adamw", "sgd"), "--optimizer")
+        changes["optimizer.name"] = _choice(str(args.optimizer).lower(), ("adam", "adamw", "sgd", "muon"),
+                                            "--optimizer")
     if args.lr:
         changes["optimizer.lr"] = _number(args.lr, "--lr", float)
     spec = recipe.at(min(widths)).replace(**changes)

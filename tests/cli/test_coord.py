@@ -68,3 +68,14 @@ def test_cli_on_a_shipped_tuning_recipe(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["coord-check", recipe, "--widths", "32,64,128", "--steps", "1", "--seeds", "1",
                  "--parametrization", "sp"]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_cli_set_overrides_fields_of_a_tuning_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = str(ROOT / "recipes" / "mlp_quickstart.yaml")
+    fast = ["--widths", "32,64,128", "--steps", "1", "--seeds", "1"]
+    assert main(["coord-check", recipe, *fast, "--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.05"]) == 0
+    assert "(mup, sgd lr=0.05," in capsys.readouterr().out
+    assert main(["coord-check", recipe, *fast, "--set", "optimizer.nme=sgd"]) == 2
+    assert "optimizer.nme: unknown field. Did you mean 'name'?" in capsys.readouterr().err
+    assert main(["coord-check", "--model", "mlp", "--set", "optimizer.name=sgd"]) == 2  # no tuning recipe to set
+    assert "--set overrides fields of a tuning recipe" in capsys.readouterr().err
