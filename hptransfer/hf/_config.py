@@ -253,13 +253,15 @@ def hf_factory(arch: str, config: dict[str, Any], width_field: str | Sequence[st
 
 
 def _default_auto_class(arch: str) -> str:
-    """``AutoModelForCausalLM``, or ``AutoModelForMaskedLM`` for an encoder with a masked-LM class in
-    transformers (RoBERTa, DistilBERT, DeBERTa, ELECTRA, ...), whose causal-LM class, where it has
-    one, attends both ways unless the config sets ``is_decoder``."""
+    """``AutoModelForCausalLM``, or ``AutoModelForMaskedLM`` for an encoder with no causal-LM class in
+    transformers (DistilBERT, DeBERTa-v2, ModernBERT, ...)."""
     from transformers.models.auto import modeling_auto
 
+    causal = getattr(modeling_auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {})
     masked = getattr(modeling_auto, "MODEL_FOR_MASKED_LM_MAPPING_NAMES", {})
-    return "AutoModelForMaskedLM" if arch in masked else "AutoModelForCausalLM"
+    # A causal-LM class where there is one (BART's decoder, RoBERTa's with is_decoder); preflight refuses
+    # one that still attends both ways on a next-token task, with the fix.
+    return "AutoModelForMaskedLM" if arch in masked and arch not in causal else "AutoModelForCausalLM"
 
 
 class _AutoFromConfig:

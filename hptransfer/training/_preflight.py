@@ -106,8 +106,15 @@ def _check_causal(model: torch.nn.Module, task: Any, x: torch.Tensor, rec: Recip
                 f"values would mean nothing. Fix: {fix}; or train it on a task of your own (task.train_fn).")
 
 
-def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each module's (first) float output shaped ``(batch, positions, ...)`` like ``x``, in eval mode."""
+def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor, positional: set[str] | None = None
+                      ) -> dict[str, torch.Tensor]:
+    """Each module's (first) float output shaped ``(batch, positions, ...)`` like ``x``, in eval mode.
+    ``positional``: the modules to keep (default: found by a second forward one token shorter, where
+    a positional output's dim 1 shrinks with the input and a channel dim does not)."""
+    if positional is None:
+        full = _sequence_outputs(model, x, positional=set(_names(model)))
+        short = _sequence_outputs(model, x[:, :-1], positional=set(_names(model)))
+        positional = {n for n, t in full.items() if n in short and short[n].shape[1] == t.shape[1] - 1}
     outs: dict[str, torch.Tensor] = {}
 
     def hook(name: str) -> Any:
@@ -115,7 +122,10 @@ def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torc
             t = output if isinstance(output, torch.Tensor) else as_logits(output) if hasattr(output, "logits") \
                 else next((o for o in output if isinstance(o, torch.Tensor)), None) \
                 if isinstance(output, (tuple, list)) else None
-            if t is not None and t.is_floating_point() and t.dim() >= 2 and t.shape[:2] == x.shape[:2]:
+            # Only outputs laid out (batch, position, ...): their dim 1 follows the input's length (a
+            # channels-first conv output whose channel count equals the length would be misread).
+            if t is not None and t.is_floating_point() and t.dim() >= 2 and t.shape[:2] == x.shape[:2] \
+                    and name in positional:
                 outs.setdefault(name, t.detach().float())
         return record
 
@@ -129,3 +139,7 @@ def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torc
         for h in handles:
             h.remove()
     return outs
+
+
+def _names(model: torch.nn.Module) -> list[str]:
+    return [n for n, _ in model.named_modules()]

@@ -450,9 +450,8 @@ def test_encoders_and_older_decoders_scale_their_own_fields_with_no_warning(arch
         assert getattr(model.config, field) == 4 * cfg.get(field, 0) or cfg.get(field) is None, field
     table = hpt.scaling_table(model)
     assert table.attention and sum(i.role == "hidden" for i in table.params.values()) >= 4
-    # encoders get their masked-LM class by default, not a causal-LM class that attends both ways
-    assert type(model).__name__.endswith("ForMaskedLM" if arch in ("roberta", "distilbert", "electra") else
-                                         "ForCausalLM")
+    # an encoder with no causal-LM class (DistilBERT) gets its masked-LM class; the others their causal-LM one
+    assert type(model).__name__.endswith("ForMaskedLM" if arch == "distilbert" else "ForCausalLM")
 
 
 def test_an_architecture_with_no_entry_gets_its_fields_by_name_and_a_warning_that_says_which():

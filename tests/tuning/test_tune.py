@@ -403,3 +403,25 @@ def test_a_model_that_returns_probabilities_is_refused(tmp_path: Path, monkeypat
         tune(data, quiet=True)
     data = {**data, "model": {"factory": "probs:build", "kwargs": {"softmax": False}}, "tune": {"trials": 1}}
     assert tune(data, quiet=True).n_complete == 1
+
+
+def test_a_causal_model_with_channels_first_outputs_as_long_as_the_context_is_accepted() -> None:
+    """A depthwise causal conv (Mamba's layout, batch x channels x positions) whose channel count equals the
+    context length: its channel axis must not be read as positions."""
+    from torch import nn
+
+    from hptransfer.recipe import parse_recipe
+    from hptransfer.training._preflight import _check_causal
+    from hptransfer.zoo import get_task
+
+    class CausalConv(nn.Module):
+        def __init__(self, d: int = 64) -> None:
+            super().__init__()
+            self.emb, self.head = nn.Embedding(256, d), nn.Linear(d, 256)
+            self.conv = nn.Conv1d(d, d, 4, groups=d, padding=3)
+
+        def forward(self, x):
+            return self.head(self.conv(self.emb(x).transpose(1, 2))[..., :x.shape[1]].transpose(1, 2))
+
+    task = get_task("charlm", block_size=64, n_bytes=20000)
+    _check_causal(CausalConv(), task, task.batch(0, 64)[0], parse_recipe(tiny(Path("."))))  # no error
