@@ -89,8 +89,9 @@ AUTO_CLASSES: tuple[str, ...] = ("AutoModelForCausalLM", "AutoModelForMaskedLM",
 
 def _fields(config: Any, width_fields: str | Sequence[str] | None) -> tuple[str, ...]:
     model_type = getattr(config, "model_type", None)
-    if width_fields is None and model_type in WIDTH_FIELDS:
-        width_fields = WIDTH_FIELDS[model_type]
+    known = WIDTH_FIELDS.get(model_type)
+    if known is not None and (width_fields is None or width_fields == known[0]):
+        width_fields = known  # the known proportional fields follow the named width field
     elif width_fields is None or isinstance(width_fields, str):
         width_fields = infer_width_fields(config, width_fields)
     fields = tuple(width_fields)
@@ -246,10 +247,7 @@ def hf_factory(arch: str, config: dict[str, Any], width_field: str | Sequence[st
     name = auto_class or _AUTO_CLASS.get(arch) or _default_auto_class(arch)
     if name not in AUTO_CLASSES:
         raise FactoryError(f"model.hf_class={name!r} is not one of {', '.join(AUTO_CLASSES)}. Fix: use one of them.")
-    fields: str | Sequence[str] | None = width_field
-    if isinstance(width_field, str) and WIDTH_FIELDS.get(arch, ("",))[0] == width_field:
-        fields = WIDTH_FIELDS[arch]  # the known proportional fields follow the named width field
-    return HFFactory(_AutoFromConfig(name), cfg, fields)
+    return HFFactory(_AutoFromConfig(name), cfg, width_field)
 
 
 def _default_auto_class(arch: str) -> str:

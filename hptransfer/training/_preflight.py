@@ -90,10 +90,12 @@ def _check_causal(model: torch.nn.Module, task: Any, x: torch.Tensor, rec: Recip
         return
     changed = x.clone()
     changed[:, -1] = (changed[:, -1] + 1) % int(getattr(task, "vocab_size", int(x.max()) + 2))
-    runs = [_sequence_outputs(model, t) for t in (x, changed)]
+    # A third forward one token shorter tells positional outputs (dim 1 shrinks with the input) from a
+    # channels-first output whose channel count happens to equal the length (a causal conv's).
+    runs = [_sequence_outputs(model, t) for t in (x, changed, x[:, :-1])]
     for name, before in runs[0].items():
-        after = runs[1].get(name)
-        if after is None or after.shape != before.shape:
+        after, short = runs[1].get(name), runs[2].get(name)
+        if after is None or after.shape != before.shape or short is None or short.shape[1] != before.shape[1] - 1:
             continue
         moved = float((before[:, :-1] - after[:, :-1]).abs().max())
         if moved > 1e-4 * max(1e-6, float(before[:, :-1].abs().max())):
@@ -106,15 +108,8 @@ def _check_causal(model: torch.nn.Module, task: Any, x: torch.Tensor, rec: Recip
                 f"values would mean nothing. Fix: {fix}; or train it on a task of your own (task.train_fn).")
 
 
-def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor, positional: set[str] | None = None
-                      ) -> dict[str, torch.Tensor]:
-    """Each module's (first) float output shaped ``(batch, positions, ...)`` like ``x``, in eval mode.
-    ``positional``: the modules to keep (default: found by a second forward one token shorter, where
-    a positional output's dim 1 shrinks with the input and a channel dim does not)."""
-    if positional is None:
-        full = _sequence_outputs(model, x, positional=set(_names(model)))
-        short = _sequence_outputs(model, x[:, :-1], positional=set(_names(model)))
-        positional = {n for n, t in full.items() if n in short and short[n].shape[1] == t.shape[1] - 1}
+def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each module's (first) float output shaped ``(batch, length, ...)`` like ``x``, in eval mode."""
     outs: dict[str, torch.Tensor] = {}
 
     def hook(name: str) -> Any:
@@ -122,10 +117,7 @@ def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor, positional: set[s
             t = output if isinstance(output, torch.Tensor) else as_logits(output) if hasattr(output, "logits") \
                 else next((o for o in output if isinstance(o, torch.Tensor)), None) \
                 if isinstance(output, (tuple, list)) else None
-            # Only outputs laid out (batch, position, ...): their dim 1 follows the input's length (a
-            # channels-first conv output whose channel count equals the length would be misread).
-            if t is not None and t.is_floating_point() and t.dim() >= 2 and t.shape[:2] == x.shape[:2] \
-                    and name in positional:
+            if t is not None and t.is_floating_point() and t.dim() >= 2 and t.shape[:2] == x.shape[:2]:
                 outs.setdefault(name, t.detach().float())
         return record
 
@@ -140,6 +132,3 @@ def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor, positional: set[s
             h.remove()
     return outs
 
-
-def _names(model: torch.nn.Module) -> list[str]:
-    return [n for n, _ in model.named_modules()]

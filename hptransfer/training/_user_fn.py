@@ -100,14 +100,16 @@ def call_train_fn(fn: Callable[..., Any], hp: dict[str, Any], **kwargs: Any) -> 
 class _Counted:
     """The ``report`` hook as passed on, counting its calls (a loop that never reports is warned about)."""
 
-    def __init__(self, report: Callable[[int, float], None]) -> None:
-        self.report, self.calls = report, 0
+    def __init__(self, inner: Callable[[int, float], None]) -> None:
+        self._inner, self.calls = inner, 0
 
     def __call__(self, step: int, loss: float) -> None:
         self.calls += 1
-        self.report(step, loss)
+        self._inner(step, loss)
+
+    report = __call__  # Reporter's alias: report.report(step, loss) counts too
 
     def __getattr__(self, name: str) -> Any:  # anything else a loop reads from the hook it was given
-        if name == "report":  # not set yet (a copy being built): no recursion
+        if name == "_inner":  # not set yet (a copy being built): no recursion
             raise AttributeError(name)
-        return getattr(self.report, name)
+        return getattr(self._inner, name)
