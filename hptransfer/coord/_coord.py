@@ -65,7 +65,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -73,10 +72,11 @@ from ..errors import CoordCheckError
 from ..parametrization import Parametrization
 from ..recipe import RunSpec
 from ..training import make_task
+from ._analysis import analyse
 from ._builders import make_builder, optimizer_class_of, optimizer_kwargs_for, stream_modules
-from ._eps import eps_capped, eps_cause
-from ._probe import LOGITS_SUFFIX, as_args, check_start, probe, stats, to_device
-from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
+from ._eps import eps_capped
+from ._probe import as_args, check_start, probe, stats, to_device
+from ._result import CoordCheckResult
 
 __all__ = ["coord_check", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH"]
 
@@ -176,7 +176,7 @@ def coord_check(
                                       widths_l, seeds_l, steps, probe_input, device)
     order = order if depths is None else stream_modules(order)
     name = str(getattr(parametrization, "name", parametrization))
-    return _analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
+    return analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
                     parametrization=name, optimizer=opt_name, lr=float(lr), capped=capped)
 
 
@@ -272,92 +272,6 @@ def _measure(
                 opt.step()
             del model, opt, h0
     return records, order, capped
-
-
-def _analyse(
-    records: list[dict[str, Any]],
-    order: list[str],
-    widths: list[float],
-    seeds: list[int],
-    steps: int,
-    tol_grow: float,
-    tol_vanish: float,
-    *,
-    parametrization: str,
-    optimizer: str,
-    lr: float,
-    capped: dict[str, dict[str, float]] | None = None,
-) -> CoordCheckResult:
-    """Fit the slopes and decide the verdict from raw records (``capped``: parameters Adam's eps
-    swamps, named in ``extra["eps_capped"]`` where their module's updates vanish)."""
-    # (module, step, width) -> list of (act, update) over seeds
-    table: dict[tuple[str, int, float], list[tuple[float, float]]] = {}
-    for r in records:
-        table.setdefault((r["module"], r["step"], r["width"]), []).append((r["act"], r["update"]))
-    # Only modules seen at every width and seed can be fitted; a model whose module set
-    # changes with width has no coordinate to compare for the others.
-    modules = [m for m in order if all(len(table.get((m, 0, w), ())) == len(seeds) for w in widths)]
-    # Fixed-size outputs (readout logits, the model output): same numel at every width.
-    sizes: dict[str, set[int]] = {}
-    for r in records:
-        sizes.setdefault(r["module"], set()).add(r["numel"])
-    fixed = [m for m in modules if len(sizes[m]) == 1]
-    x = np.log2(np.asarray(widths, dtype=float))
-    slopes: dict[str, list[float]] = {}
-    upd_slopes: dict[str, list[float]] = {}
-    failing: list[tuple[float, tuple[str, int, str, float]]] = []  # (excess over tolerance, entry)
-    for m in modules:
-        slopes[m], upd_slopes[m] = [], []
-        for t in range(steps + 1):
-            acts = [float(np.mean([a for a, _ in table[(m, t, w)]])) for w in widths]
-            s = _slope(x, acts)
-            slopes[m].append(s)
-            if s > tol_grow:
-                failing.append((s - tol_grow, (m, t, ACT, s)))
-            if t == 0 or LOGITS_SUFFIX in m:  # the attention scale does not train: no update to judge
-                upd_slopes[m].append(float("nan"))
-                continue
-            upds = [float(np.mean([u for _, u in table[(m, t, w)]])) for w in widths]
-            u = _slope(x, upds)
-            upd_slopes[m].append(u)
-            # A fixed-size output may legitimately lose its init-weight term like width^-1/2.
-            floor = -(tol_vanish + (READOUT_DECAY if m in fixed else 0.0))
-            if u > tol_grow:
-                failing.append((u - tol_grow, (m, t, UPD, u)))
-            elif u < floor:
-                failing.append((floor - u, (m, t, UPD, u)))
-    failing.sort(key=lambda f: (-f[0], f[1][1], f[1][0]))
-    return CoordCheckResult(
-        passed=not failing,
-        widths=widths,
-        steps=list(range(steps + 1)),
-        modules=modules,
-        slopes=slopes,
-        update_slopes=upd_slopes,
-        stats=[r for r in records if r["module"] in slopes],
-        failing=[f for _, f in failing],
-        tolerances={"grow": tol_grow, "vanish": tol_vanish},
-        fixed_size=fixed,
-        parametrization=parametrization,
-        optimizer=optimizer,
-        lr=lr,
-        extra={"seeds": list(seeds), "eps_capped": eps_cause([f for _, f in failing], capped or {})},
-    )
-
-
-def _slope(x: np.ndarray, values: Sequence[float]) -> float:
-    """Least-squares slope of log2(values) on x. NaN if every value is 0 (nothing to measure,
-    e.g. a zero-initialised readout at init or a module that never changes); +inf if any
-    value is non-finite (training diverged at some width, which must fail)."""
-    v = np.asarray(values, dtype=float)
-    if not np.all(np.isfinite(v)):
-        return math.inf
-    if np.all(v == 0.0):
-        return math.nan
-    # A 0 at some widths only: floor it so the slope is huge rather than undefined.
-    y = np.log2(np.maximum(v, np.finfo(float).tiny))
-    xc = x - x.mean()
-    return float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
 
 
 def _check_widths(widths: Any) -> list[float]:

@@ -93,10 +93,14 @@ def stats(h: Tensor, ref: Tensor | None, mask_frac: float | None) -> tuple[float
     means, as long as the same entries are non-finite at step 0 (``ref``) and the same fraction is at
     the smallest width (``mask_frac``; ``None`` there). Anything else non-finite, such as a blow-up,
     an overflow at a larger width or any nan, makes both statistics ``inf``: it fails the check.
+    NaN means not measured: an empty output (both), or a shape unlike step 0's (the update; routed
+    tokens, as in an MoE expert, change which rows there are).
     """
+    if h.numel() == 0:  # e.g. an MoE expert no token was routed to: nothing measured, not a failure
+        return float("nan"), float("nan"), 0.0
     finite = torch.isfinite(h)
     # From integer counts: the same share of a larger output compares equal (no float-sum rounding).
-    frac = (h.numel() - int(finite.sum())) / h.numel() if h.numel() else 0.0
+    frac = (h.numel() - int(finite.sum())) / h.numel()
     if frac == 0.0:
         act = h.abs().mean().item()
         upd = (h - ref).abs().mean().item() if ref is not None and ref.shape == h.shape else float("nan")
@@ -114,18 +118,22 @@ def stats(h: Tensor, ref: Tensor | None, mask_frac: float | None) -> tuple[float
 
 
 def check_start(outs: dict[str, Tensor], width: float, probe_input: Any) -> None:
-    """Refuse a probe that measures nothing: an empty module output, or a model output with nan
-    before any update at the smallest width. Either is a broken probe batch or model, not a width
-    effect, and would otherwise show as an ``inf`` slope on every module. (An ``inf`` alone is
-    allowed: masks and masked logits hold -inf by design.)"""
+    """Refuse a probe that measures nothing: an empty model output (or only empty module outputs),
+    or a model output with nan before any update at the smallest width. Either is a broken probe
+    batch or model, not a width effect, and would otherwise show as an ``inf`` slope on every module.
+    (An ``inf`` alone is allowed: masks and masked logits hold -inf by design.)"""
     shapes = _shapes(probe_input)
-    for name, h in outs.items():
-        if h.numel() == 0:
-            raise CoordCheckError(
-                f"module {name!r} returned an empty output (shape {tuple(h.shape)}) on the probe input "
-                f"(shapes {shapes}): there is nothing to measure. Fix: give a probe batch with samples in it "
-                "(probe_input=..., or batch_fn(step) returning a full (input, target) batch for step 0).")
     root = outs.get(ROOT_NAME)
+    # An inner module may be empty by design (an MoE expert no token was routed to): it is left
+    # unmeasured. An empty model output, or nothing but empty outputs, means an empty probe batch.
+    empty = next((n for n, h in outs.items() if h.numel() == 0 and (n == ROOT_NAME or root is None)), None)
+    if empty is None and outs and all(h.numel() == 0 for h in outs.values()):
+        empty = next(iter(outs))
+    if empty is not None:
+        raise CoordCheckError(
+            f"module {empty!r} returned an empty output (shape {tuple(outs[empty].shape)}) on the probe input "
+            f"(shapes {shapes}): there is nothing to measure. Fix: give a probe batch with samples in it "
+            "(probe_input=..., or batch_fn(step) returning a full (input, target) batch for step 0).")
     if root is not None and bool(torch.isnan(root).any()):
         raise CoordCheckError(
             f"the model's output has nan values at width {width:g} before any training step, on the probe "

@@ -102,6 +102,13 @@ class CoordCheckResult:
             )
         if len(order) > max_rows:
             lines.append(f"... {len(order) - max_rows} more module(s) (see to_dict())")
+        unmeasured = self.extra.get("unmeasured") or {}
+        if unmeasured:
+            named = ", ".join(f"{m} ({k})" for m, k in list(unmeasured.items())[:6])
+            lines.append(
+                f"not measured at some step, so not judged there: {named}{' ...' if len(unmeasured) > 6 else ''}: "
+                "the output was empty, or its rows differed from step 0's (routed tokens, as in MoE experts); "
+                "the statistic is judged wherever it was measured at every width.")
         capped = self.extra.get("eps_capped") or {}
         if capped:
             eps = max(v["eps"] for v in capped.values())

@@ -251,9 +251,46 @@ def test_non_finite_outputs_that_are_not_a_fixed_mask_still_fail() -> None:
 
 
 @pytest.mark.parametrize(("batch", "fragment"), [
-    (lambda step: (torch.zeros(0, 16), torch.zeros(0, dtype=torch.long)), "empty output (shape (0, 32))"),
+    (lambda step: (torch.zeros(0, 16), torch.zeros(0, dtype=torch.long)),
+     "'(model)' returned an empty output (shape (0, "),
     (lambda step: (torch.full((4, 16), float("nan")), torch.zeros(4, dtype=torch.long)), "nan values at width 32"),
 ])
 def test_a_probe_that_measures_nothing_is_refused(batch, fragment) -> None:
     with pytest.raises(CoordCheckError, match=r"(?s)" + re.escape(fragment) + ".*Fix:"):
         coord_check(GluMLP, widths=(32, 64), batch_fn=batch, loss_fn=F.cross_entropy, steps=1, seeds=(0,))
+
+
+class _RoutedMoE(nn.Module):
+    """Top-1 routed experts, one of which (the last) the router can never pick: each expert sees
+    a different set of tokens at every step, seed and width, and the last one sees none."""
+
+    def __init__(self, width: int, n_exp: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Linear(16, width)
+        self.router = nn.Linear(width, n_exp)
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)) for _ in range(n_exp))
+        self.head = nn.Linear(width, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        choice = self.router(h)[:, :-1].argmax(-1)
+        y = torch.zeros_like(h)
+        for i, expert in enumerate(self.experts):
+            rows = choice == i
+            y[rows] = expert(h[rows])
+        return self.head(h + y)
+
+
+def test_routed_experts_are_judged_by_activation_and_an_idle_one_is_left_out() -> None:
+    kw = dict(widths=(32, 64, 128), batch_fn=_glu_batches, loss_fn=F.cross_entropy, steps=3, seeds=(0, 1))
+    res = coord_check(_RoutedMoE, **kw)
+    # Before: the routed rows at step t were compared with step 0's rows (other tokens), or the
+    # idle expert's empty output aborted the check.
+    assert res.passed, res.summary()
+    assert res.extra["unmeasured"]["experts.3"] == "activation"  # never routed to: nothing measured
+    assert res.extra["unmeasured"]["experts.0.2"] == "update"
+    assert all(math.isnan(u) for u in res.update_slopes["experts.0.2"])
+    assert "not measured at some step" in res.summary()
+    sp = coord_check(_RoutedMoE, parametrization="sp", **kw)
+    assert {"experts.0.2", "head"} <= {m for m, *_ in sp.failing}  # activations still catch SP inside experts
