@@ -35,7 +35,9 @@ from _bench import machine
 ARCHS = ("phi", "phi3", "gpt_neox", "starcoder2", "olmo", "olmo2", "cohere", "stablelm", "granite",
          # added 2026-12-06: encoders (masked-LM class) and older decoders, each with its own field names
          "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "modernbert", "falcon", "bloom", "gptj",
-         "gpt_bigcode")
+         "gpt_bigcode",
+         # added 2026-12-06 (ninth session): an MoE whose FFN sizes sit in a sub-config (dotted width fields)
+         "dbrx")
 
 #: Field names that differ from Llama's, per architecture (width 32, FFN 2x, 2 layers, 4 heads).
 _OWN_FIELDS: dict[str, dict] = {
@@ -47,17 +49,24 @@ _OWN_FIELDS: dict[str, dict] = {
     "bloom": {"n_head": 4, "n_layer": 2},
     "gptj": {"n_embd": 32, "n_head": 4, "n_layer": 2, "rotary_dim": 4},
     "gpt_bigcode": {"n_embd": 32, "n_head": 4, "n_layer": 2},
+    # clip_qkv set: transformers 5.25's DBRX forward fails with clip_qkv None
+    # d_model, not hidden_size: DbrxConfig copies only d_model into ffn_config.hidden_size
+    "dbrx": {"d_model": 32, "n_heads": 4, "n_layers": 2, "max_seq_len": 32,
+             "ffn_config": {"ffn_hidden_size": 64, "moe_num_experts": 4, "moe_top_k": 2},
+             "attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 8.0}},
 }
 
 
 def config(arch: str, width: int) -> dict:
-    own = {k: v * width // 32 if k in ("dim", "hidden_dim", "ffn_hidden_size", "n_embd", "embedding_size",
+    own = {k: v * width // 32 if k in ("dim", "d_model", "hidden_dim", "ffn_hidden_size", "n_embd", "embedding_size",
                                        "pooler_hidden_size") else v for k, v in _OWN_FIELDS.get(arch, {}).items()}
     common = {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 2, "num_attention_heads": 4,
               "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 32, "bos_token_id": 0,
               "eos_token_id": 0, "pad_token_id": 0}
     if "n_layer" in own or "n_layers" in own:  # these configs name layers and heads their own way
         common = {k: v for k, v in common.items() if k not in ("num_hidden_layers", "num_attention_heads")}
+    if "d_model" in own:
+        common.pop("hidden_size")
     return {**common, **own}
 
 

@@ -123,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_paths(plot=args.plot, json=args.json)
     if args.recipe and _is_full_recipe(args.recipe):
         return _run_full_recipe(args)
+    recipe = load_recipe_options(args.recipe) if args.recipe else {}  # first: a broken file is the problem to name
     if getattr(args, "overrides", None):
         raise CoordCheckError("--set overrides fields of a tuning recipe; give one as RECIPE (recipes/*.yaml), or use "
                               "the options (--lr, --optimizer, ...) for a built-in model.")
-    recipe = load_recipe_options(args.recipe) if args.recipe else {}
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
     opts = {**OPTIONS, **recipe, **given}
     where = {k: ("--" + k.replace("_", "-")) if k in given else (f"{k} (in {args.recipe})" if k in recipe else k)

@@ -45,8 +45,17 @@ def analyse(
     upd_slopes: dict[str, list[float]] = {}
     failing: list[tuple[float, tuple[str, int, str, float]]] = []  # (excess over tolerance, entry)
     unmeasured: dict[str, str] = {}  # module -> which statistic could not be compared at some step
+    # A routed module called several times per forward (one expert module applied to each expert's
+    # weights in turn, as DBRX does): its k-th call is whichever expert got tokens k-th, another one
+    # at each width and step, so neither statistic of a call follows one coordinate. Their sum, the
+    # parent module's output, is judged.
+    calls = {m for m in routed if "#" in m or any(o.startswith(m + "#") for o in modules)}
     for m in modules:
         slopes[m], upd_slopes[m] = [], []
+        if m in calls:
+            slopes[m], upd_slopes[m] = [math.nan] * (steps + 1), [math.nan] * (steps + 1)
+            unmeasured[m] = "routed calls"
+            continue
         for t in range(steps + 1):
             acts = [_seed_mean([a for a, _ in table.get((m, t, w), ())]) for w in widths]
             s = _slope(x, acts)

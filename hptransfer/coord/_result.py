@@ -107,8 +107,10 @@ class CoordCheckResult:
             named = ", ".join(f"{m} ({k})" for m, k in list(unmeasured.items())[:6])
             lines.append(
                 f"not measured at some step, so not judged there: {named}{' ...' if len(unmeasured) > 6 else ''}: "
-                "the output was empty, or its rows differed from step 0's (routed tokens, as in MoE experts); "
-                "the statistic is judged wherever it was measured at every width.")
+                "the output was empty, or its rows differed from step 0's (routed tokens, as in MoE experts; "
+                "'routed calls': one module applied to each expert in turn, whose k-th call is another expert at "
+                "each width, judged through their sum in the parent module); a statistic is judged wherever it "
+                "was measured at every width.")
         capped = self.extra.get("eps_capped") or {}
         if capped:
             eps = max(v["eps"] for v in capped.values())

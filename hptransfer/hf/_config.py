@@ -21,13 +21,14 @@ from ..errors import FactoryError, HPTransferWarning
 from ..parametrization import parametrize
 
 __all__ = ["WIDTH_FIELDS", "PROPORTIONAL_FIELDS", "infer_width_fields", "AUTO_CLASSES", "HFFactory", "config_factory",
-           "parametrize_config", "hf_factory"]
+           "parametrize_config", "hf_factory", "has_causal_lm", "get_field"]
 
 #: Hidden size, FFN size and head dim: the width fields of most decoder-only configs.
 _HIDDEN_FFN_HEAD = ("hidden_size", "intermediate_size", "head_dim")
 
 #: ``model_type -> (width field, fields scaled in proportion)``. Fields that are ``None`` in a
-#: config (GPT-2's ``n_inner``: 4 x n_embd) are left alone; the model derives them.
+#: config (GPT-2's ``n_inner``: 4 x n_embd) are left alone; the model derives them. A dotted name
+#: is a field of a sub-config (``ffn_config.ffn_hidden_size``).
 WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "gpt2": ("n_embd", "n_inner"),
     "llama": _HIDDEN_FFN_HEAD,
@@ -43,6 +44,9 @@ WIDTH_FIELDS: dict[str, tuple[str, ...]] = {
     "qwen2_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size"),
     "qwen3_moe": ("hidden_size", "intermediate_size", "moe_intermediate_size", "head_dim"),
     "olmoe": _HIDDEN_FFN_HEAD,
+    # its FFN sizes live in a sub-config (dotted paths); set attn_config.clip_qkv: transformers 5.25's
+    # DBRX forward fails with clip_qkv None
+    "dbrx": ("d_model", "ffn_config.hidden_size", "ffn_config.ffn_hidden_size"),
     # head_dim is derived from hidden_size / heads unless the config sets it (then scaled with it; a
     # field missing from a config is left alone); coordinate checks: docs/hf_coord_sweep.md.
     "phi": _HIDDEN_FFN_HEAD,
@@ -87,6 +91,20 @@ AUTO_CLASSES: tuple[str, ...] = ("AutoModelForCausalLM", "AutoModelForMaskedLM",
                                  "AutoModelForImageClassification")
 
 
+def get_field(config: Any, path: str) -> Any:
+    """The value of a config field; ``path`` may go into a sub-config (``"ffn_config.ffn_hidden_size"``)."""
+    for part in path.split("."):
+        config = getattr(config, part, None)
+    return config
+
+
+def _set_field(config: Any, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        config = getattr(config, part)
+    setattr(config, last, value)
+
+
 def _fields(config: Any, width_fields: str | Sequence[str] | None) -> tuple[str, ...]:
     model_type = getattr(config, "model_type", None)
     known = WIDTH_FIELDS.get(model_type)
@@ -95,7 +113,7 @@ def _fields(config: Any, width_fields: str | Sequence[str] | None) -> tuple[str,
     elif width_fields is None or isinstance(width_fields, str):
         width_fields = infer_width_fields(config, width_fields)
     fields = tuple(width_fields)
-    if not fields or getattr(config, fields[0], None) is None:
+    if not fields or get_field(config, fields[0]) is None:
         raise FactoryError(
             f"width field {fields[0] if fields else None!r} is not set in the {type(config).__name__}. "
             "Fix: name the config field that holds the width first in width_fields."
@@ -107,9 +125,13 @@ def infer_width_fields(config: Any, width_field: str | None = None) -> tuple[str
     """The width fields of a config whose ``model_type`` has no :data:`WIDTH_FIELDS` entry.
 
     The width is ``width_field``, else the config's hidden size (``hidden_size``, or the field a
-    config maps it to, as DistilBERT's ``dim`` or MPT's ``d_model``); the fields of
-    :data:`PROPORTIONAL_FIELDS` that the config sets follow it. A warning names what was chosen and the
-    sizes left fixed, since field names are a guess that ``hptransfer coord-check`` should confirm.
+    config maps it to, as DistilBERT's ``dim`` or MPT's ``d_model``; in a config that has none, the
+    text sub-config's, as ``text_config.hidden_size``); the fields of :data:`PROPORTIONAL_FIELDS` that
+    the config sets follow it. So do those of each sub-config (DBRX's ``ffn_config``) whose own hidden
+    size, if it has one, equals the width (it is the same quantity: ``ffn_config.hidden_size`` follows
+    too); a sub-config of another size (a vision tower) stays as given. A warning names what was
+    chosen and the sizes left fixed, since field names are a guess that ``hptransfer coord-check``
+    should confirm. Fields in sub-configs are named by dotted paths (``ffn_config.ffn_hidden_size``).
     """
     model_type = getattr(config, "model_type", None)
     width = width_field or _hidden_field(config)
@@ -118,13 +140,20 @@ def infer_width_fields(config: Any, width_field: str | None = None) -> tuple[str
             f"hptransfer does not know which fields of a {model_type!r} config scale with width and found no hidden "
             f"size in it (known architectures: {', '.join(sorted(WIDTH_FIELDS))}). Fix: pass width_fields=["
             "'<width field>', '<FFN size field>', ...] (in a recipe: model.width_field), the width first.")
-    # A field the config derives (a property, as Falcon's head_dim) follows by itself and cannot be set.
-    follow = [f for f in PROPORTIONAL_FIELDS if f != width and _size(getattr(config, f, None))
-              and not isinstance(getattr(type(config), f, None), property)]
-    fixed = sorted(k for k, v in config.to_dict().items() if k not in (width, *follow) and _size(v) and v >= 8
-                   and not any(t in k for t in ("vocab", "position", "token", "layers", "heads", "experts", "window",
-                                                "seq", "ctx", "_id")))
-    kept = ", ".join(f"{k}={getattr(config, k)}" for k in fixed) + " stay" if fixed else "no other size is"
+    follow: list[str] = []
+    fixed: list[str] = []
+    scopes = _scopes(config, get_field(config, width))
+    for prefix, cfg in scopes:
+        names = PROPORTIONAL_FIELDS if not prefix else (*_HIDDEN_NAMES, *PROPORTIONAL_FIELDS)
+        # A field the config derives (a property, as Falcon's head_dim) follows by itself and cannot be set.
+        own = [prefix + f for f in dict.fromkeys(names) if prefix + f != width and _size(getattr(cfg, f, None))
+               and not isinstance(getattr(type(cfg), f, None), property)]
+        follow += own
+        fixed += _other_sizes(cfg, prefix, (width, *own))
+    for prefix, cfg in _subconfigs(config):  # sub-configs of another size: every size in them stays
+        if prefix not in dict(scopes):
+            fixed += _other_sizes(cfg, prefix, ())
+    kept = ", ".join(f"{k}={get_field(config, k)}" for k in sorted(fixed)) + " stay" if fixed else "no other size is"
     warnings.warn(
         f"{model_type!r} has no entry in hptransfer.hf.WIDTH_FIELDS: {width} is the width"
         f"{' and ' + ', '.join(follow) + ' scale in proportion to it' if follow else ' and nothing else scales'}"
@@ -133,11 +162,50 @@ def infer_width_fields(config: Any, width_field: str | None = None) -> tuple[str
     return (width, *follow)
 
 
-def _hidden_field(config: Any) -> str | None:
+#: Names a config gives its hidden size (besides what its ``attribute_map`` maps ``hidden_size`` to).
+_HIDDEN_NAMES = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim")
+#: Integer fields that are counts or ids, not sizes that could scale with width: parts of their names.
+_NOT_SIZES = ("vocab", "position", "token", "layers", "heads", "experts", "window", "seq", "ctx", "_id", "top_k")
+
+
+def _other_sizes(cfg: Any, prefix: str, skip: Sequence[str]) -> list[str]:
+    """The dotted names of ``cfg``'s integer fields of 8 or more that look like sizes, except ``skip``."""
+    return [prefix + k for k, v in vars(cfg).items() if prefix + k not in skip and _size(v) and v >= 8
+            and not k.startswith(("_", "num_")) and not any(t in k for t in _NOT_SIZES)]
+
+
+def _subconfigs(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted prefix, sub-config)`` for every config nested in ``config`` (two levels at most)."""
+    out = []
+    for key, value in vars(config).items():
+        if not key.startswith("_") and hasattr(value, "to_dict") and hasattr(value, "model_type"):
+            out.append((f"{prefix}{key}.", value))
+            if not prefix:
+                out += _subconfigs(value, f"{key}.")
+    return out
+
+
+def _scopes(config: Any, width_value: Any) -> list[tuple[str, Any]]:
+    """The config (prefix ``""``) and the sub-configs whose sizes follow the width: those with no hidden
+    size of their own, or one equal to the width's value."""
+    scopes = [("", config)]
+    for prefix, cfg in _subconfigs(config):
+        hidden = _hidden_field(cfg, nested=False)
+        if hidden is None or getattr(cfg, hidden) == width_value:
+            scopes.append((prefix, cfg))
+    return scopes
+
+
+def _hidden_field(config: Any, *, nested: bool = True) -> str | None:
     mapped = getattr(config, "attribute_map", {}).get("hidden_size")
-    for name in (mapped, "hidden_size", "d_model", "n_embd", "dim", "embed_dim"):
+    for name in (mapped, *_HIDDEN_NAMES):
         if name and _size(getattr(config, name, None)):
             return name
+    if nested:  # a composite config (text + vision): the text model's hidden size
+        subs = sorted(_subconfigs(config), key=lambda s: not s[0].startswith("text_config"))
+        for prefix, cfg in subs:
+            if (name := _hidden_field(cfg, nested=False)) is not None:
+                return prefix + name
     return None
 
 
@@ -156,13 +224,13 @@ class HFFactory:
                  width_fields: str | Sequence[str] | None = None):
         self.model_cls, self.config = model_cls, config
         self.fields = _fields(config, width_fields)
-        self.ref = getattr(config, self.fields[0])
+        self.ref = get_field(config, self.fields[0])
 
     def config_at(self, width: int) -> Any:
         """A copy of the config with its width fields set for ``width``."""
         cfg = copy.deepcopy(self.config)
         for name in self.fields:
-            value = getattr(self.config, name, None)
+            value = get_field(self.config, name)
             if value is None:
                 continue
             scaled = width * value / self.ref
@@ -171,7 +239,7 @@ class HFFactory:
                     f"width={width} gives {name}={scaled:g} (in proportion to {self.fields[0]}={self.ref}), not an "
                     f"integer. Fix: use widths that are multiples of {self.ref // _gcd(self.ref, value)}."
                 )
-            setattr(cfg, name, round(scaled))
+            _set_field(cfg, name, round(scaled))
         return cfg
 
     def __call__(self, width: int) -> nn.Module:
@@ -255,11 +323,19 @@ def _default_auto_class(arch: str) -> str:
     transformers (DistilBERT, DeBERTa-v2, ModernBERT, ...)."""
     from transformers.models.auto import modeling_auto
 
-    causal = getattr(modeling_auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {})
     masked = getattr(modeling_auto, "MODEL_FOR_MASKED_LM_MAPPING_NAMES", {})
     # A causal-LM class where there is one (BART's decoder, RoBERTa's with is_decoder); preflight refuses
     # one that still attends both ways on a next-token task, with the fix.
-    return "AutoModelForMaskedLM" if arch in masked and arch not in causal else "AutoModelForCausalLM"
+    return "AutoModelForMaskedLM" if arch in masked and not has_causal_lm(arch) else "AutoModelForCausalLM"
+
+
+def has_causal_lm(arch: str) -> bool:
+    """Whether transformers has a causal-LM class for ``model_type`` ``arch`` (False without transformers)."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except ImportError:
+        return False
+    return arch in getattr(modeling_auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {})
 
 
 class _AutoFromConfig:

@@ -97,9 +97,9 @@ class ModelSpec:
                               doc="The Hugging Face config fields (for `hf`), e.g. `num_hidden_layers: 2`; the width "
                                   "field is set per run.")
     width_field: str | None = spec_field(None, kind="str", optional=True,
-                                         doc="The config field holding the width (for `hf`); FFN and head-dim "
-                                             "fields follow it in proportion. Default: known for 35 architectures (`hf."
-                                             "WIDTH_FIELDS`: llama, gpt2, qwen, gemma, mixtral, bert, roberta, t5...), "
+                                         doc="The config field holding the width (for `hf`; `a.b` for a sub-config's); "
+                                             "FFN and head-dim fields follow it. Default: known for 36 architectures "
+                                             "(`hf.WIDTH_FIELDS`: llama, gpt2, qwen, gemma, mixtral, dbrx, bert...), "
                                              "else the config's hidden size, with a warning naming the fields chosen.")
     hf_class: str | None = spec_field(None, kind="str", optional=True,
                                       doc="transformers auto class for `hf` (`AutoModelForCausalLM` by default; "

@@ -99,13 +99,23 @@ def _check_causal(model: torch.nn.Module, task: Any, x: torch.Tensor, rec: Recip
             continue
         moved = float((before[:, :-1] - after[:, :-1]).abs().max())
         if moved > 1e-4 * max(1e-6, float(before[:, :-1].abs().max())):
-            fix = ("set model.config.is_decoder: true with model.hf_class: AutoModelForCausalLM (BERT, RoBERTa, "
-                   "ELECTRA...), or use a decoder" if rec.model.hf else "mask attention to earlier positions")
+            fix = _causal_fix(rec.model.hf)
             raise TrainingError(
                 f"the model sees later positions: changing each sequence's last token changed the output of "
                 f"{name or 'the model'!r} at earlier positions (by up to {moved:.3g}). Task {task.name!r} predicts "
                 "the next token, which such a model reads from its input: its loss falls towards 0 and the tuned "
                 f"values would mean nothing. Fix: {fix}; or train it on a task of your own (task.train_fn).")
+
+
+def _causal_fix(arch: str | None) -> str:
+    if not arch:
+        return "mask attention to earlier positions"
+    from ..hf import has_causal_lm  # local: only recipes naming a Hugging Face model need it
+
+    if has_causal_lm(arch):  # BERT, RoBERTa, ELECTRA...: a decoder form with a causal mask
+        return f"set model.config.is_decoder: true with model.hf_class: AutoModelForCausalLM (model.hf={arch!r})"
+    return (f"use a decoder (model.hf={arch!r} has no causal-LM class in transformers, so it cannot be made to attend "
+            "only to earlier positions)")
 
 
 def _sequence_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

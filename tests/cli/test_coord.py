@@ -79,3 +79,12 @@ def test_cli_set_overrides_fields_of_a_tuning_recipe(capsys: pytest.CaptureFixtu
     assert "optimizer.nme: unknown field. Did you mean 'name'?" in capsys.readouterr().err
     assert main(["coord-check", "--model", "mlp", "--set", "optimizer.name=sgd"]) == 2  # no tuning recipe to set
     assert "--set overrides fields of a tuning recipe" in capsys.readouterr().err
+
+
+def test_cli_set_on_a_broken_recipe_file_names_the_broken_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It used to say "--set overrides fields of a tuning recipe", hiding that the file is not valid YAML.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: {name: mlp\n")
+    assert main(["coord-check", str(bad), "--set", "train.steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "--set overrides" not in err

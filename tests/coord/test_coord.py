@@ -294,3 +294,45 @@ def test_routed_experts_are_judged_by_activation_and_an_idle_one_is_left_out() -
     assert "not measured at some step" in res.summary()
     sp = coord_check(_RoutedMoE, parametrization="sp", **kw)
     assert {"experts.0.2", "head"} <= {m for m, *_ in sp.failing}  # activations still catch SP inside experts
+
+
+class _LoopedExperts(nn.Module):
+    """One expert module applied to each expert's weight slice in turn (as DBRX does): its k-th call
+    is whichever expert got tokens k-th."""
+
+    def __init__(self, width: int, n_exp: int = 4) -> None:
+        super().__init__()
+        self.up = nn.Parameter(torch.randn(n_exp, 2 * width, width) / width ** 0.5)
+        self.down = nn.Parameter(torch.randn(n_exp, width, 2 * width) / (2 * width) ** 0.5)
+
+    def forward(self, h: torch.Tensor, e: int) -> torch.Tensor:
+        return F.gelu(h @ self.up[e].T) @ self.down[e].T
+
+
+class _DbrxStyleMoE(_RoutedMoE):
+    def __init__(self, width: int, n_exp: int = 4) -> None:
+        super().__init__(width, n_exp)
+        self.experts = nn.ModuleList([nn.Identity()])  # unused: the looped module below does the work
+        self.mlp = _LoopedExperts(width, n_exp)
+        self.moe = nn.Identity()  # marks the sum of the experts, the coordinate that is judged
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        choice = self.router(h).argmax(-1)
+        y = torch.zeros_like(h)
+        for e in range(self.router.out_features):
+            rows = choice == e
+            if rows.any():
+                y[rows] = self.mlp(h[rows], e)
+        return self.head(h + self.moe(y))
+
+
+def test_a_module_looped_over_experts_is_judged_through_their_sum() -> None:
+    kw = dict(widths=(32, 64, 128), batch_fn=_glu_batches, loss_fn=F.cross_entropy, steps=3, seeds=(0, 1))
+    res = coord_check(_DbrxStyleMoE, **kw)
+    # Before: the calls' k-th expert differs between widths, so "mlp#2" compared different experts.
+    assert res.extra["unmeasured"]["mlp#2"] == "routed calls"
+    assert all(math.isnan(s) for s in res.slopes["mlp#2"])
+    assert not any(m.startswith("mlp") for m, *_ in res.failing), res.summary()
+    sp = coord_check(_DbrxStyleMoE, parametrization="sp", **kw)
+    assert "moe" in {m for m, *_ in sp.failing}

@@ -518,3 +518,21 @@ def test_an_encoder_on_the_byte_lm_is_refused_and_its_causal_lm_form_accepted():
     data["model"]["config"]["is_decoder"] = True
     data["model"]["hf_class"] = "AutoModelForCausalLM"
     preflight(parse_recipe(data))  # RoBERTa as a decoder: causal, accepted
+
+
+def test_an_encoder_with_no_causal_lm_class_is_told_to_use_a_decoder():
+    # The fix used to say is_decoder + AutoModelForCausalLM, which DistilBERT does not have.
+    from hptransfer.errors import TrainingError
+    from hptransfer.recipe import parse_recipe
+    from hptransfer.training import preflight
+
+    data = {"name": "enc", "model": {"hf": "distilbert", "config": {
+                "dim": 32, "hidden_dim": 64, "n_layers": 1, "n_heads": 4, "vocab_size": 256,
+                "max_position_embeddings": 40, "pad_token_id": 0}},
+            "task": {"name": "charlm", "kwargs": {"block_size": 16, "n_bytes": 20000}},
+            "train": {"batch_size": 4, "steps": 2}, "widths": {"proxy": 32, "target": 64},
+            "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}}}
+    with pytest.raises(TrainingError, match=r"sees later positions.*Fix: use a decoder \(model.hf='distilbert' has "
+                                            r"no causal-LM class") as err:
+        preflight(parse_recipe(data))
+    assert "is_decoder" not in str(err.value)

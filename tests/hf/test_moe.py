@@ -97,3 +97,50 @@ def test_zero_readout_zeroes_the_readout_not_the_routers():
     assert table.params["lm_head.weight"].zero_init and not model.lm_head.weight.any()
     assert not table.params["model.layers.0.mlp.gate.weight"].zero_init
     assert model.model.layers[0].mlp.gate.weight.abs().sum() > 0
+
+
+def dbrx_config(width: int = 32) -> dict:
+    return {"d_model": width, "n_heads": 4, "n_layers": 2, "max_seq_len": 32, "vocab_size": 256,
+            "ffn_config": {"ffn_hidden_size": 2 * width, "moe_num_experts": 4, "moe_top_k": 2},
+            "attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 8.0}}
+
+
+def test_dbrx_scales_the_ffn_sizes_held_in_its_sub_config():
+    # Before: the FFN's sizes live in ffn_config, which no width field could name, so at width 64
+    # the experts and router kept 32 inputs and the forward failed.
+    factory = hf.hf_factory("dbrx", dbrx_config())
+    assert factory.fields == ("d_model", "ffn_config.hidden_size", "ffn_config.ffn_hidden_size")
+    model = hpt.parametrize(factory, width=64, base_width=32, example_input=X)
+    ffn = model.transformer.blocks[0].ffn
+    assert ffn.router.layer.weight.shape == (4, 64) and ffn.experts.mlp.w1.shape == (4 * 128, 64)
+    assert factory.config.ffn_config.ffn_hidden_size == 64  # the factory's own config is not changed
+    assert model(X).logits.shape == (2, 16, 256)
+
+
+@pytest.mark.slow  # about 8 s each on 2 cores
+@pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
+def test_dbrx_coord_check_default_options(parametrization, passes):
+    # DBRX applies one expert module to each expert's weights in turn: those calls are judged
+    # through their sum (coord/_analysis.py), and the routers are read out in place. Over 32-128
+    # only, μP's expert sum reaches the +0.35 bound at step 2 (4 seeds); over 32-256 and 64-512 it passes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HPTransferWarning)
+        result = hpt.coord_check(hf.hf_factory("dbrx", dbrx_config()), widths=(32, 64, 128, 256),
+                                 parametrization=parametrization, task=charlm(), batch_size=8, seeds=(0, 1, 2, 3))
+    assert result.passed is passes, result.failing[:3]
+
+
+def test_width_inference_reaches_into_sub_configs_and_names_what_stays():
+    # A config hptransfer has no entry for: sizes in a sub-config of the same width follow it (dotted
+    # paths); a sub-config of another size (a vision tower) stays and the warning lists its sizes.
+    dbrx = transformers.AutoConfig.for_model("dbrx", **dbrx_config())
+    with pytest.warns(HPTransferWarning, match=r"d_model is the width and ffn_config.hidden_size, "
+                                               r"ffn_config.ffn_hidden_size scale"):
+        assert hf.infer_width_fields(dbrx) == ("d_model", "ffn_config.hidden_size", "ffn_config.ffn_hidden_size")
+    llava = transformers.AutoConfig.for_model(
+        "llava", text_config={"model_type": "llama", "hidden_size": 64, "intermediate_size": 128},
+        vision_config={"model_type": "clip_vision_model", "hidden_size": 48, "intermediate_size": 96})
+    with pytest.warns(HPTransferWarning, match=r"vision_config.hidden_size=48, .*vision_config.intermediate_size=96"):
+        fields = hf.infer_width_fields(llava)
+    assert fields[:2] == ("text_config.hidden_size", "text_config.intermediate_size")
+    assert not any(f.startswith("vision_config") for f in fields)
