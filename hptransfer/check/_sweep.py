@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 from ..errors import CheckError, WorkerError
 from ..studies import (
     create_study,
+    interrupted_note,
     load_study,
     raise_reported,
     recover_stale,
@@ -210,11 +211,9 @@ def _worker_main(url: str, names: list[str], runner: Runner, plans: list[SweepPl
     # A spawned process of its own (nothing to restore). Its runs report through the study; a run that
     # raises is re-raised to the parent by the worker wrapper, so Optuna's own traceback adds nothing.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        for name, plan in zip(names, plans):
-            _optimize(url, name, runner, plan, index, None)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C (or the parent's SIGTERM, passed on): the interrupted run is recorded; the parent reports
+    # Ctrl-C or SIGTERM: the interrupted run is recorded and the worker exits 130 (studies._workers).
+    for name, plan in zip(names, plans):
+        _optimize(url, name, runner, plan, index, None)
 
 
 def split(plan: SweepPlan) -> list[SweepPlan]:
@@ -342,8 +341,9 @@ def _spawn(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], n
     bad = [p.exitcode for p in procs if p.exitcode]
     raise_reported(procs, fallback=CheckError)  # the user's factory or runner raised: as in-process
     if bad:
-        raise WorkerError(f"{len(bad)} check worker(s) exited with codes {bad}. Fix: rerun with workers=1 to "
-                              "see the error; finished runs are kept in the study and a rerun continues.")
+        raise WorkerError(f"{len(bad)} check worker(s) exited with codes {bad}{interrupted_note(bad)}. Fix: rerun "
+                          "the same command to continue (finished runs are kept in the study), with workers=1 to "
+                          "see an error.")
 
 
 def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:

@@ -14,7 +14,8 @@ code  meaning
 2     bad input: recipe, option, model factory, file path (one line naming it and the fix)
 3     storage lost: the database connection dropped or the server stopped; the study is kept,
       rerun the same command to continue
-4     a worker process crashed (killed, out of memory); the study is kept, rerun to continue
+4     a worker process crashed (killed, out of memory) or was interrupted alone; the study is
+      kept, rerun to continue
 130   interrupted (Ctrl-C or SIGTERM); the study is consistent, rerun to continue
 ====  =====================================================================================
 

@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -23,10 +24,28 @@ from .. import errors
 from .._io import user_code_frame
 from ..errors import HPTransferError, StorageLostError, WorkerError
 
-__all__ = ["start_workers", "stop_workers", "raise_reported", "EXIT_REPORTED"]
+__all__ = ["start_workers", "stop_workers", "raise_reported", "EXIT_REPORTED", "EXIT_INTERRUPTED", "interrupted_note"]
 
 #: Exit status of a worker that reported an error of the user's making in its report file.
 EXIT_REPORTED = 2
+#: Exit status of a worker stopped by SIGINT or SIGTERM (after recording its interrupted run), as the CLI's.
+EXIT_INTERRUPTED = 130
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """In a worker: the first SIGINT or SIGTERM raises KeyboardInterrupt (the run in progress is recorded
+    as interrupted); later ones are ignored, so a scheduler's SIGTERM to the whole job followed by the
+    parent's SIGINT does not interrupt that recording."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def interrupted_note(codes: Sequence[int | None]) -> str:
+    """A clause for the parent's error when some workers exited interrupted while it was not."""
+    n = sum(c == EXIT_INTERRUPTED for c in codes)
+    return (f"; {n} of them stopped by a SIGINT or SIGTERM sent to the worker alone (exit {EXIT_INTERRUPTED}), "
+            "after recording the run in progress" if n else "")
 
 
 class _Reporting:
@@ -37,8 +56,14 @@ class _Reporting:
         self.target, self.report = target, report
 
     def __call__(self, *args: Any) -> None:
+        # Without this a SIGTERM (a scheduler stopping the whole job) killed the worker at once, leaving
+        # its trial RUNNING until stale recovery; now it takes Ctrl-C's path.
+        signal.signal(signal.SIGTERM, _interrupt_once)
+        signal.signal(signal.SIGINT, _interrupt_once)
         try:
             self.target(*args)
+        except KeyboardInterrupt:
+            sys.exit(EXIT_INTERRUPTED)  # nonzero: a worker interrupted alone must not look finished
         except (StorageLostError, WorkerError):
             raise  # the workers' own exit codes already say what happened
         except HPTransferError as exc:
@@ -109,4 +134,7 @@ def stop_workers(procs: Sequence[Any], *, grace: float = 20.0) -> None:
         proc.join(timeout=grace)
         if proc.is_alive():
             proc.terminate()
+            proc.join(timeout=5.0)
+        if proc.is_alive():  # a worker ignores signals once it handles the first: end it
+            proc.kill()
             proc.join()

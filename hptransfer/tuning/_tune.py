@@ -278,12 +278,15 @@ def _worker_main(job: _Job, index: int) -> None:
     optuna.logging.set_verbosity(logging.ERROR)  # a spawned process of its own: nothing to restore
     try:
         with studies.storage_guard(job.url):
-            study = studies.load_study(job.url, job.study_name,
-                                        sampler=make_sampler(job.sampler, job.seed + index, job.startup),
-                                        pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
+            try:
+                study = studies.load_study(job.url, job.study_name,
+                                            sampler=make_sampler(job.sampler, job.seed + index, job.startup),
+                                            pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
+            except StorageError as exc:  # the parent opened this storage: failing now, the server went away
+                raise StorageLostError(f"lost the connection to {studies.where(job.url)} before this worker could "
+                                       f"start ({exc}); the study is kept; rerun the same command to continue once "
+                                       "the database server is back.") from None
             _optimize_until_budget(study, job, _callbacks(job))
-    except KeyboardInterrupt:
-        pass
     except StorageLostError as exc:  # one line, not a traceback per worker; the parent reports it once
         print(f"hptransfer worker {index}: {exc}", file=sys.stderr)
         sys.exit(WORKER_STORAGE_LOST)
@@ -313,8 +316,8 @@ def _run_workers(job: _Job, n: int, progress: Progress) -> None:
         lost = studies.recover_stale(study)
         reason = f"; its running trial(s) {lost} are re-queued" if lost else ""
         raise WorkerError(f"{len(bad)} of {n} worker(s) crashed (exit codes {bad}: a negative code is the signal that "
-                          f"killed it){reason}. Fix: rerun the same command to continue (the study is kept); run "
-                          "with workers=1 to see an error in your code.")
+                          f"killed it{studies.interrupted_note(bad)}){reason}. Fix: rerun the same command to "
+                          "continue (the study is kept); run with workers=1 to see an error in your code.")
 
 
 def _best(study: optuna.Study) -> float | None:

@@ -3,6 +3,7 @@ workers), help with the recipe's field docs."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -144,3 +145,71 @@ def test_a_database_that_refuses_the_first_connection_is_named_as_such(tmp_path:
     err = capsys.readouterr().err
     assert "cannot open 'postgresql://nobody@127.0.0.1:1/nodb'" in err and "Connection refused" in err
     assert "lost the connection" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The spawned worker processes of ``parent`` (not multiprocessing's resource tracker)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+_GATED_LOOP = _SLOW_LOOP.replace("        time.sleep(0.05)", """\
+        if pathlib.Path(__file__).with_name("release").exists():
+            break
+        time.sleep(0.05)""")
+
+
+def _start_slow(tmp_path: Path, command: list[str], **popen: object) -> subprocess.Popen:
+    """The command on a train_fn whose runs last 30 s, or until a file ``release`` appears."""
+    (tmp_path / "slow_loop.py").write_text(_GATED_LOOP)
+    recipe = write_tiny(tmp_path, task={"train_fn": "slow_loop:train"}, tune={"trials": 3, "sampler": "random"})
+    proc = subprocess.Popen([sys.executable, "-m", "hptransfer", command[0], str(recipe), "-q", "--out",
+                             str(tmp_path / "run"), *command[1:]], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            **popen)  # type: ignore[call-overload]
+    deadline = time.monotonic() + 90
+    while (len(_worker_pids(proc.pid)) < 2 or not (tmp_path / "started").exists()) and time.monotonic() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.0)  # both workers inside a run
+    return proc
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
+def test_sigterm_to_the_whole_job_leaves_no_trial_running(tmp_path: Path) -> None:
+    """A scheduler stops a job by sending SIGTERM to every process in it. Workers used to die at once on
+    it, leaving their trials RUNNING until the stale-trial grace; now each records its trial as failed."""
+    import optuna
+    from optuna.trial import TrialState
+
+    proc = _start_slow(tmp_path, ["tune", "--workers", "2"], start_new_session=True)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "run" / "study.journal")))
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and not any(t.state == TrialState.RUNNING for t in trials)
+    # recorded by the workers themselves, not found RUNNING and failed by the parent's stale recovery
+    assert all(t.user_attrs.get("interrupted") for t in failed), [t.user_attrs for t in failed]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
+def test_a_check_worker_interrupted_alone_does_not_pass_for_finished(tmp_path: Path) -> None:
+    # It used to exit 0, and the check went on to a verdict on a grid with its runs missing.
+    proc = _start_slow(tmp_path, ["check", "--workers", "2", "--widths", "16,32,64"])
+    os.kill(_worker_pids(proc.pid)[0], signal.SIGINT)
+    time.sleep(1.0)
+    (tmp_path / "release").touch()  # the other worker's runs now end at once
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert "stopped by a SIGINT or SIGTERM sent to the worker alone (exit 130)" in err and "Traceback" not in err

@@ -425,3 +425,26 @@ def test_a_causal_model_with_channels_first_outputs_as_long_as_the_context_is_ac
 
     task = get_task("charlm", block_size=64, n_bytes=20000)
     _check_causal(CausalConv(), task, task.batch(0, 64)[0], parse_recipe(tiny(Path("."))))  # no error
+
+
+def test_a_worker_that_cannot_open_the_storage_the_parent_opened_reports_a_lost_connection(monkeypatch, capsys):
+    # Exit 3 (lost, rerun) lets the parent say "lost the connection"; before, the worker's
+    # "cannot open ... check the URL" came back as a bad-input error (exit 2) for a URL that had worked.
+    import types
+
+    from hptransfer import studies
+    from hptransfer.errors import StorageError
+    from hptransfer.tuning import _tune
+
+    def refused(*args, **kwargs):
+        raise StorageError("tune.storage: cannot open 'postgresql://db:5432/x': OperationalError: Connection refused")
+
+    monkeypatch.setattr(studies, "load_study", refused)
+    job = _tune._Job(url="postgresql://u:secret@db:5432/x", study_name="s", trials=1, sampler="random",
+                     pruner="none", seed=0, startup=1,
+                     objective=types.SimpleNamespace(steps=10, widths=[8], seeds=[0]))  # type: ignore[arg-type]
+    with pytest.raises(SystemExit) as exited:
+        _tune._worker_main(job, 0)
+    assert exited.value.code == _tune.WORKER_STORAGE_LOST
+    err = capsys.readouterr().err
+    assert "lost the connection to db:5432/x before this worker could start" in err and "secret" not in err
