@@ -40,7 +40,6 @@ def analyse(
     # changes with width has no coordinate to compare for the others.
     modules = [m for m in order if all(len(table.get((m, 0, w), ())) == len(seeds) for w in widths)]
     fixed, routed = _sizes(records, modules)
-    x = np.log2(np.asarray(widths, dtype=float))
     slopes: dict[str, list[float]] = {}
     upd_slopes: dict[str, list[float]] = {}
     failing: list[tuple[float, tuple[str, int, str, float]]] = []  # (excess over tolerance, entry)
@@ -51,35 +50,13 @@ def analyse(
     # parent module's output, is judged.
     calls = {m for m in routed if "#" in m or any(o.startswith(m + "#") for o in modules)}
     for m in modules:
-        slopes[m], upd_slopes[m] = [], []
         if m in calls:
             slopes[m], upd_slopes[m] = [math.nan] * (steps + 1), [math.nan] * (steps + 1)
             unmeasured[m] = "routed calls"
             continue
-        for t in range(steps + 1):
-            acts = [_seed_mean([a for a, _ in table.get((m, t, w), ())]) for w in widths]
-            s = _slope(x, acts)
-            if math.isnan(s) and any(math.isnan(a) for a in acts):
-                unmeasured[m] = ACT
-            slopes[m].append(s)
-            if s > tol_grow:
-                failing.append((s - tol_grow, (m, t, ACT, s)))
-            if t == 0 or LOGITS_SUFFIX in m or m in routed:  # the attention scale does not train
-                upd_slopes[m].append(float("nan"))
-                if t and m in routed:
-                    unmeasured.setdefault(m, UPD)
-                continue
-            upds = [_seed_mean([u for _, u in table.get((m, t, w), ())]) for w in widths]
-            u = _slope(x, upds)
-            upd_slopes[m].append(u)
-            if math.isnan(u) and any(math.isnan(v) for v in upds):
-                unmeasured.setdefault(m, UPD)
-            # A fixed-size output may legitimately lose its init-weight term like width^-1/2.
-            floor = -(tol_vanish + (READOUT_DECAY if m in fixed else 0.0))
-            if u > tol_grow:
-                failing.append((u - tol_grow, (m, t, UPD, u)))
-            elif u < floor:
-                failing.append((floor - u, (m, t, UPD, u)))
+        slopes[m], upd_slopes[m] = _fit_module(m, table, widths, steps, routed=m in routed, fixed=m in fixed,
+                                               tol_grow=tol_grow, tol_vanish=tol_vanish, failing=failing,
+                                               unmeasured=unmeasured)
     failing.sort(key=lambda f: (-f[0], f[1][1], f[1][0]))
     return CoordCheckResult(
         passed=not failing,
@@ -98,6 +75,43 @@ def analyse(
         extra={"seeds": list(seeds), "eps_capped": eps_cause([f for _, f in failing], capped or {}),
                "unmeasured": unmeasured},
     )
+
+
+def _fit_module(m: str, table: dict[tuple[str, int, float], list[tuple[float, float]]], widths: list[float],
+                steps: int, *, routed: bool, fixed: bool, tol_grow: float, tol_vanish: float,
+                failing: list[tuple[float, tuple[str, int, str, float]]],
+                unmeasured: dict[str, str]) -> tuple[list[float], list[float]]:
+    """One module's activation and update slopes per step; appends what fails to ``failing`` and
+    what could not be measured to ``unmeasured``."""
+    x = np.log2(np.asarray(widths, dtype=float))
+
+    def fit(t: int, i: int) -> float:  # i: 0 activation, 1 update; NaN where not measured
+        values = [_seed_mean([rec[i] for rec in table.get((m, t, w), ())]) for w in widths]
+        slope = _slope(x, values)
+        if math.isnan(slope) and any(math.isnan(v) for v in values):
+            unmeasured.setdefault(m, UPD if i else ACT)
+        return slope
+
+    acts, upds = [], []
+    for t in range(steps + 1):
+        s = fit(t, 0)
+        acts.append(s)
+        if s > tol_grow:
+            failing.append((s - tol_grow, (m, t, ACT, s)))
+        if t == 0 or LOGITS_SUFFIX in m or routed:  # the attention scale does not train
+            upds.append(math.nan)
+            if t and routed:
+                unmeasured.setdefault(m, UPD)
+            continue
+        u = fit(t, 1)
+        upds.append(u)
+        # A fixed-size output may legitimately lose its init-weight term like width^-1/2.
+        floor = -(tol_vanish + (READOUT_DECAY if fixed else 0.0))
+        if u > tol_grow:
+            failing.append((u - tol_grow, (m, t, UPD, u)))
+        elif u < floor:
+            failing.append((floor - u, (m, t, UPD, u)))
+    return acts, upds
 
 
 def _seed_mean(values: Sequence[float]) -> float:
