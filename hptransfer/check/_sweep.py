@@ -34,8 +34,9 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import CheckError, WorkerError
+from ..errors import CheckError, StorageLostError, WorkerError
 from ..studies import (
+    EXIT_STORAGE_LOST,
     create_study,
     interrupted_note,
     load_study,
@@ -43,6 +44,8 @@ from ..studies import (
     recover_stale,
     start_workers,
     stop_workers,
+    storage_guard,
+    where,
 )
 from ._objective import SweepObjective
 
@@ -199,7 +202,8 @@ def _optimize(url: str, name: str, runner: Runner, plan: SweepPlan, worker: int,
     if left <= 0:
         return
     # n_trials bounds the loop; GridSampler stops the study itself once the grid is exhausted.
-    study.optimize(SweepObjective(runner, plan, on_done), n_trials=left, gc_after_trial=False)
+    with storage_guard(url):  # a lost database, or a journal changed under the study: one line, exit 3
+        study.optimize(SweepObjective(runner, plan, on_done), n_trials=left, gc_after_trial=False)
 
 
 def _worker_main(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], index: int) -> None:
@@ -339,6 +343,9 @@ def _spawn(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], n
         stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode]
+    if EXIT_STORAGE_LOST in bad:  # each worker printed its one line; one error for the command
+        raise StorageLostError(f"{bad.count(EXIT_STORAGE_LOST)} check worker(s) lost the study's storage {where(url)}; "
+                               "finished runs are kept; rerun the same command to continue.")
     raise_reported(procs, fallback=CheckError)  # the user's factory or runner raised: as in-process
     if bad:
         raise WorkerError(f"{len(bad)} check worker(s) exited with codes {bad}{interrupted_note(bad)}. Fix: rerun "

@@ -12,8 +12,8 @@ code  meaning
 0     success (a check passed)
 1     a check failed, or its verdict is inconclusive (the reason is printed)
 2     bad input: recipe, option, model factory, file path (one line naming it and the fix)
-3     storage lost: the database connection dropped or the server stopped; the study is kept,
-      rerun the same command to continue
+3     storage lost: the database connection dropped or the server stopped, or the journal file
+      changed or failed under the study; the study is kept, rerun the same command to continue
 4     a worker process crashed (killed, out of memory) or was interrupted alone; the study is
       kept, rerun to continue
 130   interrupted (Ctrl-C or SIGTERM); the study is consistent, rerun to continue

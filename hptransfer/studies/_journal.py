@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import HPTransferWarning, StorageError
 
-__all__ = ["check_journal", "JOURNAL_RECORD_START"]
+__all__ = ["check_journal", "JOURNAL_RECORD_START", "journal_changed", "journal_changed_message"]
 
 #: Every record Optuna writes starts with these bytes (``json.dumps`` with compact separators,
 #: ``op_code`` first); a torn fragment is a prefix of such a line.
@@ -91,3 +91,46 @@ def check_journal(path: Path) -> bool:
                   f"full disk); the complete records are kept and the original file is saved as {backup}.",
                   HPTransferWarning, stacklevel=3)
     return True
+
+
+def journal_changed(exc: BaseException) -> BaseException | None:
+    """The error, in ``exc``'s chain, of Optuna's journal backend failing on a file that changed or
+    failed under the running study (``None``: not that).
+
+    Optuna's journal backend reads new records from the byte offset where it stopped. When the file is
+    deleted, truncated or replaced while a study runs, that offset falls inside some other line and the
+    read fails with ``JSONDecodeError`` (which Optuna 5.1's trial loop then masks with an
+    ``UnboundLocalError``), or the file is gone (``FileNotFoundError``); a full disk fails the append
+    (``OSError``). A torn tail at start-up is repaired before any of this (:func:`check_journal`).
+    """
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, (json.JSONDecodeError, OSError)) and _through_optuna_journal(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _through_optuna_journal(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if "optuna" in name and "journal" in name:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def journal_changed_message(path: str, cause: BaseException) -> str:
+    """One line for :func:`journal_changed`'s error on the journal at ``path``."""
+    if isinstance(cause, (json.JSONDecodeError, FileNotFoundError)):
+        return (f"the study journal {path} changed while this process was using it (deleted, truncated or replaced "
+                "by another program): what it reads back is not what it wrote, so it stopped. Fix: leave the journal "
+                "alone while a study runs; restore it if you have a copy, then rerun the same command to continue "
+                "from what the file holds.")
+    reason = getattr(cause, "strerror", None) or cause
+    return (f"the study journal {path} could not be read or written ({type(cause).__name__}: {reason}); the records "
+            "written before are kept (a torn last record is repaired on the next start). Fix: free space or repair "
+            "the file system, then rerun the same command to continue.")

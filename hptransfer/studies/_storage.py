@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from .._io import redact_url
 from ..errors import HPTransferError, StorageError, StorageLostError
-from ._journal import check_journal
+from ._journal import check_journal, journal_changed, journal_changed_message
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "awaiting_requeue", "mark_ended",
@@ -326,10 +326,17 @@ def storage_guard(url: str) -> Iterator[None]:
     """Turn a lost database connection inside the block into one :class:`StorageLostError` line.
 
     ``"lost the connection to host:port/db; the study is kept; rerun to continue"`` (exit 3 in the
-    command line). Journal storages pass every error through unchanged.
+    command line). For a journal storage: a journal file that changed under the running study
+    (deleted, truncated, replaced) is reported the same way, with exit 3; other errors pass.
     """
     if url.startswith("journal://") or "://" not in url:
-        yield
+        try:
+            yield
+        except Exception as exc:
+            changed = None if isinstance(exc, HPTransferError) else journal_changed(exc)
+            if changed is None:
+                raise
+            raise StorageLostError(journal_changed_message(where(url), changed)) from None
         return
     _quiet_heartbeat_threads()
     try:

@@ -24,10 +24,13 @@ from .. import errors
 from .._io import user_code_frame
 from ..errors import HPTransferError, StorageLostError, WorkerError
 
-__all__ = ["start_workers", "stop_workers", "raise_reported", "EXIT_REPORTED", "EXIT_INTERRUPTED", "interrupted_note"]
+__all__ = ["start_workers", "stop_workers", "raise_reported", "EXIT_REPORTED", "EXIT_INTERRUPTED", "EXIT_STORAGE_LOST",
+           "interrupted_note"]
 
 #: Exit status of a worker that reported an error of the user's making in its report file.
 EXIT_REPORTED = 2
+#: Exit status of a worker that lost the study's storage (database connection, or a journal changed under it).
+EXIT_STORAGE_LOST = 3
 #: Exit status of a worker stopped by SIGINT or SIGTERM (after recording its interrupted run), as the CLI's.
 EXIT_INTERRUPTED = 130
 
@@ -64,7 +67,10 @@ class _Reporting:
             self.target(*args)
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)  # nonzero: a worker interrupted alone must not look finished
-        except (StorageLostError, WorkerError):
+        except StorageLostError as exc:  # one line per worker, not a traceback; the parent reports it once
+            print(f"hptransfer worker: {exc}", file=sys.stderr)
+            sys.exit(EXIT_STORAGE_LOST)
+        except WorkerError:
             raise  # the workers' own exit codes already say what happened
         except HPTransferError as exc:
             self._write({"class": type(exc).__name__, "message": str(exc)})

@@ -39,7 +39,7 @@ from ._settings import Settings, as_recipe, parse_space, settings_from_fn, setti
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
 
 #: Exit status of a worker process that lost the database connection (the parent reports it once).
-WORKER_STORAGE_LOST = 3
+WORKER_STORAGE_LOST = studies.EXIT_STORAGE_LOST
 
 
 @dataclass

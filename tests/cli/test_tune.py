@@ -167,15 +167,17 @@ _GATED_LOOP = _SLOW_LOOP.replace("        time.sleep(0.05)", """\
         time.sleep(0.05)""")
 
 
-def _start_slow(tmp_path: Path, command: list[str], **popen: object) -> subprocess.Popen:
-    """The command on a train_fn whose runs last 30 s, or until a file ``release`` appears."""
+def _start_slow(tmp_path: Path, command: list[str], workers: int = 2, **popen: object) -> subprocess.Popen:
+    """The command on a train_fn whose runs last 30 s, or until a file ``release`` appears; returns once
+    ``workers`` worker processes (0: in-process) are inside a run."""
     (tmp_path / "slow_loop.py").write_text(_GATED_LOOP)
     recipe = write_tiny(tmp_path, task={"train_fn": "slow_loop:train"}, tune={"trials": 3, "sampler": "random"})
     proc = subprocess.Popen([sys.executable, "-m", "hptransfer", command[0], str(recipe), "-q", "--out",
                              str(tmp_path / "run"), *command[1:]], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                             **popen)  # type: ignore[call-overload]
     deadline = time.monotonic() + 90
-    while (len(_worker_pids(proc.pid)) < 2 or not (tmp_path / "started").exists()) and time.monotonic() < deadline \
+    while (len(_worker_pids(proc.pid)) < workers or not (tmp_path / "started").exists()) \
+            and time.monotonic() < deadline \
             and proc.poll() is None:
         time.sleep(0.1)
     time.sleep(1.0)  # both workers inside a run
@@ -213,3 +215,16 @@ def test_a_check_worker_interrupted_alone_does_not_pass_for_finished(tmp_path: P
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 4, err
     assert "stopped by a SIGINT or SIGTERM sent to the worker alone (exit 130)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["tune"], ["check", "--widths", "16,32,64"]])
+def test_a_journal_deleted_under_a_running_study_is_one_line_and_exit_3(tmp_path: Path, command: list[str]) -> None:
+    # Optuna read the new file from the old offset: JSONDecodeError, masked by an UnboundLocalError
+    # traceback from its trial loop, exit 1.
+    proc = _start_slow(tmp_path, command, workers=0)
+    (tmp_path / "run" / "study.journal").unlink()
+    (tmp_path / "release").touch()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "the study journal" in err and "changed while this process was using it" in err
+    assert "Traceback" not in err
