@@ -85,13 +85,25 @@ def worst(r: hpt.CoordCheckResult) -> str:
     return f"FAIL ({module}, {kind} slope {slope:+.2f} at step {step})"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(doc: str) -> tuple[argparse.Namespace, object, float]:
+    """The command line (``--out``), one torch thread, the byte-LM task and the start time of a sweep."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     args = p.parse_args()
     torch.set_num_threads(1)
-    task = get_task("charlm", block_size=16, n_bytes=200_000)
-    t0 = time.perf_counter()
+    return args, get_task("charlm", block_size=16, n_bytes=200_000), time.perf_counter()
+
+
+def finish(lines: list[str], t0: float, out: Path | None) -> None:
+    """Close the Markdown with the run time, print it, and write it to ``out``."""
+    lines += ["", f"{(time.perf_counter() - t0) / 60:.1f} min."]
+    print("\n".join(lines))
+    if out:
+        out.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    args, task, t0 = setup(__doc__)
     lines = [f"# Coordinate checks on more Hugging Face architectures ({datetime.date.today().isoformat()})", "",
              f"`python scripts/hf_coord_sweep.py`; {machine()}. Widths 32-256, seeds 0-1, 4 Adam steps at 1e-2, "
              "the byte LM; each model built from config by `hptransfer.hf.hf_factory` with its known width fields.",
@@ -111,9 +123,7 @@ def main() -> None:
                 cells = " | ".join("-" if s != s else f"{s:+.2f}" for s in slopes)
                 lines.append(f"| {widths[0]}-{widths[-1]} | {module} | {stat} | {cells} |")
                 print(lines[-1], flush=True)
-    lines += ["", f"{(time.perf_counter() - t0) / 60:.1f} min."]
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+    finish(lines, t0, args.out)
 
 
 if __name__ == "__main__":

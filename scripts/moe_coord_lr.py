@@ -10,21 +10,17 @@ byte LM, at LR 5e-3 and 1e-2 (the check's default), from base widths 32 (widths 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import torch
-
 import hptransfer as hpt
 from hptransfer.hf import hf_factory
-from hptransfer.zoo import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import machine
+from hf_coord_sweep import finish, setup, worst
 
 ARCHS = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "dbrx")
 
@@ -48,19 +44,11 @@ def verdict(arch: str, base: int, lr: float, parametrization: str, task: object)
         warnings.simplefilter("ignore")
         r = hpt.coord_check(hf_factory(arch, config(arch, base)), widths=tuple(base * 2 ** k for k in range(4)),
                             parametrization=parametrization, task=task, batch_size=8, seeds=(0, 1, 2, 3), lr=lr)
-    if r.passed:
-        return "pass"
-    module, step, kind, slope = r.failing[0]
-    return f"FAIL ({module}, {kind} {slope:+.2f} at step {step})"
+    return worst(r)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    task = get_task("charlm", block_size=16, n_bytes=200_000)
-    t0 = time.perf_counter()
+    args, task, t0 = setup(__doc__)
     lines = [f"# Mixtures of experts: μP coordinate check at two LRs ({datetime.date.today().isoformat()})", "",
              f"`python scripts/moe_coord_lr.py`; {machine()}. {__doc__.splitlines()[2].strip()} "
              + " ".join(line.strip() for line in __doc__.splitlines()[3:6]), "",
@@ -71,11 +59,7 @@ def main() -> None:
         cells.append(verdict(arch, 32, 1e-2, "sp", task))
         lines.append(f"| {arch} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    lines += ["", f"{(time.perf_counter() - t0) / 60:.1f} min."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    finish(lines, t0, args.out)
 
 
 if __name__ == "__main__":
