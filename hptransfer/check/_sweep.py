@@ -34,18 +34,17 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import CheckError, StorageLostError, WorkerError
+from ..errors import CheckError, WorkerError
 from ..studies import (
-    EXIT_STORAGE_LOST,
     create_study,
     interrupted_note,
     load_study,
+    raise_if_storage_lost,
     raise_reported,
     recover_stale,
     start_workers,
     stop_workers,
     storage_guard,
-    where,
 )
 from ._objective import SweepObjective
 
@@ -343,9 +342,7 @@ def _spawn(url: str, names: list[str], runner: Runner, plans: list[SweepPlan], n
         stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode]
-    if EXIT_STORAGE_LOST in bad:  # each worker printed its one line; one error for the command
-        raise StorageLostError(f"{bad.count(EXIT_STORAGE_LOST)} check worker(s) lost the study's storage {where(url)}; "
-                               "finished runs are kept; rerun the same command to continue.")
+    raise_if_storage_lost(procs, url, "check worker(s)")
     raise_reported(procs, fallback=CheckError)  # the user's factory or runner raised: as in-process
     if bad:
         raise WorkerError(f"{len(bad)} check worker(s) exited with codes {bad}{interrupted_note(bad)}. Fix: rerun "

@@ -89,6 +89,8 @@ def _fit_module(m: str, table: dict[tuple[str, int, float], list[tuple[float, fl
         values = [_seed_mean([rec[i] for rec in table.get((m, t, w), ())]) for w in widths]
         slope = _slope(x, values)
         if math.isnan(slope) and any(math.isnan(v) for v in values):
+            if not routed:  # an aligned module empty at some widths only: no coordinate to compare, fail
+                return math.inf
             unmeasured.setdefault(m, UPD if i else ACT)
         return slope
 
@@ -142,14 +144,17 @@ def _slope(x: np.ndarray, values: Sequence[float]) -> float:
 
 
 def _sizes(records: list[dict[str, Any]], modules: list[str]) -> tuple[list[str], set[str]]:
-    """``(fixed, routed)``. Fixed-size outputs (readout logits, the model output) have the same size
-    at every width. Routed ones change size with the seed or step at one width (an MoE expert gets
-    whichever tokens the router sends it): their rows at step t are not step 0's rows, so
-    |h_t - h_0| would compare different tokens; their update is not judged, their activation is."""
+    """``(fixed, unaligned)``. Fixed-size outputs (readout logits, the model output) have the same
+    size at every width. Unaligned ones are routed, changing size with the seed or step at one width
+    (an MoE expert gets whichever tokens the router sends it: its rows at step t are not step 0's
+    rows, so |h_t - h_0| would compare different tokens; its update is not judged, its activation
+    is), or idle (empty everywhere: an expert no token reaches). Their statistics may be missing (an
+    expert with no token at some step); any other module's missing statistic fails (an output that
+    is empty at some widths only is not a width-stable coordinate)."""
     sizes: dict[str, set[int]] = {}
     per_width: dict[tuple[str, float], set[int]] = {}
     for r in records:
         sizes.setdefault(r["module"], set()).add(r["numel"])
         per_width.setdefault((r["module"], r["width"]), set()).add(r["numel"])
-    routed = {m for (m, _), n in per_width.items() if len(n) > 1}
-    return [m for m in modules if len(sizes[m]) == 1], routed
+    unaligned = {m for (m, _), n in per_width.items() if len(n) > 1} | {m for m, n in sizes.items() if n == {0}}
+    return [m for m in modules if len(sizes[m]) == 1 and sizes[m] != {0}], unaligned

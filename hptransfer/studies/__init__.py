@@ -15,6 +15,7 @@ from ._storage import (
     count_trials,
     create_study,
     load_study,
+    lost_storage,
     mark_ended,
     mark_worker,
     open_storage,
@@ -24,10 +25,20 @@ from ._storage import (
     storage_url,
     where,
 )
-from ._workers import EXIT_INTERRUPTED, EXIT_STORAGE_LOST, interrupted_note, raise_reported, start_workers, stop_workers
+from ._workers import (
+    EXIT_INTERRUPTED,
+    EXIT_STORAGE_LOST,
+    discard_reports,
+    interrupted_note,
+    raise_if_storage_lost,
+    raise_reported,
+    start_workers,
+    stop_workers,
+)
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "raise_reported",
-           "EXIT_INTERRUPTED", "EXIT_STORAGE_LOST", "interrupted_note",
+           "EXIT_INTERRUPTED", "EXIT_STORAGE_LOST", "interrupted_note", "discard_reports", "lost_storage",
+           "raise_if_storage_lost",
            "redact_url", "optuna_verbosity", "storage_guard", "where", "connection_lost",
            "GRACE_INTERVALS", "awaiting_requeue", "mark_ended"]

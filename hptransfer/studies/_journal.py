@@ -114,10 +114,11 @@ def journal_changed(exc: BaseException) -> BaseException | None:
 
 
 def _through_optuna_journal(exc: BaseException) -> bool:
+    """Whether ``exc`` passed through Optuna's journal storage code (by module name, not file path: a
+    user's folder may be called anything)."""
     tb = exc.__traceback__
     while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if "optuna" in name and "journal" in name:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("optuna.storages.journal"):
             return True
         tb = tb.tb_next
     return False

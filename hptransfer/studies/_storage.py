@@ -32,7 +32,7 @@ from ._journal import check_journal, journal_changed, journal_changed_message
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "awaiting_requeue", "mark_ended",
-           "redact_url", "storage_guard", "where", "connection_lost"]
+           "redact_url", "storage_guard", "where", "connection_lost", "lost_storage"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -298,6 +298,13 @@ def where(url: str) -> str:
     except (ArgumentError, ValueError):
         return redact_url(url)
     return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+
+
+def lost_storage(url: str) -> str:
+    """``"lost the connection to host:port/db"``, or for a journal ``"lost the study journal PATH"``."""
+    if url.startswith("journal://") or "://" not in url:
+        return f"lost the study journal {where(url)}"
+    return f"lost the connection to {where(url)}"
 
 
 def connection_lost(exc: BaseException) -> BaseException | None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import pickle
 import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,10 @@ from typing import Any
 from .. import errors
 from .._io import user_code_frame
 from ..errors import HPTransferError, StorageLostError, WorkerError
+from ._storage import lost_storage
 
 __all__ = ["start_workers", "stop_workers", "raise_reported", "EXIT_REPORTED", "EXIT_INTERRUPTED", "EXIT_STORAGE_LOST",
-           "interrupted_note"]
+           "interrupted_note", "discard_reports", "raise_if_storage_lost"]
 
 #: Exit status of a worker that reported an error of the user's making in its report file.
 EXIT_REPORTED = 2
@@ -35,12 +38,19 @@ EXIT_STORAGE_LOST = 3
 EXIT_INTERRUPTED = 130
 
 
+#: Seconds a worker has, after its first SIGINT or SIGTERM, to record its run and exit before it ends itself.
+STOP_GRACE = 30
+
+
 def _interrupt_once(signum: int, frame: Any) -> None:
     """In a worker: the first SIGINT or SIGTERM raises KeyboardInterrupt (the run in progress is recorded
     as interrupted); later ones are ignored, so a scheduler's SIGTERM to the whole job followed by the
-    parent's SIGINT does not interrupt that recording."""
+    parent's SIGINT does not interrupt that recording. Ignored for :data:`STOP_GRACE` seconds only: a
+    training function that swallows KeyboardInterrupt would otherwise leave a worker no signal stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(EXIT_INTERRUPTED))
+    signal.alarm(STOP_GRACE)
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
@@ -120,8 +130,7 @@ def raise_reported(procs: Sequence[Any], *, fallback: type[HPTransferError]) -> 
         path = Path(getattr(proc, "report", ""))
         if found is None and proc.exitcode == EXIT_REPORTED and path.is_file():
             found = (i, json.loads(path.read_text()))
-    if procs and getattr(procs[0], "report", None):
-        shutil.rmtree(Path(procs[0].report).parent, ignore_errors=True)
+    discard_reports(procs)
     if found is None:
         return
     i, record = found
@@ -133,14 +142,32 @@ def raise_reported(procs: Sequence[Any], *, fallback: type[HPTransferError]) -> 
     raise exc
 
 
+def raise_if_storage_lost(procs: Sequence[Any], url: str, what: str = "worker(s)") -> None:
+    """Raise one :class:`StorageLostError` for the command when a worker exited :data:`EXIT_STORAGE_LOST`
+    (each has printed its own line)."""
+    lost = sum(p.exitcode == EXIT_STORAGE_LOST for p in procs)
+    if lost:
+        discard_reports(procs)
+        raise StorageLostError(f"{lost_storage(url)} in {lost} {what}; the study is kept; rerun the same command "
+                               "to continue once it is back.")
+
+
+def discard_reports(procs: Sequence[Any]) -> None:
+    """Remove the workers' report folder (when the parent raises before :func:`raise_reported`)."""
+    if procs and getattr(procs[0], "report", None):
+        shutil.rmtree(Path(procs[0].report).parent, ignore_errors=True)
+
+
 def stop_workers(procs: Sequence[Any], *, grace: float = 20.0) -> None:
-    """After Ctrl-C (which every process in the group receives): give each worker ``grace``
-    seconds to record its interrupted trial, then terminate it."""
-    for proc in procs:
-        proc.join(timeout=grace)
-        if proc.is_alive():
-            proc.terminate()
+    """After Ctrl-C (which every process in the group receives): give the workers ``grace`` seconds in
+    all to record their interrupted trials, then kill those still running."""
+    deadline = time.monotonic() + grace
+    try:
+        for proc in procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+    finally:  # also after a second Ctrl-C during the wait: no worker is left running
+        for proc in procs:
+            if proc.is_alive():  # it ignores signals once it handles the first: end it
+                proc.kill()
+        for proc in procs:
             proc.join(timeout=5.0)
-        if proc.is_alive():  # a worker ignores signals once it handles the first: end it
-            proc.kill()
-            proc.join()

@@ -282,10 +282,10 @@ def _worker_main(job: _Job, index: int) -> None:
                 study = studies.load_study(job.url, job.study_name,
                                             sampler=make_sampler(job.sampler, job.seed + index, job.startup),
                                             pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
-            except StorageError as exc:  # the parent opened this storage: failing now, the server went away
-                raise StorageLostError(f"lost the connection to {studies.where(job.url)} before this worker could "
-                                       f"start ({exc}); the study is kept; rerun the same command to continue once "
-                                       "the database server is back.") from None
+            except StorageError as exc:  # the parent opened this storage a moment ago: it went away since
+                raise StorageLostError(f"{studies.lost_storage(job.url)} before this worker could start ({exc}); "
+                                       "the study is kept; rerun the same command to continue once it is back."
+                                       ) from None
             _optimize_until_budget(study, job, _callbacks(job))
     except StorageLostError as exc:  # one line, not a traceback per worker; the parent reports it once
         print(f"hptransfer worker {index}: {exc}", file=sys.stderr)
@@ -305,12 +305,8 @@ def _run_workers(job: _Job, n: int, progress: Progress) -> None:
         stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if WORKER_STORAGE_LOST not in bad:
-        studies.raise_reported(procs, fallback=TuneError)  # the user's factory or train_fn raised: as in-process
-    if WORKER_STORAGE_LOST in bad:
-        raise StorageLostError(f"lost the connection to {studies.where(job.url)} in {bad.count(WORKER_STORAGE_LOST)} "
-                               "worker(s); the study is kept; rerun the same command to continue once the database "
-                               "server is back.")
+    studies.raise_if_storage_lost(procs, job.url)
+    studies.raise_reported(procs, fallback=TuneError)  # the user's factory or train_fn raised: as in-process
     if bad:
         # The trials a crashed worker was running are still RUNNING: fail and re-queue them, and name them.
         lost = studies.recover_stale(study)

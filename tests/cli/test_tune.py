@@ -228,3 +228,40 @@ def test_a_journal_deleted_under_a_running_study_is_one_line_and_exit_3(tmp_path
     assert proc.returncode == 3, err
     assert "the study journal" in err and "changed while this process was using it" in err
     assert "Traceback" not in err
+
+
+_SWALLOWS_CTRL_C = '''
+import pathlib, time
+
+def train(hp, *, width, seed, report):
+    pathlib.Path(__file__).with_name("started").touch()
+    for step in range(10**6):
+        try:
+            report(step, 1.0)
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass  # user code that swallows Ctrl-C
+    return 1.0
+'''
+
+
+@pytest.mark.slow  # about 25 s: the parent's 20 s grace for the workers, then it kills them
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
+def test_workers_whose_code_swallows_ctrl_c_are_still_stopped(tmp_path: Path) -> None:
+    # Review finding: a worker ignores signals after the first; with a train_fn that catches
+    # KeyboardInterrupt the parent terminated it (ignored) and waited forever.
+    (tmp_path / "swallow.py").write_text(_SWALLOWS_CTRL_C)
+    recipe = write_tiny(tmp_path, task={"train_fn": "swallow:train"}, tune={"trials": 3, "sampler": "random"})
+    proc = subprocess.Popen([sys.executable, "-m", "hptransfer", "tune", str(recipe), "-q", "--out",
+                             str(tmp_path / "run"), "--workers", "2"], cwd=tmp_path, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while (len(_worker_pids(proc.pid)) < 2 or not (tmp_path / "started").exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = _worker_pids(proc.pid)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    time.sleep(0.5)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # none left running

@@ -336,3 +336,25 @@ def test_a_module_looped_over_experts_is_judged_through_their_sum() -> None:
     assert not any(m.startswith("mlp") for m, *_ in res.failing), res.summary()
     sp = coord_check(_DbrxStyleMoE, parametrization="sp", **kw)
     assert "moe" in {m for m, *_ in sp.failing}
+
+
+class _TailWidens(nn.Module):
+    """Reads the width beyond 32 and grows like width^2: empty at width 32, not routed."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.embed, self.tail, self.head = nn.Linear(16, width), nn.Identity(), nn.Linear(width, 5)
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        self.tail(h[..., 32:] * (self.width / 32) ** 2)
+        return self.head(h)
+
+
+def test_an_output_empty_at_some_widths_only_still_fails() -> None:
+    # Missing statistics are left out only for routed or idle modules (review finding: an empty
+    # output at the smallest width passed as "not measured").
+    res = coord_check(_TailWidens, widths=(32, 64, 128), batch_fn=_glu_batches, loss_fn=F.cross_entropy, steps=1,
+                      seeds=(0,))
+    assert ("tail", 0, "activation", math.inf) in res.failing and "tail" not in res.extra["unmeasured"]
