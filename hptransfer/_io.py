@@ -172,6 +172,8 @@ def user_code_frame(exc: BaseException) -> str | None:
     ours = (Path(__file__).resolve().parent, Path(torch.__file__).resolve().parent, Path(os.__file__).resolve().parent)
     found = None
     for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.startswith("<frozen "):  # the standard library's frozen modules (codecs, importlib)
+            continue
         path = Path(frame.filename).resolve()
         if not any(path.is_relative_to(root) for root in ours) and "site-packages" not in path.parts:
             found = f"{frame.filename}:{frame.lineno} in {frame.name}"

@@ -94,6 +94,9 @@ def load_recipe_options(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise RecipeError([("RECIPE", f"cannot read {source!r} ({exc.strerror}); pass an existing YAML file")],
                           source) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError([("RECIPE", f"{source!r} is not a text file (byte {exc.start} is not UTF-8); pass a YAML "
+                                      "file")], source) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -163,7 +166,7 @@ def _is_full_recipe(path: str) -> bool:
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return False  # let the flat loader report the problem with its field path
     return isinstance(data, dict) and isinstance(data.get("model"), dict)
 

@@ -43,8 +43,8 @@ def write_bsh(model: nn.Module, path: str | Path) -> Path:
 def read_bsh(path: str | Path) -> dict[str, list[int | None]]:
     """``{parameter name: [base dim or None]}`` from a mup ``.bsh`` file (``yaml.safe_load``)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ParametrizationError(f"cannot read base shapes from {path}: {exc}. Fix: pass a .bsh file written by "
                                    "mup.save_base_shapes or hptransfer.write_bsh.") from None
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):

@@ -284,9 +284,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError([("(file)", f"cannot read {p}: {exc.strerror}. Fix: check the path.")], str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError([("(file)", f"{p} is not a text file (byte {exc.start} is not UTF-8). Fix: pass a YAML "
+                                      "recipe, e.g. recipes/mlp_quickstart.yaml.")], str(p)) from None
     try:
         data = yaml.load(text, Loader=StrictLoader)  # SafeLoader, duplicate keys refused
     except yaml.YAMLError as exc:

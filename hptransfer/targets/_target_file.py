@@ -66,8 +66,8 @@ def read_target(path: str | Path) -> TargetFile:
     """
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise TransferError(f"cannot read target file {p}: {exc}. Fix: pass the target.yaml that "
                             "`hptransfer transfer` wrote.") from None
     if not isinstance(data, dict):

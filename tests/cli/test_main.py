@@ -255,3 +255,16 @@ def test_user_code_in_the_current_directory_imports_and_its_failure_exits_2(tmp_
     assert proc.returncode == 2, proc.stderr
     assert "your code raised ValueError: batch too large" in proc.stderr
     assert "my_models.py:12 in forward" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["check"], ["coord-check"], ["train"], ["transfer"]])
+def test_a_binary_file_given_as_recipe_or_target_is_named_as_such(tmp_path, capsys, command: list[str]) -> None:
+    # It used to read "your code raised UnicodeDecodeError ... (at <frozen codecs>:322)": the frozen
+    # standard-library frame was taken for the user's code.
+    path = tmp_path / "image.yaml"
+    path.write_bytes(bytes([0x89, 0x50, 0xA7, 0xFF, 0x00, 0x13]) * 50)
+    out = ["--out", str(tmp_path / "run")] if command[0] in ("run", "train", "transfer") else []
+    assert hptransfer.cli.main([*command, str(path), *out]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "your code raised" not in err and "<frozen" not in err
+    assert "not a text file" in err or "can't decode" in err
