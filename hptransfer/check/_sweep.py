@@ -42,6 +42,7 @@ from ..studies import (
     raise_if_storage_lost,
     raise_reported,
     recover_stale,
+    reopen_study,
     start_workers,
     stop_workers,
     storage_guard,
@@ -196,7 +197,7 @@ def _grid_sampler(plan: SweepPlan, worker: int) -> optuna.samplers.GridSampler:
 def _optimize(url: str, name: str, runner: Runner, plan: SweepPlan, worker: int,
               on_done: Callable[[dict[str, Any]], None] | None) -> None:
     sampler = _grid_sampler(plan, worker)
-    study = load_study(url, name, sampler=sampler)
+    study = reopen_study(url, name, sampler=sampler)  # created by run_sweep just before
     left = _remaining(study, plan)
     if left <= 0:
         return

@@ -13,7 +13,6 @@ from ._config import (
     WIDTH_FIELDS,
     HFFactory,
     config_factory,
-    get_field,
     has_causal_lm,
     hf_factory,
     infer_width_fields,
@@ -22,5 +21,5 @@ from ._config import (
 from ._pretrained import TABLE_FILE, from_pretrained, save_pretrained
 
 __all__ = ["WIDTH_FIELDS", "PROPORTIONAL_FIELDS", "infer_width_fields", "AUTO_CLASSES", "HFFactory", "config_factory",
-           "parametrize_config", "hf_factory", "has_causal_lm", "get_field", "save_pretrained", "from_pretrained",
+           "parametrize_config", "hf_factory", "has_causal_lm", "save_pretrained", "from_pretrained",
            "TABLE_FILE"]

@@ -21,6 +21,7 @@ from ._storage import (
     open_storage,
     recover_stale,
     redact_url,
+    reopen_study,
     storage_guard,
     storage_url,
     where,
@@ -39,6 +40,6 @@ from ._workers import (
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "Progress", "start_workers", "stop_workers", "raise_reported",
            "EXIT_INTERRUPTED", "EXIT_STORAGE_LOST", "interrupted_note", "discard_reports", "lost_storage",
-           "raise_if_storage_lost",
+           "raise_if_storage_lost", "reopen_study",
            "redact_url", "optuna_verbosity", "storage_guard", "where", "connection_lost",
            "GRACE_INTERVALS", "awaiting_requeue", "mark_ended"]

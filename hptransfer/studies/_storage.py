@@ -32,7 +32,8 @@ from ._journal import check_journal, journal_changed, journal_changed_message
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "awaiting_requeue", "mark_ended",
-           "redact_url", "storage_guard", "where", "connection_lost", "lost_storage"]
+           "redact_url", "storage_guard", "where", "connection_lost", "lost_storage",
+           "reopen_study"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -186,6 +187,18 @@ def load_study(
             f"no study named {name!r} in {redact_url(url)}. Known studies: {', '.join(names) or '(none)'}. Fix: run "
             "`hptransfer tune` first, or pass the right tune.study / tune.storage."
         ) from None
+
+
+def reopen_study(url: str, name: str, **kwargs: Any) -> optuna.Study:
+    """:func:`load_study` for a worker of a study its command has just opened or created: a storage
+    that cannot be opened now went away since (a :class:`StorageLostError`, exit 3), not a bad URL."""
+    try:
+        return load_study(url, name, **kwargs)
+    except StorageLostError:
+        raise
+    except StorageError as exc:
+        raise StorageLostError(f"{lost_storage(url)} before this worker could start ({exc}); the study is kept; "
+                               "rerun the same command to continue once it is back.") from None
 
 
 def mark_worker(trial: optuna.trial.Trial) -> None:

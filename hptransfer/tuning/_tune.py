@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import studies
-from ..errors import HPTransferWarning, StorageError, StorageLostError, TuneError, WorkerError
+from ..errors import HPTransferWarning, StorageError, TuneError, WorkerError
 from ..recipe import SAMPLERS, Recipe, objective_changes
 from ..studies import Progress, start_workers, stop_workers
 from ..training import AT_INIT, torch_threads
@@ -37,10 +36,6 @@ from ._samplers import make_pruner, make_sampler
 from ._settings import Settings, as_recipe, parse_space, settings_from_fn, settings_from_recipe
 
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
-
-#: Exit status of a worker process that lost the database connection (the parent reports it once).
-WORKER_STORAGE_LOST = studies.EXIT_STORAGE_LOST
-
 
 @dataclass
 class TuneResult:
@@ -276,20 +271,12 @@ def _worker_main(job: _Job, index: int) -> None:
     # Two processes with 2 OpenMP threads each on 2 cores train 5-10x slower (measured).
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(logging.ERROR)  # a spawned process of its own: nothing to restore
-    try:
-        with studies.storage_guard(job.url):
-            try:
-                study = studies.load_study(job.url, job.study_name,
-                                            sampler=make_sampler(job.sampler, job.seed + index, job.startup),
-                                            pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
-            except StorageError as exc:  # the parent opened this storage a moment ago: it went away since
-                raise StorageLostError(f"{studies.lost_storage(job.url)} before this worker could start ({exc}); "
-                                       "the study is kept; rerun the same command to continue once it is back."
-                                       ) from None
-            _optimize_until_budget(study, job, _callbacks(job))
-    except StorageLostError as exc:  # one line, not a traceback per worker; the parent reports it once
-        print(f"hptransfer worker {index}: {exc}", file=sys.stderr)
-        sys.exit(WORKER_STORAGE_LOST)
+    # A lost storage or Ctrl-C/SIGTERM ends the worker with its own exit code (studies._workers).
+    with studies.storage_guard(job.url):
+        study = studies.reopen_study(job.url, job.study_name,
+                                     sampler=make_sampler(job.sampler, job.seed + index, job.startup),
+                                     pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
+        _optimize_until_budget(study, job, _callbacks(job))
 
 
 def _run_workers(job: _Job, n: int, progress: Progress) -> None:

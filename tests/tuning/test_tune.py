@@ -427,7 +427,8 @@ def test_a_causal_model_with_channels_first_outputs_as_long_as_the_context_is_ac
     _check_causal(CausalConv(), task, task.batch(0, 64)[0], parse_recipe(tiny(Path("."))))  # no error
 
 
-def test_a_worker_that_cannot_open_the_storage_the_parent_opened_reports_a_lost_connection(monkeypatch, capsys):
+def test_a_worker_that_cannot_open_the_storage_the_parent_opened_reports_a_lost_connection(monkeypatch, capsys,
+                                                                                           tmp_path):
     # Exit 3 (lost, rerun) lets the parent say "lost the connection"; before, the worker's
     # "cannot open ... check the URL" came back as a bad-input error (exit 2) for a URL that had worked.
     import types
@@ -439,12 +440,13 @@ def test_a_worker_that_cannot_open_the_storage_the_parent_opened_reports_a_lost_
     def refused(*args, **kwargs):
         raise StorageError("tune.storage: cannot open 'postgresql://db:5432/x': OperationalError: Connection refused")
 
-    monkeypatch.setattr(studies, "load_study", refused)
+    monkeypatch.setattr(studies._storage, "load_study", refused)
+    monkeypatch.setattr(studies._workers.signal, "signal", lambda *a: None)  # the worker's handlers: not in pytest
     job = _tune._Job(url="postgresql://u:secret@db:5432/x", study_name="s", trials=1, sampler="random",
                      pruner="none", seed=0, startup=1,
                      objective=types.SimpleNamespace(steps=10, widths=[8], seeds=[0]))  # type: ignore[arg-type]
-    with pytest.raises(SystemExit) as exited:
-        _tune._worker_main(job, 0)
-    assert exited.value.code == _tune.WORKER_STORAGE_LOST
+    with pytest.raises(SystemExit) as exited:  # as a spawned worker runs it
+        studies._workers._Reporting(_tune._worker_main, str(tmp_path / "report.json"))(job, 0)
+    assert exited.value.code == studies.EXIT_STORAGE_LOST
     err = capsys.readouterr().err
     assert "lost the connection to db:5432/x before this worker could start" in err and "secret" not in err
