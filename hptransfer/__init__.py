@@ -3,12 +3,11 @@
 Parametrize any model factory, tune a small proxy with Optuna, carry the values to the target
 width and verify that the optima stay put.
 
-The package is laid out by noun: :mod:`hptransfer.parametrization`, :mod:`hptransfer.recipe`,
-:mod:`hptransfer.zoo` (reference models and tasks), :mod:`hptransfer.training`,
-:mod:`hptransfer.studies`, :mod:`hptransfer.tuning`, :mod:`hptransfer.targets`,
-:mod:`hptransfer.check`, :mod:`hptransfer.coord` and :mod:`hptransfer.cli`. The names below are
-imported on first use, so ``import hptransfer`` costs next to nothing (torch, Optuna, scipy and
-matplotlib load only when a feature needs them).
+The package is laid out by noun (docs/architecture.md has the table): parametrization, recipe,
+zoo (reference models and tasks), training, studies, tuning, targets, check, coord, diagnostics,
+hf and cli. Each verb has one implementation behind two doors, a recipe and a Python call. The
+names below are imported on first use, so ``import hptransfer`` costs next to nothing (torch,
+Optuna, scipy and matplotlib load only when a feature needs them).
 """
 
 from __future__ import annotations
@@ -22,14 +21,16 @@ from .errors import (
     CoordCheckError,
     DataError,
     DepthInferenceError,
+    ExitCode,
     FactoryError,
     HPTransferError,
-    HPTransferWarning,
     OptimizerConfigError,
+    OutputPathError,
     ParametrizationError,
     RecipeError,
     ShapeInferenceError,
     StorageError,
+    StorageLostError,
     TrainingDiverged,
     TrainingError,
     TransferError,
@@ -53,7 +54,7 @@ _LAZY: dict[str, str] = {
     "register_parametrization": "parametrization", "get_parametrization": "parametrization",
     "available_parametrizations": "parametrization", "write_bsh": "parametrization", "read_bsh": "parametrization",
     # transfer check
-    "check_transfer": "check", "TransferReport": "check", "Tolerances": "check",
+    "check_transfer": "check", "check_recipe": "check", "TransferReport": "check", "Tolerances": "check",
     # coordinate check
     "coord_check": "coord", "CoordCheckResult": "coord",
 }
@@ -68,15 +69,14 @@ __all__ = [
     "ScalingTable", "ParamInfo", "ModuleScaling", "Parametrization", "SP", "MuP", "register_parametrization",
     "get_parametrization", "available_parametrizations", "write_bsh", "read_bsh",
     # transfer check
-    "check_transfer", "TransferReport", "Tolerances",
+    "check_transfer", "check_recipe", "TransferReport", "Tolerances",
     # coordinate check
     "coord_check", "CoordCheckResult",
     # errors
     "HPTransferError", "FactoryError", "ShapeInferenceError", "DepthInferenceError", "ParametrizationError",
     "OptimizerConfigError",
-    "RecipeError", "StorageError", "TrainingDiverged", "DataError", "TuneError", "TransferError", "CheckError",
-    "TrainingError", "WorkerError",
-    "CoordCheckError", "HPTransferWarning",
+    "RecipeError", "StorageError", "StorageLostError", "TrainingDiverged", "DataError", "TuneError", "TransferError",
+    "CheckError", "TrainingError", "WorkerError", "CoordCheckError", "OutputPathError", "ExitCode",
 ]
 
 
@@ -94,7 +94,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
-    from .check import Tolerances, TransferReport, check_transfer
+    from .check import Tolerances, TransferReport, check_recipe, check_transfer
     from .coord import CoordCheckResult, coord_check
     from .parametrization import (
         SP,

@@ -1,14 +1,28 @@
-"""Error hierarchy: every error hptransfer raises on purpose derives from :class:`HPTransferError`.
+"""How hptransfer reports what goes wrong: the errors, the exit codes, and the ``hptransfer`` logger.
 
-Each message names the thing that is wrong (parameter, module, recipe field path or width)
-and the fix, so that a CLI can print it without a traceback.
+* Every error hptransfer raises on purpose derives from :class:`HPTransferError`. Each message names
+  the thing that is wrong (parameter, module, recipe field path or width) and the fix, so that a CLI
+  can print it without a traceback.
+* :class:`ExitCode` is the one table of the command line's exit codes; :func:`exit_code` maps an
+  error to its code.
+* Status lines (INFO) and warnings (WARNING) go to ``logging.getLogger("hptransfer")``. The command
+  line installs the handler (``-q``: warnings only, ``-v``: debug); in Python, warnings reach stderr
+  through logging's last-resort handler until the application configures logging. :func:`warn`
+  logs each distinct warning once per process.
 """
 
 from __future__ import annotations
 
+import enum
+import logging
+
 __all__ = [
+    "logger",
+    "warn",
+    "info",
+    "ExitCode",
+    "exit_code",
     "HPTransferError",
-    "HPTransferWarning",
     "FactoryError",
     "ShapeInferenceError",
     "DepthInferenceError",
@@ -29,14 +43,62 @@ __all__ = [
 ]
 
 
+#: The package's logger; see the module docstring.
+logger = logging.getLogger("hptransfer")
+
+_warned: set[str] = set()
+
+
+def warn(message: str, *, key: str | None = None) -> None:
+    """Log ``message`` as a warning of hptransfer, once per process: the same text (or the same ``key``,
+    for a warning whose text differs by width) again is dropped, as Python's default warning filter
+    does, so a warning found by two stages of one job, or at every width of a sweep, shows once."""
+    seen = key if key is not None else message
+    if seen in _warned:
+        return
+    _warned.add(seen)
+    logger.warning(message)
+
+
+def info(message: str) -> None:
+    """A status line (INFO): what a long job is doing. The command line shows it unless ``-q``."""
+    logger.info(message)
+
+
+class ExitCode(enum.IntEnum):
+    """The exit codes of every ``hptransfer`` command (docs/cli.md has the same table).
+
+    None comes with a traceback: stderr holds one line (plus, for a recipe, one line per problem).
+    """
+
+    #: success (a check passed)
+    OK = 0
+    #: a check failed, or its verdict is inconclusive (the reason is printed)
+    FAIL = 1
+    #: bad input: recipe, option, model factory, file path (one line naming it and the fix)
+    BAD_INPUT = 2
+    #: the study's storage was lost (database connection dropped, journal file changed under it);
+    #: the study is kept, rerun the same command to continue
+    STORAGE_LOST = 3
+    #: a worker process crashed (killed, out of memory) or was interrupted alone; rerun to continue
+    WORKER_CRASHED = 4
+    #: interrupted (Ctrl-C or SIGTERM); the study is consistent, rerun to continue
+    INTERRUPTED = 130
+
+
+def exit_code(exc: BaseException) -> ExitCode:
+    """The exit code for an error that ends a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, StorageLostError):
+        return ExitCode.STORAGE_LOST
+    if isinstance(exc, WorkerError):
+        return ExitCode.WORKER_CRASHED
+    return ExitCode.BAD_INPUT
+
+
 class HPTransferError(Exception):
     """Root of all errors raised by hptransfer for bad input or an impossible request."""
-
-
-class HPTransferWarning(UserWarning):
-    """Something hptransfer cannot do for this model and the user should know about (for example
-    attention computed by hand, whose scale cannot be rewritten); the message names the module
-    and the fix."""
 
 
 class FactoryError(HPTransferError):

@@ -1,7 +1,7 @@
 """Shared parts of the side-by-side benchmarks (``bench_transfer.py``, ``bench_tuning.py``).
 
 * :class:`BenchRunner`: one training run of a recipe under ``sp`` or ``mup`` (hptransfer, through
-  :class:`hptransfer.check.RecipeRunner`) or ``mup_package`` (the ``mup`` package, set up as its
+  :class:`hptransfer.check._runner.RecipeRunner`) or ``mup_package`` (the ``mup`` package, set up as its
   README says, trained in the same loop on the same batches).
 * :func:`mup_package_model`: that set-up. The README's steps, applied to our reference models
   without editing their source: the readout ``nn.Linear`` becomes ``mup.MuReadout`` (zero-initialised
@@ -27,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hptransfer.check import RecipeRunner
+from hptransfer.check._runner import RecipeRunner
 from hptransfer.recipe import Recipe, RunSpec
-from hptransfer.training import DivergenceGuard, TrainResult, make_factory, make_schedule, make_task, train
+from hptransfer.training import TrainResult, train
+from hptransfer.training._build import make_factory, make_schedule, make_task
+from hptransfer.training._loop import DivergenceGuard
 
 
 def machine() -> str:

@@ -107,7 +107,7 @@ def _gpt_bytes(width: int, depth: int) -> Any:
 
 def part_gap(cfg: dict[str, Any], out: Path, quick: bool) -> dict[str, Any]:
     import hptransfer
-    from hptransfer.training import run
+    from hptransfer.training import train_spec
 
     sets = ["train.steps=30", "tune.trials=6"] if quick else []
     res = hptransfer.run(RECIPE, out=out / "gap_run", quiet=True, overrides=sets, threads=1)
@@ -115,7 +115,7 @@ def part_gap(cfg: dict[str, Any], out: Path, quick: bool) -> dict[str, Any]:
     lr0 = float(target.spec.optimizer.lr)
     sweep = []
     for k in cfg["ks"]:
-        r = run(target.spec.with_values({"lr": lr0 * 2.0 ** (k / 2)}))
+        r = train_spec(target.spec.with_values({"lr": lr0 * 2.0 ** (k / 2)}))
         sweep.append({"k": k, "lr": lr0 * 2.0 ** (k / 2), "loss": r.val_loss, "diverged": r.diverged})
         print(f"sweep k={k:+d} lr={sweep[-1]['lr']:.4g} loss={r.val_loss:.4f}", flush=True)
     best = min(s["loss"] for s in sweep if math.isfinite(s["loss"]))

@@ -31,8 +31,8 @@ import optuna
 import torch
 
 from hptransfer.recipe import load_recipe
-from hptransfer.training import run
-from hptransfer.tuning import make_sampler
+from hptransfer.training import train_spec
+from hptransfer.tuning._samplers import make_sampler
 
 LR = np.geomspace(1e-4, 3e-1, 15)
 OUT_MULT = np.geomspace(0.03, 30.0, 9)
@@ -46,12 +46,12 @@ def landscape(path: Path) -> dict:
     start = time.time()
     for i, lr in enumerate(LR):
         for j, om in enumerate(OUT_MULT):
-            res = run(recipe.at(64, {"lr": float(lr), "output_mult": float(om)}, seed=0))
+            res = train_spec(recipe.at(64, {"lr": float(lr), "output_mult": float(om)}, seed=0))
             grid[i, j] = np.nan if res.diverged else res.val_loss
         print(f"lr {lr:.2e}: {np.round(grid[i], 3).tolist()}", flush=True)
     i, j = np.unravel_index(np.nanargmin(grid), grid.shape)
     best = {"lr": float(LR[i]), "output_mult": float(OUT_MULT[j])}
-    seeds = [run(recipe.at(64, best, seed=s)).val_loss for s in range(4)]
+    seeds = [train_spec(recipe.at(64, best, seed=s)).val_loss for s in range(4)]
     loss = [[None if np.isnan(v) else v for v in row] for row in grid]
     data = {"noise_std": float(np.std(seeds, ddof=1)), "lr": LR.tolist(), "output_mult": OUT_MULT.tolist(),
             "loss": loss, "seconds": time.time() - start, "penalty": math.log(10)}

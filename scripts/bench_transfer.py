@@ -60,10 +60,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import BenchRunner, machine
 
-from hptransfer.check import bootstrap_optima, check_grid
-from hptransfer.check._optimum import interp_curve, mean_curve
+from hptransfer.check._check import check_grid
+from hptransfer.check._optimum import bootstrap_optima, interp_curve, mean_curve
 from hptransfer.recipe import load_recipe
-from hptransfer.targets import drift_shift, fit_coefficient
+from hptransfer.targets._drift import drift_shift, fit_coefficient
 
 ROOT = Path(__file__).resolve().parents[1]
 PARS = ("sp", "mup", "mup_package")
@@ -382,7 +382,7 @@ def markdown(results: list[dict], command: str, started: str, last: str = "") ->
 
 def _flops(case: dict) -> float:
     """A case's training FLOPs per seed and LR, summed over widths and parametrizations (to order jobs)."""
-    from hptransfer.training import model_cost
+    from hptransfer.training._build import model_cost
 
     recipe = load_recipe(ROOT / case["recipe"], case["set"])
     per_width = sum(model_cost(recipe.at(w, steps=case["steps"], batch_size=case["batch"]))["flops"]

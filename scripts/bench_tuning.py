@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import machine
 
 from hptransfer.recipe import load_recipe
-from hptransfer.training import model_cost, run
+from hptransfer.training import train_spec
+from hptransfer.training._build import model_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "recipes/mlp_quickstart.yaml"
@@ -78,7 +79,7 @@ def _trial_flops(study, spec_at, steps: int) -> tuple[float, int]:
 
 
 def evaluate(spec) -> list[float]:
-    return [run(dataclasses.replace(spec, seed=s), role="target").val_loss for s in EVAL_SEEDS]
+    return [train_spec(dataclasses.replace(spec, seed=s), role="target").val_loss for s in EVAL_SEEDS]
 
 
 def run_row(name: str, mode: str, overrides: list[str], args, out: Path) -> dict:
@@ -120,7 +121,7 @@ def run_row(name: str, mode: str, overrides: list[str], args, out: Path) -> dict
         flops += target_run
         runs += 1
         t2 = time.perf_counter()
-        run(dataclasses.replace(spec, seed=0), role="target")
+        train_spec(dataclasses.replace(spec, seed=0), role="target")
         t_run = time.perf_counter() - t2
     row.update({"values": {k: float(v) for k, v in spec.values().items() if isinstance(v, (int, float))},
                 "target_losses": losses, "target_loss": float(np.mean(losses)), "target_loss_sd": float(np.std(losses)),

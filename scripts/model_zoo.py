@@ -34,7 +34,7 @@ import torch
 
 import hptransfer as hpt
 from hptransfer.tasks import ImageClassificationTask, get_task
-from hptransfer.zoo import as_logits
+from hptransfer.zoo._task_base import as_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the nanoGPT-style test models (one copy, in tests/_models.py)

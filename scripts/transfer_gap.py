@@ -26,10 +26,10 @@ def _one(args: tuple[str, dict, int, float]) -> tuple[float, float, bool]:
 
     torch.set_num_threads(1)  # two processes x two threads on 2 cores is 5-10x slower
     from hptransfer.recipe import load_recipe
-    from hptransfer.training import run
+    from hptransfer.training import train_spec
 
     rec = load_recipe(recipe_path)
-    res = run(rec.at(width, {**values, "lr": lr}, seed=rec.train.seeds[0]))
+    res = train_spec(rec.at(width, {**values, "lr": lr}, seed=rec.train.seeds[0]))
     return lr, res.val_loss, res.diverged
 
 

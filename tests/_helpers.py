@@ -5,8 +5,13 @@ Test modules import from here, never from each other.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
+import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +22,59 @@ import yaml
 from torch import nn
 
 from hptransfer import coord_check
-from hptransfer.check import check_grid
+from hptransfer.check._check import check_grid
 from hptransfer.models import gpt, mlp
 from hptransfer.tasks import get_task
 from hptransfer.training import TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# ---- hptransfer's warnings: records of the "hptransfer" logger ---------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def warnings(self) -> list[str]:
+        return [r.getMessage() for r in self.records if r.levelno >= logging.WARNING]
+
+
+@contextlib.contextmanager
+def hpt_warns(match: str | None = None) -> Iterator[_Records]:
+    """Assert that hptransfer logged a warning matching ``match`` (a regex, searched) inside the block."""
+    got = _Records()
+    logger = logging.getLogger("hptransfer")
+    logger.addHandler(got)
+    try:
+        yield got
+    finally:
+        logger.removeHandler(got)
+    found = got.warnings()
+    assert any(match is None or re.search(match, m, re.S) for m in found), \
+        f"no hptransfer warning matching {match!r}; logged: {found}"
+
+
+@contextlib.contextmanager
+def no_warnings(python: bool = True) -> Iterator[_Records]:
+    """Assert that hptransfer logged no warning inside the block (and, with ``python``, that no Python
+    warning was issued either: they are turned into errors)."""
+    got = _Records()
+    logger = logging.getLogger("hptransfer")
+    logger.addHandler(got)
+    try:
+        with warnings.catch_warnings():
+            if python:
+                warnings.simplefilter("error")
+            yield got
+    finally:
+        logger.removeHandler(got)
+    assert not got.warnings(), f"hptransfer logged warning(s): {got.warnings()}"
 
 # ---- the transfer check on a synthetic loss bowl -----------------------------------------------
 

@@ -12,3 +12,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings():
+    # hptransfer logs each distinct warning once per process; every test starts with none logged yet.
+    import hptransfer.errors
+
+    hptransfer.errors._warned.clear()
+    yield

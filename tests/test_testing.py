@@ -6,7 +6,8 @@ import pytest
 from _helpers import LR_GRID, BowlRunner
 
 from hptransfer import CoordCheckResult, TransferReport, coord_check
-from hptransfer.check import Tolerances, check_grid
+from hptransfer.check import Tolerances
+from hptransfer.check._check import check_grid
 from hptransfer.models import mlp
 from hptransfer.testing import assert_coord_check, assert_transfer
 
@@ -36,7 +37,7 @@ def test_assert_transfer_runs_the_check_itself(tmp_path):
     # A real check whose verdict is known: 3 steps leave lr 1e-2 best at every width (1e-4 barely
     # moves, 1 overshoots), and loose tolerances turn an interior optimum into a pass.
     kw = dict(widths=[16, 32, 64], grid={"lr": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}, seeds=[0, 1], steps=3,
-              batch_size=8, n_boot=20, tolerances=Tolerances(max_drift=10, max_regret=10, max_wider_worse=10),
+              batch_size=8, n_boot=50, tolerances=Tolerances(max_drift=10, max_regret=10, max_wider_worse=10),
               storage=str(tmp_path / "check.journal"))
     rep = assert_transfer("mlp", "classification", expect={"mup": "pass"}, **kw)
     assert isinstance(rep, TransferReport) and rep.result("mup").verdict == "pass"

@@ -55,7 +55,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..studies import create_study, recover_stale
+from ..studies._storage import create_study, recover_stale
 from ._objective import SweepObjective
 from ._optimum import mean_curve, vertex
 from ._prune import DEFAULT_MARGINS

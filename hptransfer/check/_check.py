@@ -1,6 +1,7 @@
-"""Transfer check: do the optimal hyperparameters stay put as the model gets wider?
+"""The transfer check's engine: do the optimal hyperparameters stay put as the model gets wider?
 
-:func:`check_transfer` sweeps each HP over a log grid at three or more widths and two or more
+:func:`check_grid` (run by :func:`hptransfer.check.check_recipe`, the one implementation behind both
+doors, and by the drift fit) sweeps each HP over a log grid at three or more widths and two or more
 seeds (an Optuna grid study on the tuner's storage, so it resumes and runs in parallel),
 estimates the optimum at every width with a bootstrap interval (``_optimum``), and turns the
 TP5 figure into numbers and a verdict:
@@ -18,7 +19,6 @@ within :class:`Tolerances`. The defaults are justified in ``docs/verification.md
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -26,105 +26,23 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from .._io import redact_url
 from ..errors import CheckError
-from ..recipe import EXPECTATIONS
-from ..studies import optuna_verbosity, redact_url
-from ..training import Schedule
+from ..recipe import SWEEPABLE
+from ..recipe._sections import EXPECTATIONS
+from ..recipe._stages import PRUNE_MARGINS
+from ..studies._logging import optuna_verbosity
 from . import _optimum
 from ._adaptive import run_adaptive
-from ._prune import DEFAULT_MARGINS
 from ._report import Tolerances, TransferReport
-from ._runner import SWEEPABLE, ModelRunner
 from ._sweep import Runner, SweepPlan, run_sweep
-from ._verdict import analyse
+from ._verdict import judge_sweep
 
-__all__ = ["check_transfer", "check_grid", "Strategy", "resolve_workers"]
+__all__ = ["check_grid", "Strategy", "resolve_workers"]
 
 #: How the check spends runs: ``grid`` trains every grid point; ``adaptive`` brackets the optimum
 #: per width and runs only the points the analysis reads (0.27-0.43 of the steps; ``_adaptive``).
 Strategy = Literal["grid", "adaptive"]
-
-def check_transfer(
-    factory: Callable[..., Any],
-    task: Any,
-    *,
-    widths: Sequence[int],
-    grid: Mapping[str, Sequence[float]],
-    seeds: Sequence[int] = (0, 1),
-    parametrizations: Sequence[str] = ("mup",),
-    steps: int = 300,
-    batch_size: int = 32,
-    base_width: int | None = None,
-    optimizer: str = "adam",
-    schedule: Schedule | None = None,
-    fixed: Mapping[str, float] | None = None,
-    tolerances: Tolerances | None = None,
-    expect: Mapping[str, str] | None = None,
-    storage: str | None = None,
-    study_prefix: str = "hptransfer",
-    workers: int | str = "auto",
-    n_boot: int = _optimum.DEFAULT_N_BOOT,
-    parametrize_options: Mapping[str, Any] | None = None,
-    optimizer_options: Mapping[str, Any] | None = None,
-    progress: Callable[[str], None] | None = None,
-    strategy: Strategy = "grid",
-    prune_margins: Sequence[float] | None = DEFAULT_MARGINS,
-) -> TransferReport:
-    """Sweep HPs at several widths, estimate the optimum per width and judge whether it transfers.
-
-    Args:
-        factory: ``width -> nn.Module`` (module-level for ``workers > 1``), or a built-in model
-            name (``"mlp"``, ``"gpt"``, ``"cnn"``; the task's sizes are passed to it).
-        task: a :class:`hptransfer.tasks.Task` or a built-in task name.
-        widths: three or more widths; batch size and steps stay the same at every width.
-        grid: ``{hp: values}``; ``lr`` is required, ``init_std``, ``output_mult``, ``attn_mult``
-            optional. Values are positive and analysed in log2 (e.g. ``2 ** np.arange(-14, -5, 0.5)``:
-            half-octave steps). Each HP is swept with the others at ``fixed``.
-        seeds: two or more training seeds (default ``(0, 1)``; 3+ give tighter intervals).
-        parametrizations: e.g. ``("mup",)`` (default) or ``("sp", "mup")`` to compare on one grid.
-        steps, batch_size: per run (defaults 300 and 32).
-        base_width: base width of the parametrization (default: the smallest width).
-        optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
-        schedule: LR schedule (default constant).
-        fixed: values of non-swept HPs (``lr`` is needed when sweeping another HP).
-        tolerances: pass/fail limits (default :class:`Tolerances`).
-        expect: ``{parametrization: "pass" | "fail" | "any"}``; default every one must pass.
-        storage: journal file path or ``postgresql://`` URL (the tuner's); default in memory.
-        study_prefix: study names are ``{prefix}-check-{hp}-{hash of the settings}``.
-        workers: grid strategy's worker processes; ``"auto"`` (default, :func:`resolve_workers`).
-        n_boot: bootstrap replicates (default 1000).
-        parametrize_options, optimizer_options: passed to ``parametrize`` and the optimizer.
-        progress: called with one-line progress messages (e.g. ``print``).
-        strategy: ``"grid"`` (default: every grid point) or ``"adaptive"`` (only the points the
-            analysis reads, hopeless runs stopped early; in this process, ``workers`` is ignored).
-        prune_margins: adaptive: stop a run away from the optimum when its training loss at 25/50/75%
-            of its steps is above ``(1 + margin) x`` the best run's (docs/verification.md; None: never).
-
-    Returns:
-        A :class:`TransferReport`; ``report.passed`` is the gate. Raises :class:`CheckError` on bad
-        widths, seeds, grid, HP names or expectations.
-    """
-    from ..zoo.tasks import Task, get_task
-
-    task_obj = get_task(task) if isinstance(task, str) else task
-    if isinstance(factory, str):
-        from ..zoo.models import get_model
-
-        kwargs = task_obj.model_kwargs() if isinstance(task_obj, Task) else {}
-        factory = functools.partial(get_model(factory), **kwargs)
-    widths_t = tuple(sorted(int(w) for w in widths))
-    runner = ModelRunner(factory=factory, task=task_obj, steps=int(steps), batch_size=int(batch_size),
-                         base_width=int(base_width or widths_t[0]), optimizer=optimizer,
-                         schedule=schedule or Schedule(decay="constant"),
-                         parametrize_options=dict(parametrize_options or {}),
-                         optimizer_options=dict(optimizer_options or {}))
-    return check_grid(runner, widths=widths_t, grid=grid, seeds=seeds, parametrizations=parametrizations,
-                      fixed=fixed, tolerances=tolerances, expect=expect, storage=storage,
-                      study_prefix=study_prefix, workers=workers, n_boot=n_boot, progress=progress, strategy=strategy,
-                      prune_margins=prune_margins,
-                      config={"steps": int(steps), "batch_size": int(batch_size), "optimizer": optimizer,
-                              "base_width": runner.base_width})
-
 
 def check_grid(
     runner: Runner,
@@ -144,16 +62,17 @@ def check_grid(
     config: dict[str, Any] | None = None,
     strategy: Strategy = "grid",
     start: float | None = None,
-    prune_margins: Sequence[float] | None = DEFAULT_MARGINS,
+    prune_margins: Sequence[float] | None = PRUNE_MARGINS,
 ) -> TransferReport:
-    """:func:`check_transfer` with any :class:`~hptransfer.check.Runner` (the recipe route uses
-    :class:`~hptransfer.check.RecipeRunner`). Arguments as for :func:`check_transfer`; ``start``
-    is where the adaptive strategy's first width starts (an HP value, e.g. the tuned LR)."""
+    """Sweep ``grid`` at ``widths`` x ``seeds`` x ``parametrizations`` with ``runner`` (a recipe's
+    :class:`~hptransfer.check._runner.RecipeRunner`) and judge each optimum's drift. Arguments as for
+    :func:`hptransfer.check_transfer`; ``start`` is where the adaptive strategy's first width starts (an
+    HP value, e.g. the tuned LR)."""
     plans = _plans(widths, grid, seeds, parametrizations, fixed)
     expect_map = _expectations(expect, parametrizations)
     tol = tolerances or Tolerances()
     t0 = time.perf_counter()
-    if storage is None:
+    if storage is None or storage == "inmemory":
         url = "inmemory"
     else:
         from ..studies import storage_url
@@ -165,7 +84,8 @@ def check_grid(
                 if strategy == "adaptive" else
                 run_sweep(runner, plans, url=url, prefix=study_prefix, workers=resolve_workers(workers, url),
                           progress=progress))
-    results = [analyse(d, p, tol, expect=expect_map[p], n_boot=n_boot) for d in data for p in d.plan.parametrizations]
+    results = [judge_sweep(d, p, tol, expect=expect_map[p], n_boot=n_boot)
+               for d in data for p in d.plan.parametrizations]
     cfg = {"widths": list(plans[0].widths), "seeds": list(plans[0].seeds), "parametrizations": list(parametrizations),
            "grid": {p.hp: list(p.values) for p in plans}, "fixed": dict(fixed or {}), "storage": redact_url(url),
            "train_seconds": round(sum(d.seconds for d in data), 1), "strategy": strategy,

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..studies import mark_worker
+from ..studies._storage import mark_worker
 from ._prune import CheckpointPruner, checkpoint_losses
 
 if TYPE_CHECKING:

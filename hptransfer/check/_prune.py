@@ -26,17 +26,16 @@ from collections.abc import Sequence
 
 import optuna
 
+from ..recipe._stages import PRUNE_MARGINS
+
 __all__ = ["CHECKPOINTS", "DEFAULT_MARGINS", "checkpoint_steps", "checkpoint_losses", "CheckpointPruner"]
 
 #: Fractions of a run's steps where its training loss is recorded and it may be stopped.
 CHECKPOINTS: tuple[float, ...] = (0.25, 0.5, 0.75)
 
-#: Relative margin above the reference curve, per checkpoint, beyond which a prunable run is stopped:
-#: about twice the largest gap measured between a run and a worse-ending one on the shipped recipes'
-#: full grids (``scripts/calibrate_prune_margin.py``; MLP 0.62, 0.20, 0.13; GPT 0.12, 0.10, 0.05).
-#: Early in a warmup + cosine schedule low-LR runs lag far behind and then catch up, so the first
-#: checkpoint needs by far the widest margin.
-DEFAULT_MARGINS: tuple[float, ...] = (1.25, 0.4, 0.25)
+#: Relative margin above the reference curve, per checkpoint: ``check.prune_margins``' default (its home,
+#: with the measurements behind it, is :data:`hptransfer.recipe._stages.PRUNE_MARGINS`).
+DEFAULT_MARGINS: tuple[float, ...] = PRUNE_MARGINS
 
 
 def checkpoint_steps(steps: int) -> list[int]:

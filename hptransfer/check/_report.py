@@ -7,7 +7,6 @@ They sit below the check's orchestration (``_check``) and its outputs (``_text``
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,29 +19,8 @@ from ._verdict import ParamResult
 __all__ = ["Tolerances", "TransferReport"]
 
 
-@dataclass(frozen=True)
-class Tolerances:
-    """Pass/fail limits (recipe ``check.tolerances``). Defaults: see ``docs/verification.md``.
-
-    Attributes:
-        max_drift: largest |drift| in octaves per width doubling. Default 0.15.
-        max_regret: largest transfer regret as a fraction of the best loss at the largest width.
-            Default 0.02 (2%): about twice the regret seed noise alone produces (90th percentile
-            1.2% on the MLP), a fifth of SP's measured regret (10-14%).
-        max_wider_worse: largest rise of loss from one width to the next at the smallest width's
-            optimum, as a fraction of the loss. Default 0.01 (1%): SP rises 2-4% per doubling on
-            the MLP; μP falls.
-    """
-
-    # One home for the defaults: the recipe's ``check.tolerances`` section.
-    max_drift: float = TolerancesSpec.max_drift
-    max_regret: float = TolerancesSpec.max_regret
-    max_wider_worse: float = TolerancesSpec.max_wider_worse
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-                raise CheckError(f"tolerances.{name}={value!r} must be a positive number.")
+#: The check's pass/fail limits: the recipe section ``check.tolerances`` itself (one type, one set of defaults).
+Tolerances = TolerancesSpec
 
 
 @dataclass

@@ -35,18 +35,9 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import CheckError, WorkerError
-from ..studies import (
-    create_study,
-    interrupted_note,
-    load_study,
-    raise_if_storage_lost,
-    raise_reported,
-    recover_stale,
-    reopen_study,
-    start_workers,
-    stop_workers,
-    storage_guard,
-)
+from ..studies import load_study
+from ..studies._storage import create_study, recover_stale, reopen_study, storage_guard
+from ..studies._workers import interrupted_note, raise_if_storage_lost, raise_reported, start_workers, stop_workers
 from ._objective import SweepObjective
 
 __all__ = ["Runner", "SweepPlan", "SweepData", "run_sweep", "run_subplans", "split", "merge", "study_name",

@@ -1,6 +1,6 @@
 """The verdict of one swept HP under one parametrization: optima, drift, regret, wider-is-better.
 
-:func:`analyse` turns a sweep's loss array into a :class:`ParamResult` with the verdict
+:func:`judge_sweep` turns a sweep's loss array into a :class:`ParamResult` with the verdict
 (``pass``, ``fail`` or ``grid too narrow``) and reasons that name the HP and the width.
 Tolerances are documented on :class:`hptransfer.check.Tolerances`.
 """
@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..recipe import Expectation
+from ..recipe._sections import Expectation
 from . import _optimum
 from ._sweep import SweepData
 
 if TYPE_CHECKING:
     from ._report import Tolerances
 
-__all__ = ["ParamResult", "analyse", "Verdict"]
+__all__ = ["ParamResult", "judge_sweep", "Verdict"]
 
-#: What the check concludes for one HP under one parametrization.
-Verdict = Literal["pass", "fail", "grid too narrow"]
+#: The one verdict vocabulary: what the transfer check concludes for one HP under one parametrization
+#: (``pass``, ``fail``, ``grid too narrow``) and what ``hptransfer run`` concludes of its target
+#: (``pass``, ``fail``, ``inconclusive``). Shown upper-case on the command line and in summary.md.
+Verdict = Literal["pass", "fail", "inconclusive", "grid too narrow"]
 
 
 @dataclass
@@ -84,7 +86,7 @@ class ParamResult:
         }
 
 
-def analyse(data: SweepData, parametrization: str, tol: Tolerances, *, expect: Expectation = "pass",
+def judge_sweep(data: SweepData, parametrization: str, tol: Tolerances, *, expect: Expectation = "pass",
             n_boot: int = _optimum.DEFAULT_N_BOOT) -> ParamResult:
     """Optima, drift, regret, wider-is-better and the verdict for one parametrization of a sweep."""
     plan, losses = data.plan, data.losses[parametrization]

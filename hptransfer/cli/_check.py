@@ -12,14 +12,13 @@ recipe's own parametrization is gated, the others are reported unless ``--expect
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckError
-from ._tune import add_recipe_args, recipe_overrides
+from ..errors import CheckError, info
+from ._common import add_recipe_args, recipe_overrides
 
-__all__ = ["NAME", "HELP", "add_parser", "run"]
+__all__ = ["NAME", "HELP", "add_parser", "execute"]
 
 NAME = "check"
 HELP = "verify hyperparameter transfer: optimum vs width, with a verdict (CI gate)"
@@ -27,7 +26,7 @@ HELP = "verify hyperparameter transfer: optimum vs width, with a verdict (CI gat
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``check`` on ``subparsers`` and return its parser."""
-    from ..recipe import field_help
+    from ..recipe._reference import field_help
 
     p = subparsers.add_parser(NAME, help=HELP, description=__doc__, epilog=field_help(),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +70,7 @@ def _expect(items: list[str]) -> dict[str, str]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from ..check import check_recipe
     from ..recipe import load_recipe
     from ._main import check_output_paths
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         unknown = [p for p in expect if p not in compare]
         if unknown:
             raise CheckError(f"--expect names {unknown} which --compare does not run. Fix: add them to --compare.")
-    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = None if args.quiet else info
     report = check_recipe(recipe, compare=compare, expect=expect, workers=args.workers, storage=args.storage,
                           progress=say, strategy=args.strategy, axis=args.axis)
     print(report.summary())

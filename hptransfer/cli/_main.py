@@ -1,26 +1,9 @@
 """The ``hptransfer`` command line.
 
 Each command lives in its own module exposing ``NAME``, ``HELP``, ``add_parser(subparsers)``
-and ``run(args) -> int``; this file only collects them. To add a command, write the module
-and list it in :data:`COMMAND_MODULES`.
-
-Exit codes (the one table; docs/tuning.md repeats it):
-
-====  =====================================================================================
-code  meaning
-====  =====================================================================================
-0     success (a check passed)
-1     a check failed, or its verdict is inconclusive (the reason is printed)
-2     bad input: recipe, option, model factory, file path (one line naming it and the fix)
-3     storage lost: the database connection dropped or the server stopped, or the journal file
-      changed or failed under the study; the study is kept, rerun the same command to continue
-4     a worker process crashed (killed, out of memory) or was interrupted alone; the study is
-      kept, rerun to continue
-130   interrupted (Ctrl-C or SIGTERM); the study is consistent, rerun to continue
-====  =====================================================================================
-
-No exit code comes with a traceback for any of these: stderr holds one line (plus, for a recipe,
-one line per problem).
+and ``execute(args) -> int``; this file only collects them, installs the log handler and turns errors
+into exit codes (:class:`hptransfer.errors.ExitCode`, the one table; docs/cli.md shows it). To add a
+command, write the module and list it in :data:`COMMAND_MODULES`.
 """
 
 from __future__ import annotations
@@ -28,30 +11,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import signal
 import sys
 import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from .._io import user_code_frame
-from ..errors import HPTransferError, HPTransferWarning, StorageLostError, WorkerError
+from ..errors import ExitCode, HPTransferError, exit_code, logger
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES", "EXIT_OK", "EXIT_FAIL", "EXIT_BAD_INPUT",
-           "EXIT_STORAGE_LOST", "EXIT_WORKER_CRASHED", "EXIT_INTERRUPTED", "exit_code", "check_output_paths"]
-
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_STORAGE_LOST, EXIT_WORKER_CRASHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-
-
-def exit_code(exc: BaseException) -> int:
-    """The documented exit code for an error that ends a command (see the table above)."""
-    if isinstance(exc, StorageLostError):
-        return EXIT_STORAGE_LOST
-    if isinstance(exc, WorkerError):
-        return EXIT_WORKER_CRASHED
-    return EXIT_BAD_INPUT
+__all__ = ["main", "build_parser", "COMMAND_MODULES", "check_output_paths"]
 
 #: Modules implementing one subcommand each (imported lazily by :func:`build_parser`).
 COMMAND_MODULES: tuple[str, ...] = ("hptransfer.cli._coord", "hptransfer.cli._check", "hptransfer.cli._schema",
@@ -99,29 +70,41 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
         cmd = module.add_parser(sub)
-        cmd.set_defaults(_run=module.run)
+        cmd.set_defaults(_run=module.execute)
     return parser
 
 
+class _LineFormatter(logging.Formatter):
+    """Status lines as they are; warnings and errors as ``hptransfer <command>: warning: ...``."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"hptransfer {self.command}: {record.levelname.lower()}: {msg}"
+        return msg
+
+
 @contextlib.contextmanager
-def _one_line_warnings(command: str) -> Iterator[None]:
-    """hptransfer's own warnings as ``hptransfer <command>: warning: ...`` lines on stderr, not as
-    Python's ``file:line: Category: ...`` plus a source line of hptransfer's; others (torch's, your
-    code's) keep Python's format, which points at their source. Only the format changes, so whoever
-    records warnings (pytest, ``catch_warnings(record=True)``) still gets them."""
-    default = warnings.formatwarning
-
-    def formatted(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  line: str | None = None) -> str:
-        if issubclass(category, HPTransferWarning):
-            return f"hptransfer {command}: warning: {message}\n"
-        return default(message, category, filename, lineno, line)
-
-    warnings.formatwarning = formatted  # type: ignore[assignment]
+def _log_to_stderr(command: str, quiet: bool, verbose: bool) -> Iterator[None]:
+    """The ``hptransfer`` logger on stderr for one command: status lines (INFO) unless ``-q``, debug lines
+    with ``-v``, warnings always, each on one line. Removed afterwards (``main`` can be called again)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter(command))
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    before = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # one line per record: not again through a root handler the caller set up
     try:
         yield
     finally:
-        warnings.formatwarning = default
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
 
 
 @contextlib.contextmanager
@@ -158,19 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else None)
     except _UsageError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except SystemExit as exc:  # --help / --version exit 0 from inside argparse
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
+        return exc.code if isinstance(exc.code, int) else ExitCode.OK
     if getattr(args, "_run", None) is None:
         parser.print_help(sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
-        with _one_line_warnings(args.command), _sigterm_as_interrupt():
+        with _log_to_stderr(args.command, getattr(args, "quiet", False), getattr(args, "verbose", False)), \
+                _sigterm_as_interrupt():
             return int(args._run(args))
     except KeyboardInterrupt:  # tune, run and worker say more themselves; here for check, coord-check, train...
         print(f"\nhptransfer {args.command}: interrupted; what was finished is kept (studies, files written "
               "atomically). Run the same command to continue.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except HPTransferError as exc:
         # Every deliberate error names the option/field and the fix; a traceback adds nothing.
         first, *rest = str(exc).splitlines() or [type(exc).__name__]
@@ -182,28 +166,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = exc.filename or "a file"
         print(f"hptransfer {args.command}: error: cannot write {where}: {exc.strerror or exc}. Fix: give a path in "
               "an existing, writable folder (--out, --json, --junit-xml, --plot).", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except Exception as exc:
         cause = _database_lost(exc)
         if cause is not None:
             print(f"hptransfer {args.command}: error: lost the connection to the study's database "
                   f"({type(cause).__name__}); the study is kept; rerun the same command to continue once the "
                   "database server is back.", file=sys.stderr)
-            return EXIT_STORAGE_LOST
+            return ExitCode.STORAGE_LOST
         where = user_code_frame(exc)
         if where is None:
             raise  # a bug in hptransfer or torch: the traceback is the report
         # The user's factory, train_fn or forward raised: that is bad input (2), not a failed check (1).
         print(f"hptransfer {args.command}: error: your code raised {type(exc).__name__}: {exc} (at {where}). "
               "Fix: correct it there; run the factory or train_fn directly to debug it.", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
 
 
 def _database_lost(exc: BaseException) -> BaseException | None:
-    """A dropped database connection that escaped :func:`hptransfer.studies.storage_guard` (check, transfer)."""
+    """A dropped database connection that escaped the storage guard (check, transfer)."""
     if "sqlalchemy" not in sys.modules:  # no database was ever opened in this process
         return None
-    from ..studies import connection_lost
+    from ..studies._storage import connection_lost
 
     return connection_lost(exc)
 

@@ -12,10 +12,11 @@ import argparse
 import sys
 from typing import Any
 
-from ..recipe import field_help
-from ._tune import EXIT_INTERRUPTED, add_recipe_args, recipe_overrides
+from ..errors import ExitCode
+from ..recipe._reference import field_help
+from ._common import add_recipe_args, recipe_overrides
 
-__all__ = ["NAME", "HELP", "add_parser", "run"]
+__all__ = ["NAME", "HELP", "add_parser", "execute"]
 
 NAME = "run"
 HELP = "tune, transfer, train the target once and check it; writes a run folder with summary.md"
@@ -30,19 +31,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from ..targets import run as run_job
 
     if args.workers is not None and args.workers < 1:
         print("hptransfer run: error: --workers must be >= 1.", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     try:
         res = run_job(args.recipe, workers=args.workers, out=args.out, quiet=args.quiet, threads=args.threads,
                       overrides=recipe_overrides(args, **{"tune.trials": args.trials}))
     except KeyboardInterrupt:
         print("\nhptransfer run: interrupted; the study is consistent. Run the same command to continue.",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"{res.verdict}: {res.check_text}")
+        return ExitCode.INTERRUPTED
+    print(f"{res.verdict.upper()}: {res.check_text}")
     print(f"summary: {res.run_dir / 'summary.md'}")
-    return 0 if res.check_passed else 1
+    return ExitCode.OK if res.check_passed else ExitCode.FAIL

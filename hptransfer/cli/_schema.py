@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-__all__ = ["NAME", "HELP", "add_parser", "run"]
+__all__ = ["NAME", "HELP", "add_parser", "execute"]
 
 NAME = "schema"
 HELP = "print the recipe JSON Schema (for editors) or, with --reference, the recipe reference page"
@@ -24,7 +24,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from ..recipe import json_schema, reference
 
     print(reference() if args.reference else json.dumps(json_schema(), indent=2))

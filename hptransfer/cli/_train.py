@@ -13,7 +13,9 @@ import argparse
 import os
 from typing import Any
 
-__all__ = ["NAME", "HELP", "add_parser", "run"]
+from ._common import add_verbosity
+
+__all__ = ["NAME", "HELP", "add_parser", "execute"]
 
 NAME = "train"
 HELP = "train the target from target.yaml (one process, or DDP under torchrun); checkpoints"
@@ -31,14 +33,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--fsdp", action="store_true",
                    help="shard parameters and optimizer state with FSDP2 (fully_shard) instead of DDP")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads per process (default 1)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_verbosity(p)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from ..errors import TrainingError
     from ..targets import train_target
-    from ..training import torch_threads
+    from ..training._build import torch_threads
 
     for name in ("steps", "stop", "threads"):
         value = getattr(args, name)

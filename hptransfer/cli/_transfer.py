@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._tune import add_recipe_args, recipe_overrides
+from ._common import add_recipe_args, recipe_overrides
 
-__all__ = ["NAME", "HELP", "add_parser", "run"]
+__all__ = ["NAME", "HELP", "add_parser", "execute"]
 
 NAME = "transfer"
 HELP = "write target.yaml: the best proxy values carried to the target width(s)"
@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from ..recipe import load_recipe
     from ..targets import transfer
 
@@ -41,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
         rec.out = args.out
     targets = transfer(rec, target_widths=args.width, quiet=args.quiet)
     for t in targets:
-        print(f"width {t.width}: {t.path}  lr={t.values['lr']:.4g}")
+        lr = t.values.get("lr")
+        print(f"width {t.width}: {t.path}" + (f"  lr={lr:.4g}" if isinstance(lr, float) else ""))
     return 0

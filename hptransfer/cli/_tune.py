@@ -10,31 +10,15 @@ import argparse
 import sys
 from typing import Any
 
-from ..recipe import PRUNERS, SAMPLERS, field_help
+from ..errors import ExitCode
+from ..recipe._reference import field_help
+from ..recipe._sections import PRUNERS, SAMPLERS
+from ._common import add_recipe_args, recipe_overrides
 
-__all__ = ["NAME", "HELP", "add_parser", "run", "add_recipe_args", "recipe_overrides", "EXIT_INTERRUPTED"]
+__all__ = ["NAME", "HELP", "add_parser", "execute"]
 
 NAME = "tune"
 HELP = "tune the proxy's hyperparameters with Optuna (resumable)"
-EXIT_INTERRUPTED = 130
-
-
-def add_recipe_args(p: argparse.ArgumentParser) -> None:
-    """RECIPE, --set, --out and --quiet: shared by tune, transfer and run."""
-    p.add_argument("recipe", metavar="RECIPE", help="the YAML recipe (see docs/recipe_reference.md)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a recipe field, e.g. --set train.steps=50 (repeatable; value is YAML)")
-    p.add_argument("--out", default=None, help="run folder (default: the recipe's `out`, else runs/<name>)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output (for CI)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="torch threads in this process (default 1: small models gain nothing from more, and "
-                        "spin-waiting threads on a shared machine slowed the quickstart 30x)")
-
-
-def recipe_overrides(args: argparse.Namespace, **fields: Any) -> list[str]:
-    """--set overrides plus the dedicated options given (``fields``: recipe path -> value or None)."""
-    extra = [f"{k}={v}" for k, v in fields.items() if v is not None]
-    return list(args.overrides) + extra
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -51,13 +35,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from .._io import redact_url
     from ..tuning import tune
 
     if args.workers is not None and args.workers < 1:
         print("hptransfer tune: error: --workers must be >= 1.", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     overrides = recipe_overrides(args, **{"tune.trials": args.trials, "tune.sampler": args.sampler,
                                           "tune.pruner": args.pruner, "tune.storage": args.storage,
                                           "tune.study": args.study})
@@ -67,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nhptransfer tune: interrupted; the study is consistent. Run the same command to continue.",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     print(f"best loss {res.best_value:.4f} (trial {res.best_trial}): "
           + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in res.best_params.items()))
     print(f"{res.n_complete} complete, {res.n_pruned} pruned, {res.n_diverged} diverged, {res.n_failed} failed; "

@@ -16,11 +16,11 @@ import os
 import sys
 from typing import Any
 
-from ..errors import StorageError
-from ..recipe import field_help
-from ._tune import EXIT_INTERRUPTED, add_recipe_args, recipe_overrides
+from ..errors import ExitCode, StorageError
+from ..recipe._reference import field_help
+from ._common import add_recipe_args, recipe_overrides
 
-__all__ = ["NAME", "HELP", "add_parser", "run", "worker_index"]
+__all__ = ["NAME", "HELP", "add_parser", "execute", "worker_index"]
 
 NAME = "worker"
 HELP = "run one tuning worker on a shared study (for cluster jobs: Slurm arrays, shell loops)"
@@ -47,7 +47,7 @@ def worker_index(given: int | None) -> int:
     return int(task) if task.isdigit() else os.getpid()
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from .._io import redact_url
     from ..recipe import load_recipe
     from ..tuning import tune
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                    seed=rec.tune.seed + index)
     except KeyboardInterrupt:
         print(f"\nhptransfer worker {index}: interrupted; the study is consistent.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     print(f"worker {index}: study {res.study_name!r} in {redact_url(res.storage)} holds {res.n_complete} complete, "
           f"{res.n_pruned} pruned, {res.n_failed} failed trial(s); best loss {res.best_value:.4f} "
           f"(trial {res.best_trial})")

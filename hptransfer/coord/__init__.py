@@ -6,8 +6,8 @@ fits, per module and step, the slope of mean |h| and mean |h_t - h_0| against wi
 
 from __future__ import annotations
 
-from ._coord import DEFAULT_TOL_GROW, DEFAULT_TOL_VANISH, coord_check
-from ._probe import ROOT_NAME
+from ._coord import COORD_LR, COORD_OPTIMIZER, DEFAULT_TOL_GROW, DEFAULT_TOL_VANISH, coord_check
 from ._result import CoordCheckResult
 
-__all__ = ["coord_check", "CoordCheckResult", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH", "ROOT_NAME"]
+__all__ = ["coord_check", "CoordCheckResult", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH", "COORD_LR",
+           "COORD_OPTIMIZER"]

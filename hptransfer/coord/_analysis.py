@@ -13,10 +13,10 @@ from ._eps import eps_cause
 from ._probe import LOGITS_SUFFIX
 from ._result import ACT, READOUT_DECAY, UPD, CoordCheckResult
 
-__all__ = ["analyse"]
+__all__ = ["analyse_coords"]
 
 
-def analyse(
+def analyse_coords(
     records: list[dict[str, Any]],
     order: list[str],
     widths: list[float],

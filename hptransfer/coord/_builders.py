@@ -1,4 +1,7 @@
-"""Model builders of the coordinate check: ``(point, seed) -> (model, optimizer)`` along width or depth.
+"""What the coordinate check trains: ``(point, seed) -> (model, optimizer)`` along width or depth, and its data.
+
+Every model is built from a run spec by :func:`hptransfer.training.build` (the one build path), whether
+the check came in through a recipe or through ``coord_check(factory, ...)``.
 
 Along depth: one width, several depths (number of blocks). Under depth-μP and CompleteP
 (shared/RULES.md, "Depth") each block adds a 1/L share to the residual stream, so neither a
@@ -11,22 +14,19 @@ left out.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import CoordCheckError
-from ..parametrization import OPTIMIZERS, optimizer_class, optimizer_family, param_groups, parametrize
 from ..recipe import RunSpec
 from ..training import build
 
-__all__ = ["along_depth", "depth_builder", "stream_modules", "make_builder", "make_optimizer", "optimizer_class_of",
-           "optimizer_kwargs_for", "GROUP_KWARGS"]
+__all__ = ["along_depth", "stream_modules", "builder", "FnTask"]
 
-Maker = Callable[[float, int], tuple[nn.Module, Any]]
+Maker = Callable[[int, int], tuple[nn.Module, Any]]
 
 
 def along_depth(widths: Sequence[float], depths: Sequence[int]) -> tuple[int, list[int]]:
@@ -43,110 +43,50 @@ def stream_modules(order: list[str]) -> list[str]:
     return [m for m in order if not any(p.split("#")[0].isdigit() for p in m.split("."))]
 
 
-def depth_builder(spec: RunSpec | None, factory: Any, width: int, *, base_width: float | None,
-                  base_depth: int, parametrization: Any, example_input: Any, options: dict[str, Any],
-                  opt_cls: type, opt_name: str, lr: float, device: torch.device, task: Any,
-                  opt_kwargs: dict[str, Any]) -> Maker:
-    """``(depth, seed) -> (model, optimizer)`` at ``width``: through ``training.build`` for a spec, else
-    :func:`hptransfer.parametrize` with ``depth=``/``base_depth=`` on a ``(width, depth)`` factory."""
-    if spec is not None:
-        built_task = task if hasattr(task, "model_kwargs") else None
-        p = spec.parametrization
+def builder(spec: RunSpec, task: Any, example_input: Any, device: torch.device, *,
+            depths: Sequence[int] | None = None, width: int | None = None, base_depth: int | None = None) -> Maker:
+    """``(point, seed) -> (model, optimizer)``: the spec at width ``point`` (or, with ``depths``, at depth
+    ``point`` and width ``width``) and seed ``seed``, built by :func:`hptransfer.training.build`."""
+    extra = {"example_input": example_input}
 
-        def make_spec(depth: float, seed: int) -> tuple[nn.Module, Any]:
-            s = spec.replace(width=width, depth=int(depth), seed=seed,
-                             **{"parametrization.base_depth": p.base_depth or base_depth})
-            b = build(s, task=built_task, device=device, parametrize_extra={"example_input": example_input},
-                      role="coordinate-check")
-            return b.model, b.optimizer
-        return make_spec
-
-    def make(depth: float, seed: int) -> tuple[nn.Module, Any]:
-        torch.manual_seed(seed)
-        model = parametrize(factory, width=width, base_width=base_width or width, depth=int(depth),
-                            base_depth=base_depth, parametrization=parametrization, example_input=example_input,
-                            **options).to(device)
-        return model, make_optimizer(model, opt_cls, opt_name, lr, opt_kwargs)
-    return make
-
-
-#: ``optimizer_kwargs`` that go to :func:`~hptransfer.param_groups` (μP-aware); the rest go to the optimizer class.
-GROUP_KWARGS = ("weight_decay", "weight_decay_mode", "decay", "eps", "scale_eps", "muon_lr")
-
-
-def make_optimizer(model: nn.Module, opt_cls: type, opt_name: str, lr: float, kwargs: dict[str, Any]) -> Any:
-    """The check's optimizer: μP groups from :func:`~hptransfer.param_groups` (weight decay, eps and their
-    modes among ``kwargs``), the other ``kwargs`` (betas, momentum...) given to ``opt_cls``."""
-    groups = param_groups(model, lr=lr, optimizer=opt_name, **{k: v for k, v in kwargs.items() if k in GROUP_KWARGS})
-    # eps also goes to the class: param_groups sets a per-group eps only with scale_eps (as hptransfer.optimizer)
-    return opt_cls(groups, lr=lr, **{k: v for k, v in kwargs.items() if k not in GROUP_KWARGS or k == "eps"})
-
-
-def make_builder(spec: RunSpec | None, factory: Any, task: Any, widths: Sequence[float], points: list[float], *,
-                 depths: Sequence[int] | None, base_width: float | None, base_depth: int | None,
-                 parametrization: Any, example_input: Any, options: dict[str, Any], opt_cls: type, opt_name: str,
-                 lr: float, device: torch.device, opt_kwargs: dict[str, Any]) -> Maker:
-    """The builder of :func:`hptransfer.coord_check`: along depth when ``depths`` is given, else along width
-    (``points`` are the validated widths or depths)."""
-    if depths is not None:
-        width, _ = along_depth(widths, depths)
-        return depth_builder(spec, factory, width, base_width=base_width, base_depth=base_depth or int(points[0]),
-                             parametrization=parametrization, example_input=example_input, options=options,
-                             opt_cls=opt_cls, opt_name=opt_name, lr=lr, device=device, task=task,
-                             opt_kwargs=opt_kwargs)
-    if spec is not None:
-        return _spec_builder(spec, task, example_input, device)
-    return _factory_builder(factory, float(base_width) if base_width is not None else points[0], parametrization,
-                            example_input, options, opt_cls, opt_name, lr, device, opt_kwargs)
-
-
-def _factory_builder(factory: Callable[..., nn.Module], base: float, parametrization: Any, example_input: Any,
-                     options: dict[str, Any], opt_cls: type[torch.optim.Optimizer], opt_name: str, lr: float,
-                     device: torch.device, opt_kwargs: dict[str, Any]
-                     ) -> Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]]:
-    """``(width, seed) -> (model, optimizer)`` from a factory and ``parametrize`` options."""
-    def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        torch.manual_seed(seed)
-        model = parametrize(factory, width=width, base_width=base, parametrization=parametrization,
-                            example_input=example_input, **options).to(device)
-        return model, make_optimizer(model, opt_cls, opt_name, lr, opt_kwargs)
-    return make
-
-
-def _spec_builder(spec: RunSpec, task: Any, example_input: Any, device: torch.device
-                  ) -> Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]]:
-    """``(width, seed) -> (model, optimizer)`` through the one build path (``training.build``)."""
-    built_task = task if hasattr(task, "model_kwargs") else None  # a built-in task object, reused
-
-    def make(width: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        b = build(spec.replace(width=int(width), seed=seed), task=built_task, device=device,
-                  parametrize_extra={"example_input": example_input}, role="coordinate-check")
+    def make(point: int, seed: int) -> tuple[nn.Module, Any]:
+        if depths is None:
+            s = spec.replace(width=int(point), seed=seed)
+        else:
+            p = spec.parametrization
+            base = (p.base_depth if p is not None else None) or base_depth or min(depths)
+            s = spec.replace(width=int(width or spec.width), depth=int(point), seed=seed,
+                             **{"parametrization.base_depth": int(base)})
+        b = build(s, task=task, device=device, parametrize_extra=extra, role="coordinate-check")
         return b.model, b.optimizer
     return make
 
 
-def optimizer_class_of(optimizer: str | type[torch.optim.Optimizer]) -> tuple[type[torch.optim.Optimizer], str]:
-    """Map an optimizer name or class to (class, name or family for ``param_groups``)."""
-    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        return optimizer, optimizer_family(optimizer)
-    key = str(optimizer).lower()
-    if key not in OPTIMIZERS:
-        raise CoordCheckError(
-            f"optimizer={optimizer!r} is not supported by coord_check. Fix: use one of {', '.join(OPTIMIZERS)} "
-            "or pass a torch.optim.Optimizer subclass."
-        )
-    return optimizer_class(key), key
+class FnTask:
+    """The check's data and loss: a task's, with ``batch_fn(step) -> (input, target)`` (the same batches for
+    every seed) and ``loss_fn(output, target)`` in their place where given."""
 
+    def __init__(self, task: Any, batch_fn: Callable[[int], tuple[Any, Any]] | None,
+                 loss_fn: Callable[[Any, Any], Any] | None) -> None:
+        self.task, self.batch_fn, self.loss_fn = task, batch_fn, loss_fn
 
-def optimizer_kwargs_for(kwargs: Mapping[str, Any] | None, opt_cls: type, spec: RunSpec | None) -> dict[str, Any]:
-    """``optimizer_kwargs`` checked against what ``param_groups`` and ``opt_cls`` take."""
-    kwargs = dict(kwargs or {})
-    if kwargs and spec is not None:
-        raise CoordCheckError("optimizer_kwargs cannot be combined with a run spec. Fix: set them in the spec's "
-                              "optimizer section (spec.replace(...)).")
-    takes = set(inspect.signature(opt_cls.__init__).parameters) | set(GROUP_KWARGS)
-    unknown = sorted(set(kwargs) - takes)
-    if unknown:
-        raise CoordCheckError(f"optimizer_kwargs {unknown} are not options of {opt_cls.__name__} or param_groups. "
-                              f"Fix: use some of {sorted(takes - {'self', 'params', 'lr'})}.")
-    return kwargs
+    @property
+    def has_example(self) -> bool:
+        return self.task is not None
+
+    def batch(self, step: int, batch_size: int, *, split: str = "train", seed: int = 0) -> tuple[Any, Any]:
+        if self.batch_fn is not None:
+            return self.batch_fn(step)
+        if split == "train":
+            return self.task.batch(step, batch_size, seed=seed)
+        return self.task.batch(step, batch_size, split=split, seed=seed)
+
+    def loss(self, output: Any, target: Any) -> Any:
+        return (self.loss_fn or self.task.loss)(output, target)
+
+    def example_input(self, batch_size: int = 2) -> Any:
+        return self.task.example_input(batch_size)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The task's sizes for a built-in model (none without a task)."""
+        return self.task.model_kwargs() if hasattr(self.task, "model_kwargs") else {}

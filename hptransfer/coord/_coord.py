@@ -68,17 +68,18 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from ..errors import CoordCheckError
+from ..errors import CoordCheckError, RecipeError
 from ..parametrization import Parametrization
-from ..recipe import RunSpec
-from ..training import make_task
-from ._analysis import analyse
-from ._builders import make_builder, optimizer_class_of, optimizer_kwargs_for, stream_modules
+from ..recipe import RunSpec, parse_recipe
+from ..recipe._kwargs import optimizer_fields, parametrization_fields
+from ..training._build import make_task
+from ._analysis import analyse_coords
+from ._builders import FnTask, along_depth, builder, stream_modules
 from ._eps import eps_capped
 from ._probe import as_args, check_start, probe, stats, to_device
 from ._result import CoordCheckResult
 
-__all__ = ["coord_check", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH"]
+__all__ = ["coord_check", "coord_spec", "DEFAULT_TOL_GROW", "DEFAULT_TOL_VANISH", "COORD_LR", "COORD_OPTIMIZER"]
 
 #: Largest allowed log2-log2 slope of a statistic against width before it counts as growing.
 #: Measured: μP worst +0.27 (a GLU GPT at 32-128), SP's weakest failing module +0.52 (module docstring).
@@ -98,6 +99,12 @@ class _TaskLike(Protocol):
     def example_input(self, batch_size: int = ...) -> Any: ...
 
 
+#: The factory form's LR and optimizer: those the tolerances were measured at (Adam, lr 1e-2, 4 steps;
+#: SP's width dependence shows within 4 steps there). A run spec (a recipe's) keeps its own.
+COORD_LR: float = 1e-2
+COORD_OPTIMIZER: str = "adam"
+
+
 def coord_check(
     factory: Callable[..., nn.Module] | RunSpec,
     *,
@@ -109,10 +116,10 @@ def coord_check(
     batch_fn: Callable[[int], tuple[Any, Any]] | None = None,
     steps: int = 4,
     seeds: Iterable[int] = (0, 1, 2),
-    lr: float = 1e-2,
-    optimizer: str | type[torch.optim.Optimizer] = "adam",
+    lr: float = COORD_LR,
+    optimizer: str | type[torch.optim.Optimizer] = COORD_OPTIMIZER,
     optimizer_kwargs: Mapping[str, Any] | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     example_input: Any = None, probe_input: Any = None,
     tol_grow: float = DEFAULT_TOL_GROW,
     tol_vanish: float = DEFAULT_TOL_VANISH,
@@ -123,11 +130,13 @@ def coord_check(
 ) -> CoordCheckResult:
     """Train ``factory`` briefly at several widths and check that module outputs stay Θ(1).
 
+    Both doors run one implementation: a factory and its options become a recipe's run spec
+    (:func:`coord_spec`), built at every width by :func:`hptransfer.training.build`.
+
     Args:
         factory: ``width -> nn.Module`` (as for :func:`hptransfer.parametrize`) or a :class:`~hptransfer.recipe.RunSpec`
-            (``recipe.at(width)``), built by :func:`hptransfer.training.build` at every width with the spec's
-            parametrization, optimizer and LR (``lr``, ``optimizer``, ``parametrization`` here are then ignored).
-        widths: at least two distinct positive widths, e.g. ``(64, 128, 256, 512)``.
+            (``recipe.at(width)``), whose parametrization, optimizer and LR then replace the arguments here.
+        widths: at least two distinct positive integer widths, e.g. ``(64, 128, 256, 512)``.
         base_width: base width of the parametrization (factory form). Default ``min(widths)``.
         parametrization: ``"mup"`` (default), ``"sp"`` or any registered name.
         task: a task (or its name) giving ``batch(step, batch_size, seed=)``, ``loss`` and
@@ -135,11 +144,14 @@ def coord_check(
             for every seed) and ``loss_fn`` (``(output, target) -> loss``), which override it.
         steps: optimizer steps (>= 1); statistics at steps 0..steps. Default 4.
         seeds: init seeds; statistics are averaged over them before fitting. Default ``(0, 1, 2)``.
-        lr: base LR (at ``base_width``). Default 1e-2: SP's width dependence shows within 4 Adam steps.
-        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"``, ``"muon"`` or a torch optimizer class.
-        optimizer_kwargs: as in your training: :func:`hptransfer.param_groups` options (``weight_decay``, ``eps``...)
-            scaled per group, the rest (``betas``...) to the class. Default none (the class's defaults, no decay).
-        batch_size: training and probe batch size for ``task``. Default 32.
+        lr: base LR (at ``base_width``). Default :data:`COORD_LR` (1e-2): SP's width dependence shows
+            within 4 Adam steps.
+        optimizer: ``"adam"`` (default, :data:`COORD_OPTIMIZER`), ``"adamw"``, ``"sgd"``, ``"muon"`` or a
+            torch optimizer class.
+        optimizer_kwargs: as in your training (``weight_decay``, ``eps``, ``betas``...): the recipe's
+            ``optimizer`` fields (:func:`hptransfer.recipe._kwargs.optimizer_fields`), scaled per group as
+            :func:`hptransfer.param_groups` does. Default none (the recipe defaults, no decay).
+        batch_size: training and probe batch size for ``task``. Default: the spec's, else 32.
         example_input, probe_input: for the attention trace (default ``task.example_input(2)``, else the
             probe) and the fixed measurement input (default the task's ``val`` batch 0).
         tol_grow, tol_vanish: largest growing slope / largest negative update slope (log2 stat
@@ -158,49 +170,84 @@ def coord_check(
     """
     points = widths if depths is None else depths  # along depth the fitted points are the depths
     widths_l, seeds_l = _check_numbers(points, seeds, steps, batch_size, tol_grow, tol_vanish)
-    spec = factory if isinstance(factory, RunSpec) else None
-    if spec is not None:
-        task, lr, optimizer, parametrization = _from_spec(spec, task, parametrize_options)
-    task = _resolve_task(task, batch_fn, loss_fn)
-    opt_cls, opt_name = optimizer_class_of(optimizer)
-    opt_kwargs = optimizer_kwargs_for(optimizer_kwargs, opt_cls, spec)
-    probe_input, example_input = _inputs(task, batch_fn, batch_size, probe_input, example_input)
+    if isinstance(factory, RunSpec):
+        if parametrize_options or optimizer_kwargs:
+            raise CoordCheckError(f"options {sorted({**parametrize_options, **(optimizer_kwargs or {})})} cannot be "
+                                  "combined with a run spec. Fix: set them in the spec (spec.replace(...)).")
+        spec, task = factory, _resolve_task(make_task(factory.task) if task is None else task, batch_fn, loss_fn)
+    else:
+        task = _resolve_task(task, batch_fn, loss_fn)
+        spec = coord_spec(factory, task, widths=widths if depths is None else [_one_width(widths)],
+                          base_width=base_width, parametrization=parametrization, lr=lr, optimizer=optimizer,
+                          optimizer_kwargs=optimizer_kwargs, batch_size=batch_size, depths=depths,
+                          base_depth=base_depth, parametrize_options=parametrize_options)
+    return _check(spec, task, widths, widths_l, seeds_l, depths, base_depth, steps=steps, batch_size=batch_size,
+                  probe_input=probe_input, example_input=example_input, tol_grow=tol_grow, tol_vanish=tol_vanish,
+                  device=device)
+
+
+def _check(spec: RunSpec, task: FnTask, widths: Sequence[float], points: list[int], seeds: list[int],
+           depths: Sequence[int] | None, base_depth: int | None, *, steps: int, batch_size: int | None,
+           probe_input: Any, example_input: Any, tol_grow: float, tol_vanish: float,
+           device: str | torch.device) -> CoordCheckResult:
+    """The one implementation: build ``spec`` at every point (width, or depth) and seed, train, fit, judge."""
+    batch_size = int(batch_size or spec.train.batch_size or 32)
+    probe_input, example_input = _inputs(task, batch_size, probe_input, example_input)
     device = torch.device(device)
-    make = make_builder(spec, factory, task, widths, widths_l, depths=depths, base_width=base_width,
-                        base_depth=base_depth, parametrization=parametrization, example_input=example_input,
-                        options=parametrize_options, opt_cls=opt_cls, opt_name=opt_name, lr=float(lr), device=device,
-                        opt_kwargs=opt_kwargs)
-    batches = (lambda step, seed: batch_fn(step)) if batch_fn is not None else (
-        lambda step, seed: task.batch(step, batch_size, seed=seed))  # type: ignore[union-attr]
-    records, order, capped = _measure(make, batches, loss_fn if loss_fn is not None else task.loss,  # type: ignore
-                                      widths_l, seeds_l, steps, probe_input, device)
+    make = builder(spec, task, example_input, device, depths=points if depths is not None else None,
+                   width=_one_width(widths) if depths is not None else None, base_depth=base_depth)
+    records, order, capped = _measure(make, lambda step, seed: task.batch(step, batch_size, seed=seed), task.loss,
+                                      points, seeds, steps, probe_input, device)
     order = order if depths is None else stream_modules(order)
-    name = str(getattr(parametrization, "name", parametrization))
-    return analyse(records, order, widths_l, seeds_l, steps, float(tol_grow), float(tol_vanish),
-                    parametrization=name, optimizer=opt_name, lr=float(lr), capped=capped)
+    assert spec.parametrization is not None and spec.optimizer is not None  # build() refused a spec without
+    p, o = spec.parametrization.name, spec.optimizer.name
+    return analyse_coords(records, order, points, seeds, steps, float(tol_grow), float(tol_vanish),
+                          parametrization=str(getattr(p, "name", p)), optimizer=str(getattr(o, "__name__", o)),
+                          lr=float(spec.optimizer.lr), capped=capped)
 
 
-def _inputs(task: Any, batch_fn: Any, batch_size: int, probe_input: Any, example_input: Any) -> tuple[Any, Any]:
-    """The probe (default: the task's ``val`` batch 0, or ``batch_fn(0)``) and the example input for the
-    attention trace (default: ``task.example_input(2)``, else the probe)."""
+def coord_spec(factory: Callable[..., nn.Module], task: Any, *, widths: Sequence[float], base_width: float | None,
+               parametrization: str | Parametrization, lr: float, optimizer: Any,
+               optimizer_kwargs: Mapping[str, Any] | None, batch_size: int | None, depths: Sequence[int] | None,
+               base_depth: int | None, parametrize_options: Mapping[str, Any]) -> RunSpec:
+    """The run spec the factory form stands for: a recipe with ``factory`` as ``model.factory`` and the
+    check's data (``task``, an object) as ``task.name``."""
+    ws = sorted(int(w) for w in widths)
+    data: dict[str, Any] = {
+        "name": "coord-check", "model": {"factory": factory}, "task": {"name": task},
+        "parametrization": {"name": parametrization, "base_width": int(base_width or ws[0]),
+                            **parametrization_fields(parametrize_options)},
+        "optimizer": {**optimizer_fields(optimizer_kwargs), "name": optimizer, "lr": lr},
+        "train": {"batch_size": batch_size or 32, "steps": 1}, "widths": {"proxy": ws[:1], "target": ws[-1:]},
+    }
+    if depths is not None:
+        data["depths"] = {"proxy": min(depths), "target": max(depths)}
+        data["parametrization"]["base_depth"] = int(base_depth or min(depths))
+    try:
+        recipe = parse_recipe(data, source="coord_check(...)")
+    except RecipeError as exc:  # the recipe's field paths, raised as the coordinate check's own error
+        raise CoordCheckError(f"coord_check(...): {exc}") from None
+    return recipe.at(ws[0], depth=min(depths) if depths else None)
+
+
+def _one_width(widths: Sequence[float]) -> int:
+    """The one width of a check along depth."""
+    return along_depth(widths, [1])[0]
+
+
+def _inputs(task: Any, batch_size: int, probe_input: Any, example_input: Any) -> tuple[Any, Any]:
+    """The probe (default: the task's ``val`` batch 0) and the example input for the attention trace
+    (default: ``task.example_input(2)``, else the probe)."""
     if probe_input is None:
-        probe_input = batch_fn(0)[0] if batch_fn is not None else task.batch(0, batch_size, split="val", seed=0)[0]
+        probe_input = task.batch(0, batch_size, split="val", seed=0)[0]
     if example_input is None:
-        example_input = task.example_input(2) if task is not None else probe_input
+        example_input = task.example_input(2) if task.has_example else probe_input
     return probe_input, example_input
 
 
-def _from_spec(spec: RunSpec, task: Any, parametrize_options: dict[str, Any]) -> tuple[Any, float, str, str]:
-    """``(task, lr, optimizer, parametrization)`` of a run spec (its settings replace the arguments')."""
-    if parametrize_options:
-        raise CoordCheckError(f"parametrize options {sorted(parametrize_options)} cannot be combined with a run "
-                              "spec. Fix: set them in the spec (spec.replace(...)).")
-    task = make_task(spec.task) if task is None and spec.task.name is not None else task
-    return task, spec.optimizer.lr, spec.optimizer.name, spec.parametrization.name
-
-
-def _resolve_task(task: Any, batch_fn: Any, loss_fn: Any) -> Any:
-    """A task object from a name; a clear error when neither a task nor batch_fn/loss_fn is given."""
+def _resolve_task(task: Any, batch_fn: Any, loss_fn: Any) -> FnTask:
+    """The check's data and loss: a task (object or name), with ``batch_fn`` / ``loss_fn`` in its place where
+    given; a clear error when neither is there."""
     if isinstance(task, str):
         from ..zoo.tasks import get_task  # local: tasks pulls in data code the core does not need
 
@@ -209,16 +256,16 @@ def _resolve_task(task: Any, batch_fn: Any, loss_fn: Any) -> Any:
         raise CoordCheckError("coord_check needs training data. Fix: pass task=... or batch_fn= and loss_fn=.")
     if loss_fn is None and task is None:
         raise CoordCheckError("coord_check needs a loss. Fix: pass loss_fn=(output, target) -> loss, or task=.")
-    return task
+    return FnTask(task, batch_fn, loss_fn)
 
 
 def _check_numbers(widths: Any, seeds: Any, steps: Any, batch_size: Any, tol_grow: Any, tol_vanish: Any
-                   ) -> tuple[list[float], list[int]]:
+                   ) -> tuple[list[int], list[int]]:
     """Validate the numeric arguments of :func:`coord_check`; the sorted widths and the seeds."""
     widths_l, seeds_l = _check_widths(widths), _check_seeds(seeds)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise CoordCheckError(f"steps={steps!r} must be an integer >= 1. Fix: pass steps=4 (the default).")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise CoordCheckError(f"batch_size={batch_size!r} must be an integer >= 1.")
     for name, tol in (("tol_grow", tol_grow), ("tol_vanish", tol_vanish)):
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
@@ -227,10 +274,10 @@ def _check_numbers(widths: Any, seeds: Any, steps: Any, batch_size: Any, tol_gro
 
 
 def _measure(
-    make: Callable[[float, int], tuple[nn.Module, torch.optim.Optimizer]],
+    make: Callable[[int, int], tuple[nn.Module, torch.optim.Optimizer]],
     batches: Callable[[int, int], tuple[Any, Any]],
     loss: Callable[[Any, Any], Tensor],
-    widths: list[float],
+    widths: list[int],
     seeds: list[int],
     steps: int,
     probe_input: Any,
@@ -274,7 +321,7 @@ def _measure(
     return records, order, capped
 
 
-def _check_widths(widths: Any) -> list[float]:
+def _check_widths(widths: Any) -> list[int]:
     try:
         ws = sorted({float(w) for w in widths})
     except (TypeError, ValueError):
@@ -286,7 +333,9 @@ def _check_widths(widths: Any) -> list[float]:
             f"widths={widths!r} must hold at least two distinct positive widths to fit a slope. "
             "Fix: pass e.g. widths=(64, 128, 256, 512)."
         )
-    return [int(w) if w.is_integer() else w for w in ws]
+    if not all(w.is_integer() for w in ws):
+        raise CoordCheckError(f"widths={widths!r}: a width is a whole number (a model size). Fix: pass integers.")
+    return [int(w) for w in ws]
 
 
 def _check_seeds(seeds: Iterable[int]) -> list[int]:

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..errors import CoordCheckError, ParametrizationError
-from ..parametrization import AttentionTracer, module_stack, scaling_table
+from ..parametrization import scaling_table
+from ..parametrization._trace import AttentionTracer, module_stack
 
 #: Name under which the root module's (the whole model's) output is recorded.
 ROOT_NAME = "(model)"

@@ -6,6 +6,6 @@
 
 from __future__ import annotations
 
-from ._breakers import Diagnosis, diagnose, diagnose_spec
+from ._breakers import Diagnosis, diagnose
 
-__all__ = ["Diagnosis", "diagnose", "diagnose_spec"]
+__all__ = ["diagnose", "Diagnosis"]

@@ -25,9 +25,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..parametrization import attention_trace_pending, scaling_table
+from ..parametrization import scaling_table
+from ..parametrization._rewrite import attention_trace_pending
 from ..recipe import Recipe, RunSpec
-from ..training import build, make_task, norm_gains, task_loss
+from ..training import build
+from ..training._build import make_task
+from ..training._gains import norm_gains
+from ..training._loop import task_loss
 
 __all__ = ["Diagnosis", "diagnose", "diagnose_spec"]
 
@@ -51,21 +55,23 @@ class Diagnosis:
 def diagnose(recipe: Recipe) -> list[Diagnosis]:
     """Every known breaker in the recipe's proxy -> target transfer (builds the proxy model once)."""
     proxy = recipe.at(max(recipe.widths.proxy))
-    target = recipe.at(max(recipe.widths.target), steps=recipe.transfer.steps, batch_size=recipe.transfer.batch_size)
+    width = max(recipe.widths.target or recipe.widths.proxy)  # no target yet (a Python study): the proxy's
+    target = recipe.at(width, steps=recipe.transfer.steps, batch_size=recipe.transfer.batch_size)
     return diagnose_spec(proxy, target)
 
 
 def diagnose_spec(proxy: RunSpec, target: RunSpec) -> list[Diagnosis]:
     """Known breakers of carrying ``proxy``'s values to ``target`` (two specs of one model)."""
     out = _horizon(proxy, target)
-    if not proxy.model.names_model:
-        return out  # nothing to build (the user's own loop): only the horizon can be judged
+    if not proxy.model.names_model or proxy.parametrization is None:
+        return out  # nothing to build as trained (the user's own loop): only the horizon can be judged
     task = make_task(proxy.task)
     built = build(proxy, task=task, role="proxy")
     out += _gains(built.model, proxy)
     if task is not None:  # without a task's input nothing traced the attention (a train_fn recipe)
         out += _attention(built.model)
-    if task is not None and proxy.optimizer.name in ("adam", "adamw"):
+    if task is not None and built.optimizer is not None and proxy.optimizer is not None \
+            and proxy.optimizer.name in ("adam", "adamw"):
         out += _eps(built.model, built.optimizer, task, proxy, target)
     return out
 

@@ -7,19 +7,8 @@ Nothing here imports transformers at import time; :func:`hf_factory` (used by re
 
 from __future__ import annotations
 
-from ._config import (
-    AUTO_CLASSES,
-    PROPORTIONAL_FIELDS,
-    WIDTH_FIELDS,
-    HFFactory,
-    config_factory,
-    has_causal_lm,
-    hf_factory,
-    infer_width_fields,
-    parametrize_config,
-)
-from ._pretrained import TABLE_FILE, from_pretrained, save_pretrained
+from ._config import WIDTH_FIELDS, config_factory, hf_factory, infer_width_fields, parametrize_config
+from ._pretrained import from_pretrained, save_pretrained
 
-__all__ = ["WIDTH_FIELDS", "PROPORTIONAL_FIELDS", "infer_width_fields", "AUTO_CLASSES", "HFFactory", "config_factory",
-           "parametrize_config", "hf_factory", "has_causal_lm", "save_pretrained", "from_pretrained",
-           "TABLE_FILE"]
+__all__ = ["WIDTH_FIELDS", "infer_width_fields", "config_factory", "parametrize_config", "hf_factory",
+           "save_pretrained", "from_pretrained"]

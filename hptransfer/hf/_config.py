@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import difflib
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
-from ..errors import FactoryError, HPTransferWarning
+from ..errors import FactoryError, warn
 from ..parametrization import parametrize
 
 __all__ = ["WIDTH_FIELDS", "PROPORTIONAL_FIELDS", "infer_width_fields", "AUTO_CLASSES", "HFFactory", "config_factory",
@@ -154,11 +153,11 @@ def infer_width_fields(config: Any, width_field: str | None = None) -> tuple[str
         if prefix not in dict(scopes):
             fixed += _other_sizes(cfg, prefix, ())
     kept = ", ".join(f"{k}={get_field(config, k)}" for k in sorted(fixed)) + " stay" if fixed else "no other size is"
-    warnings.warn(
+    warn(
         f"{model_type!r} has no entry in hptransfer.hf.WIDTH_FIELDS: {width} is the width"
         f"{' and ' + ', '.join(follow) + ' scale in proportion to it' if follow else ' and nothing else scales'}"
         f" (chosen by field name); {kept} fixed. Check it with hptransfer coord-check. Fix, if that is not what "
-        "you want: name the fields yourself (width_fields=[...], the width first).", HPTransferWarning, stacklevel=3)
+        "you want: name the fields yourself (width_fields=[...], the width first).")
     return (width, *follow)
 
 

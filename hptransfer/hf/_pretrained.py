@@ -15,7 +15,9 @@ from typing import Any
 from torch import nn
 
 from ..errors import ParametrizationError
-from ..parametrization import ScalingTable, attach_table, attention_trace_pending, scaling_table, unwrap
+from ..parametrization import ScalingTable, attach_table, scaling_table
+from ..parametrization._rewrite import attention_trace_pending
+from ..parametrization._table import unwrap
 
 __all__ = ["TABLE_FILE", "save_pretrained", "from_pretrained"]
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from ..errors import HPTransferWarning, ParametrizationError
+from ..errors import ParametrizationError, warn
 
 __all__ = ["Role", "ParamInfo", "ModuleScaling", "ScalingTable", "scaling_table", "unwrap", "strip_prefix"]
 
@@ -286,11 +286,8 @@ def warn_no_readout(params: dict[str, Any], readout: Any, readout_modules: dict[
     """
     if readout is not None or readout_modules or any(getattr(i, "role", None) == "output" for i in params.values()):
         return
-    import warnings
-
     candidates = [n for n, i in params.items() if getattr(i, "role", None) == "hidden"][-3:]
-    warnings.warn(
+    warn(
         "no parameter has the output (readout) role, so the readout is not scaled and μP transfer will not hold. "
         f"Candidates (the last hidden-role parameters): {candidates or '(none)'}. Fix: pass readout='<module name>' to "
-        "parametrize (in a recipe: a model whose last layer maps the width to a fixed number of outputs).",
-        HPTransferWarning, stacklevel=3)
+        "parametrize (in a recipe: a model whose last layer maps the width to a fixed number of outputs).")

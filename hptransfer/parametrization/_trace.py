@@ -20,7 +20,6 @@ of a forward pass together with the innermost module running it. It records
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from .._io import user_frame
-from ..errors import HPTransferWarning, ParametrizationError, ShapeInferenceError
+from ..errors import ParametrizationError, ShapeInferenceError, warn
 from . import _attention
 from ._rules import Parametrization
 from ._shapes import build, runnable
@@ -327,4 +326,4 @@ def _report_by_hand(by_hand: list[tuple[str, int]], table: ScalingTable, rule: P
         "(Hugging Face: attn_implementation='sdpa'), or multiply the scores by attn_mult*sqrt(d_base)/d yourself."
     )
     table.notes.append(note)
-    warnings.warn(note, HPTransferWarning, stacklevel=5)
+    warn(note, key=f"attention by hand: {modules}")  # once per model, not once per width

@@ -16,7 +16,6 @@ tensors) is warned, naming the parameter and the fix.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import HPTransferWarning
+from ..errors import warn
 from ._shapes import Usage, build, match_any, runnable
 from ._table import ParamInfo
 from ._trace import run_under
@@ -223,4 +222,4 @@ def _uses(factory: Callable[..., nn.Module], model: nn.Module, width: float, axe
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, HPTransferWarning, stacklevel=5)
+    warn(message)

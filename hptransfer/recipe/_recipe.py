@@ -13,7 +13,6 @@ generated from the field documentation.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -22,14 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .._io import redact_url
 from ..errors import RecipeError
 from ._runspec import RunSpec, RunTrainSpec
 from ._sections import (
-    TUNABLE,
-    CheckSpec,
     DepthsSpec,
     ModelSpec,
     OptimizerSpec,
@@ -38,14 +33,13 @@ from ._sections import (
     SearchParam,
     TaskSpec,
     TrainSpec,
-    TransferSpec,
-    TuneSpec,
     WidthsSpec,
 )
-from ._spec import Problems, parse_section, suggest
+from ._spec import Problems, did_you_mean, parse_section, plain
+from ._stages import CheckSpec, TransferSpec, TuneSpec
 from ._validate import check_depths, check_section, cross_check, parse_search, transfer_section
 
-__all__ = ["Recipe", "load_recipe", "parse_recipe", "register_section", "apply_overrides"]
+__all__ = ["Recipe", "parse_recipe", "register_section", "objective_changes", "OBJECTIVE_FIELDS"]
 
 
 _SECTIONS: dict[str, tuple[type, str]] = {
@@ -61,8 +55,12 @@ _SECTIONS: dict[str, tuple[type, str]] = {
     "transfer": (TransferSpec, "Target batch size/steps and the opt-in laws."),
     "check": (CheckSpec, "The transfer check (`hptransfer check`)."),
 }
-_REQUIRED = ("model", "task", "train", "widths", "search")
-_TOP_LEVEL = ("name", "description", "out", "search")
+_REQUIRED = ("task", "train", "widths")
+_TOP_LEVEL = ("name", "description", "out", "search", "fixed")
+#: Sections a user's own ``train_fn`` decides when the recipe does not write them (and, for the
+#: parametrization, names no model): its runs' specs hold ``None`` there, so nothing is recorded or
+#: handed over that the user's code did not get.
+_USER_DECIDES = ("parametrization", "optimizer", "schedule")
 
 #: Extension sections: name -> (parser, doc, cross-check). See :func:`register_section`.
 _EXTENSIONS: dict[str, tuple[Callable[[Any, str, Problems], Any], str, Callable[..., None] | None, type | None]] = {}
@@ -101,11 +99,12 @@ class Recipe:
     """A validated recipe. Build with :func:`load_recipe` (file) or :func:`parse_recipe` (dict)."""
 
     name: str
-    model: ModelSpec
     task: TaskSpec
     train: TrainSpec
     widths: WidthsSpec
-    search: dict[str, SearchParam]
+    model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
+    search: dict[str, SearchParam] = dataclasses.field(default_factory=dict)
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
     parametrization: ParametrizationSpec = dataclasses.field(default_factory=ParametrizationSpec)
     optimizer: OptimizerSpec = dataclasses.field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = dataclasses.field(default_factory=ScheduleSpec)
@@ -129,17 +128,30 @@ class Recipe:
         return self.tune.study or self.name
 
     @property
+    def user_decides(self) -> tuple[str, ...]:
+        """The sections the user's own ``train_fn`` decides (not written in the recipe); empty for a
+        built-in task, whose training reads every section. A recipe that names a model has its
+        parametrization (the default μP where not written): hptransfer builds that model for transfer,
+        ``load`` and the check, and hands the train_fn its name."""
+        if self.task.train_fn is None:
+            return ()
+        return tuple(sec for sec in _USER_DECIDES if sec not in self.raw
+                     and not (sec == "parametrization" and self.model.names_model))
+
+    @property
     def run_dir(self) -> Path:
         """The run folder: ``out`` or ``runs/<name>`` (relative to the working directory)."""
         return Path(self.out or f"runs/{self.name}")
 
-    def defaults(self) -> dict[str, float | None]:
-        """The value of every tunable HP when not searched, from the recipe's sections."""
-        return {hp: getattr(getattr(self, sec), fld) for hp, (sec, fld, *_) in TUNABLE.items()}
+    def defaults(self) -> dict[str, Any]:
+        """The value of every HP a run gets when it is not searched: the sections' tunable fields and
+        ``fixed`` (for a ``train_fn`` recipe only those it hands over: see :meth:`values`)."""
+        return self.values({})
 
     def values(self, sampled: dict[str, Any]) -> dict[str, Any]:
-        """Full HP values: section defaults overridden by ``sampled`` (search results)."""
-        return {**self.defaults(), **sampled}
+        """The HP values a proxy run with the searched values ``sampled`` trains with
+        (``self.at(proxy, sampled).values()``): what ``tune`` reports and ``transfer`` carries."""
+        return self.at(self.widths.proxy[0], sampled).values()
 
     def at(
         self,
@@ -167,16 +179,18 @@ class Recipe:
         p = self.parametrization
         depth = self.depths.proxy if depth is None else int(depth)
         base_depth = (p.base_depth or self.depths.proxy or depth) if depth is not None else None
+        mine = self.user_decides
         spec = RunSpec(
             width=int(width), model=self.model, task=self.task, depth=depth,
-            parametrization=dataclasses.replace(p, name=parametrization or p.name, base_width=self.base_width,
-                                                base_depth=base_depth),
-            optimizer=self.optimizer, schedule=self.schedule,
+            parametrization=None if "parametrization" in mine and parametrization is None else dataclasses.replace(
+                p, name=parametrization or p.name, base_width=self.base_width, base_depth=base_depth),
+            optimizer=None if "optimizer" in mine else self.optimizer,
+            schedule=None if "schedule" in mine else self.schedule,
             train=RunTrainSpec(batch_size=batch_size or self.train.batch_size, steps=steps or self.train.steps,
                                divergence_factor=self.train.divergence_factor, eval_every=self.train.eval_every),
             seed=int(self.train.seeds[0] if seed is None else seed),
         )
-        return spec.with_values(values or {})
+        return spec.with_values({**self.fixed, **(values or {})})
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain data (defaults filled in), suitable for YAML and hashing.
@@ -184,12 +198,15 @@ class Recipe:
         A database password in ``tune.storage`` is shown as ``***`` (:func:`hptransfer._io.redact_url`):
         this is what recipe.yaml and the study's stored recipe hold."""
         out: dict[str, Any] = {"name": self.name, "description": self.description}
+        mine = self.user_decides  # left out, as in the recipe: a reloaded recipe.yaml means the same
         for sec in _SECTIONS:
-            out[sec] = _plain(dataclasses.asdict(getattr(self, sec)))
-        out["search"] = {k: {f: v for f, v in dataclasses.asdict(p).items() if v is not None}
-                         for k, p in self.search.items()}
+            if sec not in mine:
+                out[sec] = plain(getattr(self, sec))
+        out["search"] = {k: {f: v for f, v in plain(p).items() if v is not None} for k, p in self.search.items()}
+        if self.fixed:
+            out["fixed"] = plain(self.fixed)
         for name, value in self.sections.items():
-            out[name] = _plain(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) else value
+            out[name] = plain(value)
         if out["tune"].get("storage"):  # recipe.yaml and the study's stored recipe are shared: no password
             out["tune"]["storage"] = redact_url(out["tune"]["storage"])
         if self.out is not None:
@@ -202,15 +219,16 @@ class Recipe:
         optimizer, schedule, train, widths and search. Budget, storage, workers and transfer settings
         are left out, so raising ``tune.trials`` and resuming keeps the hash."""
         d = self.to_dict()
-        keep = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths", "depths", "search")
-        d = {k: d[k] for k in keep}
+        keep = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths", "depths", "search",
+                "fixed")
+        d = {k: d[k] for k in keep if k in d}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 #: What a trial's loss depends on: a study's trials stand for its recipe only while these are unchanged.
 #: (``train.eval_every`` only adds validation points; the search space and budget may change.)
 OBJECTIVE_FIELDS = ("model", "task", "parametrization", "optimizer", "schedule", "train", "widths.proxy",
-                    "depths.proxy")
+                    "depths.proxy", "fixed")
 _NOT_OBJECTIVE = {"train.eval_every"}
 
 
@@ -243,95 +261,6 @@ def objective_changes(stored: dict[str, Any], recipe: Recipe) -> list[str]:
     return out
 
 
-class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last
-    silently, so `steps: 100` followed later by `steps: 10` would train 10 steps), and reports an
-    integer too long for Python (over 4300 digits) as a YAML problem instead of a traceback."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1}); keep one of them",
-                    key_node.start_mark)
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        try:
-            return super().construct_yaml_int(node)
-        except ValueError:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"number too long ({len(node.value)} characters)", node.start_mark) from None
-
-
-StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
-StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
-
-
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read and validate a YAML recipe (``yaml.safe_load`` only).
-
-    Args:
-        path: the recipe file.
-        overrides: ``"section.field=value"`` strings applied before validation (values are YAML).
-
-    Raises:
-        RecipeError: the file is missing or not YAML, or the recipe is invalid (every problem listed).
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecipeError([("(file)", f"cannot read {p}: {exc.strerror}. Fix: check the path.")], str(p)) from None
-    except UnicodeDecodeError as exc:
-        raise RecipeError([("(file)", f"{p} is not a text file (byte {exc.start} is not UTF-8). Fix: pass a YAML "
-                                      "recipe, e.g. recipes/mlp_quickstart.yaml.")], str(p)) from None
-    try:
-        data = yaml.load(text, Loader=StrictLoader)  # SafeLoader, duplicate keys refused
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown position)"
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise RecipeError([(where, f"not valid YAML: {problem}. Fix: check indentation and quoting.")], str(p)) \
-            from None
-    if data is None:
-        raise RecipeError([("(file)", "the recipe is empty. Fix: start from recipes/mlp_quickstart.yaml.")], str(p))
-    if overrides:
-        data = apply_overrides(data, overrides, source=str(p))
-    return parse_recipe(data, source=str(p), default_name=p.stem)
-
-
-def apply_overrides(data: Any, overrides: list[str], source: str | None = None) -> dict[str, Any]:
-    """Return a copy of ``data`` with ``"a.b=value"`` overrides applied (value parsed as YAML)."""
-    if not isinstance(data, dict):
-        return data
-    data = copy.deepcopy(data)
-    problems: Problems = []
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            problems.append((item, "override must look like `section.field=value`, e.g. `train.steps=50`."))
-            continue
-        try:
-            value = yaml.load(text, Loader=StrictLoader)
-        except yaml.YAMLError:
-            value = text
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
-    if problems:
-        raise RecipeError(problems, source)
-    return data
-
-
 def parse_recipe(data: Any, source: str | None = None, default_name: str = "recipe") -> Recipe:
     """Validate a recipe given as a dict (as ``yaml.safe_load`` returns it).
 
@@ -345,7 +274,7 @@ def parse_recipe(data: Any, source: str | None = None, default_name: str = "reci
     known = list(_SECTIONS) + list(_TOP_LEVEL) + list(_EXTENSIONS)
     for key in data:
         if key not in known:
-            problems.append((str(key), f"unknown section.{suggest(str(key), known)} Known sections: "
+            problems.append((str(key), f"unknown section.{did_you_mean(str(key), known)} Known sections: "
                                        f"{', '.join(known)}."))
     for key in _REQUIRED:
         if key not in data:
@@ -356,7 +285,8 @@ def parse_recipe(data: Any, source: str | None = None, default_name: str = "reci
             parsed[sec] = parse_section(cls, data.get(sec), sec, problems)
     extra = {name: parser(data.get(name), name, problems)
              for name, (parser, _, _, _) in _EXTENSIONS.items() if name in data}
-    search = parse_search(data.get("search"), problems) if "search" in data else None
+    search = parse_search(data["search"], problems) if data.get("search") is not None else {}
+    fixed = _parse_fixed(data.get("fixed"), problems)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ \t"):
         problems.append(("name", f"must be a non-empty string without spaces or slashes, got {name!r}."))
@@ -364,10 +294,10 @@ def parse_recipe(data: Any, source: str | None = None, default_name: str = "reci
     for key in ("description", "out"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             problems.append((key, f"must be a string, got {type(data[key]).__name__}."))
-    if problems or any(parsed.get(s) is None for s in _REQUIRED if s != "search") or search is None:
+    if problems or any(parsed.get(s) is None for s in _REQUIRED) or search is None:
         raise RecipeError(problems or [("(recipe)", "incomplete recipe")], source)
     recipe = Recipe(
-        name=name, search=search, sections=extra, source=source, raw=data,
+        name=name, search=search, fixed=fixed, sections=extra, source=source, raw=data,
         description=data.get("description") or "", out=data.get("out"), **parsed,
     )
     cross_check(recipe, problems)
@@ -382,9 +312,20 @@ def parse_recipe(data: Any, source: str | None = None, default_name: str = "reci
     return recipe
 
 
-def _plain(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _plain(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_plain(v) for v in d]
-    return d
+def _parse_fixed(data: Any, problems: Problems) -> dict[str, Any]:
+    """The ``fixed`` section: HP name -> a value (number, string or bool) given to every run."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append(("fixed", f"must map hyperparameter names to values, e.g. `fixed: {{label_smoothing: 0.1}}`, "
+                                  f"got {type(data).__name__}."))
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not key:
+            problems.append((f"fixed.{key}", "a hyperparameter name must be a non-empty string."))
+        elif isinstance(value, (dict, list)) or value is None:
+            problems.append((f"fixed.{key}", f"must be a number, string or bool, got {type(value).__name__}."))
+        else:
+            out[key] = value
+    return out

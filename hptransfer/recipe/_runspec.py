@@ -3,7 +3,7 @@
 :class:`RunSpec` is the one currency between the stages. The tuner's objective, the check's
 runners, :func:`hptransfer.transfer`, :func:`hptransfer.load`, the coordinate check and
 ``hptransfer run`` all get a spec from :meth:`hptransfer.Recipe.at` and hand it to
-:func:`hptransfer.training.build` / :func:`hptransfer.training.run`. ``target.yaml`` is a spec
+:func:`hptransfer.training.build` / :func:`hptransfer.training.train_spec`. ``target.yaml`` is a spec
 written by the same schema (:func:`spec_to_dict` / :func:`spec_from_dict`) plus provenance.
 
 Where a tunable hyperparameter lives is said once, in :data:`hptransfer.recipe.TUNABLE`
@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ._sections import DIVERGENCE_FACTOR, TUNABLE, ModelSpec, OptimizerSpec, ParametrizationSpec, ScheduleSpec, TaskSpec
-from ._spec import Problems, parse_section, spec_field
+from ._spec import Problems, parse_section, plain, spec_field
 
 __all__ = ["RunSpec", "RunTrainSpec", "spec_to_dict", "spec_from_dict", "plain"]
 
@@ -47,18 +47,25 @@ class RunSpec:
 
     Every hyperparameter has its concrete value here (``optimizer.lr``,
     ``parametrization.output_mult``, ...); ``extra`` holds values of HPs that only a user's own
-    ``task.train_fn`` understands. Build one with :meth:`hptransfer.Recipe.at`.
+    ``task.train_fn`` understands. A section is ``None`` when the user's ``train_fn`` decides it
+    (its recipe writes no such section): nothing is recorded that the user's code was not handed,
+    and a value for such a section (a searched ``lr``) goes to ``extra``. Build one with
+    :meth:`hptransfer.Recipe.at`.
     """
 
     width: int = spec_field(kind="int", minimum=1, doc="Model width of this run.")
     model: ModelSpec = spec_field(kind="section", section=ModelSpec, doc="The model factory.")
     task: TaskSpec = spec_field(kind="section", section=TaskSpec, doc="The task.")
-    parametrization: ParametrizationSpec = spec_field(
-        kind="section", section=ParametrizationSpec, doc="Parametrization, base width and multipliers.")
-    optimizer: OptimizerSpec = spec_field(kind="section", section=OptimizerSpec,
-                                          doc="Optimizer and its hyperparameters.")
-    schedule: ScheduleSpec = spec_field(kind="section", section=ScheduleSpec,
-                                        doc="LR schedule shape.")
+    parametrization: ParametrizationSpec | None = spec_field(
+        kind="section", section=ParametrizationSpec, optional=True,
+        doc="Parametrization, base width and multipliers; null when a user's own `train_fn` decides (the recipe "
+            "writes no `parametrization:` section).")
+    optimizer: OptimizerSpec | None = spec_field(kind="section", section=OptimizerSpec, optional=True,
+                                                 doc="Optimizer and its hyperparameters; null when a user's own "
+                                                     "`train_fn` builds its optimizer.")
+    schedule: ScheduleSpec | None = spec_field(kind="section", section=ScheduleSpec, optional=True,
+                                               doc="LR schedule shape; null when a user's own `train_fn` "
+                                                   "decides.")
     train: RunTrainSpec = spec_field(kind="section", section=RunTrainSpec, doc="Steps and batch size.")
     seed: int = spec_field(0, kind="int", minimum=0, doc="Seed of the init draw and the data order. Default 0.")
     depth: int | None = spec_field(None, kind="int", minimum=1, optional=True,
@@ -69,36 +76,41 @@ class RunSpec:
     @property
     def base_width(self) -> int:
         """The parametrization's base width (``width`` itself when none is recorded)."""
-        return int(self.parametrization.base_width or self.width)
+        p = self.parametrization
+        return int((p.base_width if p is not None else None) or self.width)
 
     @property
     def base_depth(self) -> int | None:
         """The parametrization's base depth (``depth`` itself when none is recorded; ``None`` without depth)."""
         if self.depth is None:
             return None
-        return int(self.parametrization.base_depth or self.depth)
+        p = self.parametrization
+        return int((p.base_depth if p is not None else None) or self.depth)
 
     def values(self) -> dict[str, Any]:
-        """Every tunable HP's value (read from its section via ``TUNABLE``), plus ``extra``."""
-        out: dict[str, Any] = {hp: getattr(getattr(self, sec), fld) for hp, (sec, fld, *_) in TUNABLE.items()}
+        """Every tunable HP's value (read from its section via ``TUNABLE``; sections that are ``None`` give
+        none), plus ``extra``: exactly the values this run trains with."""
+        out: dict[str, Any] = {hp: getattr(getattr(self, sec), fld) for hp, (sec, fld, *_) in TUNABLE.items()
+                               if getattr(self, sec) is not None}
         out.update(self.extra)
         return out
 
     def with_values(self, values: dict[str, Any]) -> RunSpec:
-        """A copy with ``values`` written into their sections (``TUNABLE``); unknown names go to ``extra``.
+        """A copy with ``values`` written into their sections (``TUNABLE``); names of no section, or of a
+        section that is ``None`` (the user's ``train_fn`` decides it), go to ``extra``.
 
         ``None`` leaves a field as it is (an HP that was not searched).
         """
         by_section: dict[str, dict[str, Any]] = {}
         extra = dict(self.extra)
         for hp, value in values.items():
-            if hp in TUNABLE:
+            if hp in TUNABLE and getattr(self, TUNABLE[hp][0]) is not None:
                 if value is None:
                     continue
                 sec, fld = TUNABLE[hp][:2]
                 by_section.setdefault(sec, {})[fld] = _number(value)
-            else:
-                extra[hp] = value
+            elif value is not None or hp not in TUNABLE:
+                extra[hp] = _number(value) if hp in TUNABLE else value
         changes = {sec: dataclasses.replace(getattr(self, sec), **fields) for sec, fields in by_section.items()}
         return dataclasses.replace(self, extra=extra, **changes)
 
@@ -121,17 +133,6 @@ def _number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
     return float(value)
-
-
-def plain(value: Any) -> Any:
-    """Plain YAML/JSON data from nested dataclasses, tuples and mappings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def spec_to_dict(spec: RunSpec) -> dict[str, Any]:

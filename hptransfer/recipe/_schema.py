@@ -34,8 +34,8 @@ def _field_schema(meta: dict[str, Any], default: Any) -> dict[str, Any]:
         out = {"type": "string", "minLength": 1}
     elif kind == "choice":
         out = {"type": "string", "enum": list(meta["choices"])}
-    elif kind == "ints":
-        item = {"type": "integer"}
+    elif kind in ("ints", "floats"):
+        item = {"type": "integer" if kind == "ints" else "number"}
         _bounds(item, meta)
         out = {"oneOf": [item, {"type": "array", "items": item, "minItems": 1}]}
     elif kind == "strs":
@@ -46,6 +46,10 @@ def _field_schema(meta: dict[str, Any], default: Any) -> dict[str, Any]:
         out = {}
     if kind in ("int", "float"):
         _bounds(out, meta)
+    if meta.get("auto"):
+        out = {"anyOf": [out, {"const": "auto"}]}
+    if meta.get("objects"):  # an object given from Python is written as `module:qualname` (recipe.object_path)
+        out = {"anyOf": [out, {"type": "string", "pattern": ":"}]}
     out["description"] = meta["doc"]
     if default is not dataclasses.MISSING and kind != "section":
         out["default"] = list(default) if isinstance(default, tuple) else default
@@ -90,8 +94,11 @@ def json_schema() -> dict[str, Any]:
         "name": {"type": "string", "pattern": r"^[^/\\ \t]+$", "description": "Run name (default: the file name)."},
         "description": {"type": "string", "description": "Free text."},
         "out": {"type": "string", "description": "Run folder (default `runs/<name>`)."},
-        "search": {"type": "object", "minProperties": 1, "additionalProperties": section_schema(SearchParam),
-                   "description": "One entry per hyperparameter to search."},
+        "search": {"type": "object", "additionalProperties": section_schema(SearchParam),
+                   "description": "One entry per hyperparameter to search (`tune` needs at least one)."},
+        "fixed": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean"]},
+                  "description": "Values given to every run and not searched: the hyperparameters of your own "
+                                 "`train_fn`, and built-in ones whose section the recipe leaves to it."},
     }
     for key, (cls, doc) in _SECTIONS.items():
         props[key] = {**section_schema(cls), "description": doc}

@@ -1,4 +1,4 @@
-"""The built-in recipe sections: typed dataclasses whose fields document themselves.
+"""The recipe sections that describe one run: model, task, parametrization, optimizer, schedule, train, widths.
 
 Each field is declared with :func:`hptransfer._spec.spec_field` (its doc string, kind and bounds),
 which drives validation, the reference page and the CLI help. Re-exported by :mod:`hptransfer.recipe`.
@@ -12,11 +12,9 @@ from typing import Any, Literal, get_args
 from ._spec import spec_field
 
 __all__ = [
-    "DepthsSpec",
-    "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec", "WidthsSpec",
-    "SearchParam", "TuneSpec", "TransferSpec", "CheckSpec", "GridSpec", "TolerancesSpec", "TUNABLE",
-    "DIVERGENCE_FACTOR",
-    "SAMPLERS", "PRUNERS", "LAWS", "EXPECTATIONS", "Sampler", "Pruner", "Law", "Expectation", "OptimizerName",
+    "DepthsSpec", "ModelSpec", "TaskSpec", "ParametrizationSpec", "OptimizerSpec", "ScheduleSpec", "TrainSpec",
+    "WidthsSpec", "SearchParam", "TUNABLE", "SWEEPABLE", "DIVERGENCE_FACTOR", "SAMPLERS", "PRUNERS", "LAWS",
+    "EXPECTATIONS", "Sampler", "Pruner", "Law", "Expectation", "OptimizerName",
 ]
 
 #: Sampler names (``tune.sampler``). ``gp`` is the default: best measured for 1-4 log-scale
@@ -67,6 +65,10 @@ TUNABLE: dict[str, tuple[str, str, float, float, bool]] = {
     "min_lr_frac": ("schedule", "min_lr_frac", 0.0, 1.0, False),
 }
 
+#: HPs the check can sweep: the tunable ones that are strictly positive (grids are in log2). Each has
+#: a grid field of the same name in :class:`CheckSpec` (tests/recipe/test_recipe.py keeps them in step).
+SWEEPABLE: tuple[str, ...] = tuple(hp for hp, (_, _, low, _, excl) in TUNABLE.items() if low == 0.0 and excl)
+
 
 #: The depth keyword of each built-in model (``mlp``'s ``depth`` counts its linear layers).
 _DEPTH_ARGS: dict[str, str] = {"gpt": "n_layer", "mlp": "depth"}
@@ -79,9 +81,10 @@ class ModelSpec:
     name: str | None = spec_field(None, kind="choice", choices=("mlp", "gpt", "cnn", "resglu"), optional=True,
                                   doc="Built-in model factory (`mlp`, `gpt`, `cnn`, `resglu`). Give `name`, "
                                       "`factory` or `hf`.")
-    factory: str | None = spec_field(None, kind="str", optional=True,
-                                     doc="Import path `package.module:function` of your own factory; it must "
-                                         "accept the width as keyword `width_arg`.")
+    factory: Any = spec_field(None, kind="str", optional=True, objects=True,
+                              doc="Import path `package.module:function` of your own factory; it must accept the "
+                                  "width as keyword `width_arg`. From Python: the function itself (`width -> "
+                                  "nn.Module`, or `(width, depth)`), called with the width as its first argument.")
     kwargs: dict = spec_field(kind="mapping", factory=dict,
                               doc="Extra keyword arguments for the factory (e.g. `n_layer: 2`). Built-in models "
                                   "also get the task's sizes (vocab, classes) unless set here.")
@@ -120,14 +123,18 @@ class ModelSpec:
 class TaskSpec:
     """What to train on: a built-in task or the user's own training function."""
 
-    name: str | None = spec_field(None, kind="choice", choices=("classification", "images", "charlm"),
-                                  optional=True,
-                                  doc="Built-in task (`classification`, `images` (the same data as 3x8x8 images, "
-                                      "for `cnn`), `charlm`). Give `name` or `train_fn`.")
-    train_fn: str | None = spec_field(
-        None, kind="str", optional=True,
-        doc="Import path `package.module:function` of your own training function, called as "
-            "`fn(hp, *, width, seed, report)` and returning the final validation loss (float); it must call "
+    name: Any = spec_field(None, kind="choice", choices=("classification", "images", "charlm"),
+                           optional=True, objects=True,
+                           doc="Built-in task (`classification`, `images` (the same data as 3x8x8 images, for "
+                               "`cnn`), `charlm`). From Python also a task object of your own (`batch(step, "
+                               "batch_size, seed=)`, `loss`, `example_input`, as `hptransfer.tasks.Task`). Give "
+                               "`name` or `train_fn`.")
+    train_fn: Any = spec_field(
+        None, kind="str", optional=True, objects=True,
+        doc="Import path `package.module:function` of your own training function (from Python: the function), "
+            "called as `fn(hp, *, width, seed, report, spec)` (it may leave out the keywords it does not need) "
+            "and returning the final validation loss (float). `hp` holds the searched and fixed values and the "
+            "fields of the sections the recipe writes; `spec` is the whole run spec. It must call "
             "`report(step, loss)` every step for divergence detection and pruning.")
     kwargs: dict = spec_field(kind="mapping", factory=dict,
                               doc="Keyword arguments of the built-in task (e.g. `block_size: 64`).")
@@ -137,7 +144,9 @@ class TaskSpec:
 class ParametrizationSpec:
     """How the model is rewritten across widths, and the default forward multipliers."""
 
-    name: str = spec_field("mup", kind="str", doc="Registered parametrization (`mup`, `sp`, ...). Default `mup`.")
+    name: Any = spec_field("mup", kind="str", objects=True,
+                           doc="Registered parametrization (`mup`, `sp`, `depth-mup`, `completep`). From Python also "
+                               "a `Parametrization` instance. Default `mup`.")
     base_width: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_WIDTH, optional=True,
                                         doc="Width of the base shapes. Default: the (first) proxy width, so tuned "
                                             "values mean the same in SP and μP there.")
@@ -157,15 +166,20 @@ class ParametrizationSpec:
         "train", kind="choice", choices=("train", "freeze", "scaled"),
         doc="Norm gains and biases: `train` (default), `freeze` (non-parametric norms, the fix of Lingle 2024, "
             "arXiv:2404.05728) or `scaled` (trainable with LR x base_width / width).")
+    options: dict = spec_field(kind="mapping", factory=dict,
+                               doc="Further keyword arguments of `hptransfer.parametrize` (`readout`, `roles`, "
+                                   "`branches`, `attention`, `probe_width`, glob patterns for `zero_query`). "
+                                   "Default none.")
 
 
 @dataclass
 class OptimizerSpec:
     """Optimizer family and the defaults of its hyperparameters."""
 
-    name: OptimizerName = spec_field("adamw", kind="choice", choices=get_args(OptimizerName),
+    name: Any = spec_field("adamw", kind="choice", choices=get_args(OptimizerName), objects=True,
                            doc="Optimizer: `adamw` (default), `adam`, `sgd` or `muon` (Muon on 2-D hidden matrices, "
-                               "AdamW on the rest; each with its μP rule).")
+                               "AdamW on the rest; each with its μP rule). From Python also a torch optimizer class "
+                               "of a family hptransfer knows, built with the groups, `lr` and `kwargs` only.")
     lr: float = spec_field(1e-3, kind="float", minimum=0.0, exclusive_min=True,
                            doc="Base learning rate (at the base width) when not searched. Default 1e-3.")
     weight_decay: float = spec_field(0.0, kind="float", minimum=0.0,
@@ -189,6 +203,9 @@ class OptimizerSpec:
                                             "`depth-mup`/`completep`, off otherwise.")
     grad_clip: float | None = spec_field(None, kind="float", minimum=0.0, exclusive_min=True, optional=True,
                                          doc="Clip the global gradient norm to this value. Default null (off).")
+    kwargs: dict = spec_field(kind="mapping", factory=dict,
+                              doc="Further keyword arguments of the optimizer class (e.g. `amsgrad: true`, "
+                                  "`fused: true`). Default none.")
 
 
 @dataclass
@@ -208,9 +225,13 @@ class ScheduleSpec:
 class TrainSpec:
     """Batch size, length and seeds of every training run (proxy trials and target run)."""
 
-    batch_size: int = spec_field(kind="int", minimum=1, maximum=MAX_BATCH,
-                                 doc="Examples (sequences for LM tasks) per step. Required.")
-    steps: int = spec_field(kind="int", minimum=1, maximum=MAX_STEPS, doc="Optimizer steps per run. Required.")
+    batch_size: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_BATCH, optional=True,
+                                        doc="Examples (sequences for LM tasks) per step. Required for a built-in "
+                                            "task; with your own `train_fn`, what it uses (null: not known here, "
+                                            "so no law can rescale the LR for a new batch size).")
+    steps: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_STEPS, optional=True,
+                                   doc="Optimizer steps per run. Required for a built-in task; with your own "
+                                       "`train_fn`, how many it trains (null: not known here).")
     seeds: tuple = spec_field((0,), kind="ints", minimum=0, maximum=MAX_SEED,
                               doc="Training seeds; a trial's loss is the mean over them. Default [0].")
     divergence_factor: float = spec_field(DIVERGENCE_FACTOR, kind="float", minimum=1.0, exclusive_min=True,
@@ -227,8 +248,9 @@ class WidthsSpec:
 
     proxy: tuple = spec_field(kind="ints", minimum=1, maximum=MAX_WIDTH,
                               doc="Proxy width (or list: a trial's loss is the mean over them). Required.")
-    target: tuple = spec_field(kind="ints", minimum=1, maximum=MAX_WIDTH,
-                               doc="Target width (or list of widths). Required.")
+    target: tuple | None = spec_field(None, kind="ints", minimum=1, maximum=MAX_WIDTH, optional=True,
+                                      doc="Target width (or list of widths). Required by `run`, `transfer` (unless "
+                                          "given there) and the default check widths.")
 
 
 @dataclass
@@ -258,142 +280,3 @@ class SearchParam:
                                     doc="Grid step for `float`/`int` (optional).")
     choices: Any = spec_field(None, kind="any", optional=True,
                               doc="List of values for `categorical`.")
-
-
-@dataclass
-class TuneSpec:
-    """The Optuna study: sampler, pruner, budget, storage."""
-
-    trials: int = spec_field(30, kind="int", minimum=1, maximum=MAX_TRIALS,
-                             doc="Total trials in the study; a rerun continues up to this total. Default 30.")
-    sampler: Sampler = spec_field("gp", kind="choice", choices=SAMPLERS,
-                              doc="`gp` (default; best measured for 1-4 log-scale HPs), `tpe` (categorical "
-                                  "spaces, pruning), `random`, `qmc`.")
-    pruner: Pruner = spec_field("none", kind="choice", choices=PRUNERS,
-                             doc="`none` (default), `median`, `successive_halving` or `hyperband`.")
-    seed: int = spec_field(0, kind="int", minimum=0, maximum=MAX_SEED,
-                           doc="Sampler seed; worker i uses seed + i. Default 0.")
-    startup_trials: int = spec_field(8, kind="int", minimum=1, maximum=MAX_TRIALS,
-                                     doc="Random trials before the model-based sampler starts. Default 8.")
-    workers: int = spec_field(1, kind="int", minimum=1, maximum=MAX_WORKERS, doc="Local worker processes. Default 1.")
-    storage: str | None = spec_field(None, kind="str", optional=True,
-                                     doc="Study storage: a journal file path (or `journal:///abs/path`) or "
-                                         "`postgresql://...`. Default: `study.journal` in the run folder.")
-    study: str | None = spec_field(None, kind="str", optional=True,
-                                   doc="Study name. Default: the recipe name.")
-    heartbeat: int = spec_field(30, kind="int", minimum=0, maximum=3600,
-                                doc="PostgreSQL only: seconds between a running trial's heartbeats. A trial silent "
-                                    "for 4x this long (its worker died or froze, on any host) is failed and its "
-                                    "parameters run once more. 0: off. Default 30.")
-    report_every: int = spec_field(0, kind="int", minimum=0,
-                                   doc="Report the loss to the pruner every this many steps (0: steps/20).")
-
-
-@dataclass
-class TransferSpec:
-    """What changes between proxy and target besides width (μP does not cover these)."""
-
-    batch_size: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_BATCH, optional=True,
-                                        doc="Target batch size. Default null: same as `train.batch_size`.")
-    steps: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_STEPS, optional=True,
-                                   doc="Target steps. Default null: same as `train.steps`.")
-    law: Law = spec_field("none", kind="choice", choices=LAWS,
-                          doc="Opt-in empirical LR law when batch/steps change: `none` (default, warn only), "
-                              "`step_law` (arXiv:2503.04715) or `deepseek` (arXiv:2401.02954).")
-    drift: Literal["none", "fit"] = spec_field(
-        "none", kind="choice", choices=("none", "fit"),
-        doc="`fit`: after tuning, sweep the LR locally at `fit_widths`, fit the optimum's residual drift with "
-            "width and extrapolate the LR to the target (docs/tuning.md). Default `none`: the tuned LR as is.")
-    fit_widths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
-                                          doc="Extra widths of the drift fit (besides the proxy), below the target. "
-                                              "Default: 2x and 4x the proxy width.")
-    fit_form: Literal["auto", "power", "converging"] = spec_field(
-        "auto", kind="choice", choices=("auto", "power", "converging"),
-        doc="Curve of log2 optimal LR against width that the drift fit extrapolates: `power` (a straight line "
-            "in log2 width, the SP practice), `converging` (a 1/width approach to a limit, as μP's infinite-width "
-            "limit implies) or `auto` (default: `power` under SP, `converging` otherwise). docs/tuning.md.")
-    fit_points: int = spec_field(5, kind="int", minimum=3, maximum=15,
-                                 doc="LR values per fit width, centred on the tuned LR. Default 5.")
-    fit_step: float = spec_field(0.5, kind="float", minimum=0.0, exclusive_min=True, maximum=2.0,
-                                 doc="Octaves between fit LR values. Default 0.5 (the 5 points span 2 octaves).")
-    fit_seeds: tuple = spec_field((0, 1), kind="ints", minimum=0,
-                                  doc="Seeds of every fit run (2 or more: the interval resamples them). "
-                                      "Default [0, 1].")
-    fit_max_halfwidth: float = spec_field(0.3, kind="float", minimum=0.0, exclusive_min=True,
-                                          doc="Largest half-width of the slope's 95% interval (octaves per "
-                                              "doubling) for the correction to be applied. Default 0.3.")
-    fit_force: bool = spec_field(False, kind="bool",
-                                 doc="Apply the fitted correction even when the fit is untrustworthy. Default false.")
-
-
-@dataclass
-class GridSpec:
-    """A log grid of one HP: ``low`` to ``high`` in steps of ``1/per_octave`` octave."""
-
-    low: float = spec_field(kind="float", minimum=0.0, exclusive_min=True, doc="Smallest value (> 0). Required.")
-    high: float = spec_field(kind="float", minimum=0.0, exclusive_min=True, doc="Largest value. Required.")
-    per_octave: float = spec_field(2.0, kind="float", minimum=0.0, exclusive_min=True,
-                                   doc="Grid points per octave (factor 2). Default 2: half-octave steps.")
-
-
-@dataclass
-class TolerancesSpec:
-    """Pass/fail limits; defaults measured in docs/verification.md."""
-
-    max_drift: float = spec_field(0.15, kind="float", minimum=0.0, exclusive_min=True,
-                                  doc="Largest |drift| of the optimum, octaves per width doubling. Default 0.15.")
-    max_regret: float = spec_field(0.02, kind="float", minimum=0.0, exclusive_min=True,
-                                   doc="Largest transfer regret as a fraction of the best loss. Default 0.02.")
-    max_wider_worse: float = spec_field(0.01, kind="float", minimum=0.0, exclusive_min=True,
-                                        doc="Largest loss rise from one width to the next at the proxy's optimum, "
-                                            "as a fraction of the loss. Default 0.01.")
-
-
-@dataclass
-class CheckSpec:
-    """The transfer check (`hptransfer check RECIPE`): widths, grids, seeds, tolerances."""
-
-    widths: tuple | None = spec_field(None, kind="ints", minimum=1, maximum=MAX_WIDTH, optional=True,
-                                      doc="Widths (3 or more). Default: doublings from the smallest proxy width "
-                                          "to the largest target width.")
-    depths: tuple | None = spec_field(None, kind="ints", minimum=1, optional=True,
-                                      doc="Depths (3 or more) for `hptransfer check --axis depth`, at the smallest "
-                                          "proxy width. Default: doublings from `depths.proxy` to `depths.target`.")
-    seeds: tuple = spec_field((0, 1), kind="ints", minimum=0, maximum=MAX_SEED,
-                              doc="Training seeds (2 or more). Default [0, 1].")
-    lr: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
-                                     doc="LR grid. Default: `search.lr` low/high, 2 points per octave.")
-    init_std: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
-                                           doc="Also sweep the init std over this grid. Default: not swept.")
-    output_mult: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
-                                              doc="Also sweep the output multiplier. Default: not swept.")
-    attn_mult: GridSpec | None = spec_field(None, kind="section", section=GridSpec, optional=True,
-                                            doc="Also sweep the attention multiplier. Default: not swept.")
-    steps: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_STEPS, optional=True,
-                                   doc="Steps per run. Default: `train.steps` (the same at every width).")
-    batch_size: int | None = spec_field(None, kind="int", minimum=1, maximum=MAX_BATCH, optional=True,
-                                        doc="Batch size per run. Default: `train.batch_size`.")
-    compare: tuple | None = spec_field(None, kind="strs", optional=True,
-                                       doc="Parametrizations to run side by side, e.g. [sp, mup]. Default: only "
-                                           "`parametrization.name`.")
-    expect: dict = spec_field(kind="mapping", factory=dict,
-                              doc="Expected verdict per parametrization (`pass`, `fail`, `any`). Default: the "
-                                  "recipe's parametrization must pass, compared ones are reported (`any`).")
-    tolerances: TolerancesSpec = spec_field(kind="section", section=TolerancesSpec,
-                                            factory=TolerancesSpec,
-                                            doc="Pass/fail limits.")
-    workers: int | str = spec_field("auto", kind="int", auto=True, minimum=1, maximum=MAX_WORKERS,
-                                    doc="Local worker processes of the grid strategy. Default `auto`: one per CPU "
-                                        "core (`os.cpu_count()`); 1 runs in this process. The adaptive strategy "
-                                        "runs in one process.")
-    prune: bool = spec_field(True, kind="bool",
-                             doc="Adaptive strategy: stop runs away from the optimum early, when their training "
-                                 "loss at 25/50/75% of the steps is far above the best run's at that width and "
-                                 "seed (docs/verification.md). Default true.")
-    bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
-    strategy: Literal["grid", "adaptive"] = spec_field(
-        "grid", kind="choice", choices=("grid", "adaptive"),
-        doc="`grid` (default): train every grid point. `adaptive`: survey the first width on the first seed (and "
-            "the tuned LR), walk each width to its optimum from the previous one's and run every seed only on the "
-            "points the analysis reads, stopping hopeless runs early (`prune`); in one process "
-            "(docs/verification.md).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import importlib
 import math
 import os
@@ -23,13 +24,14 @@ from typing import Any
 
 from ..errors import RecipeError
 
-__all__ = ["spec_field", "parse_section", "field_docs", "Problems", "suggest", "import_object"]
+__all__ = ["spec_field", "parse_section", "field_docs", "Problems", "did_you_mean", "import_object", "is_object",
+           "object_path", "plain"]
 
 #: Collected validation problems: ``(field path, message with the fix)``.
 Problems = list[tuple[str, str]]
 
 _MISSING = dataclasses.MISSING
-KINDS = ("int", "float", "bool", "str", "choice", "ints", "mapping", "any", "section", "strs")
+KINDS = ("int", "float", "bool", "str", "choice", "ints", "floats", "mapping", "any", "section", "strs")
 
 
 def spec_field(
@@ -45,6 +47,7 @@ def spec_field(
     factory: Any = _MISSING,
     section: type | None = None,
     auto: bool = False,
+    objects: bool = False,
 ) -> Any:
     """A dataclass field carrying its documentation and validation kind.
 
@@ -52,20 +55,24 @@ def spec_field(
         default: the default value (omit for a required field).
         doc: one or two sentences: what the field means, its unit and its default.
         kind: one of ``int``, ``float``, ``bool``, ``str``, ``choice``, ``ints`` (an int or a
-            list of ints, stored as a tuple), ``strs``, ``mapping``, ``any``, ``section``.
+            list of ints, stored as a tuple), ``floats`` (the same for numbers), ``strs``, ``mapping``,
+            ``any``, ``section``.
         choices: allowed values for ``kind="choice"``.
         minimum, maximum: numeric bounds (inclusive unless ``exclusive_min``).
         optional: ``null`` is accepted (stored as ``None``).
         factory: default factory (for mutable defaults and nested sections).
         section: the nested dataclass for ``kind="section"``.
         auto: the string ``auto`` is accepted too (kept as ``"auto"``; the consumer resolves it).
+        objects: from Python, an in-memory object (a function, a class, a task instance) is accepted
+            as is, beside the YAML value (an import path, a name). The Python API builds recipes this
+            way; YAML, the recipe hash and ``target.yaml`` write it as :func:`object_path`.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown field kind {kind!r}")
     meta = {
         "doc": doc, "kind": kind, "choices": tuple(choices) if choices else None, "minimum": minimum,
         "maximum": maximum, "exclusive_min": exclusive_min, "optional": optional, "section": section,
-        "auto": auto,
+        "auto": auto, "objects": objects,
     }
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -74,7 +81,7 @@ def spec_field(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def suggest(word: str, options: Sequence[str]) -> str:
+def did_you_mean(word: str, options: Sequence[str]) -> str:
     """`` Did you mean 'x'?`` for a near miss, else an empty string."""
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
@@ -97,7 +104,7 @@ def parse_section(cls: type, data: Any, path: str, problems: Problems) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("kind")}
     for key in data:
         if key not in fields:
-            problems.append((_join(path, key), f"unknown field.{suggest(key, list(fields))} Known fields of "
+            problems.append((_join(path, key), f"unknown field.{did_you_mean(key, list(fields))} Known fields of "
                                                f"{path or 'the recipe'}: {', '.join(fields)}."))
     kwargs: dict[str, Any] = {}
     complete = True
@@ -134,9 +141,11 @@ def _convert(meta: dict[str, Any], value: Any, path: str, problems: Problems) ->
         else:
             problems.append((path, f"must not be empty (null). Fix: give a {kind} value or delete the line."))
             return False, None
-    if kind == "any" or (meta.get("auto") and value == "auto"):
+    if kind == "any" or (meta.get("auto") and value == "auto") or (meta.get("objects") and is_object(value)):
         return True, value
     if kind == "section":
+        if isinstance(value, meta["section"]):  # a section built in Python (e.g. TolerancesSpec(...))
+            return True, value
         out = parse_section(meta["section"], value, path, problems)
         return out is not None, out
     if kind == "mapping":
@@ -155,7 +164,7 @@ def _convert(meta: dict[str, Any], value: Any, path: str, problems: Problems) ->
             return False, None
         if kind == "choice" and value not in meta["choices"]:
             problems.append((path, f"{value!r} is not one of {', '.join(meta['choices'])}."
-                                   f"{suggest(value, meta['choices'])}"))
+                                   f"{did_you_mean(value, meta['choices'])}"))
             return False, None
         return True, value
     if kind == "strs":
@@ -164,14 +173,16 @@ def _convert(meta: dict[str, Any], value: Any, path: str, problems: Problems) ->
             problems.append((path, f"must be a string or a non-empty list of strings, got {_describe(value)}."))
             return False, None
         return True, tuple(items)
-    if kind == "ints":
-        items = value if isinstance(value, list) else [value]
+    if kind in ("ints", "floats"):
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
         if not items:
-            problems.append((path, "must not be an empty list. Fix: give at least one integer."))
+            problems.append((path, f"must not be an empty list. Fix: give at least one "
+                                   f"{'integer' if kind == 'ints' else 'number'}."))
             return False, None
         out = []
         for i, item in enumerate(items):
-            ok, v = _number(meta, item, f"{path}[{i}]" if isinstance(value, list) else path, problems, integer=True)
+            ok, v = _number(meta, item, f"{path}[{i}]" if isinstance(value, (list, tuple)) else path, problems,
+                            integer=kind == "ints")
             if not ok:
                 return False, None
             out.append(v)
@@ -247,8 +258,17 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def import_object(spec: str, path: str = "import path") -> Any:
-    """Import ``package.module:attribute``. Raises RecipeError naming ``path`` on failure."""
+def import_object(spec: Any, path: str = "import path") -> Any:
+    """Import ``package.module:attribute`` (an in-memory object, given from Python, is returned as is).
+
+    Raises RecipeError naming ``path`` on failure."""
+    if is_object(spec):
+        return spec
+    if isinstance(spec, str) and ("<" in spec or spec.startswith("partial(")):
+        raise RecipeError([(path, f"{spec!r} names an object that cannot be imported (a lambda, a function defined "
+                                  "inside another, a partial, an instance): it was given from Python. Fix: pass the "
+                                  "object itself again (e.g. factory= to hptransfer.load()), or define it at module "
+                                  "level.")])
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
         raise RecipeError([(path, f"{spec!r} is not an import path. Fix: write `package.module:function`.")])
@@ -269,3 +289,52 @@ def import_object(spec: str, path: str = "import path") -> Any:
     if not callable(obj):
         raise RecipeError([(path, f"{spec!r} is not callable.")])
     return obj
+
+
+_PLAIN = (str, int, float, bool, list, tuple, dict, type(None))
+
+
+def _is_section(value: Any) -> bool:
+    """A spec section instance: a dataclass whose fields are declared with :func:`spec_field`."""
+    return (dataclasses.is_dataclass(value) and not isinstance(value, type)
+            and any(f.metadata.get("kind") for f in dataclasses.fields(value)))
+
+
+def is_object(value: Any) -> bool:
+    """Whether ``value`` is an in-memory Python object (a function, class or instance), not YAML data."""
+    return not isinstance(value, _PLAIN)
+
+
+def object_path(obj: Any) -> str:
+    """How an in-memory object is written in YAML and hashed: ``module:qualname`` for a function or
+    class (importable unless the name holds ``<lambda>`` or ``<locals>``), ``partial(...)`` with its
+    arguments, or an instance's class path with its public fields (a dataclass's repr). Stable across
+    processes: no memory addresses."""
+    if isinstance(obj, functools.partial):
+        args = [object_path(a) if is_object(a) else repr(a) for a in obj.args]
+        args += [f"{k}={object_path(v) if is_object(v) else repr(v)}" for k, v in sorted(obj.keywords.items())]
+        return f"partial({', '.join([object_path(obj.func), *args])})"
+    qual = getattr(obj, "__qualname__", None)
+    if isinstance(qual, str) and (isinstance(obj, type) or callable(obj)) and hasattr(obj, "__module__"):
+        return f"{obj.__module__}:{qual}"
+    cls = type(obj)
+    if dataclasses.is_dataclass(obj):
+        inner = ", ".join(f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj) if f.repr)
+    else:
+        state = {k: v for k, v in sorted(getattr(obj, "__dict__", {}).items()) if not k.startswith("_")}
+        inner = ", ".join(f"{k}={object_path(v) if is_object(v) else repr(v)}" for k, v in state.items())
+    return f"{cls.__module__}:{cls.__qualname__}({inner})"
+
+
+def plain(value: Any) -> Any:
+    """Plain YAML/JSON data from nested spec sections (dataclasses of :func:`spec_field` fields), tuples
+    and mappings; in-memory objects (other dataclasses included) as :func:`object_path`."""
+    if _is_section(value):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if is_object(value):
+        return object_path(value)
+    return value

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RecipeError
-from ._sections import EXPECTATIONS, TUNABLE, GridSpec, SearchParam
-from ._spec import Problems, import_object, parse_section, suggest
+from ._sections import EXPECTATIONS, SWEEPABLE, TUNABLE, SearchParam
+from ._spec import Problems, did_you_mean, import_object, parse_section
+from ._stages import GridSpec
 
 if TYPE_CHECKING:
     from ._recipe import Recipe
@@ -63,38 +64,44 @@ def parse_search(data: Any, problems: Problems) -> dict[str, SearchParam] | None
 
 def cross_check(r: Recipe, problems: Problems) -> None:
     m, t = r.model, r.task
-    if [m.name, m.factory, m.hf].count(None) != 2:
+    named = [m.name, m.factory, m.hf].count(None)
+    if named < 2 or (named == 3 and t.train_fn is None):
         problems.append(("model", "give exactly one of `name` (built-in), `factory` (import path) or `hf` "
                                   "(a Hugging Face architecture)."))
-    elif m.factory is not None:
+    elif isinstance(m.factory, str):
         _check_import(m.factory, "model.factory", problems)
     if (t.name is None) == (t.train_fn is None):
         problems.append(("task", "give exactly one of `name` (built-in) or `train_fn` (import path)."))
-    elif t.train_fn is not None:
+    elif isinstance(t.train_fn, str):
         _check_import(t.train_fn, "task.train_fn", problems)
-    elif t.name is not None:
+    elif isinstance(t.name, str):
         from ..zoo.tasks import get_task
 
         try:
             get_task(t.name, **t.kwargs)
         except Exception as exc:  # DataError or a bad value type; report as a recipe problem
             problems.append(("task.kwargs", f"{exc}"))
+    if t.train_fn is None:
+        for fld in ("batch_size", "steps"):
+            if getattr(r.train, fld) is None:
+                problems.append((f"train.{fld}", f"is required for a built-in task. Fix: add `{fld}:` under `train:`."))
     from ..parametrization import available_parametrizations
 
     names = list(available_parametrizations())
-    if r.parametrization.name not in names:
-        pname = r.parametrization.name
+    pname = r.parametrization.name
+    if isinstance(pname, str) and pname not in names:
         problems.append(("parametrization.name",
-                         f"{pname!r} is not registered.{suggest(pname, names)} Known: {', '.join(names)}."))
+                         f"{pname!r} is not registered.{did_you_mean(pname, names)} Known: {', '.join(names)}."))
     proxy, target = r.widths.proxy, r.widths.target
-    if max(proxy) > min(target):
+    if target is not None and max(proxy) > min(target):
         problems.append(("widths", f"proxy widths {list(proxy)} must not exceed target widths {list(target)}. "
                                    "Fix: tune the small model, transfer to the large one."))
+    _check_fixed(r, problems)
     if t.train_fn is None:
         for hp in r.search:
             if hp not in TUNABLE:
                 problems.append((f"search.{hp}", f"the built-in training does not use {hp!r}."
-                                                 f"{suggest(hp, list(TUNABLE))} Tunable: {', '.join(TUNABLE)} "
+                                                 f"{did_you_mean(hp, list(TUNABLE))} Tunable: {', '.join(TUNABLE)} "
                                                  "(or use your own task.train_fn)."))
     for hp, p in r.search.items():
         if hp in TUNABLE and p.type != "categorical":
@@ -111,10 +118,27 @@ def cross_check(r: Recipe, problems: Problems) -> None:
                                          "(journal file default) or use postgresql://."))
 
 
+def _check_fixed(r: Recipe, problems: Problems) -> None:
+    """``fixed``: not also searched; a built-in HP only where no section of the recipe holds it."""
+    mine = r.user_decides
+    for hp in r.fixed:
+        path = f"fixed.{hp}"
+        if hp in r.search:
+            problems.append((path, f"{hp!r} is also searched (search.{hp}): a run cannot train with both. Fix: "
+                                   "drop it from `fixed` or from `search`."))
+        elif hp in TUNABLE and TUNABLE[hp][0] not in mine:
+            sec, fld = TUNABLE[hp][:2]
+            problems.append((path, f"{hp!r} is held by the recipe's `{sec}` section. Fix: set `{sec}.{fld}` "
+                                   "instead."))
+        elif hp not in TUNABLE and r.task.train_fn is None:
+            problems.append((path, f"the built-in training does not use {hp!r}.{did_you_mean(hp, list(TUNABLE))} "
+                                   "Fix: drop it, or use your own task.train_fn."))
+
+
 def transfer_section(r: Recipe, problems: Problems) -> None:
     """The drift fit's widths and seeds (only checked when ``transfer.drift: fit``)."""
     t = r.transfer
-    if t.drift != "fit":
+    if t.drift != "fit" or r.widths.target is None:
         return
     proxy, target = max(r.widths.proxy), min(r.widths.target)
     extra = sorted(set(t.fit_widths or (2 * proxy, 4 * proxy)) - {proxy})
@@ -165,9 +189,17 @@ def check_section(r: Recipe, problems: Problems) -> None:
         problems.append(("check.depths", f"needs at least 3 distinct depths, got {list(spec.depths)}."))
     if len(set(spec.seeds)) < 2:
         problems.append(("check.seeds", f"needs at least 2 distinct seeds, got {list(spec.seeds)}. Fix: [0, 1, 2]."))
-    for hp in ("lr", "init_std", "output_mult", "attn_mult"):
+    for hp in SWEEPABLE:
         g: GridSpec | None = getattr(spec, hp)
-        if g is not None and g.low >= g.high:
+        if g is None:
+            continue
+        if g.values is not None:
+            vals = list(g.values)
+            if len(vals) < 3 or vals != sorted(set(vals)):
+                problems.append((f"check.{hp}.values", f"needs 3 or more increasing values, got {vals}."))
+        elif g.low is None or g.high is None:
+            problems.append((f"check.{hp}", "give `low` and `high` (or `values`)."))
+        elif g.low >= g.high:
             problems.append((f"check.{hp}", f"low ({g.low:g}) must be below high ({g.high:g})."))
     if "check" in r.raw and spec.lr is None and not (r.search.get("lr") and r.search["lr"].low):
         problems.append(("check.lr", "no LR grid: the recipe searches no `lr` range. Fix: add "
@@ -177,7 +209,7 @@ def check_section(r: Recipe, problems: Problems) -> None:
             problems.append((f"check.expect.{p}", f"{e!r} is not one of {', '.join(EXPECTATIONS)}."))
 
 
-def _check_import(spec: str, path: str, problems: Problems) -> None:
+def _check_import(spec: Any, path: str, problems: Problems) -> None:
     try:
         import_object(spec, path)
     except RecipeError as exc:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
-from ..errors import HPTransferWarning, StorageError
+from ..errors import StorageError, warn
 
 __all__ = ["check_journal", "JOURNAL_RECORD_START", "journal_changed", "journal_changed_message"]
 
@@ -87,9 +86,8 @@ def check_journal(path: Path) -> bool:
     shutil.copyfile(path, backup)
     with open(path, "r+b") as f:
         f.truncate(len(complete) + len(sep))
-    warnings.warn(f"journal file {path}: dropped a partial last record ({len(tail)} bytes, left by a crash or a "
-                  f"full disk); the complete records are kept and the original file is saved as {backup}.",
-                  HPTransferWarning, stacklevel=3)
+    warn(f"journal file {path}: dropped a partial last record ({len(tail)} bytes, left by a crash or a "
+                  f"full disk); the complete records are kept and the original file is saved as {backup}.")
     return True
 
 

@@ -24,18 +24,18 @@ from typing import Any
 
 from .. import errors
 from .._io import user_code_frame
-from ..errors import HPTransferError, StorageLostError, WorkerError
+from ..errors import ExitCode, HPTransferError, StorageLostError, WorkerError
 from ._storage import lost_storage
 
 __all__ = ["start_workers", "stop_workers", "raise_reported", "EXIT_REPORTED", "EXIT_INTERRUPTED", "EXIT_STORAGE_LOST",
            "interrupted_note", "discard_reports", "raise_if_storage_lost"]
 
-#: Exit status of a worker that reported an error of the user's making in its report file.
-EXIT_REPORTED = 2
-#: Exit status of a worker that lost the study's storage (database connection, or a journal changed under it).
-EXIT_STORAGE_LOST = 3
-#: Exit status of a worker stopped by SIGINT or SIGTERM (after recording its interrupted run), as the CLI's.
-EXIT_INTERRUPTED = 130
+# A worker process exits with the command line's codes (hptransfer.errors.ExitCode): BAD_INPUT when it
+# reported an error of the user's making in its report file, STORAGE_LOST when it lost the study's
+# storage, INTERRUPTED when SIGINT or SIGTERM stopped it (after recording its interrupted run).
+EXIT_REPORTED = ExitCode.BAD_INPUT
+EXIT_STORAGE_LOST = ExitCode.STORAGE_LOST
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 
 
 #: Seconds a worker has, after its first SIGINT or SIGTERM, to record its run and exit before it ends itself.

@@ -37,7 +37,7 @@ converging correction is bounded). Otherwise the tuned LR is kept and a warning 
 unless forced. The target LR is stored as the base-width LR of the target spec (μP rescales it
 per parameter group).
 
-The sweep runs through the transfer check's machinery (:func:`hptransfer.check.check_grid` with
+The sweep runs through the transfer check's machinery (:func:`hptransfer.check._check.check_grid` with
 the recipe's own runs), in the tuner's storage, so it resumes and can use several workers.
 """
 
@@ -50,11 +50,13 @@ from typing import Any
 
 import numpy as np
 
-from ..check import RecipeRunner, bootstrap_optima, check_grid
+from ..check._check import check_grid
+from ..check._optimum import bootstrap_optima
+from ..check._runner import RecipeRunner
 from ..errors import TransferError
 from ..recipe import Recipe
 from ..studies import storage_url
-from ..training import model_cost
+from ..training._build import model_cost
 
 __all__ = ["DriftFit", "FIT_FORMS", "drift_shift", "fit_coefficient", "fit_drift", "fit_form", "fit_widths",
            "local_grid"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,13 @@ import yaml
 
 from .._io import redact_url, write_text_atomic
 from .._version import __version__
+from ..check import Verdict
+from ..errors import info
 from ..recipe import Recipe, load_recipe
-from ..studies import Progress, load_study
-from ..training import model_cost, torch_threads, untrained_loss
-from ..training import run as run_spec
+from ..studies import load_study
+from ..studies._progress import Progress
+from ..training import train_spec
+from ..training._build import model_cost, torch_threads, untrained_loss
 from ..tuning import TuneResult, tune
 from . import _report
 from ._transfer import Target, transfer
@@ -53,7 +55,7 @@ class RunResult:
     check_text: str
     compute_ratio: float
     seconds: float
-    verdict: str = "PASS"  # PASS, FAIL or INCONCLUSIVE (check_passed is True only for PASS)
+    verdict: Verdict = "pass"  # pass, fail or inconclusive (check_passed is True only for pass)
 
 
 def run(
@@ -104,14 +106,14 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
         bar.set_done(step + 1, note=f"loss {loss:.4g}")  # one run: the bar counts its steps
 
     every = rec.train.eval_every or max(1, t_steps // 10)
-    res = run_spec(main.spec, eval_every=every, progress=progress, role="target")
+    res = train_spec(main.spec, eval_every=every, progress=progress, role="target")
     bar.close()
     run_record = {**res.to_dict(), "width": main.width, "losses": res.losses, "val_curve": res.val_curve}
     write_text_atomic(run_dir / "target_run.json", json.dumps(run_record))
     untrained = untrained_loss(rec.task)
     verdict, text = _verdict(res, tres.best_value, untrained, main.width)
-    beat = verdict == "PASS"
-    say(f"[4/4] check: {verdict} -- {text}")
+    beat = verdict == "pass"
+    say(f"[4/4] check: {verdict.upper()} -- {text}")
 
     study = load_study(tres.storage, tres.study_name)
     proxy_w = max(rec.widths.proxy)
@@ -148,25 +150,25 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     return RunResult(run_dir, tres, targets, res.val_loss, tres.best_value, beat, text, ratio, seconds, verdict)
 
 
-def _verdict(res: Any, proxy_loss: float, untrained: float, width: int) -> tuple[str, str]:
-    """``("PASS" | "FAIL" | "INCONCLUSIVE", reason)`` of the run's check.
+def _verdict(res: Any, proxy_loss: float, untrained: float, width: int) -> tuple[Verdict, str]:
+    """``("pass" | "fail" | "inconclusive", reason)`` of the run's check.
 
     INCONCLUSIVE when the best proxy loss is within :data:`LEARNED_MARGIN` of the untrained
     (uniform) predictor's loss, ``ln(outputs)`` for the task (the model's output size must match it,
     or training refuses): a study that learned nothing cannot show that values transfer.
     """
     if math.isfinite(untrained) and proxy_loss > untrained * (1 - LEARNED_MARGIN):
-        return "INCONCLUSIVE", (
+        return "inconclusive", (
             f"the best proxy loss {proxy_loss:.4f} is within {100 * LEARNED_MARGIN:.0f}% of an untrained predictor's "
             f"{untrained:.4f}: the study learned (almost) nothing, so transfer cannot be judged. Fix: move or widen "
             "search.lr (look at slices.png), raise train.steps, or check that the task is learnable.")
     converged = not res.diverged and math.isfinite(res.val_loss) and res.val_loss < untrained
     if not converged:
-        return "FAIL", f"the target run did not converge ({res.reason or 'loss not below the untrained loss'})."
+        return "fail", f"the target run did not converge ({res.reason or 'loss not below the untrained loss'})."
     if res.val_loss <= proxy_loss * (1 + BEAT_TOLERANCE):
-        return "PASS", (f"the target (width {width}) reached {res.val_loss:.4f} vs the proxy's {proxy_loss:.4f}: "
+        return "pass", (f"the target (width {width}) reached {res.val_loss:.4f} vs the proxy's {proxy_loss:.4f}: "
                         "converged, and wider is better as μP predicts.")
-    return "FAIL", (f"the target (width {width}) reached {res.val_loss:.4f}, worse than the proxy's {proxy_loss:.4f} "
+    return "fail", (f"the target (width {width}) reached {res.val_loss:.4f}, worse than the proxy's {proxy_loss:.4f} "
                     f"by more than {100 * BEAT_TOLERANCE:.1f}%: the transfer did not hold. Check the parametrization "
                     "(hptransfer coord-check) and that batch size/steps match.")
 
@@ -219,7 +221,5 @@ def _write_best(path: Path, tres: TuneResult, rec: Recipe) -> None:
 
 
 def _say(quiet: bool) -> Any:
-    def say(msg: str) -> None:
-        if not quiet:
-            print(msg, file=sys.stderr, flush=True)
-    return say
+    """Status lines to the ``hptransfer`` logger (INFO), none when ``quiet``."""
+    return (lambda msg: None) if quiet else info

@@ -164,10 +164,15 @@ def _drift_lines(d: dict[str, Any] | None, target_flops: float) -> list[str]:
             f"a residual drift of the optimal LR of **{slope} octaves per width doubling** across those widths, "
             f"95% interval {ci}.{extrapolated} {verdict[0].upper() + verdict[1:]}.", "",
             f"Extra compute: {d['runs']} runs, {cost}. Study `{d['study']}` (rerun resumes it).", ""]
+
+
 def axis_rules(spec: Any, proxy_width: int, proxy_depth: int | None) -> list[str]:
     """One Markdown line per scaling axis: which rule carried the values from proxy to target, with its source."""
     from ..parametrization import get_parametrization
 
+    if spec.parametrization is None:
+        return [f"- **width** {proxy_width} -> {spec.width}: your train_fn parametrizes the model (the recipe sets no "
+                "`parametrization`); hptransfer handed it the width and the values only."]
     rule = get_parametrization(spec.parametrization.name)
     width = (f"- **width** {proxy_width} -> {spec.width} (base {spec.base_width}): `{rule.name}` "
              + ("(one global LR, no width scaling)" if rule.name == "sp" else
@@ -185,7 +190,7 @@ def axis_rules(spec: Any, proxy_width: int, proxy_depth: int | None) -> list[str
 
 def write_summary(path: Path, f: dict[str, Any]) -> None:
     """Write ``summary.md`` from the facts dict assembled by ``hptransfer._run``."""
-    verdict = f.get("verdict") or ("PASS" if f["check_passed"] else "FAIL")
+    verdict = str(f.get("verdict") or ("pass" if f["check_passed"] else "fail")).upper()
     lines = [
         f"# hptransfer run: {f['name']}",
         "",

@@ -3,7 +3,7 @@
 Layout (schema version :data:`TARGET_SCHEMA`)::
 
     hptransfer_target: 2          # the schema version of this file
-    spec: {...}                   # the RunSpec, field for field (hptransfer.recipe.spec_to_dict)
+    spec: {...}                   # the RunSpec, field for field (hptransfer.recipe._runspec.spec_to_dict)
     groups: [...]                 # the optimizer groups it gives (per-group LR and weight decay)
     base_shapes: {...}            # parameter -> base shape, to catch a different architecture
     transfer: {...}               # law, citation, warnings, the proxy's own values
@@ -24,7 +24,8 @@ import yaml
 
 from .._io import write_text_atomic
 from ..errors import RecipeError, TransferError
-from ..recipe import RunSpec, spec_from_dict, spec_to_dict
+from ..recipe import RunSpec
+from ..recipe._runspec import spec_from_dict, spec_to_dict
 
 __all__ = ["TargetFile", "TARGET_SCHEMA", "write_target", "read_target"]
 

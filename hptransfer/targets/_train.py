@@ -25,7 +25,9 @@ import torch.distributed as dist
 
 from .._io import write_text_atomic
 from ..errors import TrainingError
-from ..training import DivergenceGuard, make_optimizer, make_task, train
+from ..training import train
+from ..training._build import make_optimizer, make_task
+from ..training._loop import DivergenceGuard
 from ._transfer import load
 
 __all__ = ["train_target", "ShardedTask", "CHECKPOINT_VERSION"]

@@ -14,9 +14,7 @@ is printed; the empirical laws of shared/RULES.md are opt-in (``transfer.law``).
 
 from __future__ import annotations
 
-import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,21 +25,12 @@ from torch import nn
 
 from .._io import redact_url
 from .._version import __version__
-from ..errors import HPTransferWarning, TransferError
+from ..errors import TransferError, info, warn
 from ..parametrization import scaling_table
-from ..recipe import (
-    ModelSpec,
-    OptimizerSpec,
-    ParametrizationSpec,
-    Recipe,
-    RunSpec,
-    RunTrainSpec,
-    ScheduleSpec,
-    TaskSpec,
-    load_recipe,
-)
+from ..recipe import Recipe, RunSpec, amend, load_recipe
 from ..studies import load_study, storage_url
-from ..training import Schedule, build, make_schedule
+from ..training import Schedule, build
+from ..training._build import make_schedule
 from ..tuning import TuneResult
 from ._drift import DriftFit, fit_drift, fit_widths
 from ._target_file import TargetFile, read_target, write_target
@@ -93,8 +82,8 @@ def transfer(
     out: str | Path | None = None,
     factory: Callable[..., nn.Module] | None = None,
     base_width: int | None = None,
-    parametrization: str = ParametrizationSpec.name,
-    optimizer: str = OptimizerSpec.name,
+    parametrization: str | None = None,
+    optimizer: str | None = None,
     batch_size: int | None = None,
     steps: int | None = None,
     law: str | None = None,
@@ -103,69 +92,106 @@ def transfer(
 ) -> list[Target]:
     """Carry the best proxy values to each target width and write ``target.yaml`` file(s).
 
+    One implementation for both doors: the keyword arguments amend the source's recipe (the one a
+    :class:`TuneResult` carries, the Python form's too), and the targets are that recipe's runs at
+    the target widths (:meth:`Recipe.at`). What ``target.yaml`` records is what the target trains with:
+    a law or a drift correction only when applied, and no optimizer, schedule or parametrization that a
+    ``train_fn`` study left to the user's code (unless given here).
+
     Args:
         source: a recipe (path or :class:`Recipe`; its study is opened from ``tune.storage``) or
             the :class:`TuneResult` of :func:`hptransfer.tune`.
-        target_widths: default the recipe's ``widths.target``; required for the function form.
-        out: a folder (default: the recipe's run folder; the current directory for a Python
-            study) or, for one width, a ``.yaml`` file.
+        target_widths: default the recipe's ``widths.target``; required when it has none.
+        out: a folder (default: the recipe's run folder) or, for one width, a ``.yaml`` file.
             One width writes ``target.yaml``; several write ``target_w<width>.yaml`` each and
             ``target.yaml`` for the largest.
-        factory, base_width, parametrization, optimizer: the function form (no recipe): your
-            ``width -> nn.Module`` factory and how it was tuned. ``base_width`` default: the
-            proxy width.
+        factory: your ``width -> nn.Module`` (``model.factory``), for a study whose recipe names no model
+            (``tune(train_fn, ...)``); ``load`` rebuilds it from there.
+        base_width, parametrization: how that model is parametrized (``parametrization.base_width`` and
+            ``.name``; defaults: the proxy width and ``mup``, as :func:`hptransfer.parametrize` has them).
+        optimizer: ``optimizer.name`` of the target (default: the recipe's; none for a ``train_fn`` study).
         batch_size, steps: target batch size / steps if they differ from the proxy's (warned).
-        law: ``none``, ``step_law`` or ``deepseek`` -- opt-in LR rescaling when they differ.
-        quiet: no printed banner (warnings are still issued).
+        law: ``none``, ``step_law`` or ``deepseek``: LR rescaling when they differ (``transfer.law``);
+            refused when the proxy's batch size or steps are not known.
+        overrides: ``"section.field=value"`` recipe overrides.
+        quiet: no status lines (warnings are still logged).
 
     Returns:
         One :class:`Target` per width.
 
     Raises:
-        TransferError: no usable trial, bad widths or law, a function-form study without factory.
+        TransferError: no usable trial, bad widths or law, a law that cannot be applied.
+        RecipeError: an argument that does not fit the recipe (named by its field path).
     """
     rec, best = _source(source, overrides)
-    widths = _widths(target_widths if target_widths is not None else (list(rec.widths.target) if rec else None))
-    if rec is not None:
-        batch_size = batch_size or rec.transfer.batch_size or rec.train.batch_size
-        steps = steps or rec.transfer.steps or rec.train.steps
-        law = law or rec.transfer.law
-    law = law or "none"
-    if law not in ("none", *LAW_CITATIONS):
-        raise TransferError(f"transfer law={law!r} is unknown. Fix: use none, step_law or deepseek.")
+    rec = amend(rec, data=_changes(rec, target_widths=target_widths, factory=factory, base_width=base_width,
+                                   parametrization=parametrization, optimizer=optimizer, batch_size=batch_size,
+                                   steps=steps, law=law))
+    if rec.widths.target is None:
+        raise TransferError("transfer(...) needs target_widths= (the study's recipe has no widths.target). Fix: "
+                            "e.g. transfer(result, target_widths=1024).")
+    widths = list(rec.widths.target)
+    batch_size = rec.transfer.batch_size or rec.train.batch_size
+    steps = rec.transfer.steps or rec.train.steps
     values = dict(best["values"])
     proxy_values = dict(values)
-    notes = _horizon_warnings(rec, batch_size, steps, law, values, quiet)
-    fit = _drift_fit(rec, values, widths, notes, quiet) if rec is not None and rec.transfer.drift == "fit" else None
-    out_dir = Path(out) if out is not None else (rec.run_dir if rec else Path("."))
-    specs = [_spec(rec, {**values, **({"lr": fit.at(w).lr_target} if fit else {})}, w, factory=factory,
-                   base_width=base_width, parametrization=parametrization, optimizer=optimizer,
-                   batch_size=batch_size, steps=steps) for w in widths]
-    largest = max(widths)
+    notes, applied = _horizon(rec, batch_size, steps, rec.transfer.law, values)
+    fit = _drift_fit(rec, values, widths, notes, quiet) if rec.transfer.drift == "fit" else None
+    out_dir = Path(out) if out is not None else rec.run_dir
     targets = []
-    for spec in specs:
-        tf = _target_file(spec, factory, best, rec, law, notes, proxy_values)
-        if fit is not None:
+    for w in widths:
+        spec = rec.at(w, {**values, **({"lr": fit.at(w).lr_target} if fit and fit.applied else {})}, steps=steps,
+                      batch_size=batch_size, depth=rec.depths.target)
+        tf = _target_file(spec, best, rec, applied, notes, proxy_values)
+        if fit is not None:  # the fit ran: its outcome, with `applied` and the reason when it was not
             tf.transfer["drift"] = fit.at(spec.width).to_dict()
-        if out_dir.suffix in (".yaml", ".yml") and len(specs) == 1:
-            path = out_dir
-        elif len(specs) == 1 or spec.width == largest:
-            path = out_dir / "target.yaml"
-        else:
-            path = out_dir / f"target_w{spec.width}.yaml"
-        write_target(path, tf)
-        if len(specs) > 1 and path.name == "target.yaml":
-            write_target(out_dir / f"target_w{spec.width}.yaml", tf)
-        targets.append(Target(spec, path, tf.to_dict()))
+        targets.append(Target(spec, _write(tf, out_dir, w, widths), tf.to_dict()))
     return targets
 
 
-def _source(source: Any, overrides: list[str] | None) -> tuple[Recipe | None, dict[str, Any]]:
-    """(recipe or None, best-trial facts) from a recipe or a TuneResult."""
+def _write(tf: TargetFile, out_dir: Path, width: int, widths: list[int]) -> Path:
+    """One width: ``target.yaml`` (or the ``.yaml`` path given); several: ``target_w<width>.yaml`` each, and
+    ``target.yaml`` for the largest too."""
+    if out_dir.suffix in (".yaml", ".yml") and len(widths) == 1:
+        return write_target(out_dir, tf)
+    if len(widths) > 1:
+        write_target(out_dir / f"target_w{width}.yaml", tf)
+    return write_target(out_dir / "target.yaml", tf) if width == max(widths) else out_dir / f"target_w{width}.yaml"
+
+
+def _changes(rec: Recipe, *, target_widths: Any, factory: Any, base_width: int | None, parametrization: str | None,
+             optimizer: str | None, batch_size: int | None, steps: int | None, law: str | None) -> dict[str, Any]:
+    """The recipe fields that ``transfer``'s keyword arguments set (only those given)."""
+    out: dict[str, Any] = {}
+    if target_widths is not None:
+        out["widths"] = {"target": [target_widths] if isinstance(target_widths, int) else list(target_widths)}
+    if factory is not None:
+        out["model"] = {"factory": factory, "name": None, "hf": None}
+    par: dict[str, Any] = {}
+    if base_width is not None:
+        par["base_width"] = base_width
+    if parametrization is not None:
+        par["name"] = parametrization
+    if par or (factory is not None and "parametrization" in rec.user_decides):
+        out["parametrization"] = par  # a section now given: parametrize's defaults where not said
+    if optimizer is not None:
+        out["optimizer"] = {"name": optimizer}
+    trans = {k: v for k, v in (("batch_size", batch_size), ("steps", steps), ("law", law)) if v is not None}
+    if trans:
+        out["transfer"] = trans
+    return out
+
+
+def _source(source: Any, overrides: list[str] | None) -> tuple[Recipe, dict[str, Any]]:
+    """(recipe, best-trial facts) from a recipe or a TuneResult."""
     if isinstance(source, TuneResult):
         rec, url, name = source.recipe, source.storage, source.study_name
+        if overrides:
+            rec = amend(rec, overrides=overrides)
     else:
         rec = source if isinstance(source, Recipe) else load_recipe(source, overrides)
+        if overrides and isinstance(source, Recipe):
+            rec = amend(rec, overrides=overrides)
         url, name = storage_url(rec.tune.storage, rec.run_dir), rec.study_name
     study = load_study(url, name)
     try:
@@ -177,51 +203,52 @@ def _source(source: Any, overrides: list[str] | None) -> tuple[Recipe | None, di
         # The result names its trial: use that one even if the study found a better one since, so
         # that values, trial number and loss in target.yaml always belong together.
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == source.best_trial), trial)
-    values = rec.values(dict(trial.params)) if rec else dict(trial.params)
-    if isinstance(source, TuneResult):
-        values.update(source.best_values)
     return rec, {
-        "values": values, "study": name, "storage": url, "trial": trial.number, "value": float(trial.value),
-        "recipe_hash": study.user_attrs.get("recipe_hash") or (rec.hash if rec else None),
+        "values": rec.values(dict(trial.params)), "study": name, "storage": url, "trial": trial.number,
+        "value": float(trial.value), "recipe_hash": study.user_attrs.get("recipe_hash") or rec.hash,
     }
 
 
-def _widths(widths: Any) -> list[int]:
-    if widths is None:
-        raise TransferError("transfer(...) needs target_widths= when the source has no recipe.")
-    items = [widths] if isinstance(widths, int) else list(widths)
-    if not items or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in items):
-        raise TransferError(f"target_widths={widths!r}: give a positive integer or a list of them.")
-    return items
+def _horizon(rec: Recipe, batch: int | None, steps: int | None, law: str, values: dict[str, Any]
+             ) -> tuple[list[str], str]:
+    """Warn when batch size / steps change (μP does not cover them) and apply the law to ``values``.
 
+    Returns the notes for target.yaml and the law applied (``"none"`` when nothing changed the LR).
 
-def _horizon_warnings(rec: Recipe | None, batch: int | None, steps: int | None, law: str, values: dict[str, Any],
-                      quiet: bool) -> list[str]:
-    """Warn when batch size / steps change (μP does not cover them); apply an opt-in law to ``values``."""
-    if rec is None or (batch == rec.train.batch_size and steps == rec.train.steps):
-        return []
+    Raises:
+        TransferError: a law is asked for but cannot be applied (the proxy's batch size or steps, or
+            the ``lr`` it would rescale, are not known).
+    """
+    p_batch, p_steps = rec.train.batch_size, rec.train.steps
+    if (batch, steps) == (p_batch, p_steps):
+        return [], "none"
     msg = (f"the target trains with batch_size={batch}, steps={steps} but the proxy was tuned with "
-           f"batch_size={rec.train.batch_size}, steps={rec.train.steps}. μP transfers across WIDTH only; the best LR "
+           f"batch_size={p_batch}, steps={p_steps}. μP transfers across WIDTH only; the best LR "
            "also depends on batch size and training length (Bjorck et al., arXiv:2409.19913).")
     notes = [msg]
     if law == "none":
         notes.append("No law applied (transfer.law: none). Keep proxy batch/steps equal to the target's, or opt in "
                      "to transfer.law: step_law | deepseek.")
     else:
-        ratio = (batch * steps) / (rec.train.batch_size * rec.train.steps)
+        missing = [name for name, v in (("train.steps", p_steps), ("steps", steps)) if v is None]
+        if batch != p_batch and (batch is None or p_batch is None):
+            missing.append("train.batch_size")
+        if missing or "lr" not in values:
+            what = f"{' and '.join(missing)} (not known)" if missing else "an `lr` among the tuned values"
+            raise TransferError(f"transfer.law={law!r} needs {what} to rescale the LR by the change in tokens. "
+                                "Fix: give the proxy's steps and batch_size (tune(..., steps=, batch_size=) or "
+                                "`train:`), or use law='none'.")
+        ratio = (batch or 1) * (steps or 1) / ((p_batch or 1) * (p_steps or 1))
         f = law_factor(law, 1.0, ratio)
         values["lr"] = float(values["lr"]) * f
         notes.append(f"Applied {law}: LR x {f:.4g}. Citation: {LAW_CITATIONS[law]}")
-    warnings.warn(" ".join(notes), HPTransferWarning, stacklevel=3)
-    if not quiet:
-        bar = "!" * 78
-        print(f"{bar}\nWARNING: {notes[0]}\n{' '.join(notes[1:])}\n{bar}", file=sys.stderr)
-    return notes
+    warn(" ".join(notes))
+    return notes, law
 
 
 def _drift_fit(rec: Recipe, values: dict[str, Any], widths: list[int], notes: list[str], quiet: bool) -> DriftFit:
     """Run the fitted drift correction (``transfer.drift: fit``); a note when it is not applied."""
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = (lambda msg: None) if quiet else info
     say(f"fitting the LR drift: local sweeps at widths {fit_widths(rec)} ({rec.transfer.fit_points} LRs x "
         f"{len(rec.transfer.fit_seeds)} seeds each)")
     fit = fit_drift(rec, values, min(widths), progress=None if quiet else say)
@@ -232,45 +259,32 @@ def _drift_fit(rec: Recipe, values: dict[str, Any], widths: list[int], notes: li
     else:
         msg = f"drift fit not applied: {fit.reason}. The tuned LR is used as is."
         notes.append(msg)
-        warnings.warn(msg, HPTransferWarning, stacklevel=3)
+        warn(msg)
     return fit
 
 
-def _spec(rec: Recipe | None, values: dict[str, Any], width: int, *, factory: Any, base_width: int | None,
-          parametrization: str, optimizer: str, batch_size: int | None, steps: int | None) -> RunSpec:
-    """The target's run spec: from the recipe (``Recipe.at``), or from the function form's arguments."""
-    if rec is not None:
-        return rec.at(width, values, steps=steps, batch_size=batch_size, depth=rec.depths.target)
-    if factory is None:
-        raise TransferError("transfer(...) from a Python study needs factory= (your width -> nn.Module).")
-    if base_width is None:
-        raise TransferError("transfer(...) from a Python study needs base_width= (the width you tuned at).")
-    path = f"{getattr(factory, '__module__', '')}:{getattr(factory, '__qualname__', '')}"
-    importable = "<" not in path and not path.startswith(":")
-    spec = RunSpec(width=int(width), model=ModelSpec(factory=path if importable else None), task=TaskSpec(),
-                   parametrization=ParametrizationSpec(name=parametrization, base_width=int(base_width)),
-                   optimizer=OptimizerSpec(name=optimizer), schedule=ScheduleSpec(),
-                   train=RunTrainSpec(batch_size=batch_size, steps=steps))
-    return spec.with_values(values)
+def _target_file(spec: RunSpec, best: dict[str, Any], rec: Recipe, law: str, notes: list[str],
+                 proxy_values: dict[str, Any]) -> TargetFile:
+    """Groups and base shapes from a build on the meta device (no memory, no init), plus provenance.
 
-
-def _target_file(spec: RunSpec, factory: Any, best: dict[str, Any], rec: Recipe | None, law: str,
-                 notes: list[str], proxy_values: dict[str, Any]) -> TargetFile:
-    """Groups and base shapes from a build on the meta device (no memory, no init), plus provenance."""
-    built = build(spec, factory=factory, device="meta", role="target")
-    table = scaling_table(built.model)
-    groups = [{"params": list(g["param_names"]), "lr": float(g["lr"]), "weight_decay": float(g["weight_decay"]),
-               "lr_mult": float(g["lr_mult"])} for g in built.optimizer.param_groups]
-    seeds = list(rec.train.seeds) if rec else None
+    A spec that names no model, or leaves the parametrization to the user's code, has neither."""
+    groups: list[dict[str, Any]] = []
+    shapes: dict[str, list[int]] = {}
+    if spec.model.names_model and spec.parametrization is not None:
+        built = build(spec, device="meta", role="target")
+        shapes = {n: list(i.base_shape) for n, i in scaling_table(built.model).params.items()}
+        if built.optimizer is not None:
+            groups = [{"params": list(g["param_names"]), "lr": float(g["lr"]), "weight_decay": float(g["weight_decay"]),
+                       "lr_mult": float(g["lr_mult"])} for g in built.optimizer.param_groups]
     return TargetFile(
-        spec=spec, groups=groups, base_shapes={n: list(i.base_shape) for n, i in table.params.items()},
+        spec=spec, groups=groups, base_shapes=shapes,
         transfer={"law": law, "citation": LAW_CITATIONS.get(law), "warnings": list(notes),
                   "proxy_values": {k: v for k, v in proxy_values.items() if v is not None}},
         provenance={
             "study": best["study"], "storage": redact_url(best["storage"]), "trial": best["trial"],
             "proxy_loss": best["value"], "recipe_hash": best["recipe_hash"],
-            "recipe": rec.source if rec else None, "hptransfer_version": __version__,
-            "seeds": seeds, "sampler_seed": rec.tune.seed if rec else None,
+            "recipe": rec.source, "hptransfer_version": __version__,
+            "seeds": list(rec.train.seeds), "sampler_seed": rec.tune.seed,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
@@ -286,7 +300,7 @@ class Loaded:
     """
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None
     schedule: Schedule | None
     spec: RunSpec
     config: dict[str, Any]
@@ -296,6 +310,12 @@ class Loaded:
         return self.spec.values()
 
     def __iter__(self) -> Iterator[Any]:
+        if self.optimizer is None:
+            raise TransferError(
+                "this target.yaml records no optimizer: the study's train_fn built its own, so hptransfer does not "
+                "know it. Fix: take loaded.model and build the optimizer as your train_fn does, with the "
+                "transferred values, e.g. hptransfer.optimizer(loaded.model, torch.optim.AdamW, "
+                "lr=loaded.values['lr'], ...).")
         return iter((self.model, self.optimizer))
 
 
@@ -322,7 +342,11 @@ def load(
     tf = read_target(p)
     spec = tf.spec if seed is None else tf.spec.replace(seed=int(seed))
     if factory is None and not spec.model.names_model:
-        raise TransferError(f"{p} records no importable model factory. Fix: pass factory= to hptransfer.load().")
+        raise TransferError(f"{p} records no model factory. Fix: pass factory= to hptransfer.load().")
+    if spec.parametrization is None:
+        raise TransferError(f"{p} records no parametrization: the study's train_fn parametrized the model itself. "
+                            "Fix: rebuild it as your code does (hptransfer.parametrize) with the values in "
+                            "loaded.values, or transfer with parametrization= and base_width=.")
     built = build(spec, factory=factory, device=device, role="target")
     got = {n: list(i.base_shape) for n, i in scaling_table(built.model).params.items()}
     if tf.base_shapes and got != tf.base_shapes:
@@ -331,7 +355,7 @@ def load(
         raise TransferError(f"{p}: the factory builds a different model than the one tuned (base shapes differ "
                             f"at {diff[:4]}). Fix: use the same architecture and kwargs as the recipe.")
     want = {n: g["lr"] for g in tf.groups for n in g["params"]}
-    for g in built.optimizer.param_groups:
+    for g in (built.optimizer.param_groups if built.optimizer is not None else []):
         for n in g.get("param_names", []):
             if n in want and abs(want[n] - g["lr"]) > 1e-9 * max(1.0, abs(want[n])):
                 raise TransferError(f"{p}: parameter {n!r} gets LR {g['lr']:.3g} here but {want[n]:.3g} in the "

@@ -1,16 +1,15 @@
-"""The one build path: a :class:`~hptransfer.recipe.RunSpec` -> model, optimizer, task, schedule -> a run.
+"""The one build path: a :class:`~hptransfer.recipe.RunSpec` -> model, optimizer, task, schedule.
 
-Every stage builds its runs here: the tuner's objective, the check's runners, ``transfer``
-(optimizer groups on the meta device), ``load``, the coordinate check on a recipe and
-``hptransfer run``. :func:`run` covers both kinds of task: a built-in one (this package's loop)
-and the user's own ``task.train_fn``.
+Every stage builds its runs here: the tuner's objective, the check's runner, ``transfer``
+(optimizer groups on the meta device), ``load``, the coordinate check and ``hptransfer run``,
+whichever door (Python or recipe) they came in by. ``_run`` trains what is built here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,22 +17,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import user_frame
 from ..errors import (
-    DataError,
     FactoryError,
+    OptimizerConfigError,
     ParametrizationError,
     ShapeInferenceError,
-    TrainingDiverged,
     TrainingError,
 )
-from ..parametrization import current_role, get_parametrization, optimizer_class, param_groups, parametrize, width_role
-from ..recipe import ModelSpec, RunSpec, TaskSpec, import_object
+from ..parametrization import get_parametrization, optimizer_family, param_groups, parametrize
+from ..parametrization._groups import optimizer_class
+from ..parametrization._shapes import current_role, width_role
+from ..recipe import ModelSpec, OptimizerSpec, ParametrizationSpec, RunSpec, TaskSpec
+from ..recipe._spec import import_object, is_object
 from ._gains import apply_gains
-from ._loop import DivergenceGuard, Schedule, TrainResult, train
-from ._user_fn import Reporter, call_train_fn
+from ._loop import Schedule
 
-__all__ = ["Built", "build", "run", "make_factory", "make_task", "parametrize_options", "optimizer_kwargs",
+__all__ = ["Built", "build", "make_factory", "make_task", "parametrize_options", "optimizer_kwargs",
            "make_schedule", "model_cost", "untrained_loss", "torch_threads", "WidthFactory", "make_optimizer"]
 
 
@@ -76,17 +75,23 @@ class WidthFactory:
 
 
 def make_task(task: TaskSpec) -> Any:
-    """The built-in task instance (``None`` for the user's own ``train_fn`` or no task)."""
+    """The task object: a built-in task by name, the object given from Python, or ``None`` (the user's
+    own ``train_fn``, or no task)."""
     if task.name is None:
         return None
+    if is_object(task.name):
+        return task.name
     from ..zoo.tasks import get_task
 
     return get_task(task.name, **task.kwargs)
 
 
-def make_factory(model: ModelSpec, task: Any = None) -> Callable[[int], nn.Module] | None:
+def make_factory(model: ModelSpec, task: Any = None) -> Callable[..., nn.Module] | None:
     """``width -> nn.Module`` for a model spec (``None`` if it names none). Built-in models get the
-    task's sizes (vocabulary, classes) as defaults."""
+    task's sizes (vocabulary, classes) as defaults. A factory given from Python is called as it is
+    (the width first, as :func:`hptransfer.parametrize` does), with ``model.kwargs`` bound."""
+    if is_object(model.factory):
+        return functools.partial(model.factory, **model.kwargs) if model.kwargs else model.factory
     if model.factory is not None:
         return WidthFactory(import_object(model.factory, "model.factory"), model.kwargs, model.width_arg,
                             model.depth_argument)
@@ -102,47 +107,84 @@ def make_factory(model: ModelSpec, task: Any = None) -> Callable[[int], nn.Modul
     return WidthFactory(get_model(model.name), {**defaults, **model.kwargs}, model.width_arg, model.depth_argument)
 
 
+#: :func:`hptransfer.parametrize` options that are fields of ``parametrization`` (not ``parametrization.options``).
+_FIELD_OPTIONS = {"base_width", "parametrization", "output_mult", "attn_mult", "base_std", "init_std",
+                  "zero_readout", "zero_query", "depth", "base_depth", "width"}
+
+
 def parametrize_options(spec: RunSpec) -> dict[str, Any]:
-    """Keyword arguments of :func:`hptransfer.parametrize` for the spec (the one HP -> option map)."""
-    p = spec.parametrization
+    """Keyword arguments of :func:`hptransfer.parametrize` for the spec (the one HP -> option map).
+
+    Raises:
+        ParametrizationError: the spec has no parametrization (a ``train_fn`` recipe that leaves it to the
+            user's code), or ``parametrization.options`` repeats a field of the section.
+    """
+    p = _parametrization(spec)
+    clash = sorted(set(p.options) & _FIELD_OPTIONS)
+    if clash:
+        raise ParametrizationError(f"parametrization.options {clash} are fields of the `parametrization` section. "
+                                   f"Fix: set parametrization.{clash[0]} instead (init_std for base_std).")
     return {"base_width": spec.base_width, "parametrization": p.name, "output_mult": float(p.output_mult),
             "attn_mult": float(p.attn_mult), "base_std": None if p.init_std is None else float(p.init_std),
-            "zero_readout": p.zero_readout, "zero_query": p.zero_query,
+            "zero_readout": p.zero_readout, "zero_query": p.zero_query, **p.options,
             **({} if spec.depth is None else {"depth": spec.depth, "base_depth": spec.base_depth})}
 
 
+def _parametrization(spec: RunSpec) -> ParametrizationSpec:
+    if spec.parametrization is None:
+        raise ParametrizationError(
+            "the run spec has no parametrization: its recipe leaves it to your own train_fn, so hptransfer does "
+            "not know how your code rewrote the model. Fix: add a `parametrization:` section to the recipe (or "
+            "pass parametrization= to hptransfer.transfer()).")
+    return spec.parametrization
+
+
 def optimizer_kwargs(spec: RunSpec) -> dict[str, Any]:
-    """Keyword arguments of the torch optimizer besides the groups and ``lr``."""
-    o = spec.optimizer
-    if o.name == "sgd":
-        return {"momentum": float(o.momentum)}
-    return {"betas": (float(o.beta1), float(o.beta2)), "eps": float(o.eps)}  # muon: for its AdamW part
+    """Keyword arguments of the torch optimizer besides the groups and ``lr``: ``optimizer.kwargs``, and
+    the betas and eps (Adam family, Muon's AdamW part) or momentum (SGD) of a named optimizer."""
+    o = _optimizer(spec)
+    if is_object(o.name):  # a class given from Python: only what the user named
+        return dict(o.kwargs)
+    own = {"momentum": float(o.momentum)} if o.name == "sgd" else \
+        {"betas": (float(o.beta1), float(o.beta2)), "eps": float(o.eps)}
+    return {**own, **o.kwargs}
+
+
+def _optimizer(spec: RunSpec) -> OptimizerSpec:
+    if spec.optimizer is None:
+        raise TrainingError("the run spec has no optimizer: its recipe leaves it to your own train_fn. Fix: build "
+                            "the optimizer in your code (hptransfer.optimizer(model, ...)), or add an `optimizer:` "
+                            "section to the recipe.")
+    return spec.optimizer
 
 
 def _scale_eps(spec: RunSpec) -> bool:
     """``optimizer.scale_eps``, defaulting to on for depth-scaled rules (CompleteP's eps x 1/(m_d m_L^alpha))."""
-    o = spec.optimizer
-    if o.name == "sgd":
+    o = _optimizer(spec)
+    if optimizer_family(o.name if is_object(o.name) else str(o.name)) == "sgd":
         return False
     if o.scale_eps is not None:
         return bool(o.scale_eps)
-    return get_parametrization(spec.parametrization.name).depth_alpha is not None
+    return get_parametrization(_parametrization(spec).name).depth_alpha is not None
 
 
-def make_schedule(spec: RunSpec) -> Schedule:
-    """The LR schedule of the spec."""
+def make_schedule(spec: RunSpec) -> Schedule | None:
+    """The LR schedule of the spec (``None`` when the user's ``train_fn`` decides it)."""
     s = spec.schedule
+    if s is None:
+        return None
     return Schedule(warmup=float(s.warmup), decay=s.decay, min_lr_frac=float(s.min_lr_frac))
 
 
 @dataclass
 class Built:
-    """Everything one training run needs, built from ``spec``."""
+    """Everything one training run needs, built from ``spec`` (``optimizer`` and ``schedule`` are ``None``
+    when the spec leaves them to the user's own ``train_fn``)."""
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None
     task: Any
-    schedule: Schedule
+    schedule: Schedule | None
     spec: RunSpec
 
     @property
@@ -202,7 +244,8 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
         raise type(exc)(f"{what} at width={spec.width} (the {current_role()} width): {exc}") from None
     if device is not None and not meta:
         model = model.to(device)
-    return Built(model, make_optimizer(model, spec), task, make_schedule(spec), spec)
+    opt = make_optimizer(model, spec) if spec.optimizer is not None else None
+    return Built(model, opt, task, make_schedule(spec), spec)
 
 
 def make_optimizer(model: nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
@@ -210,90 +253,32 @@ def make_optimizer(model: nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
 
     Also for a model whose parameters were replaced after the build (FSDP2's ``fully_shard``): the
     groups are found by parameter name in the model's scaling table."""
-    o = spec.optimizer
+    o = _optimizer(spec)
+    cls = o.name if is_object(o.name) else optimizer_class(o.name)
     groups = param_groups(model, lr=float(o.lr), weight_decay=float(o.weight_decay), optimizer=o.name,
                           weight_decay_mode=o.weight_decay_mode, decay=o.decay, eps=float(o.eps),
                           scale_eps=_scale_eps(spec), muon_lr=float(o.lr) * float(o.muon_lr_ratio))
-    groups = apply_gains(model, groups, spec.parametrization.gains, spec.width / spec.base_width)
-    return optimizer_class(o.name)(groups, lr=float(o.lr), **optimizer_kwargs(spec))
+    groups = apply_gains(model, groups, _parametrization(spec).gains, spec.width / spec.base_width)
+    kwargs = optimizer_kwargs(spec)
+    _check_kwargs(cls, o.kwargs)
+    return cls(groups, lr=float(o.lr), **kwargs)
 
 
-def run(
-    spec: RunSpec,
-    *,
-    factory: Callable[..., nn.Module] | None = None,
-    task: Any = None,
-    report: Callable[[int, float], None] | None = None,
-    progress: Callable[[int, float], None] | None = None,
-    eval_every: int | None = None,
-    parametrize_extra: Mapping[str, Any] | None = None,
-    role: str | None = None,
-) -> TrainResult:
-    """Train the spec once; divergence is recorded in the result, never raised.
+def _check_kwargs(cls: type, kwargs: Mapping[str, Any]) -> None:
+    """Refuse an ``optimizer.kwargs`` entry the optimizer class does not take, naming what it takes."""
+    import inspect
 
-    A built-in task trains in this package's loop; a ``task.train_fn`` is called as
-    ``fn(hp, *, width, seed, report)`` with ``hp = spec.values()`` plus ``parametrization``.
-    ``report(step, loss)`` is called every step (the tuner's pruning hook; it may raise
-    ``optuna.TrialPruned``); ``progress(step, loss)`` feeds a display; ``eval_every``
-    (default ``spec.train.eval_every``) records validation losses along the way. ``role``
-    (``"proxy"``, ``"target"``, ``"check"``) is named in factory errors.
-    """
-    if spec.task.train_fn is not None:
-        return _run_user_fn(spec, report, progress)
-    b = build(spec, factory=factory, task=task, parametrize_extra=parametrize_extra, role=role)
-    guard = DivergenceGuard(factor=spec.train.divergence_factor, floor=float(getattr(b.task, "init_loss_bound", 0.0)))
-    where = f"width={spec.width} (the {role or 'requested'} width)"
     try:
-        return train(b.model, b.optimizer, b.task, steps=int(spec.train.steps or 0), seed=spec.seed,
-                     batch_size=int(spec.train.batch_size or 0), schedule=b.schedule, guard=guard, report=report,
-                     progress=progress, grad_clip=spec.optimizer.grad_clip,
-                     eval_every=spec.train.eval_every if eval_every is None else eval_every)
-    except (DataError, TrainingError) as exc:  # the model's output does not fit the task
-        raise type(exc)(f"at {where}: {exc}") from None
-    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        # The user's forward (or backward) raised: name where in their code, without a traceback.
-        # An error that never passed through user code is a bug of ours: keep its traceback.
-        if not user_frame(exc):
-            raise
-        raise TrainingError(f"the model raised while training at {where}: {type(exc).__name__}: {exc} "
-                            f"{user_frame(exc)}. Fix: run the model on the task's example input by hand "
-                            "(task.example_input()) and fix the forward.") from None
-
-
-
-def _run_user_fn(spec: RunSpec, report: Callable[[int, float], None] | None,
-                 progress: Callable[[int, float], None] | None) -> TrainResult:
-    fn = import_object(spec.task.train_fn, "task.train_fn")
-    guard = DivergenceGuard(factor=spec.train.divergence_factor)
-    losses: list[float] = []
-
-    def hook(step: int, loss: float) -> None:
-        guard.check(step, float(loss))
-        losses.append(float(loss))
-        if report is not None:
-            report(step, loss)
-        if progress is not None:
-            progress(step, loss)
-
-    reporter = report if isinstance(report, Reporter) else None
-    out = TrainResult()
-    start = time.perf_counter()
-    try:
-        out.val_loss = call_train_fn(fn, {**spec.values(), "parametrization": spec.parametrization.name},
-                                     width=spec.width, seed=spec.seed, report=hook)
-    except TrainingDiverged as exc:
-        out.diverged, out.reason, out.diverged_step, out.diverged_loss = True, exc.reason, exc.step, exc.loss
-    out.seconds, out.losses, out.steps = time.perf_counter() - start, losses, len(losses)
-    if reporter is not None:
-        out.steps = max(out.steps, reporter.steps)
-    if not math.isfinite(out.val_loss):
-        out.diverged, out.val_loss = True, math.inf
-        out.reason = out.reason or "non-finite final loss"
-        if out.diverged_step is None:
-            out.diverged_step, out.diverged_loss = out.steps, math.nan
-    elif not out.diverged:
-        out.val_curve.append((out.steps, out.val_loss))
-    return out
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        takes = sorted(set(params) - {"self", "params", "lr"})
+        raise OptimizerConfigError(f"optimizer.kwargs {unknown} are not options of {cls.__name__}. Fix: use some of "
+                                   f"{takes} (betas as optimizer.beta1/beta2).")
 
 
 def model_cost(spec: RunSpec) -> dict[str, float]:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingDiverged, TrainingError
-from ..recipe import DIVERGENCE_FACTOR
+from ..recipe._sections import DIVERGENCE_FACTOR
 
 __all__ = ["Schedule", "DivergenceGuard", "TrainResult", "train", "task_loss"]
 
@@ -98,7 +98,7 @@ class DivergenceGuard:
 
     The reference is the larger of the first step's loss and ``floor`` (e.g. the loss of a
     uniform predictor), so a run that starts low and explodes is caught, while ordinary noise
-    is not. Default ``factor``: :data:`hptransfer.recipe.DIVERGENCE_FACTOR` (3, with the reason).
+    is not. Default ``factor``: :data:`hptransfer.recipe._sections.DIVERGENCE_FACTOR` (3, with the reason).
     """
 
     factor: float = DIVERGENCE_FACTOR

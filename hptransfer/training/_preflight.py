@@ -24,7 +24,7 @@ import torch
 
 from ..errors import TrainingError
 from ..recipe import Recipe
-from ..zoo import as_logits
+from ..zoo._task_base import as_logits
 from ._build import build, make_task
 from ._loop import task_loss
 
@@ -60,7 +60,7 @@ def preflight(rec: Recipe) -> None:
                     _check_logits(built.model, task, x)
                     if getattr(task, "causal", False):
                         _check_causal(built.model, task, x, rec)
-    for width in rec.widths.target:
+    for width in rec.widths.target or ():
         spec = rec.at(width, steps=rec.transfer.steps, batch_size=rec.transfer.batch_size, depth=rec.depths.target)
         build(spec, task=task, device="meta", role="target")
 
@@ -110,7 +110,7 @@ def _check_causal(model: torch.nn.Module, task: Any, x: torch.Tensor, rec: Recip
 def _causal_fix(arch: str | None) -> str:
     if not arch:
         return "mask attention to earlier positions"
-    from ..hf import has_causal_lm  # local: only recipes naming a Hugging Face model need it
+    from ..hf._config import has_causal_lm  # local: only recipes naming a Hugging Face model need it
 
     if has_causal_lm(arch):  # BERT, RoBERTa, ELECTRA...: a decoder form with a causal mask
         return f"set model.config.is_decoder: true with model.hf_class: AutoModelForCausalLM (model.hf={arch!r})"

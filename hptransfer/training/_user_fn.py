@@ -8,11 +8,10 @@ function of the user's, called as ``fn(hp, *, width, seed, report)``. :class:`Re
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import HPTransferWarning, TuneError
+from ..errors import TuneError, warn
 from ._loop import DivergenceGuard
 
 __all__ = ["Reporter", "call_train_fn"]
@@ -82,12 +81,12 @@ def call_train_fn(fn: Callable[..., Any], hp: dict[str, Any], **kwargs: Any) -> 
         kwargs = {k: v for k, v in kwargs.items() if k in params}
     value = fn(hp, **kwargs)
     if report is not None and report.calls == 0:
-        # Nothing is lost but what report() feeds: say so once (same message, same line: shown once).
-        warnings.warn(
+        # Nothing is lost but what report() feeds: say so once (warn() drops the same text again).
+        warn(
             f"the training function {getattr(fn, '__name__', fn)!r} returned without calling report(step, loss)"
             f"{'' if 'report' in kwargs else ' (it takes no report argument)'}: a diverging run is not stopped "
             "early, nothing can be pruned and its compute counts as 0 steps. Fix: call report(step, loss) after "
-            "every optimizer step.", HPTransferWarning, stacklevel=2)
+            "every optimizer step.")
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -1,4 +1,4 @@
-"""The Optuna objective: sample HPs, train (built-in or the user's function), record divergence.
+"""The Optuna objective: sample HPs, train the recipe's run spec (built-in or the user's function), record divergence.
 
 Divergence handling follows shared/OPTUNA.md: returning NaN would mark the trial FAIL, and
 samplers ignore FAIL trials and keep sampling the diverging region. Instead a diverged trial
@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from ..errors import TrainingDiverged
-from ..recipe import DIVERGENCE_FACTOR, Recipe, SearchParam
-from ..studies import awaiting_requeue, mark_ended, mark_worker
-from ..training import DivergenceGuard, Reporter, call_train_fn, run, untrained_loss
+from ..recipe import Recipe, SearchParam
+from ..studies._storage import awaiting_requeue, mark_ended, mark_worker
+from ..training import Reporter, train_spec
+from ..training._build import untrained_loss
 
 __all__ = ["Objective", "SurplusTrial", "suggest"]
 
@@ -58,25 +59,31 @@ def _over_budget(trial: optuna.trial.Trial, total: int) -> bool:
 
 @dataclass
 class Objective:
-    """Callable objective for ``study.optimize``: mean final validation loss over widths x seeds.
+    """Callable objective for ``study.optimize``: mean final validation loss of the recipe's runs over its
+    proxy widths x seeds, each the run spec ``recipe.at(width, sampled values, seed=seed)``.
 
-    Exactly one of ``recipe`` (built-in training, or the recipe's ``task.train_fn``) and
-    ``train_fn`` (Python API) drives training. ``penalty`` is the value of a diverged trial
-    (default: the untrained loss of the task, or the first reported loss of the run).
+    ``penalty`` is the value of a diverged trial (default: the untrained loss of a built-in task, or
+    the first reported loss of a ``train_fn`` run).
     """
 
-    space: dict[str, SearchParam]
-    widths: Sequence[int]
-    seeds: Sequence[int]
-    steps: int
-    recipe: Recipe | None = None
-    train_fn: Callable[..., float] | None = None
-    fixed: dict[str, Any] = field(default_factory=dict)
+    recipe: Recipe
     penalty: float | None = None
     report_every: int = 0
-    divergence_factor: float = DIVERGENCE_FACTOR
     on_step: Callable[[int, int, float], None] | None = None
     total: int | None = None  # the study's trial budget (set by tune); None: unlimited
+
+    @property
+    def widths(self) -> Sequence[int]:
+        return self.recipe.widths.proxy
+
+    @property
+    def seeds(self) -> Sequence[int]:
+        return self.recipe.train.seeds
+
+    @property
+    def steps(self) -> int:
+        """Steps of one run (0 when a ``train_fn`` recipe does not say): the pruner's resource unit."""
+        return int(self.recipe.train.steps or 0)
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         if self.total is not None and _over_budget(trial, self.total):
@@ -91,9 +98,7 @@ class Objective:
             mark_ended(trial)  # a trial failed without this mark was killed or frozen: re-queued
 
     def _train(self, trial: optuna.trial.Trial) -> float:
-        sampled = suggest(trial, self.space)
-        # Recipe runs: the spec fills the non-searched HPs from the recipe (Recipe.at); fixed values win.
-        hp = {**sampled, **self.fixed} if self.recipe is not None else {**self.fixed, **sampled}
+        sampled = suggest(trial, self.recipe.search)  # the recipe's fixed values come with Recipe.at
         losses: list[float] = []
         steps_done = 0
         penalty = self.penalty
@@ -106,18 +111,15 @@ class Objective:
 
                     def on_step(step: int, loss: float, cb: Callable = cb, n: int = n) -> None:
                         cb(n, step, loss)
-                builtin = self.recipe is not None and self.recipe.task.train_fn is None
-                # The recipe path's run() checks divergence itself; the Python train_fn form has no loop of ours.
-                reporter = Reporter(trial, every=self.report_every, offset=i * self.steps, on_step=on_step,
-                                    guard=None if self.recipe is not None else
-                                    DivergenceGuard(factor=self.divergence_factor))
+                # train_spec checks divergence itself (its loop's guard, or the train_fn's report hook)
+                reporter = Reporter(trial, every=self.report_every, offset=i * self.steps, on_step=on_step)
                 try:
-                    loss = self._one(hp, width, seed, reporter)
+                    loss = self._one(sampled, width, seed, reporter)
                 finally:
                     steps_done += reporter.steps
                     trial.set_user_attr("train_steps", steps_done)
                     if penalty is None:
-                        penalty = self._default_penalty(reporter, builtin)
+                        penalty = self._default_penalty(reporter)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(reporter.steps, loss, "non-finite final loss")
                 losses.append(loss)
@@ -134,21 +136,18 @@ class Objective:
         trial.set_constraint("diverged", 0.0)
         return float(sum(losses) / len(losses))
 
-    def _default_penalty(self, reporter: Reporter, builtin: bool) -> float:
+    def _default_penalty(self, reporter: Reporter) -> float:
         """The untrained loss: the task's uniform-predictor loss, else the run's first reported loss."""
-        if builtin and self.recipe is not None:
+        if self.recipe.task.train_fn is None:
             return untrained_loss(self.recipe.task)
         return reporter.first if reporter.first is not None and math.isfinite(reporter.first) else math.inf
 
-    def _one(self, hp: dict[str, Any], width: int, seed: int, reporter: Reporter) -> float:
+    def _one(self, sampled: dict[str, Any], width: int, seed: int, reporter: Reporter) -> float:
         """Run one training and return its final loss. Raises TrainingDiverged."""
-        if self.recipe is not None:
-            res = run(self.recipe.at(width, hp, seed=seed), report=reporter, role="proxy")
-            if res.diverged:
-                # the step and loss that tripped the guard, and its one reason (not wrapped twice)
-                step = res.diverged_step if res.diverged_step is not None else res.steps
-                loss = res.diverged_loss if res.diverged_loss is not None else math.nan
-                raise TrainingDiverged(step, loss, res.reason or "diverged")
-            return res.val_loss
-        assert self.train_fn is not None  # one of recipe / train_fn is set by tune()
-        return call_train_fn(self.train_fn, hp, width=width, seed=seed, report=reporter)
+        res = train_spec(self.recipe.at(width, sampled, seed=seed), report=reporter, role="proxy")
+        if res.diverged:
+            # the step and loss that tripped the guard, and its one reason (not wrapped twice)
+            step = res.diverged_step if res.diverged_step is not None else res.steps
+            loss = res.diverged_loss if res.diverged_loss is not None else math.nan
+            raise TrainingDiverged(step, loss, res.reason or "diverged")
+        return res.val_loss

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import RecipeError
-from ..recipe import PRUNERS, SAMPLERS
+from ..recipe._sections import PRUNERS, SAMPLERS
 
 __all__ = ["make_sampler", "make_pruner", "DedupSampler"]
 

@@ -26,14 +26,17 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .. import studies
-from ..errors import HPTransferWarning, StorageError, TuneError, WorkerError
-from ..recipe import SAMPLERS, Recipe, objective_changes
-from ..studies import Progress, start_workers, stop_workers
-from ..training import AT_INIT, torch_threads
+from .._version import __version__
+from ..errors import StorageError, TuneError, WorkerError, warn
+from ..recipe import Recipe
+from ..recipe._recipe import objective_changes
+from ..studies import _logging, _storage, _workers
+from ..studies._progress import Progress
+from ..training._build import torch_threads
+from ..training._loop import AT_INIT
 from ._objective import Objective, SurplusTrial
 from ._samplers import make_pruner, make_sampler
-from ._settings import Settings, as_recipe, parse_space, settings_from_fn, settings_from_recipe
+from ._settings import Settings, parse_space, settings, tune_recipe
 
 __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
 
@@ -41,9 +44,11 @@ __all__ = ["tune", "TuneResult", "make_sampler", "make_pruner", "parse_space"]
 class TuneResult:
     """Outcome of :func:`tune`.
 
-    ``best_values``: all HP values of the best feasible trial (searched and fixed);
-    ``best_params``: the searched ones only; ``best_value``: its loss (nats); ``n_*``: trial
-    counts by outcome; ``seconds``: wall time of this call; ``storage``/``study_name`` reopen it.
+    ``best_values``: the HP values the best feasible trial trained with (its run spec's values: searched,
+    fixed and the recipe's sections; for a ``train_fn`` that decides its own optimizer, exactly what it
+    was handed); ``best_params``: the searched ones only; ``best_value``: its loss (nats); ``n_*``:
+    trial counts by outcome; ``seconds``: wall time of this call; ``storage``/``study_name`` reopen it;
+    ``recipe``: the recipe tuned (the Python form's too), which :func:`hptransfer.transfer` carries on.
     """
 
     study_name: str
@@ -57,13 +62,13 @@ class TuneResult:
     n_diverged: int
     n_failed: int  # trials that raised; not those cancelled before training as surplus
     seconds: float
-    recipe: Recipe | None = field(default=None, repr=False)
+    recipe: Recipe = field(repr=False)
     diagnostics: list[str] = field(default_factory=list)  # known breakers found before tuning (diagnostics)
 
     @property
     def study(self) -> optuna.Study:
         """The study, reloaded from its storage."""
-        return studies.load_study(self.storage, self.study_name)
+        return _storage.load_study(self.storage, self.study_name)
 
 
 @dataclass
@@ -78,7 +83,7 @@ class _Job:
     seed: int
     startup: int
     objective: Objective
-    heartbeat: int = 0  # seconds; database storages only (studies.open_storage)
+    heartbeat: int = 0  # seconds; database storages only (_storage.open_storage)
 
 
 def tune(
@@ -87,6 +92,7 @@ def tune(
     space: dict[str, Any] | None = None,
     width: int | Sequence[int] | None = None,
     steps: int = 0,
+    batch_size: int | None = None,
     trials: int | None = None,
     seeds: Sequence[int] = (0,),
     fixed: dict[str, Any] | None = None,
@@ -104,25 +110,27 @@ def tune(
 ) -> TuneResult:
     """Tune hyperparameters with Optuna and return the best values.
 
-    Two forms:
-    * ``tune("recipes/mlp_quickstart.yaml", workers=2)`` -- a recipe (path, dict or
-      :class:`Recipe`); keyword arguments given here override the recipe's ``tune`` section.
-    * ``tune(train_fn, space={"lr": ("log_float", 1e-4, 1e-1)}, width=64, trials=30)`` -- your
-      own ``train_fn(hp, *, width, seed, report) -> final loss``; it should call
-      ``report(step, loss)`` every step (divergence check, pruning, progress). ``steps`` is its
-      step count (for the pruner's resource axis). With ``workers > 1`` it must be importable
-      (a module-level function), since workers are separate processes.
+    Two doors to one implementation (the keyword arguments given here become the recipe's fields):
+    * ``tune("recipes/mlp_quickstart.yaml", workers=2)`` -- a recipe (path, dict or :class:`Recipe`).
+    * ``tune(train_fn, space={"lr": ("log_float", 1e-4, 1e-1)}, width=64, steps=200, trials=30)`` -- your
+      ``train_fn(hp, *, width, seed, report) -> final loss``, standing for a recipe with it as
+      ``task.train_fn`` (:func:`recipe_from_train_fn`). It is handed ``hp`` (the searched and fixed
+      values, nothing else; ``spec=`` too if it takes it) and calls ``report(step, loss)`` every step.
+      With ``workers > 1`` it must be a module-level function (workers are separate processes).
 
     Args:
-        space: search space (Python form, see :func:`parse_space`); function form only.
-        width: proxy width(s); function form only (recipes use ``widths.proxy``).
-        trials: total trials in the study (a rerun continues up to it). Default recipe / 30.
-        seeds: training seeds averaged per trial (function form). Default (0,).
-        fixed, penalty: HP values given to every trial; loss of a diverged trial (default untrained).
-        sampler, pruner: names (see :data:`hptransfer.recipe.SAMPLERS` / ``PRUNERS``).
+        space, width, steps, batch_size, seeds: the function form's search space, proxy width(s), steps
+            per run (the pruner's resource unit; 0: not known), batch size (``None``: not known; a law
+            needs it) and training seeds averaged per trial (default (0,)).
+        trials: total trials in the study (a rerun continues up to it). Default ``tune.trials`` (30).
+        fixed: HP values every trial trains with and the result reports; a name that is also searched is
+            refused (:func:`hptransfer.recipe.amend`).
+        penalty: loss of a diverged trial (default: untrained).
+        sampler, pruner: names (see :data:`hptransfer.recipe._sections.SAMPLERS` / ``PRUNERS``).
         storage: journal file path, ``journal:///abs/path`` or ``postgresql://...``. Default
-            ``<out>/study.journal``; ``out`` defaults to ``runs/<name>``.
-        study_name: default the recipe name (function form: ``"tune"``).
+            ``<out>/study.journal``; ``out`` defaults to ``runs/<study name>``.
+        study_name: default the recipe's name; for a ``train_fn``, ``<module>.<function>``. A rerun whose
+            training settings differ from the study's is refused (name a new study).
         workers, seed: local worker processes (default 1: this process); sampler seed (worker i
             uses ``seed + i``; default 0).
         overrides, quiet: ``"section.field=value"`` recipe overrides; no progress display (CI).
@@ -133,66 +141,61 @@ def tune(
         TuneError: nothing usable came out (every trial diverged, no finished trial).
         WorkerError: a worker process exited with an error (the study is kept).
     """
-    if callable(recipe) and not isinstance(recipe, (Recipe, str, Path, dict)):
-        st = settings_from_fn(recipe, space=space, width=width, steps=steps, seeds=seeds, fixed=fixed,
-                               penalty=penalty, study_name=study_name, out=out, storage=storage)
-    else:
-        st = settings_from_recipe(as_recipe(recipe, overrides), fixed=fixed, penalty=penalty, pruner=pruner,
-                                   study_name=study_name, out=out, storage=storage)
-    rec, name, objective, run_dir, storage = st.recipe, st.name, st.objective, st.run_dir, st.storage
-    t = st.defaults
-    total, smp, prn = trials or t.trials, sampler or t.sampler, pruner or t.pruner
-    sseed, startup, nworkers = t.seed if seed is None else seed, t.startup_trials, workers or t.workers
-    if smp not in SAMPLERS:
-        make_sampler(smp)  # raises with the fix
-    url = studies.storage_url(storage, run_dir)
-    if nworkers > 1 and url.startswith("sqlite"):
+    rec = tune_recipe(recipe, space=space, width=width, steps=steps, batch_size=batch_size, seeds=seeds,
+                      overrides=overrides, fixed=fixed, out=out,
+                      study={"trials": trials, "sampler": sampler, "pruner": pruner, "storage": storage,
+                             "workers": workers, "seed": seed, "study": study_name})
+    st = settings(rec)
+    t, name = rec.tune, rec.study_name
+    url = _storage.storage_url(t.storage, rec.run_dir)
+    if t.workers > 1 and url.startswith("sqlite"):
         raise StorageError("tune.storage: SQLite fails with several worker processes. Fix: use the default "
-                              "journal file or postgresql://.")
-    resource = objective.steps * len(objective.widths) * len(objective.seeds) or 100
+                           "journal file or postgresql://.")
+    every = t.report_every or max(1, (rec.train.steps or 0) // 20)
+    objective = Objective(rec, penalty=penalty, report_every=every if t.pruner != "none" else 0)
     # Optuna's log level is process-wide: quiet (or no per-trial INFO lines) for this call only.
-    with studies.optuna_verbosity(logging.ERROR if quiet else logging.WARNING), studies.storage_guard(url):
-        study = _open_study(url, name, rec, make_pruner(prn, resource))
-        base_seed = sseed + 100_003 * len(study.get_trials(deepcopy=False))  # a resumed run draws new points
-        objective.total = total
-        job = _Job(url, name, total, smp, prn, base_seed, startup, objective, t.heartbeat)
+    with _logging.optuna_verbosity(logging.ERROR if quiet else logging.WARNING), _storage.storage_guard(url):
+        study = _open_study(url, name, rec, make_pruner(t.pruner, _resource(objective)))
+        base_seed = t.seed + 100_003 * len(study.get_trials(deepcopy=False))
+        objective.total = t.trials  # a resumed run draws new points (base_seed moves on with the trials)
+        job = _Job(url, name, t.trials, t.sampler, t.pruner, base_seed, t.startup_trials, objective, t.heartbeat)
         start = time.perf_counter()
-        with Progress(total, enabled=not quiet) as progress:  # closed (line ended) even when a trial raises
-            _optimize(study, job, nworkers, threads, progress)
-            progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
-        return _result(study, url, name, st, time.perf_counter() - start)
+        with Progress(t.trials, enabled=not quiet) as progress:  # closed (line ended) even when a trial raises
+            _optimize(study, job, t.workers, threads, progress)
+            progress.set_done(_storage.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
+        return _result(study, url, st, time.perf_counter() - start)
 
 
-def _open_study(url: str, name: str, rec: Recipe | None, pruner: optuna.pruners.BasePruner) -> optuna.Study:
-    """Create or resume the study; warn about a changed recipe and re-queue trials of stopped workers."""
-    attrs = {"recipe_hash": rec.hash if rec else None, "recipe": rec.to_dict() if rec else None,
-             "hptransfer_version": _version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    study = studies.create_study(url, name, pruner=pruner, attrs=attrs)
-    if rec is not None and study.user_attrs.get("recipe_hash") not in (None, rec.hash):
+def _open_study(url: str, name: str, rec: Recipe, pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """Create or resume the study; refuse one trained under other settings, re-queue trials of stopped workers."""
+    attrs = {"recipe_hash": rec.hash, "recipe": rec.to_dict(), "hptransfer_version": __version__,
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    study = _storage.create_study(url, name, pruner=pruner, attrs=attrs)
+    if study.user_attrs.get("recipe_hash") not in (None, rec.hash):
         changed = objective_changes(study.user_attrs.get("recipe") or {}, rec)
         n = len(study.get_trials(deepcopy=False))
         if changed and n:
             # Its trials were trained under other settings: their losses are not this recipe's, and
             # the best of them would be transferred as if they were.
             raise TuneError(
-                f"study {name!r} in {studies.redact_url(url)} holds {n} trial(s) of another recipe: "
+                f"study {name!r} in {_storage.redact_url(url)} holds {n} trial(s) of another recipe: "
                 f"{'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}. Fix: start a new study "
                 "(--set tune.study=<new name>, or another --out), or restore those fields to continue it.")
         if not n:  # an empty study (stopped before its first trial) now belongs to this recipe
             for key in ("recipe_hash", "recipe"):
                 study.set_user_attr(key, attrs[key])
         elif (study.user_attrs.get("recipe") or {}).get("search") != rec.to_dict()["search"]:
-            _warn(f"study {name!r} was created with another search space; its {n} trial(s) are kept as they are "
+            warn(f"study {name!r} was created with another search space; its {n} trial(s) are kept as they are "
                   "(the sampler also learns from those outside the new ranges).")
-    recovered = studies.recover_stale(study)
+    recovered = _storage.recover_stale(study)
     if recovered:
-        _warn(f"re-queued trial(s) {recovered} left unfinished by a stopped worker.")
+        warn(f"re-queued trial(s) {recovered} left unfinished by a stopped worker.")
     return study
 
 
 def _optimize(study: optuna.Study, job: _Job, nworkers: int, threads: int | None, progress: Progress) -> None:
     """Run the missing trials here (one worker) or in ``nworkers`` processes; Ctrl-C keeps the study."""
-    if job.trials - studies.count_trials(study) <= 0:
+    if job.trials - _storage.count_trials(study) <= 0:
         return
     try:
         if nworkers == 1:
@@ -202,17 +205,17 @@ def _optimize(study: optuna.Study, job: _Job, nworkers: int, threads: int | None
             _run_workers(job, nworkers, progress)
     except KeyboardInterrupt:
         progress.close()
-        studies.recover_stale(study)
+        _storage.recover_stale(study)
         raise
 
 
 def _callbacks(job: _Job) -> list[Any]:
-    return [optuna.study.MaxTrialsCallback(job.trials, states=studies.COUNTED_STATES)]
+    return [optuna.study.MaxTrialsCallback(job.trials, states=_storage.COUNTED_STATES)]
 
 
 def _run_in_process(job: _Job, progress: Progress) -> None:
-    study = studies.load_study(job.url, job.study_name, sampler=make_sampler(job.sampler, job.seed, job.startup),
-                                pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
+    study = _storage.load_study(job.url, job.study_name, sampler=make_sampler(job.sampler, job.seed, job.startup),
+                                pruner=make_pruner(job.pruner, _resource(job.objective)), heartbeat=job.heartbeat)
     steps = job.objective.steps
 
     def on_step(trial: int, step: int, loss: float) -> None:
@@ -224,7 +227,7 @@ def _run_in_process(job: _Job, progress: Progress) -> None:
             note += " (diverged)"
         elif trial.value is not None:
             note += f" loss {trial.value:.4g}"
-        progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study), note)
+        progress.set_done(_storage.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study), note)
 
     job.objective.on_step = on_step
     try:
@@ -241,15 +244,15 @@ def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any])
     stale ones (Optuna re-queues their parameters once) and runs what that frees up.
     """
     while True:
-        remaining = job.trials - studies.count_trials(study)
+        remaining = job.trials - _storage.count_trials(study)
         if remaining > 0:
             study.optimize(job.objective, n_trials=remaining, callbacks=callbacks, catch=(SurplusTrial,))
         if job.heartbeat <= 0 or job.url.startswith("journal://"):
             return
         # A trial left by a worker that died before it recorded itself has no heartbeat either:
         # after a minute (or 4 heartbeats) it is stale as well (same rule as a start's recovery).
-        grace = datetime.timedelta(seconds=max(60, studies.GRACE_INTERVALS * job.heartbeat))
-        if studies.recover_stale(study, grace=grace):
+        grace = datetime.timedelta(seconds=max(60, _storage.GRACE_INTERVALS * job.heartbeat))
+        if _storage.recover_stale(study, grace=grace):
             continue
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             return
@@ -259,9 +262,9 @@ def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any])
             optuna.storages.fail_stale_trials(study)
 
 
-def _resource(job: _Job) -> int:
-    o = job.objective
-    return o.steps * len(o.widths) * len(o.seeds) or 100
+def _resource(objective: Objective) -> int:
+    """The pruner's resource axis: steps of all runs of one trial (100 when the steps are not known)."""
+    return objective.steps * len(objective.widths) * len(objective.seeds) or 100
 
 
 def _worker_main(job: _Job, index: int) -> None:
@@ -272,34 +275,34 @@ def _worker_main(job: _Job, index: int) -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(logging.ERROR)  # a spawned process of its own: nothing to restore
     # A lost storage or Ctrl-C/SIGTERM ends the worker with its own exit code (studies._workers).
-    with studies.storage_guard(job.url):
-        study = studies.reopen_study(job.url, job.study_name,
+    with _storage.storage_guard(job.url):
+        study = _storage.reopen_study(job.url, job.study_name,
                                      sampler=make_sampler(job.sampler, job.seed + index, job.startup),
-                                     pruner=make_pruner(job.pruner, _resource(job)), heartbeat=job.heartbeat)
+                                     pruner=make_pruner(job.pruner, _resource(job.objective)), heartbeat=job.heartbeat)
         _optimize_until_budget(study, job, _callbacks(job))
 
 
 def _run_workers(job: _Job, n: int, progress: Progress) -> None:
-    procs = start_workers(_worker_main, [(job, i) for i in range(n)],
+    procs = _workers.start_workers(_worker_main, [(job, i) for i in range(n)],
                           fix="define the training function at module level (not a lambda or closure), "
                               "or use workers=1.")
-    study = studies.load_study(job.url, job.study_name)
+    study = _storage.load_study(job.url, job.study_name)
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(1.0)
-            progress.set_done(studies.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
+            progress.set_done(_storage.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
     except KeyboardInterrupt:
-        stop_workers(procs)
+        _workers.stop_workers(procs)
         raise
     bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    studies.raise_if_storage_lost(procs, job.url)
-    studies.raise_reported(procs, fallback=TuneError)  # the user's factory or train_fn raised: as in-process
+    _workers.raise_if_storage_lost(procs, job.url)
+    _workers.raise_reported(procs, fallback=TuneError)  # the user's factory or train_fn raised: as in-process
     if bad:
         # The trials a crashed worker was running are still RUNNING: fail and re-queue them, and name them.
-        lost = studies.recover_stale(study)
+        lost = _storage.recover_stale(study)
         reason = f"; its running trial(s) {lost} are re-queued" if lost else ""
         raise WorkerError(f"{len(bad)} of {n} worker(s) crashed (exit codes {bad}: a negative code is the signal that "
-                          f"killed it{studies.interrupted_note(bad)}){reason}. Fix: rerun the same command to "
+                          f"killed it{_workers.interrupted_note(bad)}){reason}. Fix: rerun the same command to "
                           "continue (the study is kept); run with workers=1 to see an error in your code.")
 
 
@@ -310,8 +313,8 @@ def _best(study: optuna.Study) -> float | None:
         return None
 
 
-def _result(study: optuna.Study, url: str, name: str, st: Settings, seconds: float) -> TuneResult:
-    rec, obj = st.recipe, st.objective
+def _result(study: optuna.Study, url: str, st: Settings, seconds: float) -> TuneResult:
+    rec, name = st.recipe, st.name
     trials = study.get_trials(deepcopy=False)
     reasons = {str(t.user_attrs.get("diverged_reason", "")) for t in trials if t.user_attrs.get("diverged")}
     if reasons and all(AT_INIT in r for r in reasons) and not any(
@@ -330,11 +333,9 @@ def _result(study: optuna.Study, url: str, name: str, st: Settings, seconds: flo
         ) from None
     if best.user_attrs.get("diverged"):
         raise TuneError(f"every finished trial in study {name!r} diverged. Fix: lower the learning-rate range.")
-    values = rec.values(dict(best.params)) if rec is not None else dict(best.params)
-    values.update(obj.fixed)
-    values.update(best.params)
     return TuneResult(
-        study_name=name, storage=url, best_values=values, best_params=dict(best.params), best_value=float(best.value),
+        study_name=name, storage=url, best_values=rec.values(dict(best.params)), best_params=dict(best.params),
+        best_value=float(best.value),
         best_trial=best.number, n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
         n_diverged=sum(bool(t.user_attrs.get("diverged")) for t in trials),
@@ -343,12 +344,4 @@ def _result(study: optuna.Study, url: str, name: str, st: Settings, seconds: flo
     )
 
 
-def _warn(msg: str) -> None:
-    warnings.warn(msg, HPTransferWarning, stacklevel=3)
-
-
-def _version() -> str:
-    from .._version import __version__
-
-    return __version__
 

@@ -76,7 +76,7 @@ class Task(ABC):
     eval_batch_size: ClassVar[int] = 64
     eval_n_batches: ClassVar[int] = 8
     #: Next-token prediction: the target at position t is the input at t + 1, so a model must not
-    #: see later positions (checked before tuning by :func:`hptransfer.training.preflight`).
+    #: see later positions (checked before tuning by :func:`hptransfer.training._preflight.preflight`).
     causal: ClassVar[bool] = False
 
     # ---- data ----------------------------------------------------------------------

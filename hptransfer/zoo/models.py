@@ -25,6 +25,7 @@ __all__ = [
     "GPT",
     "MLP",
     "MODELS",
+    "MODEL_TASKS",
     "Block",
     "CausalSelfAttention",
     "TransformerMLP",
@@ -243,6 +244,9 @@ def resglu(
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "gpt": gpt, "cnn": cnn, "resglu": resglu}
 """Reference factories by name, as used in recipes."""
+
+MODEL_TASKS: dict[str, str] = {"mlp": "classification", "gpt": "charlm", "cnn": "images", "resglu": "classification"}
+"""The built-in task each reference model trains on (``cnn``: the classification data laid out as images)."""
 
 
 def get_model(name: str) -> Callable[..., nn.Module]:

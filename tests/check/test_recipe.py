@@ -38,7 +38,7 @@ def test_mlp_recipe_mup_passes_and_sp_fails(tmp_path):
 
 def test_check_along_depth_sweeps_depths_at_one_width(tmp_path):
     """``--axis depth``: the points are depths at the smallest proxy width, and the runs really are that deep."""
-    from hptransfer.check import check_depths
+    from hptransfer.check._recipe import check_depths
     from hptransfer.errors import CheckError
     from hptransfer.recipe import parse_recipe
 

@@ -22,12 +22,12 @@ def test_a_crashing_run_stops_the_check_and_missing_runs_never_pass(tmp_path):
         bowl_check(runner=Flaky({"sp": -0.75, "mup": 0.0}), storage=storage)
     # What finished is kept; analysed as it stands, the hole is reported and cannot pass.
     from hptransfer.check._sweep import SweepData, SweepPlan
-    from hptransfer.check._verdict import analyse
+    from hptransfer.check._verdict import judge_sweep
 
     plan = SweepPlan("lr", tuple(LR_GRID), (64, 128, 256), (0, 1), ("mup",))
     full = bowl_check(parametrizations=["mup"], expect=None, widths=[64, 128, 256]).results[0].losses.copy()
     full[1, 8, 0] = math.nan
-    r = analyse(SweepData(plan, {"mup": full}, 0.0, 1, "s"), "mup", Tolerances())
+    r = judge_sweep(SweepData(plan, {"mup": full}, 0.0, 1, "s"), "mup", Tolerances())
     assert r.verdict == "fail" and r.n_missing == 1 and "missing" in r.reasons[0]
 
 

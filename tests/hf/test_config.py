@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 
 import pytest
 import torch
-from _helpers import charlm
+from _helpers import charlm, hpt_warns, no_warnings
 
 transformers = pytest.importorskip("transformers")
 
 import hptransfer as hpt  # noqa: E402
 from hptransfer import hf  # noqa: E402
-from hptransfer.errors import FactoryError, HPTransferWarning, ParametrizationError  # noqa: E402
+from hptransfer.errors import FactoryError, ParametrizationError  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 X = torch.randint(0, 256, (2, 16))
@@ -98,7 +97,7 @@ def test_llama_width_fields_scale_ffn_and_head_dim_not_heads():
     cfg = hf.config_factory(transformers.LlamaForCausalLM, llama_config()).config_at(128)
     assert (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim, cfg.num_attention_heads) == (128, 352, 32, 4)
     # an architecture with no entry (BART): its fields by name, with a warning that lists them
-    with pytest.warns(HPTransferWarning, match=r"'bart' has no entry.*d_model is the width and encoder_ffn_dim, "
+    with hpt_warns(r"'bart' has no entry.*d_model is the width and encoder_ffn_dim, "
                                                r"decoder_ffn_dim scale in proportion"):
         bart = hf.config_factory(transformers.BartForCausalLM, transformers.BartConfig())
     assert bart.fields == ("d_model", "encoder_ffn_dim", "decoder_ffn_dim")
@@ -107,10 +106,8 @@ def test_llama_width_fields_scale_ffn_and_head_dim_not_heads():
 def _coord(cls, config, parametrization):
     factory = hf.config_factory(cls, config())
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HPTransferWarning)
-        return hpt.coord_check(factory, widths=(32, 64, 128, 256), parametrization=parametrization, task=charlm(),
-                               batch_size=8, seeds=(0, 1))
+    return hpt.coord_check(factory, widths=(32, 64, 128, 256), parametrization=parametrization, task=charlm(),
+                           batch_size=8, seeds=(0, 1))
 
 
 @pytest.mark.slow  # 15-40 s each on 2 cores
@@ -139,7 +136,7 @@ ATTENTION = {
 def _softmax_scales(model, x):  # x: a tensor or a dict of keyword inputs
     """The softmax scale each attention module actually used on ``x``: the ``scale`` handed to SDPA,
     or for eager attention the ratio of the softmax input to q @ k^T, from real tensors."""
-    from hptransfer.parametrization import AttentionTracer, module_stack
+    from hptransfer.parametrization._trace import AttentionTracer, module_stack
 
     stack, handles = module_stack(model)
     tracer = AttentionTracer(stack, measure_scale=True)
@@ -161,8 +158,7 @@ def test_attention_is_rescaled_to_one_over_d_for_eager_and_sdpa(name):
     torch.manual_seed(0)
     base = hf.parametrize_config(cls, config(), width=32, base_width=32, example_input=X)
     assert torch.equal(_logits(plain, X), _logits(base, X))  # exact at the base width
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", HPTransferWarning)  # nothing left to report
+    with no_warnings(python=False):  # nothing left to report
         wide = hf.parametrize_config(cls, config(), width=64, base_width=32, attn_mult=2.0, example_input=X)
     d, d0 = (32, 16) if name.startswith("gpt2") else (16, 8)  # GPT-2: 2 heads; Llama: head_dim in proportion
     scales = _softmax_scales(wide, X)
@@ -205,9 +201,7 @@ def _gpt2_eager_coord(**options):
 def test_gpt2_eager_coord_check_passes_under_mup_and_fails_with_attention_off():
     result = _gpt2_eager_coord()
     assert result.passed, result.failing[:3]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HPTransferWarning)
-        off = _gpt2_eager_coord(attention="off")
+    off = _gpt2_eager_coord(attention="off")
     assert not off.passed
     assert {m for m, *_ in off.failing} >= {"transformer.h.0.attn[attn scale x d]"}
 
@@ -436,14 +430,12 @@ ENCODERS_AND_OLDER_DECODERS = {  # config fields at width 32 (layers, heads, voc
 
 @pytest.mark.parametrize("arch", sorted(ENCODERS_AND_OLDER_DECODERS))
 def test_encoders_and_older_decoders_scale_their_own_fields_with_no_warning(arch):
-    import warnings
 
     from hptransfer.hf import WIDTH_FIELDS, hf_factory
 
     cfg = {"num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 256, "max_position_embeddings": 32,
            "pad_token_id": 0, **ENCODERS_AND_OLDER_DECODERS[arch]}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a known architecture: nothing is guessed
+    with no_warnings():  # a known architecture: nothing is guessed
         factory = hf_factory(arch, cfg)
     model = hpt.parametrize(factory, width=128, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
     for field in WIDTH_FIELDS[arch]:
@@ -460,16 +452,15 @@ def test_an_architecture_with_no_entry_gets_its_fields_by_name_and_a_warning_tha
     from hptransfer.hf import WIDTH_FIELDS, hf_factory, infer_width_fields
 
     assert "persimmon" not in WIDTH_FIELDS
-    with pytest.warns(HPTransferWarning, match=r"'persimmon' has no entry in hptransfer.hf.WIDTH_FIELDS: hidden_size "
+    with hpt_warns(r"'persimmon' has no entry in hptransfer.hf.WIDTH_FIELDS: hidden_size "
                                                r"is the width and intermediate_size scale in proportion.*coord-check"):
         factory = hf_factory("persimmon", {**_small(32), "num_key_value_heads": 4})
     assert factory.fields == ("hidden_size", "intermediate_size")
     model = hpt.parametrize(factory, width=64, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
     assert (model.config.hidden_size, model.config.intermediate_size) == (64, 128)
     # a width field named in the recipe brings the proportional fields along (the FFN does not stay fixed)
-    with pytest.warns(HPTransferWarning):
-        assert hf_factory("persimmon", {**_small(32), "num_key_value_heads": 4}, "hidden_size").fields == (
-            "hidden_size", "intermediate_size")
+    assert hf_factory("persimmon", {**_small(32), "num_key_value_heads": 4}, "hidden_size").fields == (
+        "hidden_size", "intermediate_size")
 
     class NoWidth:
         model_type = "mystery"
@@ -485,13 +476,12 @@ def test_an_architecture_with_no_entry_gets_its_fields_by_name_and_a_warning_tha
 def test_deepseek_latent_attention_scales_its_ranks_and_head_dims_together():
     """DeepSeek V3 (no entry): its low ranks and rope/nope head dims follow the width with the hidden size,
     or the rotary halves would disagree (a forward error) and the rank-16 projections would look like readouts."""
-    from hptransfer.errors import HPTransferWarning
     from hptransfer.hf import hf_factory
 
     cfg = {**_small(32), "num_key_value_heads": 4, "moe_intermediate_size": 16, "n_routed_experts": 4,
            "num_experts_per_tok": 2, "kv_lora_rank": 16, "q_lora_rank": 16, "qk_rope_head_dim": 4, "v_head_dim": 8,
            "qk_nope_head_dim": 8, "head_dim": 4, "first_k_dense_replace": 1, "n_group": 1, "topk_group": 1}
-    with pytest.warns(HPTransferWarning, match="'deepseek_v3' has no entry"):
+    with hpt_warns("'deepseek_v3' has no entry"):
         factory = hf_factory("deepseek_v3", cfg)
     model = hpt.parametrize(factory, width=64, base_width=32, example_input=torch.randint(0, 256, (2, 8)))
     c = model.config
@@ -504,7 +494,7 @@ def test_deepseek_latent_attention_scales_its_ranks_and_head_dims_together():
 def test_an_encoder_on_the_byte_lm_is_refused_and_its_causal_lm_form_accepted():
     from hptransfer.errors import TrainingError
     from hptransfer.recipe import parse_recipe
-    from hptransfer.training import preflight
+    from hptransfer.training._preflight import preflight
 
     data = {"name": "enc", "model": {"hf": "roberta", "config": {
                 "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
@@ -524,7 +514,7 @@ def test_an_encoder_with_no_causal_lm_class_is_told_to_use_a_decoder():
     # The fix used to say is_decoder + AutoModelForCausalLM, which DistilBERT does not have.
     from hptransfer.errors import TrainingError
     from hptransfer.recipe import parse_recipe
-    from hptransfer.training import preflight
+    from hptransfer.training._preflight import preflight
 
     data = {"name": "enc", "model": {"hf": "distilbert", "config": {
                 "dim": 32, "hidden_dim": 64, "n_layers": 1, "n_heads": 4, "vocab_size": 256,

@@ -5,17 +5,14 @@ the coordinate check and SP fails it."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
-from _helpers import charlm
+from _helpers import charlm, hpt_warns
 
 transformers = pytest.importorskip("transformers")
 
 import hptransfer as hpt  # noqa: E402
 from hptransfer import hf  # noqa: E402
-from hptransfer.errors import HPTransferWarning  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 X = torch.randint(0, 256, (2, 16))
@@ -62,10 +59,8 @@ def test_moe_coord_check_default_options(arch, parametrization, passes):
     # Before: Mixtral's raw router stayed input-like and its logits grew as width^0.97 by step 4
     # (μP failed); Qwen2-MoE did not parametrize (ambiguous readout).
     cls, config = arch()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HPTransferWarning)
-        result = hpt.coord_check(hf.config_factory(cls, config), widths=(32, 64, 128, 256),
-                                 parametrization=parametrization, task=charlm(), batch_size=8, seeds=(0, 1, 2, 3))
+    result = hpt.coord_check(hf.config_factory(cls, config), widths=(32, 64, 128, 256),
+                             parametrization=parametrization, task=charlm(), batch_size=8, seeds=(0, 1, 2, 3))
     assert result.passed is passes, result.failing[:3]
 
 
@@ -123,10 +118,8 @@ def test_dbrx_coord_check_default_options(parametrization, passes):
     # DBRX applies one expert module to each expert's weights in turn: those calls are judged
     # through their sum (coord/_analysis.py), and the routers are read out in place. Over 32-128
     # only, μP's expert sum reaches the +0.35 bound at step 2 (4 seeds); over 32-256 and 64-512 it passes.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HPTransferWarning)
-        result = hpt.coord_check(hf.hf_factory("dbrx", dbrx_config()), widths=(32, 64, 128, 256),
-                                 parametrization=parametrization, task=charlm(), batch_size=8, seeds=(0, 1, 2, 3))
+    result = hpt.coord_check(hf.hf_factory("dbrx", dbrx_config()), widths=(32, 64, 128, 256),
+                             parametrization=parametrization, task=charlm(), batch_size=8, seeds=(0, 1, 2, 3))
     assert result.passed is passes, result.failing[:3]
 
 
@@ -134,13 +127,13 @@ def test_width_inference_reaches_into_sub_configs_and_names_what_stays():
     # A config hptransfer has no entry for: sizes in a sub-config of the same width follow it (dotted
     # paths); a sub-config of another size (a vision tower) stays and the warning lists its sizes.
     dbrx = transformers.AutoConfig.for_model("dbrx", **dbrx_config())
-    with pytest.warns(HPTransferWarning, match=r"d_model is the width and ffn_config.hidden_size, "
+    with hpt_warns(r"d_model is the width and ffn_config.hidden_size, "
                                                r"ffn_config.ffn_hidden_size scale"):
         assert hf.infer_width_fields(dbrx) == ("d_model", "ffn_config.hidden_size", "ffn_config.ffn_hidden_size")
     llava = transformers.AutoConfig.for_model(
         "llava", text_config={"model_type": "llama", "hidden_size": 64, "intermediate_size": 128},
         vision_config={"model_type": "clip_vision_model", "hidden_size": 48, "intermediate_size": 96})
-    with pytest.warns(HPTransferWarning, match=r"vision_config.hidden_size=48, .*vision_config.intermediate_size=96"):
+    with hpt_warns(r"vision_config.hidden_size=48, .*vision_config.intermediate_size=96"):
         fields = hf.infer_width_fields(llava)
     assert fields[:2] == ("text_config.hidden_size", "text_config.intermediate_size")
     assert not any(f.startswith("vision_config") for f in fields)

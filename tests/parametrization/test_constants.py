@@ -9,11 +9,11 @@ import math
 
 import pytest
 import torch
+from _helpers import hpt_warns
 from _models import ScaledEmbedding, TutorialLM
 from torch import nn
 
 import hptransfer as hpt
-from hptransfer.errors import HPTransferWarning
 from hptransfer.parametrization import ScalingTable
 from hptransfer.zoo import get_task
 
@@ -94,7 +94,7 @@ def test_sp_the_base_width_and_width_independent_or_attention_constants_are_left
     same = hpt.parametrize(TutorialLM, width=64, base_width=64, example_input=X)
     torch.manual_seed(0)
     assert _held(same) == [] and torch.equal(same(X), TutorialLM(64)(X))
-    with pytest.warns(HPTransferWarning, match="attention computed by hand"):
+    with hpt_warns("attention computed by hand"):
         assert _held(hpt.parametrize(Fixed, width=256, base_width=64, example_input=X)) == []
 
 

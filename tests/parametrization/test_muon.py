@@ -11,7 +11,8 @@ from torch import nn
 
 import hptransfer as hpt
 from hptransfer.errors import OptimizerConfigError
-from hptransfer.parametrization import MuonAdamW, OwnMuon, muon_class, optimizer_family
+from hptransfer.parametrization import MuonAdamW, optimizer_family
+from hptransfer.parametrization._muon import OwnMuon, muon_class
 
 
 class _Uneven(nn.Module):

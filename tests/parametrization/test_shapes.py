@@ -13,6 +13,7 @@ from torch import nn
 import hptransfer as hpt
 from hptransfer.errors import FactoryError, ShapeInferenceError
 from hptransfer.models import cnn, gpt, mlp
+from hptransfer.parametrization._shapes import width_role
 
 
 def roles(model: nn.Module) -> dict[str, str]:
@@ -167,7 +168,7 @@ def test_factory_error_names_the_role_and_a_fix_that_applies(role: str, setting:
     def factory(w):
         raise ValueError("too wide for this toy")
 
-    with hpt.parametrization.width_role(role), pytest.raises(FactoryError) as err:
+    with width_role(role), pytest.raises(FactoryError) as err:
         hpt.parametrize(factory, width=64, base_width=16)
     msg = str(err.value)
     assert f"width=64 (the {role} width)" in msg and setting in msg and "head count" not in msg
@@ -175,7 +176,7 @@ def test_factory_error_names_the_role_and_a_fix_that_applies(role: str, setting:
     def heads(w):
         raise ValueError(f"embed_dim {w} must be divisible by num_heads")
 
-    with hpt.parametrization.width_role(role), pytest.raises(FactoryError, match="head count"):
+    with width_role(role), pytest.raises(FactoryError, match="head count"):
         hpt.parametrize(heads, width=64, base_width=16)
     with pytest.raises(FactoryError, match="not an nn.Module"):
         hpt.parametrize(lambda w: "model", width=24, base_width=16)

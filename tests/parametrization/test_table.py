@@ -13,7 +13,8 @@ from torch import nn
 
 import hptransfer as hpt
 from hptransfer.models import mlp
-from hptransfer.parametrization import ScalingTable, strip_prefix
+from hptransfer.parametrization import ScalingTable
+from hptransfer.parametrization._table import strip_prefix
 
 
 def test_table_survives_deepcopy_and_is_serialisable():

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import hpt_warns
 from _models import ForwardMaskLM, nanogpt_eager, torch_transformer
 from torch import nn
 
 import hptransfer as hpt
-from hptransfer.errors import HPTransferWarning, ParametrizationError
-from hptransfer.parametrization import TraceFailure, module_stack, trace_attention
+from hptransfer.errors import ParametrizationError
+from hptransfer.parametrization._trace import TraceFailure, module_stack, trace_attention
 
 X = torch.randint(0, 256, (2, 16))
 
@@ -73,7 +74,7 @@ def test_an_error_that_remains_names_module_and_operation():
 
 
 def test_hand_written_attention_is_reported_with_module_and_fix():
-    with pytest.warns(HPTransferWarning, match=r"transformer\.h\.0\.attn.*scaled_dot_product_attention"):
+    with hpt_warns(r"transformer\.h\.0\.attn.*scaled_dot_product_attention"):
         mu = hpt.parametrize(nanogpt_eager, width=128, base_width=32, example_input=X)
     assert any("by hand" in n for n in hpt.scaling_table(mu).notes)
 

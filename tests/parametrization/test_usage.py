@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import hpt_warns, no_warnings
 from torch import nn
 
 import hptransfer as hpt
-from hptransfer.errors import HPTransferWarning
 
 VOCAB = 11
 X = torch.randint(0, VOCAB, (2, 5))
@@ -35,8 +33,7 @@ class RawHead(nn.Module):
 
 
 def _quiet(**kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", HPTransferWarning)
+    with no_warnings(python=False):
         return hpt.parametrize(RawHead, **kw)
 
 
@@ -62,12 +59,12 @@ def test_raw_readout_gets_the_output_role_from_the_forward():
 
 
 def test_raw_readout_without_example_input_is_warned_with_its_name_and_the_fix():
-    with pytest.warns(HPTransferWarning, match=r"\['pos', 'lm_head'\].*readout='lm_head'.*example_input="):
+    with hpt_warns(r"\['pos', 'lm_head'\].*readout='lm_head'.*example_input="):
         mu = hpt.parametrize(RawHead, width=64, base_width=16)
     assert hpt.scaling_table(mu).params["lm_head"].role == "input"
 
 
 def test_a_tied_raw_readout_is_warned_not_guessed():
-    with pytest.warns(HPTransferWarning, match=r"\['lm_head'\] are both indexed and multiplied.*nn\.Linear"):
+    with hpt_warns(r"\['lm_head'\] are both indexed and multiplied.*nn\.Linear"):
         mu = hpt.parametrize(lambda w: RawHead(w, tied=True), width=64, base_width=16, example_input=X)
     assert hpt.scaling_table(mu).params["lm_head"].role == "input"

@@ -6,14 +6,13 @@ and torchvision cannot be imported beside the pinned CPU torch (docs/model_zoo.m
 from __future__ import annotations
 
 import functools
-import warnings
 
 import pytest
 import torch
+from _helpers import no_warnings
 from _vision_models import resnet, vit
 
 import hptransfer as hpt
-from hptransfer.errors import HPTransferWarning
 from hptransfer.tasks import ImageClassificationTask
 
 MODELS = {"resnet": (resnet, 16), "vit": (vit, 8)}  # factory, image size
@@ -34,8 +33,7 @@ def test_default_options_exact_at_base_width_and_one_over_m_hidden_lr(name):
     torch.manual_seed(0)
     plain = factory(32).eval()
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", HPTransferWarning)  # nothing to report on these models
+    with no_warnings(python=False):  # nothing to report on these models
         base = hpt.parametrize(factory, width=32, base_width=32).eval()
         wide = hpt.parametrize(factory, width=128, base_width=32, example_input=x)
     assert torch.equal(plain(x), base(x))

@@ -12,14 +12,8 @@ from _helpers import ROOT
 
 from hptransfer import cli
 from hptransfer.errors import RecipeError
-from hptransfer.recipe import (
-    Recipe,
-    apply_overrides,
-    load_recipe,
-    parse_recipe,
-    reference,
-    register_section,
-)
+from hptransfer.recipe import Recipe, load_recipe, parse_recipe, reference, register_section
+from hptransfer.recipe._load import apply_overrides
 from hptransfer.recipe._recipe import _EXTENSIONS
 from hptransfer.recipe._spec import spec_field
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from hptransfer.errors import RecipeError
-from hptransfer.recipe import TUNABLE, RunSpec, parse_recipe, spec_from_dict, spec_to_dict
-from hptransfer.training import build, run
+from hptransfer.recipe import TUNABLE, RunSpec, parse_recipe
+from hptransfer.recipe._runspec import spec_from_dict, spec_to_dict
+from hptransfer.training import build, train_spec
 
 BASE = {
     "name": "tiny",
@@ -62,9 +63,9 @@ def test_build_and_run_follow_the_spec() -> None:
     # μP Adam: the hidden matrix gets lr / (32 / 16).
     lrs = {n: g["lr"] for g in b.optimizer.param_groups for n in g["param_names"]}
     assert lrs["hidden.0.weight"] == pytest.approx(0.005) and lrs["input.weight"] == pytest.approx(0.01)
-    res = run(spec)
+    res = train_spec(spec)
     assert res.steps == 5 and not res.diverged and res.val_loss < float("inf")
-    again = run(spec)
+    again = train_spec(spec)
     assert again.losses == res.losses  # the seed in the spec makes the run repeatable
 
 
@@ -79,7 +80,7 @@ def test_adding_a_tunable_hp_is_one_table_entry(monkeypatch: pytest.MonkeyPatch)
     spec = rec.at(32, {"lr": 0.01, "grad_clip": 0.05})
     assert spec.optimizer.grad_clip == 0.05 and spec.values()["grad_clip"] == 0.05
     assert spec_from_dict(spec_to_dict(spec)) == spec
-    clipped, free = run(spec), run(dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer,
+    clipped, free = train_spec(spec), train_spec(dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer,
                                                                                          grad_clip=None)))
     assert clipped.losses[0] == free.losses[0] and clipped.losses[-1] != free.losses[-1]
 
@@ -119,7 +120,7 @@ def test_depth_is_a_field_of_the_spec_and_build_uses_it() -> None:
     groups = build(target).optimizer.param_groups  # CompleteP's eps x 1/(m_d m_L) is on by default
     eps = {n: g["eps"] for g in groups for n in g["param_names"]}
     assert eps["blocks.3.mlp.fc.weight"] == pytest.approx(1e-8 / 2 / 2) and eps["wte.weight"] == 1e-8
-    assert run(target).steps == 2
+    assert train_spec(target).steps == 2
 
 
 def test_muon_recipe_builds_muon_and_adamw() -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _helpers import hpt_warns
 from optuna.trial import TrialState
 
 from hptransfer.errors import StorageError
-from hptransfer.studies import create_study, load_study, storage_url
+from hptransfer.studies import load_study, storage_url
+from hptransfer.studies._storage import create_study
 
 
 def _journal_with_trials(tmp_path: Path, n: int = 3) -> tuple[str, Path]:
@@ -56,7 +58,7 @@ def test_torn_tail_is_backed_up_and_warned(tmp_path: Path) -> None:
     url, path = _journal_with_trials(tmp_path, n=1)
     whole = path.read_bytes()
     path.write_bytes(whole[:-7])
-    with pytest.warns(UserWarning, match="dropped a partial last record"):
+    with hpt_warns("dropped a partial last record"):
         load_study(url, "s")
     assert (tmp_path / "s.journal.bak").read_bytes() == whole[:-7]
     assert path.read_bytes().endswith(b"\n")

@@ -46,7 +46,7 @@ def test_journal_path_that_is_a_folder_is_a_clear_error(tmp_path: Path) -> None:
     ("postgresql://u:s3cret@h:notaport/db", "postgresql://***@h:notaport/db"),  # unparsable: cut before "@"
 ])
 def test_redact_url_hides_passwords_only(url: str, shown: str) -> None:
-    from hptransfer.studies import redact_url
+    from hptransfer._io import redact_url
 
     assert redact_url(url) == shown
     assert "s3cret" not in redact_url(url)

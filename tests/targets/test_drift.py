@@ -11,7 +11,7 @@ import yaml
 import hptransfer
 from hptransfer.errors import RecipeError
 from hptransfer.recipe import parse_recipe
-from hptransfer.targets import fit_drift
+from hptransfer.targets._drift import fit_drift
 
 USER_CODE = '''
 import math, random
@@ -114,7 +114,9 @@ def test_transfer_writes_the_corrected_lr_and_the_fit(tmp_path: Path, monkeypatc
     d = cfg["transfer"]["drift"]
     assert d["applied"] and d["slope"] == pytest.approx(-0.25, abs=0.05) and d["target_width"] == 1024
     assert cfg["transfer"]["proxy_values"]["lr"] == pytest.approx(res.best_values["lr"])
-    assert cfg["spec"]["optimizer"]["lr"] == pytest.approx(res.best_values["lr"] * 2.0 ** d["correction_octaves"])
+    # the function decides its optimizer (no `optimizer:` section): the corrected LR is handed to it in `hp`
+    assert cfg["spec"]["optimizer"] is None
+    assert cfg["spec"]["extra"]["lr"] == pytest.approx(res.best_values["lr"] * 2.0 ** d["correction_octaves"])
     assert d["correction_octaves"] == pytest.approx(6 * d["slope"])
 
 
@@ -135,7 +137,7 @@ def test_run_writes_the_converging_fit_to_target_and_summary(tmp_path: Path, mon
     d = cfg["transfer"]["drift"]
     assert d["form"] == "converging" and d["applied"]
     assert d["correction_octaves"] == pytest.approx(-0.6 * (1 - 16 / 1024), abs=0.05)
-    assert cfg["spec"]["optimizer"]["lr"] == pytest.approx(cfg["transfer"]["proxy_values"]["lr"]
+    assert cfg["spec"]["extra"]["lr"] == pytest.approx(cfg["transfer"]["proxy_values"]["lr"]
                                                            * 2.0 ** d["correction_octaves"])
     summary = (rec.run_dir / "summary.md").read_text()
     assert "## Drift correction" in summary and "converging curve" in summary and result is not None

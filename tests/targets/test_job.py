@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _helpers import ROOT, write_tiny
+from _helpers import ROOT, hpt_warns, write_tiny
 
 import hptransfer
 from hptransfer import cli
@@ -47,7 +47,7 @@ def test_python_run_api(tmp_path: Path) -> None:
 def test_run_check_failure_exits_1(tmp_path: Path) -> None:
     # A target trained for 2 steps cannot beat the proxy: the check fails with exit code 1, not a crash.
     recipe = write_tiny(tmp_path, transfer={"steps": 2}, tune={"trials": 2, "sampler": "random"})
-    with pytest.warns(UserWarning, match="WIDTH only"):
+    with hpt_warns("WIDTH only"):
         rc = cli.main(["run", str(recipe), "--out", str(tmp_path / "run"), "-q", "--set", "train.steps=30"])
     assert rc == 1
     summary = (tmp_path / "run" / "summary.md").read_text()

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from _helpers import transfer_recipe
+from _helpers import hpt_warns, transfer_recipe
 
 import hptransfer
 from hptransfer.errors import HPTransferError, StorageError
 from hptransfer.models import mlp
 from hptransfer.parametrization import param_groups, parametrize
 from hptransfer.recipe import parse_recipe
-from hptransfer.targets import LAW_CITATIONS, law_factor
+from hptransfer.targets._transfer import LAW_CITATIONS, law_factor
 from hptransfer.tasks import get_task
 
 
@@ -35,7 +35,7 @@ def test_transfer_writes_targets_with_groups_and_provenance(tuned: tuple) -> Non
     assert spec["parametrization"] == {
         "name": "mup", "base_width": 16, "zero_readout": False, "zero_query": False,
         "output_mult": pytest.approx(res.best_params["output_mult"]), "attn_mult": 1.0, "base_depth": None,
-        "init_std": None, "gains": "train"}
+        "init_std": None, "gains": "train", "options": {}}
     assert cfg["base_shapes"]["hidden.0.weight"] == [16, 16]
     # μP Adam: hidden weights get lr / (64/16); input-like parameters keep the base LR.
     lrs = {n: g["lr"] for g in cfg["groups"] for n in g["params"]}
@@ -74,11 +74,10 @@ def test_load_rejects_a_different_architecture(tuned: tuple, tmp_path: Path) -> 
 def test_changed_batch_or_steps_warns_and_law_is_opt_in(tuned: tuple, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     rec, res = tuned
-    with pytest.warns(UserWarning, match="μP transfers across WIDTH only"):
+    with hpt_warns("μP transfers across WIDTH only"):
         (t,) = hptransfer.transfer(rec, target_widths=64, steps=80, out=tmp_path / "a.yaml")
-    assert "WARNING" in capsys.readouterr().err
     assert t.values["lr"] == pytest.approx(res.best_params["lr"])  # no law: values unchanged
-    with pytest.warns(UserWarning, match="arXiv:2503.04715"):
+    with hpt_warns("arXiv:2503.04715"):
         (t,) = hptransfer.transfer(rec, target_widths=64, steps=80, law="step_law", out=tmp_path / "b.yaml",
                                    quiet=True)
     assert t.values["lr"] == pytest.approx(res.best_params["lr"] * 4 ** 0.307)
@@ -106,11 +105,17 @@ def test_python_api_without_recipe(tmp_path: Path) -> None:
     space = {"lr": ("log_float", 1e-3, 1e-1), "output_mult": ("log_float", 0.5, 2.0)}
     res = hptransfer.tune(train_fn, space=space, width=16, steps=15, trials=3, sampler="random",
                           storage=str(tmp_path / "s.journal"), quiet=True)
+    assert set(res.best_values) == {"lr", "output_mult"}  # what train_fn was handed, and nothing else
     (target,) = hptransfer.transfer(res, target_widths=64, factory=mlp, base_width=16, out=tmp_path / "t.yaml")
-    assert target.config["spec"]["model"]["factory"] == "hptransfer.zoo.models:mlp"
-    model, opt = hptransfer.load(target.path)
-    assert model.width == 64 and math.isfinite(float(task.eval_loss(model)))
-    assert opt.param_groups[0]["lr"] > 0
+    spec = target.config["spec"]
+    assert spec["model"]["factory"] == "hptransfer.zoo.models:mlp"
+    # train_fn built its own AdamW: no optimizer or schedule is invented for it, none is recorded
+    assert spec["optimizer"] is None and spec["schedule"] is None and spec["extra"] == {"lr": res.best_values["lr"]}
+    assert spec["parametrization"]["output_mult"] == pytest.approx(res.best_values["output_mult"])
+    loaded = hptransfer.load(target.path)
+    assert loaded.model.width == 64 and math.isfinite(float(task.eval_loss(loaded.model)))
+    opt = hptransfer.optimizer(loaded.model, torch.optim.AdamW, lr=loaded.values["lr"])  # as train_fn builds it
+    assert {g["lr"] for g in opt.param_groups} == {loaded.values["lr"], loaded.values["lr"] / 4}
 
 
 def test_transfer_errors_are_clear(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hptransfer.recipe import parse_recipe
-from hptransfer.training import build, norm_gains, run
+from hptransfer.training import build, train_spec
+from hptransfer.training._gains import norm_gains
 
 DATA = {
     "name": "g", "model": {"name": "gpt", "kwargs": {"n_layer": 1, "n_head": 2, "norm": "layernorm"}},
@@ -42,7 +43,7 @@ def test_train_freeze_and_scaled() -> None:
 
 def test_frozen_gains_stay_at_their_init_through_training() -> None:
     rec = parse_recipe({**DATA, "parametrization": {"gains": "freeze"}})
-    res = run(rec.at(64, {"lr": 0.01}))
+    res = train_spec(rec.at(64, {"lr": 0.01}))
     assert not res.diverged and res.steps == 3
     b = build(rec.at(64, {"lr": 0.01}))
     x, y = b.task.batch(0, 4)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from _helpers import hpt_warns, no_warnings
 
 from hptransfer.errors import TrainingDiverged
-from hptransfer.training import DivergenceGuard, Reporter
+from hptransfer.training import Reporter
+from hptransfer.training._loop import DivergenceGuard
 
 
 def test_reporter_checks_divergence_every_step() -> None:
@@ -22,10 +24,7 @@ def test_reporter_checks_divergence_every_step() -> None:
 
 
 def test_a_training_function_that_never_reports_is_warned_about() -> None:
-    import warnings
-
-    from hptransfer.errors import HPTransferWarning
-    from hptransfer.training import call_train_fn
+    from hptransfer.training._user_fn import call_train_fn
 
     def silent(hp, *, width, report):
         return 1.0
@@ -40,9 +39,8 @@ def test_a_training_function_that_never_reports_is_warned_about() -> None:
     seen: list[int] = []
     for fn, said in ((silent, "'silent' returned without calling report(step, loss)"),
                      (no_hook, "(it takes no report argument)")):
-        with pytest.warns(HPTransferWarning, match=re.escape(said) + ".*Fix: call report"):
+        with hpt_warns(re.escape(said) + ".*Fix: call report"):
             assert call_train_fn(fn, {}, width=8, seed=0, report=lambda step, loss: None) == 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with no_warnings():
         assert call_train_fn(reports, {}, width=8, report=lambda step, loss: seen.append(step)) == 1.0
     assert seen == [0]  # the user's calls reach the hook it was given

@@ -3,18 +3,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
 import pytest
 
-from hptransfer.tuning import Objective, SurplusTrial, parse_space
+from hptransfer.tuning import recipe_from_train_fn
+from hptransfer.tuning._objective import Objective, SurplusTrial
+
+
+def _objective(calls: list, total: int) -> Objective:
+    """The objective of tune(fn, space={'lr': ...}, width=16, steps=1) with a study budget of ``total``."""
+    fn = lambda hp, **kw: calls.append(hp) or 1.0  # noqa: E731
+    rec = recipe_from_train_fn(fn, space={"lr": ("log_float", 1e-3, 1e-1)}, width=16, steps=1, batch_size=None,
+                               seeds=(0,), study_name="obj")
+    return Objective(rec, total=total)
 
 
 def test_budget_race_cancels_the_late_trial_before_it_trains(tmp_path: Path) -> None:
-    calls = []
-    obj = Objective(space=parse_space({"lr": ("log_float", 1e-3, 1e-1)}), widths=[16], seeds=[0], steps=1,
-                    train_fn=lambda hp, **kw: calls.append(hp) or 1.0, total=2)
+    calls: list = []
+    obj = _objective(calls, total=2)
     study = optuna.create_study()
     first, second, late = study.ask(), study.ask(), study.ask()  # three workers passed the check together
     assert obj(first) == 1.0 and obj(second) == 1.0
@@ -29,11 +38,10 @@ def test_a_stale_trial_keeps_its_place_until_its_copy_is_queued() -> None:
     import datetime
     import warnings
 
-    from hptransfer.studies import awaiting_requeue, count_trials
+    from hptransfer.studies._storage import awaiting_requeue, count_trials
 
-    calls = []
-    obj = Objective(space=parse_space({"lr": ("log_float", 1e-3, 1e-1)}), widths=[16], seeds=[0], steps=1,
-                    train_fn=lambda hp, **kw: calls.append(hp) or 1.0, total=2)
+    calls: list = []
+    obj = _objective(calls, total=2)
     study = optuna.create_study()
     assert obj(study.ask()) == 1.0
     stale = study.ask()  # its worker froze mid-training: it recorded itself and drew its values, then went silent
@@ -61,7 +69,7 @@ def test_a_stale_trial_keeps_its_place_until_its_copy_is_queued() -> None:
     def broken(hp: dict, **kw: object) -> float:
         raise ValueError("user code")
 
-    obj.train_fn, obj.total = broken, None
-    study.optimize(obj, n_trials=1, catch=(ValueError,))
+    broken_obj = Objective(dataclasses.replace(obj.recipe, task=dataclasses.replace(obj.recipe.task, train_fn=broken)))
+    study.optimize(broken_obj, n_trials=1, catch=(ValueError,))
     assert study.trials[-1].state == optuna.trial.TrialState.FAIL and study.trials[-1].params
     assert awaiting_requeue(study.trials) == set()

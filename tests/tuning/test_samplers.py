@@ -7,7 +7,7 @@ import collections
 import optuna
 import pytest
 
-from hptransfer.tuning import make_sampler
+from hptransfer.tuning._samplers import make_sampler
 
 
 @pytest.mark.parametrize("name", ["gp", "tpe"])

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _helpers import hpt_warns, no_warnings
 from optuna.trial import TrialState
 
-from hptransfer.errors import HPTransferError, StorageError
+from hptransfer.errors import ExitCode, HPTransferError, StorageError
 from hptransfer.recipe import parse_recipe
 from hptransfer.studies import _storage
-from hptransfer.tuning import make_sampler, parse_space, tune
+from hptransfer.tuning import parse_space, tune
 from hptransfer.tuning._objective import Reporter
+from hptransfer.tuning._samplers import make_sampler
 
 
 def tiny(tmp_path: Path, **tune_opts: object) -> dict:
@@ -52,7 +54,6 @@ def test_recipe_tune_uses_journal_and_counts_trials(tmp_path: Path) -> None:
 def test_a_study_of_another_recipe_is_refused_naming_the_fields_that_changed(tmp_path: Path) -> None:
     """Trials trained under other settings would be compared with, and transferred as, this recipe's."""
     import copy
-    import warnings
 
     from hptransfer.errors import TuneError
 
@@ -65,8 +66,7 @@ def test_a_study_of_another_recipe_is_refused_naming_the_fields_that_changed(tmp
     # the budget and the target widths are not part of what a trial measured: continued, no warning
     more = tiny(tmp_path, trials=5)
     more["widths"]["target"] = 128
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with no_warnings():
         assert tune(more, quiet=True).n_complete == 5
     shorter["tune"]["study"] = "tiny-short"  # the fix the message names
     assert tune(shorter, quiet=True).n_complete == 4
@@ -82,7 +82,7 @@ def test_diverging_trial_is_recorded_and_study_continues(tmp_path: Path) -> None
 
     res = tune(train_fn, space={"lr": ("log_float", 0.01, 100.0)}, width=16, trials=10, sampler="random",
                storage=str(tmp_path / "s.journal"), quiet=True)
-    trials = _trials(res, "tune")
+    trials = _trials(res, res.study_name)
     diverged = [t for t in trials if t.user_attrs.get("diverged")]
     healthy = [t for t in trials if t.user_attrs.get("diverged") is False]
     assert diverged and healthy and len(trials) == 10
@@ -131,7 +131,7 @@ def test_resume_after_killed_worker_requeues_its_params(tmp_path: Path) -> None:
     before = _trials(url)
     assert [t.state for t in before] == [TrialState.RUNNING]
     lost_lr = before[0].params["lr"]
-    with pytest.warns(UserWarning, match="re-queued"):
+    with hpt_warns("re-queued"):
         res = tune(data, quiet=True)
     trials = _trials(url)
     assert trials[0].state == TrialState.FAIL
@@ -153,15 +153,15 @@ def test_ctrl_c_leaves_a_consistent_study(tmp_path: Path) -> None:
         return abs(math.log10(hp["lr"]) + 2)
 
     kw = dict(space={"lr": ("log_float", 1e-4, 1.0)}, width=8, trials=4, sampler="random",
-              storage=str(tmp_path / "s.journal"), quiet=True)
+              storage=str(tmp_path / "s.journal"), quiet=True, study_name="interrupted")
     with pytest.raises(KeyboardInterrupt):
         tune(train_fn, **kw)
-    trials = _trials(tmp_path / "s.journal", "tune")
+    trials = _trials(tmp_path / "s.journal", "interrupted")
     # The interrupted trial is failed and its parameters are already re-queued (WAITING) for the rerun.
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs["interrupted"] and trials[2].user_attrs["requeued_from"] == 1
     res = tune(train_fn, **kw)
-    trials = _trials(tmp_path / "s.journal", "tune")
+    trials = _trials(tmp_path / "s.journal", "interrupted")
     assert res.n_complete == 4
     assert [t.params["lr"] for t in trials if t.user_attrs.get("requeued_from") == 1] == [trials[1].params["lr"]]
 
@@ -210,7 +210,7 @@ def test_python_api_errors_are_clear() -> None:
     with pytest.raises(HPTransferError, match="log_float"):
         parse_space({"lr": ("log_float", 0.0, 1.0)})
     with pytest.raises(HPTransferError, match="module level"):
-        tune(lambda hp: 1.0, space={"lr": ("float", 0.0, 1.0)}, width=8, workers=2, storage="/tmp/x.journal",
+        tune(lambda hp: 1.0, space={"lr": ("float", 1e-4, 1.0)}, width=8, workers=2, storage="/tmp/x.journal",
              quiet=True)
     with pytest.raises(StorageError, match="unknown storage scheme"):
         _storage.storage_url("redis://host", ".")
@@ -236,13 +236,21 @@ def test_recipe_with_own_factory_and_training_function(tmp_path: Path, monkeypat
     data["search"]["dropout"] = {"type": "float", "low": 0.0, "high": 0.5}  # any name: the function reads it
     res = tune(data, quiet=True)
     assert res.n_complete == 3 and set(res.best_params) == {"lr", "dropout"}
+    # What the function was handed is what is reported: the searched values and the parametrization's of
+    # the model the recipe names, none of the optimizer or schedule defaults it never saw.
+    assert set(res.best_values) == {"lr", "dropout", "init_std", "output_mult", "attn_mult"}
     from hptransfer.targets import load, transfer
 
     (target,) = transfer(parse_recipe(data), quiet=True)
     assert target.config["spec"]["model"]["factory"] == "my_project:build"
-    assert target.spec.extra["dropout"] == res.best_params["dropout"]
-    model, _ = load(target.path)
-    assert model.width == 64
+    assert target.spec.extra == {"lr": res.best_params["lr"], "dropout": res.best_params["dropout"]}
+    assert target.spec.parametrization is not None and target.spec.parametrization.base_width == 16
+    assert target.config["spec"]["optimizer"] is None and target.config["spec"]["schedule"] is None
+    assert target.config["groups"] == [] and target.config["base_shapes"]["input.weight"] == [16, 32]
+    loaded = load(target.path)
+    assert loaded.model.width == 64 and loaded.optimizer is None
+    with pytest.raises(HPTransferError, match="records no optimizer.*build the optimizer as your train_fn does"):
+        _model, _opt = loaded
 
 
 @pytest.mark.parametrize("quiet", [True, False])
@@ -447,6 +455,6 @@ def test_a_worker_that_cannot_open_the_storage_the_parent_opened_reports_a_lost_
                      objective=types.SimpleNamespace(steps=10, widths=[8], seeds=[0]))  # type: ignore[arg-type]
     with pytest.raises(SystemExit) as exited:  # as a spawned worker runs it
         studies._workers._Reporting(_tune._worker_main, str(tmp_path / "report.json"))(job, 0)
-    assert exited.value.code == studies.EXIT_STORAGE_LOST
+    assert exited.value.code == ExitCode.STORAGE_LOST
     err = capsys.readouterr().err
     assert "lost the connection to db:5432/x before this worker could start" in err and "secret" not in err

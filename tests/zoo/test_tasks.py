@@ -200,7 +200,7 @@ def test_task_loss_takes_logits_from_model_output_objects() -> None:
     from types import SimpleNamespace
 
     from hptransfer.errors import TrainingError
-    from hptransfer.zoo import as_logits
+    from hptransfer.zoo._task_base import as_logits
 
     logits, target = torch.randn(2, 5, 256), torch.randint(0, 256, (2, 5))
     task = get_task("charlm", block_size=5, n_bytes=10_000)
