@@ -95,6 +95,11 @@ def test_transfer_through_both_doors_writes_the_same_target(user_module, tmp_pat
     # the law was applied, and only what the study's function was handed (plus the model to build) is recorded
     assert mine["spec"]["extra"]["lr"] == pytest.approx(res.best_values["lr"] * 4 ** -0.125)
     assert mine["transfer"]["law"] == "deepseek" and mine["spec"]["optimizer"] is None
+    import jsonschema
+
+    from hptransfer.targets._target_file import target_schema
+
+    jsonschema.validate(mine, target_schema(), cls=jsonschema.Draft202012Validator)  # sections left null are valid
 
 
 def test_check_through_both_doors_sweeps_the_same_runs(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 ``hptransfer schema > recipe.schema.json``, then start a recipe with
 ``# yaml-language-server: $schema=recipe.schema.json`` to get completion and checking in any
-editor with a YAML language server. ``--reference`` prints docs/recipe_reference.md instead.
+editor with a YAML language server. ``--reference`` prints docs/recipe_reference.md instead, ``--target``
+the schema of ``target.yaml``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(NAME, help=HELP, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", action="store_true", help="print the Markdown reference page instead")
+    p.add_argument("--target", action="store_true", help="print the JSON Schema of target.yaml instead")
     return p
 
 
 def execute(args: argparse.Namespace) -> int:
     from ..recipe import json_schema, reference
 
-    print(reference() if args.reference else json.dumps(json_schema(), indent=2))
+    if args.target:
+        from ..targets._target_file import target_schema
+
+        print(json.dumps(target_schema(), indent=2))
+    else:
+        print(reference() if args.reference else json.dumps(json_schema(), indent=2))
     return 0

@@ -14,9 +14,9 @@ from typing import Any
 from .._version import __version__
 from ._sections import SearchParam
 
-__all__ = ["json_schema", "section_schema"]
+__all__ = ["json_schema", "section_schema", "DRAFT"]
 
-_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def _field_schema(meta: dict[str, Any], default: Any) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def json_schema() -> dict[str, Any]:
     for key, (cls, doc) in _SECTIONS.items():
         props[key] = {**section_schema(cls), "description": doc}
     return {
-        "$schema": _DRAFT,
+        "$schema": DRAFT,
         "$id": f"https://hptransfer.invalid/recipe-{__version__}.schema.json",
         "title": "hptransfer recipe",
         "type": "object",

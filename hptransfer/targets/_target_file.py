@@ -27,7 +27,7 @@ from ..errors import RecipeError, TransferError
 from ..recipe import RunSpec
 from ..recipe._runspec import spec_from_dict, spec_to_dict
 
-__all__ = ["TargetFile", "TARGET_SCHEMA", "write_target", "read_target"]
+__all__ = ["TargetFile", "TARGET_SCHEMA", "write_target", "read_target", "target_schema"]
 
 #: Version of the target.yaml layout; bumped when the layout changes incompatibly.
 TARGET_SCHEMA = 2
@@ -49,6 +49,37 @@ class TargetFile:
     def to_dict(self) -> dict[str, Any]:
         return {"hptransfer_target": TARGET_SCHEMA, "spec": spec_to_dict(self.spec), "groups": self.groups,
                 "base_shapes": self.base_shapes, "transfer": self.transfer, "provenance": self.provenance}
+
+
+def target_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a ``target.yaml``: the run spec's fields, as for recipes
+    (:func:`hptransfer.recipe.json_schema`), and the shapes of what comes with it."""
+    from ..recipe._schema import DRAFT, section_schema
+
+    number = {"type": "number"}
+    group = {"type": "object", "required": ["params", "lr", "weight_decay", "lr_mult"], "additionalProperties": False,
+             "properties": {"params": {"type": "array", "items": {"type": "string"}}, "lr": number,
+                            "weight_decay": number, "lr_mult": number}}
+    return {
+        "$schema": DRAFT, "title": "hptransfer target.yaml", "type": "object",
+        "required": ["hptransfer_target", "spec", "groups", "base_shapes", "transfer", "provenance"],
+        "additionalProperties": False,
+        "properties": {
+            "hptransfer_target": {"const": TARGET_SCHEMA, "description": "Schema version of this file."},
+            "spec": {**section_schema(RunSpec), "description": "The run spec at the target width."},
+            "groups": {"type": "array", "items": group,
+                       "description": "Optimizer groups the spec gives (empty when it names no optimizer)."},
+            "base_shapes": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+                            "description": "Parameter name -> base shape."},
+            "transfer": {"type": "object", "required": ["law", "warnings", "proxy_values"],
+                         "properties": {"law": {"enum": ["none", "step_law", "deepseek"]},
+                                        "citation": {"type": ["string", "null"]},
+                                        "warnings": {"type": "array", "items": {"type": "string"}},
+                                        "proxy_values": {"type": "object"}, "drift": {"type": "object"}},
+                         "additionalProperties": False},
+            "provenance": {"type": "object", "required": ["study", "trial", "recipe_hash", "hptransfer_version"]},
+        },
+    }
 
 
 def write_target(path: str | Path, target: TargetFile) -> Path:

@@ -31,6 +31,16 @@ def test_tiny_end_to_end_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert best["trials"]["complete"] == 5 and "lr" in best["params"]
     model, _ = hptransfer.load(out / "target.yaml")
     assert model.width == 64
+    # The tool's own schemas accept what it wrote (recipe.yaml once `check.workers: auto` failed them).
+    import jsonschema
+
+    from hptransfer.recipe import json_schema
+    from hptransfer.targets._target_file import target_schema
+
+    for name, schema in (("recipe.yaml", json_schema()), ("target.yaml", target_schema())):
+        jsonschema.Draft202012Validator.check_schema(schema)
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(yaml.safe_load((out / name).read_text())))
+        assert not errors, f"{name}: {[e.message for e in errors[:3]]}"
     # Running again resumes: no new trials, same best.
     assert cli.main(["tune", str(recipe), "--out", str(out), "--quiet"]) == 0
     assert "5 complete" in capsys.readouterr().out
