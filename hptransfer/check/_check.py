@@ -24,12 +24,12 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .._io import redact_url
 from ..errors import CheckError
 from ..recipe import SWEEPABLE
-from ..recipe._sections import EXPECTATIONS
+from ..recipe._sections import EXPECTATIONS, Expectation
 from ..recipe._stages import PRUNE_MARGINS
 from ..studies._logging import optuna_verbosity
 from . import _optimum
@@ -141,13 +141,13 @@ def _plans(widths: Sequence[int], grid: Mapping[str, Sequence[float]], seeds: Se
     return plans
 
 
-def _expectations(expect: Mapping[str, str] | None, parametrizations: Sequence[str]) -> dict[str, str]:
-    out = {str(p): "pass" for p in parametrizations}
+def _expectations(expect: Mapping[str, str] | None, parametrizations: Sequence[str]) -> dict[str, Expectation]:
+    out: dict[str, Expectation] = {str(p): "pass" for p in parametrizations}
     for p, e in (expect or {}).items():
         if p not in out:
             raise CheckError(f"expect names parametrization {p!r}, which is not checked ({', '.join(out)}). "
                              "Fix: add it to parametrizations or drop it from expect.")
         if e not in EXPECTATIONS:
             raise CheckError(f"expect[{p!r}]={e!r} is not one of {', '.join(EXPECTATIONS)}.")
-        out[p] = e
+        out[p] = cast(Expectation, e)
     return out

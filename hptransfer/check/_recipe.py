@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..errors import CheckError, HPTransferError, RecipeError
 from ..parametrization import available_parametrizations
@@ -56,7 +56,7 @@ def check_depths(recipe: Recipe) -> list[int]:
     if recipe.check.depths is not None:
         return sorted(set(int(d) for d in recipe.check.depths))
     out = [int(recipe.depths.proxy)]
-    while out[-1] * 2 <= int(recipe.depths.target):
+    while out[-1] * 2 <= int(recipe.depths.target or 0):
         out.append(out[-1] * 2)
     return out
 
@@ -103,7 +103,7 @@ def check_recipe(
         g = getattr(spec, hp)
         if hp == "lr" and g is None:
             s = recipe.search.get("lr")
-            if s is None or s.low is None:
+            if s is None or s.low is None or s.high is None:
                 raise CheckError("the check needs an LR grid: the recipe sets no check.lr and searches no lr range. "
                                  "Fix: add `check: {lr: {low: 1.0e-4, high: 1.0e-1}}`.")
             g = GridSpec(low=float(s.low), high=float(s.high))
@@ -296,6 +296,6 @@ def _task(task: Any) -> dict[str, Any]:
     from ..zoo.tasks import TASKS
 
     if is_object(task) and type(task) in TASKS.values() and dataclasses.is_dataclass(task):
-        return {"name": type(task).name,
+        return {"name": cast(Any, task).name,
                 "kwargs": {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}}
     return {"name": task}

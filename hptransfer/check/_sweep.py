@@ -50,7 +50,7 @@ class Runner(Protocol):
     Called as ``runner(parametrization, width, seed, hps)`` with the full HP values; returns
     an object with ``val_loss`` (nats, ``inf`` if diverged), ``diverged``, ``seconds`` and
     optionally ``reason``, ``steps`` and ``losses`` (per-step training loss) -- a
-    :class:`hptransfer.train.TrainResult` fits. A runner that takes a ``report`` keyword (called
+    :class:`hptransfer.training.TrainResult` fits. A runner that takes a ``report`` keyword (called
     ``report(step, loss)`` every step, may raise ``optuna.TrialPruned``) can be stopped early by the
     adaptive check; ``steps`` (its run length) places the checkpoints. ``penalty`` is the
     finite value reported to Optuna for a diverged run (the untrained loss);
@@ -58,9 +58,11 @@ class Runner(Protocol):
     so that changed settings start a new study instead of mixing results.
     """
 
-    penalty: float
+    @property
+    def penalty(self) -> float: ...
 
-    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float]) -> Any: ...
+    def __call__(self, parametrization: str, width: int, seed: int, hps: dict[str, float],
+                 report: Any = None) -> Any: ...
 
     def fingerprint(self) -> str: ...
 
@@ -271,7 +273,7 @@ def run_subplans(
     Args:
         runner: the training run (picklable for ``workers > 1``).
         plans: one per swept HP.
-        url: storage URL from :func:`hptransfer._storage.storage_url` (``journal://...``,
+        url: storage URL from :func:`hptransfer.studies.storage_url` (``journal://...``,
             ``postgresql://...``); ``"inmemory"`` runs in this process without persistence.
         prefix: study-name prefix (the recipe name).
         workers: local processes; 1 runs in this process.
@@ -348,7 +350,11 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
     sums = {p: np.zeros(shape) for p in plan.parametrizations}
     counts = {p: np.zeros(shape) for p in plan.parametrizations}
     diverged = {p: np.zeros(shape, dtype=bool) for p in plan.parametrizations}
-    seconds, failed, reasons, steps, stopped, finished = 0.0, set(), [], 0, set(), set()
+    seconds, steps = 0.0, 0
+    failed: set[Any] = set()
+    stopped: set[Any] = set()
+    finished: set[Any] = set()
+    reasons: list[str] = []
     for t in study.get_trials(deepcopy=False):
         key = _key(t.params, plan)
         if key is None:
@@ -370,7 +376,7 @@ def collect(study: optuna.Study, plan: SweepPlan, name: str) -> SweepData:
             if len(reasons) < 5:
                 reasons.append(str(t.user_attrs.get("diverged_reason", "")))
         else:
-            sums[par][w, v, s] += float(t.value)
+            sums[par][w, v, s] += float(t.value or 0.0)
             counts[par][w, v, s] += 1
     losses = {}
     for p in plan.parametrizations:

@@ -36,8 +36,8 @@ class ParamResult:
         parametrization, hp: what was checked.
         widths: ascending widths. values: ascending grid of ``hp``. x: ``log2(values)``.
         losses: ``(n_widths, n_values, n_seeds)`` final validation losses (inf diverged, nan missing).
-        optima: per-width :class:`~hptransfer._optimum.OptimumEstimate` (log2 units).
-        drift: :class:`~hptransfer._optimum.Drift` (octaves per doubling; shift in octaves).
+        optima: per-width :class:`~hptransfer.check.OptimumEstimate` (log2 units).
+        drift: :class:`~hptransfer.check.Drift` (octaves per doubling; shift in octaves).
         regret: nats; ``regret_rel``: as a fraction of the best loss at the largest width.
         at_proxy_opt: loss at each width at the smallest width's optimum (nats).
         verdict: ``"pass"``, ``"fail"`` or ``"grid too narrow"``.
@@ -124,7 +124,7 @@ def judge_sweep(data: SweepData, parametrization: str, tol: Tolerances, *, expec
                            f"({plan.hp}={2.0 ** o.x:.3g}); the true optimum may lie outside.")
         reasons.append(f"{where}: grid too narrow; try {plan.hp} from {next_range[0]:.3g} to {next_range[1]:.3g} "
                        f"(log2 {lo2:.1f} .. {hi2:.1f}).")
-        verdict = "grid too narrow"
+        verdict: Verdict = "grid too narrow"
     else:
         if math.isfinite(drift.slope) and abs(drift.slope) > tol.max_drift:
             dev = [abs(o.x - x0) for o in optima]

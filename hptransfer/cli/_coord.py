@@ -178,7 +178,7 @@ def _options_run(args: argparse.Namespace) -> tuple[Any, list[int], None]:
     if bad:
         raise CoordCheckError(f"{where['widths']}: width(s) {', '.join(map(str, bad))} are not multiples of {step}, "
                               f"which model {model!r} needs. Fix: use multiples of {step}, e.g. --widths 64,128,256.")
-    data = {
+    data: dict[str, Any] = {
         "name": "coord-check", "model": {"name": model}, "task": {"name": own},
         "parametrization": {"name": _choice(str(opts["parametrization"]).lower(), ("mup", "sp", "depth-mup",
                                                                                   "completep"),

@@ -201,7 +201,7 @@ def _check(spec: RunSpec, task: FnTask, widths: Sequence[float], points: list[in
     order = order if depths is None else stream_modules(order)
     assert spec.parametrization is not None and spec.optimizer is not None  # build() refused a spec without
     p, o = spec.parametrization.name, spec.optimizer.name
-    return analyse_coords(records, order, points, seeds, steps, float(tol_grow), float(tol_vanish),
+    return analyse_coords(records, order, list[float](points), seeds, steps, float(tol_grow), float(tol_vanish),
                           parametrization=str(getattr(p, "name", p)), optimizer=str(getattr(o, "__name__", o)),
                           lr=float(spec.optimizer.lr), capped=capped)
 

@@ -80,8 +80,8 @@ def probe(model: nn.Module, probe_input: Any) -> dict[str, Tensor]:
     finally:
         for h in handles + stack_handles:
             h.remove()
-    for name, calls in tracer.scales.items():
-        for i, (d, scale) in enumerate(calls):
+    for name, scales in tracer.scales.items():
+        for i, (d, scale) in enumerate(scales):
             key = f"{name or ROOT_NAME}{LOGITS_SUFFIX}"
             outs[key if i == 0 else f"{key}#{i + 1}"] = torch.tensor(abs(scale) * d)
     return outs

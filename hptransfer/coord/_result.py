@@ -104,9 +104,9 @@ class CoordCheckResult:
             lines.append(f"... {len(order) - max_rows} more module(s) (see to_dict())")
         unmeasured = self.extra.get("unmeasured") or {}
         if unmeasured:
-            named = ", ".join(f"{m} ({k})" for m, k in list(unmeasured.items())[:6])
+            missed = ", ".join(f"{m} ({k})" for m, k in list(unmeasured.items())[:6])
             lines.append(
-                f"not measured at some step, so not judged there: {named}{' ...' if len(unmeasured) > 6 else ''}: "
+                f"not measured at some step, so not judged there: {missed}{' ...' if len(unmeasured) > 6 else ''}: "
                 "the output was empty, or its rows differed from step 0's (routed tokens, as in MoE experts; "
                 "'routed calls': one module applied to each expert in turn, whose k-th call is another expert at "
                 "each width, judged through their sum in the parent module); a statistic is judged wherever it "
@@ -114,12 +114,12 @@ class CoordCheckResult:
         capped = self.extra.get("eps_capped") or {}
         if capped:
             eps = max(v["eps"] for v in capped.values())
-            named = ", ".join(f"{n} ({v['median_grad']:.2g})" for n, v in list(capped.items())[:4])
+            capped_names = ", ".join(f"{n} ({v['median_grad']:.2g})" for n, v in list(capped.items())[:4])
             lines.append(
                 f"hint: Adam's eps={eps:g} is above a tenth of the median gradient entry of failing parameter(s) "
-                f"{named}{' ...' if len(capped) > 4 else ''} at width {self.widths[-1]:g}: eps, not the gradient, "
-                "sets their update, and μP's gradients shrink with width, so those updates vanish. Fix: a smaller "
-                "eps (recipe: optimizer.eps), or param_groups(..., scale_eps=True) (Everett et al. 2024, "
+                f"{capped_names}{' ...' if len(capped) > 4 else ''} at width {self.widths[-1]:g}: eps, not the "
+                "gradient, sets their update, and μP's gradients shrink with width, so those updates vanish. Fix: a "
+                "smaller eps (recipe: optimizer.eps), or param_groups(..., scale_eps=True) (Everett et al. 2024, "
                 "arXiv:2407.05872).")
         return "\n".join(lines)
 

@@ -89,7 +89,7 @@ def _horizon(proxy: RunSpec, target: RunSpec) -> list[Diagnosis]:
 
 def _gains(model: nn.Module, spec: RunSpec) -> list[Diagnosis]:
     gains = norm_gains(model)
-    if not gains or spec.parametrization.gains != "train":
+    if not gains or spec.parametrization is None or spec.parametrization.gains != "train":
         return []
     return [Diagnosis(
         "norm-gains", f"{len(gains)} trainable norm gain/bias tensor(s) (e.g. {', '.join(gains[:3])}) train at the "
@@ -133,13 +133,13 @@ def _eps(model: nn.Module, optimizer: torch.optim.Optimizer, task: Any, proxy: R
         if step < 3:
             optimizer.step()
     params = dict(model.named_parameters())
-    grads = torch.cat([params[n].grad.abs().flatten() for n in hidden if params[n].grad is not None])
+    grads = torch.cat([g.abs().flatten() for n in hidden if (g := params[n].grad) is not None])
     g_proxy = float(grads.median()) if grads.numel() else 0.0
     if not g_proxy > 0.0:
         return []
     # Under μP, hidden-weight gradient entries scale like 1/width (TP5, Table 3 derivation).
     g_target = g_proxy * proxy.width / target.width
-    eps = float(proxy.optimizer.eps)
+    eps = float(proxy.optimizer.eps) if proxy.optimizer is not None else 0.0
     if not (math.isfinite(g_target) and eps > EPS_FRACTION * g_target):
         return []
     return [Diagnosis(

@@ -106,7 +106,7 @@ def _set_field(config: Any, path: str, value: Any) -> None:
 
 def _fields(config: Any, width_fields: str | Sequence[str] | None) -> tuple[str, ...]:
     model_type = getattr(config, "model_type", None)
-    known = WIDTH_FIELDS.get(model_type)
+    known = WIDTH_FIELDS.get(str(model_type))
     if known is not None and (width_fields is None or width_fields == known[0]):
         width_fields = known  # the known proportional fields follow the named width field
     elif width_fields is None or isinstance(width_fields, str):

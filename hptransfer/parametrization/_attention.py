@@ -186,4 +186,4 @@ def attach_scaling_attributes(root: nn.Module, factors: dict[str, float]) -> Non
                 "architecture and transformers version."
             )
         module.__dict__[_SCALING0] = own
-        module.scaling = own * factor
+        module.scaling = own * factor  # type: ignore[assignment]  # a float attribute of the HF module

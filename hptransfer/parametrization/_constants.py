@@ -103,6 +103,7 @@ class ConstantTracer(TorchFunctionMode):
 
     def _record(self, func: Callable, where: str, args: tuple, out: Tensor) -> None:
         a, b = args
+        factor: float | None
         if func in _DIVS:
             value = _scalar(b)
             if not isinstance(a, Tensor) or not value:

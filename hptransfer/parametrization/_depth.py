@@ -22,9 +22,9 @@ changes; what this module assumes, and checks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -84,7 +84,7 @@ def find_branches(model: nn.Module, stacks: Sequence[str], example_input: Any,
     match at least one); otherwise they are traced on ``model`` (a meta-device build) with
     ``example_input``.
     """
-    blocks = [f"{s}.{i}" if s else str(i) for s in stacks for i in range(len(model.get_submodule(s)))]
+    blocks = [f"{s}.{i}" if s else str(i) for s in stacks for i in range(len(cast(Sized, model.get_submodule(s))))]
     if patterns:
         out = [n for n, _ in model.named_modules()
                if block_of(n, stacks) and n not in blocks and match_any(n, patterns)]

@@ -175,5 +175,6 @@ def optimizer(
         model, lr=lr, weight_decay=weight_decay, optimizer=fam, weight_decay_mode=weight_decay_mode,
         decay=decay, eps=kwargs.get("eps"), scale_eps=scale_eps, muon_lr=kwargs.pop("muon_lr", None),
     )
-    return optimizer_cls(groups, lr=lr, **kwargs)
+    cls: Any = optimizer_cls  # a torch optimizer class: its own keywords, not Optimizer's (params, defaults)
+    return cls(groups, lr=lr, **kwargs)
 

@@ -96,7 +96,8 @@ class MuonAdamW:
                                        "groups with hptransfer.param_groups(model, optimizer='muon', ...).")
         self.optimizers: list[torch.optim.Optimizer] = []
         if spectral:
-            self.optimizers.append(muon_class()(spectral, lr=lr, momentum=momentum, weight_decay=weight_decay))
+            muon: Any = muon_class()  # torch.optim.Muon or our own: both take these keywords
+            self.optimizers.append(muon(spectral, lr=lr, momentum=momentum, weight_decay=weight_decay))
         if rest:
             self.optimizers.append(torch.optim.AdamW(rest, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self.param_groups = [g for opt in self.optimizers for g in opt.param_groups]

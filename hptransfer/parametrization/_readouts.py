@@ -65,9 +65,9 @@ def resolve_readouts(
         # The one whose output the model returns is the readout (hooked); the others keep the
         # output role without a hook: read out in place (TP5 Table 3's output weights).
         modules = [m for m, n in readout_modules.items() if n in candidates]
-        chosen = pick_readout(modules) if len(modules) == len(candidates) else None
-        if chosen is not None:
-            return {chosen: readout_modules[chosen]}
+        picked = pick_readout(modules) if len(modules) == len(candidates) else None
+        if picked is not None:
+            return {picked: readout_modules[picked]}
     if len(candidates) > 1:
         raise ShapeInferenceError(
             "ambiguous readout: several weights map width to a fixed size: "

@@ -3,22 +3,22 @@
 Nothing in the model's source changes. The rewrite is: (1) an init rescale of the factory's
 own draw (or a fresh draw from ``base_std``), (2) forward multipliers by hook on readout
 modules, (3) attention-scale rewriting inside attention modules (see ``_attention``), and (4) a
-:class:`~hptransfer.table.ScalingTable` attached to the root module, from which
+:class:`~hptransfer.parametrization.ScalingTable` attached to the root module, from which
 :func:`hptransfer.param_groups` later derives per-parameter learning rates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ..errors import ParametrizationError
 from . import _attention
-from ._checks import check_depths, check_widths
+from ._args import check_depths, check_widths
 from ._constants import scale_width_constants
 from ._depth import AtDepth, setup_depth
 from ._init_law import measure_init_laws, rescale_init
@@ -230,7 +230,7 @@ class _ScaleOutput:
     def __call__(self, module: nn.Module, args: tuple, output: Any) -> Any:
         if isinstance(output, tuple):  # (hidden, extras...) as Hugging Face attention returns: scale hidden
             return (output[0] * self.mult, *output[1:])
-        if isinstance(output, Mapping):  # a ModelOutput: its first field (last_hidden_state)
+        if isinstance(output, MutableMapping):  # a ModelOutput: its first field (last_hidden_state)
             key = next(iter(output))
             output[key] = output[key] * self.mult
             return output
@@ -267,7 +267,7 @@ def _setup_attention(
     for name, module in model.named_modules():
         if isinstance(module, nn.MultiheadAttention):
             d = module.embed_dim // module.num_heads
-            b = base.get_submodule(name)
+            b = cast(nn.MultiheadAttention, base.get_submodule(name))
             d0 = b.embed_dim // b.num_heads
             table.attention[f"mha:{name}"] = {d: rule.attention_factor(d, d0, attn_mult)}
     if example_input is not None:

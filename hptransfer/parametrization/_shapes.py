@@ -15,7 +15,7 @@ import contextvars
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -236,10 +236,10 @@ def infer_params(
     readout applied through a module the ``module path -> parameter name`` it reads out with.
     """
     roles = dict(roles or {})
-    for pattern, role in roles.items():
-        if role not in ROLES:
+    for pattern, wanted in roles.items():
+        if wanted not in ROLES:
             raise ShapeInferenceError(
-                f"roles[{pattern!r}] = {role!r} is not a role. Fix: use one of {', '.join(ROLES)}."
+                f"roles[{pattern!r}] = {wanted!r} is not a role. Fix: use one of {', '.join(ROLES)}."
             )
     usages = collect_usages(model)
     base_shapes = {n: tuple(p.shape) for n, p in base.named_parameters()}
@@ -273,7 +273,7 @@ def infer_params(
             role = "input"
             output_candidates.append(name)
         else:
-            (role,) = usage_roles  # type: ignore[assignment]
+            (role,) = usage_roles
         tied = tuple(u.qualname for u in regs if u.qualname != name)
         fan_in_mult, fan_out_mult = _mults(regs[0], role, shape, b_shape, width_axes)
         params[name] = ParamInfo(
@@ -304,7 +304,7 @@ def _override_roles(params: dict[str, ParamInfo], usages: dict[str, Any], roles:
         for pattern, role in roles.items():
             if match_any(name, [pattern]):
                 fi, fo = _mults(usages[name][1][0], role, info.shape, info.base_shape, info.width_axes)
-                params[name] = replace(info, role=role, fan_in_mult=fi, fan_out_mult=fo)
+                params[name] = replace(info, role=cast(Role, role), fan_in_mult=fi, fan_out_mult=fo)
 
 
 def _check_something_scales(params: dict[str, ParamInfo], widths: tuple[float, float, float]) -> None:

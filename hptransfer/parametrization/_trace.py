@@ -19,6 +19,7 @@ of a forward pass together with the innermost module running it. It records
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -77,7 +78,7 @@ class AttentionTracer(TorchFunctionMode):
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         where = self.stack[-1]
-        self.last = (where, getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
+        self.last = (where, str(getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))))
         if func is F.scaled_dot_product_attention:
             q = args[0] if args else kwargs["query"]
             d = int(q.shape[-1])
@@ -139,6 +140,14 @@ def _ratio(logits: Tensor, scores: Tensor) -> float:
     return float((x[ok] / s[ok]).median())
 
 
+def _push(stack: list[str], name: str, module: nn.Module, args: Any) -> None:
+    stack.append(name)
+
+
+def _pop(stack: list[str], module: nn.Module, args: Any, output: Any) -> None:
+    stack.pop()  # returns None: a forward hook that returned a value would replace the output
+
+
 def module_stack(model: nn.Module) -> tuple[list[str], list[Any]]:
     """A list holding the innermost running module's name (``""`` = root) and the hook handles."""
     stack = [""]
@@ -146,9 +155,8 @@ def module_stack(model: nn.Module) -> tuple[list[str], list[Any]]:
     for name, module in model.named_modules():
         if not name:
             continue
-        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: stack.append(n) and None))
-        # A forward hook that returns a value replaces the output: pop, then return None.
-        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None, always_call=True))
+        handles.append(module.register_forward_pre_hook(functools.partial(_push, stack, name)))
+        handles.append(module.register_forward_hook(functools.partial(_pop, stack), always_call=True))
     return stack, handles
 
 

@@ -77,7 +77,7 @@ def register_section(
 
     Args:
         name: the top-level key.
-        spec: a dataclass declared with :func:`hptransfer._spec.spec_field` fields (parsed generically,
+        spec: a dataclass declared with :func:`hptransfer.recipe.spec_field` fields (parsed generically,
             with every problem collected), or a function ``(data, path, problems) -> value``.
         doc: one line for the reference page.
         validate: optional cross-check ``(recipe, problems) -> None`` run after the whole recipe parsed.

@@ -1,6 +1,6 @@
 """The recipe sections that describe one run: model, task, parametrization, optimizer, schedule, train, widths.
 
-Each field is declared with :func:`hptransfer._spec.spec_field` (its doc string, kind and bounds),
+Each field is declared with :func:`hptransfer.recipe.spec_field` (its doc string, kind and bounds),
 which drives validation, the reference page and the CLI help. Re-exported by :mod:`hptransfer.recipe`.
 """
 

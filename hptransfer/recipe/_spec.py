@@ -115,7 +115,7 @@ def parse_section(cls: type, data: Any, path: str, problems: Problems) -> Any:
                 problems.append((fpath, f"is required. Fix: add `{name}:` ({f.metadata['doc'].split('.')[0]})."))
                 complete = False
             continue
-        ok, value = _convert(f.metadata, data[name], fpath, problems)
+        ok, value = _convert(dict(f.metadata), data[name], fpath, problems)
         if ok:
             kwargs[name] = value
         elif f.default is _MISSING and f.default_factory is _MISSING:

@@ -104,7 +104,7 @@ def cross_check(r: Recipe, problems: Problems) -> None:
                                                  f"{did_you_mean(hp, list(TUNABLE))} Tunable: {', '.join(TUNABLE)} "
                                                  "(or use your own task.train_fn)."))
     for hp, p in r.search.items():
-        if hp in TUNABLE and p.type != "categorical":
+        if hp in TUNABLE and p.type != "categorical" and p.low is not None and p.high is not None:
             _, _, lo, hi, excl = TUNABLE[hp]
             if (p.low <= lo if excl else p.low < lo) or p.high > hi:
                 rng = f"{'(' if excl else '['}{lo:g}, {hi:g}]"
@@ -162,7 +162,7 @@ def check_depths(r: Recipe, problems: Problems) -> None:
     if (d.proxy is None) != (d.target is None):
         problems.append(("depths", "give both `proxy` and `target` (or leave the section out)."))
         return
-    if d.proxy is not None and d.proxy > d.target:
+    if d.proxy is not None and d.target is not None and d.proxy > d.target:
         problems.append(("depths", f"proxy depth {d.proxy} must not exceed target depth {d.target}. Fix: tune the "
                                    "shallow model, transfer to the deep one."))
     name = r.parametrization.name

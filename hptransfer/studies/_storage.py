@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import optuna.storages.journal
 from optuna.trial import TrialState
 
 from .._io import redact_url

@@ -114,7 +114,7 @@ def start_workers(target: Callable[..., None], args: Sequence[tuple[Any, ...]], 
     for i, a in enumerate(args):
         report = str(Path(folder) / f"worker{i}.json")
         proc = ctx.Process(target=_Reporting(target, report), args=a)
-        proc.report = report
+        proc.report = report  # type: ignore[attr-defined]  # where its error report goes
         procs.append(proc)
     for proc in procs:
         proc.start()

@@ -20,7 +20,7 @@ import yaml
 from .._io import redact_url, write_text_atomic
 from .._version import __version__
 from ..check import Verdict
-from ..errors import info
+from ..errors import TransferError, info
 from ..recipe import Recipe, load_recipe
 from ..studies import load_study
 from ..studies._progress import Progress
@@ -85,6 +85,9 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
          quiet: bool) -> RunResult:
     start = time.perf_counter()
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    if rec.widths.target is None:
+        raise TransferError("hptransfer run needs the target width: the recipe has no widths.target. Fix: add "
+                            "`target:` under `widths:`.")
     run_dir = Path(out) if out is not None else rec.run_dir
     if out is not None:
         rec.out = str(run_dir)
@@ -95,10 +98,10 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     tres = tune(rec, workers=workers, out=run_dir, quiet=quiet)
     _write_best(run_dir / "best.yaml", tres, rec)
     say(f"[2/4] best proxy loss {tres.best_value:.4f} (trial {tres.best_trial}); transferring to "
-        f"{list(rec.widths.target)}")
+        f"{list(rec.widths.target or ())}")
     targets = transfer(rec, out=run_dir, quiet=quiet)
     main = max(targets, key=lambda t: t.width)
-    t_steps = int(main.spec.train.steps or rec.train.steps)
+    t_steps = int(main.spec.train.steps or rec.train.steps or 0)  # 0: the user's train_fn decides
     say(f"[3/4] training the target (width {main.width}, {t_steps} steps)")
     bar = Progress(t_steps, enabled=not quiet, desc=f"target w{main.width}", unit="step")
 
@@ -120,7 +123,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     proxy_cost = model_cost(rec.at(proxy_w))
     target_cost = model_cost(main.spec)
     tune_steps = sum(int(t.user_attrs.get("train_steps", 0)) for t in study.trials)
-    flops_per_step = proxy_cost["flops"] / rec.train.steps
+    flops_per_step = proxy_cost["flops"] / rec.train.steps if rec.train.steps else math.nan
     tune_flops = tune_steps * flops_per_step
     ratio = tune_flops / target_cost["flops"] if target_cost["flops"] else math.nan
     plots = _plots(study, rec, res, tres.best_value, main.width, run_dir)

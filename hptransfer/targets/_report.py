@@ -189,7 +189,7 @@ def axis_rules(spec: Any, proxy_width: int, proxy_depth: int | None) -> list[str
 
 
 def write_summary(path: Path, f: dict[str, Any]) -> None:
-    """Write ``summary.md`` from the facts dict assembled by ``hptransfer._run``."""
+    """Write ``summary.md`` from the facts dict assembled by :func:`hptransfer.targets.run`."""
     verdict = str(f.get("verdict") or ("pass" if f["check_passed"] else "fail")).upper()
     lines = [
         f"# hptransfer run: {f['name']}",

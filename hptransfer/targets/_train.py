@@ -99,7 +99,12 @@ def train_target(path: str | Path, *, out: str | Path | None = None, steps: int 
     try:
         loaded = load(path)
         spec = loaded.spec
-        total, batch = int(steps or spec.train.steps), int(spec.train.batch_size)
+        if loaded.optimizer is None or spec.optimizer is None or not (steps or spec.train.steps) \
+                or not spec.train.batch_size:
+            raise TrainingError(f"{path} leaves the optimizer, steps or batch size to the study's own train_fn, so "
+                                "`hptransfer train` cannot train it. Fix: train the target with your train_fn and "
+                                "the values in the file (hptransfer.load(...).values).")
+        total, batch = int(steps or spec.train.steps or 0), int(spec.train.batch_size)
         if batch % d.world:
             raise TrainingError(f"train.batch_size {batch} (the global batch) does not split over {d.world} "
                                 f"processes. Fix: use a batch size divisible by {d.world}, or --nproc-per-node "

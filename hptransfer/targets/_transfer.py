@@ -205,7 +205,7 @@ def _source(source: Any, overrides: list[str] | None) -> tuple[Recipe, dict[str,
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == source.best_trial), trial)
     return rec, {
         "values": rec.values(dict(trial.params)), "study": name, "storage": url, "trial": trial.number,
-        "value": float(trial.value), "recipe_hash": study.user_attrs.get("recipe_hash") or rec.hash,
+        "value": float(trial.values[0]), "recipe_hash": study.user_attrs.get("recipe_hash") or rec.hash,
     }
 
 

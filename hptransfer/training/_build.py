@@ -235,7 +235,7 @@ def _build(spec: RunSpec, factory: Callable[..., nn.Module] | None, task: Any, d
         opts["example_input"] = task.example_input()
     torch.manual_seed(spec.seed)
     try:
-        with torch.device(device) if meta else contextlib.nullcontext():
+        with torch.device("meta") if meta else contextlib.nullcontext():
             model = parametrize(fac, width=spec.width, **opts)
     except (ShapeInferenceError, ParametrizationError) as exc:  # name the model and the width's role
         name = spec.model.factory or spec.model.name or (f"hf: {spec.model.hf}" if spec.model.hf else None) \
@@ -269,7 +269,7 @@ def _check_kwargs(cls: type, kwargs: Mapping[str, Any]) -> None:
     import inspect
 
     try:
-        params = inspect.signature(cls.__init__).parameters
+        params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -8,7 +8,7 @@ function of the user's, called as ``fn(hp, *, width, seed, report)``. :class:`Re
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import TuneError, warn
@@ -70,6 +70,7 @@ class Reporter:
 
 def call_train_fn(fn: Callable[..., Any], hp: dict[str, Any], **kwargs: Any) -> float:
     """Call the user's ``fn(hp, *, width, seed, report)``, passing only the keywords it accepts."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -32,10 +32,12 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, SearchParam]) -> dic
     for name, p in space.items():
         if p.type == "categorical":
             out[name] = trial.suggest_categorical(name, p.choices)
-        elif p.type == "int":
-            out[name] = trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1))
         else:
-            out[name] = trial.suggest_float(name, p.low, p.high, log=p.type == "log_float", step=p.step)
+            assert p.low is not None and p.high is not None  # parse_search refuses a numeric range without both
+            if p.type == "int":
+                out[name] = trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1))
+            else:
+                out[name] = trial.suggest_float(name, p.low, p.high, log=p.type == "log_float", step=p.step)
     return out
 
 

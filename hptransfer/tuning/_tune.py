@@ -335,7 +335,7 @@ def _result(study: optuna.Study, url: str, st: Settings, seconds: float) -> Tune
         raise TuneError(f"every finished trial in study {name!r} diverged. Fix: lower the learning-rate range.")
     return TuneResult(
         study_name=name, storage=url, best_values=rec.values(dict(best.params)), best_params=dict(best.params),
-        best_value=float(best.value),
+        best_value=float(best.values[0]),
         best_trial=best.number, n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
         n_diverged=sum(bool(t.user_attrs.get("diverged")) for t in trials),

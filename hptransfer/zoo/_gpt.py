@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DataError, FactoryError
-from ._checks import NORMS, positive_int
+from ._args import NORMS, positive_int
 
 __all__ = ["GPT", "Block", "CausalSelfAttention", "TransformerMLP", "gpt"]
 

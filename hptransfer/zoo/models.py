@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import FactoryError
-from ._checks import ACTIVATIONS, positive_int
+from ._args import ACTIVATIONS, positive_int
 from ._gpt import GPT, Block, CausalSelfAttention, TransformerMLP, gpt
 
 __all__ = [
