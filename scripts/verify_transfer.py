@@ -1,4 +1,4 @@
-"""Reproduce the transfer-verification figures and numbers of the README.
+"""Reproduce the transfer-verification figures and numbers of docs/results.md.
 
 Runs ``hptransfer check --compare sp,mup`` (through :func:`hptransfer.check.check_recipe`) on
 
@@ -119,7 +119,7 @@ def run_case(name: str, storage: str, workers: int) -> dict:
 
 
 def _headline(out: Path) -> list[str]:
-    """A compact table of every finished case (for the README)."""
+    """A compact table of every finished case (for docs/results.md)."""
     rows = ["| recipe | widths | SP drift [95% CI] | μP drift [95% CI] | SP / μP regret | verdicts |",
             "|---|---|---|---|---|---|"]
     for name, (path, _) in CASES.items():

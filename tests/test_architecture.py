@@ -288,6 +288,19 @@ def test_the_subpackages_public_surface_is_small_and_real(pkg: Package) -> None:
         assert not missing, f"hptransfer.{sub}.__all__ names {missing}, which it does not define"
 
 
+def test_the_documented_dependencies_are_the_imports(pkg: Package) -> None:
+    """docs/architecture.md's table says what each subpackage depends on; the imports must agree."""
+    import re
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_]+)/` \| .* \| ([^|]*) \|$", doc, flags=re.M)
+    graph = subpackage_graph(pkg)
+    documented = {sub: set() if deps.strip() == "–" else {d.split(" ")[0] for d in deps.split(", ")}
+                  for sub, deps in rows if sub != "cli"}
+    actual = {a: {b for b in graph[a] if pkg.is_subpackage(b)} for a in graph if pkg.is_subpackage(a) and a != "cli"}
+    assert documented == actual
+
+
 def test_no_private_import_across_subpackages(pkg: Package) -> None:
     _fail("import(s) of another subpackage's private module or name", private_import_violations(pkg))
 

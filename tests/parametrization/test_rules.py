@@ -5,7 +5,7 @@ The same architecture is written twice: once by hand for `mup` (``MuReadout``, 1
 from outside. We check that the initial weights, per-parameter learning rates and readout
 multipliers agree, and that training from the same weights gives the same loss trajectory.
 
-Deliberate differences (also in the README):
+Deliberate differences (also in docs/parametrization.md):
 * Attention: mup's README writes ``attn_mult / d``; hptransfer uses ``sqrt(d_base) / d`` so
   that μP equals SP at the base width. The hand-written mup model here uses the same constant.
 * Tied readout: ``MuSharedReadout`` rescales the shared tensor by sqrt(m) in
