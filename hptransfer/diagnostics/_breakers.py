@@ -33,7 +33,7 @@ from ..training._build import make_task
 from ..training._gains import norm_gains
 from ..training._loop import task_loss
 
-__all__ = ["Diagnosis", "diagnose", "diagnose_spec"]
+__all__ = ["Diagnosis", "diagnose", "diagnose_spec", "horizon_key"]
 
 #: Adam's epsilon counts as a cut-off when it exceeds this fraction of the typical gradient entry.
 EPS_FRACTION = 0.1
@@ -47,6 +47,12 @@ class Diagnosis:
     message: str
     citation: str
     fix: str
+    key: str | None = None  # the same finding logged by another stage (transfer) is dropped as said once
+
+
+def horizon_key(proxy: tuple[int | None, int | None], target: tuple[int | None, int | None]) -> str:
+    """The one key of the horizon warning, whoever logs it: ``(batch, steps)`` of proxy and target."""
+    return f"horizon {proxy} -> {target}"
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message} ({self.citation}). Fix: {self.fix}"
@@ -84,7 +90,8 @@ def _horizon(proxy: RunSpec, target: RunSpec) -> list[Diagnosis]:
         "horizon", f"the target trains with batch_size={t.batch_size}, steps={t.steps} but the proxy with "
                    f"batch_size={p.batch_size}, steps={p.steps}; the best LR depends on both and μP covers width only",
         "Bjorck et al., arXiv:2409.19913",
-        "keep transfer.batch_size/steps equal to train's, or opt in to transfer.law: step_law | deepseek")]
+        "keep transfer.batch_size/steps equal to train's, or opt in to transfer.law: step_law | deepseek",
+        key=horizon_key((p.batch_size, p.steps), (t.batch_size, t.steps)))]
 
 
 def _gains(model: nn.Module, spec: RunSpec) -> list[Diagnosis]:

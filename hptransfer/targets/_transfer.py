@@ -25,6 +25,7 @@ from torch import nn
 
 from .._io import redact_url
 from .._version import __version__
+from ..diagnostics._breakers import horizon_key
 from ..errors import TransferError, info, warn
 from ..parametrization import scaling_table
 from ..recipe import Recipe, RunSpec, amend, load_recipe
@@ -242,7 +243,8 @@ def _horizon(rec: Recipe, batch: int | None, steps: int | None, law: str, values
         f = law_factor(law, 1.0, ratio)
         values["lr"] = float(values["lr"]) * f
         notes.append(f"Applied {law}: LR x {f:.4g}. Citation: {LAW_CITATIONS[law]}")
-    warn(" ".join(notes))
+    # Without a law this says what the breaker diagnosis said before tuning: logged once (the same key).
+    warn(" ".join(notes), key=horizon_key((p_batch, p_steps), (batch, steps)) if law == "none" else None)
     return notes, law
 
 

@@ -116,10 +116,10 @@ def settings(rec: Recipe) -> Settings:
         raise TuneError(f"recipe {rec.name!r} searches nothing (no `search` section). Fix: add e.g. `search: {{lr: "
                         "{type: log_float, low: 1.0e-4, high: 1.0e-1}}`.")
     preflight(rec)
-    found = [str(d) for d in diagnose(rec)]
+    found = diagnose(rec)
     for d in found:
-        warn(f"known breaker of μTransfer: {d}")
-    return Settings(rec, found)
+        warn(f"known breaker of μTransfer: {d}", key=d.key)
+    return Settings(rec, [str(d) for d in found])
 
 
 def as_recipe(recipe: Recipe | str | Path | dict, overrides: list[str] | None) -> Recipe:

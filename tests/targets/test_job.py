@@ -54,12 +54,15 @@ def test_python_run_api(tmp_path: Path) -> None:
     assert res.target_loss <= res.proxy_loss * 1.005
 
 
-def test_run_check_failure_exits_1(tmp_path: Path) -> None:
+def test_run_check_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # A target trained for 2 steps cannot beat the proxy: the check fails with exit code 1, not a crash.
     recipe = write_tiny(tmp_path, transfer={"steps": 2}, tune={"trials": 2, "sampler": "random"})
-    with hpt_warns("WIDTH only"):
+    with hpt_warns("μP covers width only"):
         rc = cli.main(["run", str(recipe), "--out", str(tmp_path / "run"), "-q", "--set", "train.steps=30"])
     assert rc == 1
+    # The horizon is named once, before tuning (the transfer's own note on it goes to target.yaml only).
+    err = capsys.readouterr().err
+    assert err.count("warning:") == err.count("steps=2") == 1, err
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "**Verdict: FAIL**" in summary and "## Warnings" in summary
 
