@@ -24,6 +24,7 @@ from .errors import (
     ExitCode,
     FactoryError,
     HPTransferError,
+    HPTransferWarning,
     OptimizerConfigError,
     OutputPathError,
     ParametrizationError,
@@ -76,7 +77,7 @@ __all__ = [
     "HPTransferError", "FactoryError", "ShapeInferenceError", "DepthInferenceError", "ParametrizationError",
     "OptimizerConfigError",
     "RecipeError", "StorageError", "StorageLostError", "TrainingDiverged", "DataError", "TuneError", "TransferError",
-    "CheckError", "TrainingError", "WorkerError", "CoordCheckError", "OutputPathError", "ExitCode",
+    "CheckError", "TrainingError", "WorkerError", "CoordCheckError", "OutputPathError", "ExitCode", "HPTransferWarning",
 ]
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "ExitCode",
     "exit_code",
     "HPTransferError",
+    "HPTransferWarning",
     "FactoryError",
     "ShapeInferenceError",
     "DepthInferenceError",
@@ -95,6 +96,11 @@ def exit_code(exc: BaseException) -> ExitCode:
     if isinstance(exc, WorkerError):
         return ExitCode.WORKER_CRASHED
     return ExitCode.BAD_INPUT
+
+
+class HPTransferWarning(UserWarning):
+    """No longer issued: hptransfer's warnings are records of the ``hptransfer`` logger (:func:`warn`).
+    Kept so that warning filters written for earlier versions still import."""
 
 
 class HPTransferError(Exception):

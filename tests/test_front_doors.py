@@ -185,3 +185,45 @@ def test_a_rerun_of_a_python_study_with_other_settings_is_refused(user_module, t
     assert first.study_name == "doors_user.train" and first.recipe.run_dir == tmp_path / "run"
     with pytest.raises(hpt.TuneError, match=r"train.steps: 6 -> 12\. Fix: start a new study"):
         hpt.tune(user_module.train, steps=12, **kw)
+
+
+def test_a_fixed_value_goes_into_a_section_transfer_writes(user_module, tmp_path: Path) -> None:
+    """The study's fixed weight decay reaches the target's optimizer once transfer names one."""
+    res = hpt.tune(user_module.train, space=SPACE, width=16, steps=6, trials=2, sampler="random",
+                   fixed={"wd": 0.0, "weight_decay": 0.1}, study_name="wd", out=tmp_path / "run", quiet=True)
+    assert res.best_values["weight_decay"] == 0.1 and res.recipe.fixed["weight_decay"] == 0.1
+    (t,) = hpt.transfer(res, target_widths=64, factory=user_module.build, base_width=16, optimizer="adamw",
+                        quiet=True)
+    assert t.spec.optimizer is not None and t.spec.optimizer.weight_decay == 0.1 and t.spec.optimizer.lr == \
+        res.best_values["lr"]
+    assert "weight_decay" not in t.spec.extra
+
+
+def test_the_python_doors_take_numpy_values_and_name_a_study_freely(tmp_path: Path) -> None:
+    from hptransfer.check._recipe import check_transfer_recipe
+    from hptransfer.recipe._spec import plain
+
+    rec = check_transfer_recipe(
+        "mlp", "classification", widths=np.array([16, 32, 64]), grid={"lr": np.array([1e-3, 1e-2, 1e-1])},
+        seeds=np.arange(2), parametrizations=["mup"], steps=np.int64(5), batch_size=8, base_width=None,
+        optimizer=None, schedule=None, fixed=None, tolerances=None, expect=None, study_prefix="my check/v2",
+        workers=1, n_boot=None, parametrize_options=None, optimizer_options={"eps": np.float32(1e-8)},
+        strategy="grid", prune_margins=None, depths=None)
+    assert rec.check.seeds == (0, 1) and rec.train.steps == 5 and rec.name == "my_check_v2"
+    assert rec.check.prune is False  # prune_margins=None: never stop a run early, as before
+    assert plain(np.int64(4)) == 4 and isinstance(plain(np.float32(0.5)), float)
+
+
+def test_a_non_lr_sweep_without_a_fixed_lr_is_refused() -> None:
+    with pytest.raises(hpt.CheckError, match=r"needs the learning rate those sweeps train at"):
+        hpt.check_transfer("mlp", "classification", widths=[16, 32, 64], seeds=[0, 1], steps=2, batch_size=8,
+                           grid={"lr": [1e-3, 1e-2, 1e-1], "output_mult": [0.5, 1.0, 2.0]})
+
+
+def test_the_report_of_a_check_with_an_optimizer_class_is_json() -> None:
+    import torch
+
+    rep = hpt.check_transfer("mlp", "classification", widths=[16, 32, 64], seeds=[0, 1], steps=2, batch_size=8,
+                             grid={"lr": [1e-3, 1e-2, 1e-1]}, optimizer=torch.optim.Adam, n_boot=50,
+                             expect={"mup": "any"})
+    assert json.loads(rep.to_json())["config"]["optimizer"] == "Adam"

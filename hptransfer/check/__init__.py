@@ -9,9 +9,9 @@ drift, regret and wider-is-better verdicts.
 from __future__ import annotations
 
 from ._optimum import Drift, OptimumEstimate
-from ._recipe import check_recipe, check_transfer
+from ._recipe import check_recipe, check_transfer, check_transfer_recipe
 from ._report import Tolerances, TransferReport
 from ._verdict import ParamResult, Verdict
 
-__all__ = ["check_transfer", "check_recipe", "TransferReport", "Tolerances", "ParamResult", "Verdict", "Drift",
-           "OptimumEstimate"]
+__all__ = ["check_transfer", "check_recipe", "check_transfer_recipe", "TransferReport", "Tolerances", "ParamResult",
+           "Verdict", "Drift", "OptimumEstimate"]

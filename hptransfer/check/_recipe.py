@@ -18,7 +18,9 @@ from ..errors import CheckError, HPTransferError, RecipeError
 from ..parametrization import available_parametrizations
 from ..recipe import SWEEPABLE, GridSpec, Recipe, parse_recipe
 from ..recipe._kwargs import optimizer_fields, parametrization_fields
-from ..recipe._spec import is_object
+from ..recipe._recipe import safe_name
+from ..recipe._spec import is_object, object_name
+from ..recipe._stages import PRUNE_MARGINS
 from ..studies import load_study, storage_url
 from ..training import Schedule
 from ._check import Strategy, check_grid
@@ -124,7 +126,8 @@ def check_recipe(
         study_prefix=recipe.name if axis == "width" else f"{recipe.name}-depth", workers=workers or spec.workers,
         n_boot=spec.bootstrap, progress=progress,
         config={"recipe": recipe.name, "recipe_hash": recipe.hash, "steps": steps, "batch_size": batch,
-                "optimizer": recipe.optimizer.name, "base_width": recipe.base_width, "axis": axis,
+                "optimizer": None if "optimizer" in recipe.user_decides else object_name(recipe.optimizer.name),
+                "base_width": recipe.base_width, "axis": axis,
                 **({} if axis == "width" else {"width": min(recipe.widths.proxy)})},
         strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url),
         prune_margins=spec.prune_margins if spec.prune else None,
@@ -164,7 +167,7 @@ def check_transfer(
     optimizer_options: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     strategy: Strategy = "grid",
-    prune_margins: Sequence[float] | None = None,
+    prune_margins: Sequence[float] | None = PRUNE_MARGINS,
     depths: Sequence[int] | None = None,
 ) -> TransferReport:
     """Sweep HPs at several widths, estimate the optimum per width and judge whether it transfers.
@@ -200,7 +203,7 @@ def check_transfer(
             section's fields, the rest as its ``kwargs``.
         progress: called with one-line progress messages (e.g. ``print``).
         strategy: ``"grid"`` (default: every grid point) or ``"adaptive"`` (``check.strategy``).
-        prune_margins: adaptive: ``check.prune_margins`` (``[]``: never stop a run early).
+        prune_margins: adaptive: ``check.prune_margins`` (default the recipe's; ``None``: never stop a run early).
         depths: sweep these depths at the single width in ``widths`` instead (the depth axis).
 
     Returns:
@@ -253,6 +256,9 @@ def check_transfer_recipe(factory: Any, task: Any, *, widths: Sequence[int], gri
     if "lr" not in grid:
         raise CheckError(f"grid has {sorted(grid)} but the learning rate is required. Fix: add "
                          "grid={'lr': [...]} (e.g. half-octave steps 2**-14 .. 2**-6).")
+    if set(grid) - {"lr"} and "lr" not in (fixed or {}):
+        raise CheckError(f"sweeping {sorted(set(grid) - {'lr'})} needs the learning rate those sweeps train at. Fix: "
+                         "pass fixed={'lr': <your tuned lr>}.")
     unknown = [hp for hp in grid if hp not in SWEEPABLE]
     if unknown:
         raise CheckError(f"grid HP(s) {unknown} cannot be swept by the check. Fix: use some of {', '.join(SWEEPABLE)}.")
@@ -260,10 +266,12 @@ def check_transfer_recipe(factory: Any, task: Any, *, widths: Sequence[int], gri
         check["tolerances"] = tolerances
     if n_boot is not None:
         check["bootstrap"] = n_boot
-    if prune_margins is not None:
-        check.update(prune=bool(prune_margins), prune_margins=list(prune_margins) or [1.0])
+    if prune_margins is None or not list(prune_margins):
+        check["prune"] = False
+    else:
+        check["prune_margins"] = list(prune_margins)
     data: dict[str, Any] = {
-        "name": study_prefix, "model": _model(factory), "task": _task(task), "parametrization": par,
+        "name": safe_name(study_prefix), "model": _model(factory), "task": _task(task), "parametrization": par,
         "optimizer": opt, "train": {"steps": steps, "batch_size": batch_size, "seeds": list(seeds)[:1]},
         "widths": {"proxy": [ws[0]], "target": [ws[-1]]}, "check": check,
         "fixed": {k: v for k, v in (fixed or {}).items()},

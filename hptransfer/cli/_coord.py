@@ -99,19 +99,18 @@ def execute(args: argparse.Namespace) -> int:
     from ._main import check_output_paths
 
     check_output_paths(plot=args.plot, json=args.json)
-    if args.recipe and _is_full_recipe(args.recipe):
-        spec, widths, depths = _recipe_run(args)
-    else:
-        spec, widths, depths = _options_run(args)
-    result = coord_check(spec, widths=widths, depths=depths,
-                         steps=_number(args.steps or OPTIONS["steps"], "--steps", int),
-                         seeds=_seeds(args.seeds or OPTIONS["seeds"], "--seeds"), batch_size=spec.train.batch_size)
+    full = bool(args.recipe) and _is_full_recipe(args.recipe)
+    spec, widths, depths, opts = _recipe_run(args) if full else _options_run(args)
+    where = {k: f"--{k}" if getattr(args, k, None) is not None else f"{k} (in {args.recipe})" for k in OPTIONS}
+    result = coord_check(spec, widths=widths, depths=depths, steps=_number(opts["steps"], where["steps"], int),
+                         seeds=_seeds(opts["seeds"], where["seeds"]), batch_size=spec.train.batch_size)
     print(result.summary())
-    if args.plot:
-        print(f"plot: {result.plot(args.plot)}")
-    if args.json:
-        write_text_atomic(Path(args.json), json.dumps(result.to_dict(), indent=1, allow_nan=False))
-        print(f"json: {args.json}")
+    if opts["plot"]:
+        check_output_paths(plot=opts["plot"], json=opts["json"])  # a file's paths are checked only now
+        print(f"plot: {result.plot(opts['plot'])}")
+    if opts["json"]:
+        write_text_atomic(Path(opts["json"]), json.dumps(result.to_dict(), indent=1, allow_nan=False))
+        print(f"json: {opts['json']}")
     return 0 if result.passed else 1
 
 
@@ -126,7 +125,7 @@ def _is_full_recipe(path: str) -> bool:
     return isinstance(data, dict) and isinstance(data.get("model"), dict)
 
 
-def _recipe_run(args: argparse.Namespace) -> tuple[Any, list[int], list[int] | None]:
+def _recipe_run(args: argparse.Namespace) -> tuple[Any, list[int], list[int] | None, dict[str, Any]]:
     """A tuning recipe: each width is the recipe's run spec (``Recipe.at``); options override its LR,
     optimizer, parametrization and batch size."""
     from ..diagnostics import diagnose
@@ -146,11 +145,12 @@ def _recipe_run(args: argparse.Namespace) -> tuple[Any, list[int], list[int] | N
         raise CoordCheckError(f"--depths needs a recipe with a `depths:` section ({args.recipe} has none). Fix: add "
                               "`depths: {proxy: 2, target: 8}` and `model.depth_arg` if the factory's is not `depth`.")
     for d in diagnose(recipe):  # known breakers, once the input is known to be good
-        warn(str(d))
-    return spec, [proxy] if depths else widths, depths
+        warn(str(d), key=d.key)
+    given = {k: getattr(args, k) for k in ("steps", "seeds", "plot", "json")}
+    return spec, [proxy] if depths else widths, depths, {**OPTIONS, **{k: v for k, v in given.items() if v is not None}}
 
 
-def _options_run(args: argparse.Namespace) -> tuple[Any, list[int], None]:
+def _options_run(args: argparse.Namespace) -> tuple[Any, list[int], None, dict[str, Any]]:
     """``--model`` and the other options (or a flat options file): the recipe of a built-in model."""
     from ..coord import COORD_LR, COORD_OPTIMIZER
     from ..recipe import parse_recipe
@@ -192,7 +192,7 @@ def _options_run(args: argparse.Namespace) -> tuple[Any, list[int], None]:
     }
     base = _number(opts["base_width"], where["base_width"], int) if opts["base_width"] is not None else min(widths)
     data["parametrization"]["base_width"] = base
-    return parse_recipe(data, source="hptransfer coord-check").at(min(widths)), widths, None
+    return parse_recipe(data, source="hptransfer coord-check").at(min(widths)), widths, None, opts
 
 
 def _changes(args: argparse.Namespace, *, base_width: int, batch_size: int | None) -> dict[str, Any]:

@@ -31,14 +31,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from ..recipe import load_recipe
+    from ..recipe import amend, load_recipe
     from ..targets import transfer
 
     rec = load_recipe(args.recipe, recipe_overrides(args, **{"transfer.batch_size": args.batch_size,
                                                              "transfer.steps": args.steps,
                                                              "transfer.law": args.law}))
     if args.out is not None:
-        rec.out = args.out
+        rec = amend(rec, data={"out": args.out})
     targets = transfer(rec, target_widths=args.width, quiet=args.quiet)
     for t in targets:
         lr = t.values.get("lr")

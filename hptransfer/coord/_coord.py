@@ -171,9 +171,7 @@ def coord_check(
     points = widths if depths is None else depths  # along depth the fitted points are the depths
     widths_l, seeds_l = _check_numbers(points, seeds, steps, batch_size, tol_grow, tol_vanish)
     if isinstance(factory, RunSpec):
-        if parametrize_options or optimizer_kwargs:
-            raise CoordCheckError(f"options {sorted({**parametrize_options, **(optimizer_kwargs or {})})} cannot be "
-                                  "combined with a run spec. Fix: set them in the spec (spec.replace(...)).")
+        _check_spec(factory, {**parametrize_options, **(optimizer_kwargs or {})})
         spec, task = factory, _resolve_task(make_task(factory.task) if task is None else task, batch_fn, loss_fn)
     else:
         task = _resolve_task(task, batch_fn, loss_fn)
@@ -217,7 +215,7 @@ def coord_spec(factory: Callable[..., nn.Module], task: Any, *, widths: Sequence
         "name": "coord-check", "model": {"factory": factory}, "task": {"name": task},
         "parametrization": {"name": parametrization, "base_width": int(base_width or ws[0]),
                             **parametrization_fields(parametrize_options)},
-        "optimizer": {**optimizer_fields(optimizer_kwargs), "name": optimizer, "lr": lr},
+        "optimizer": {**optimizer_fields(optimizer_kwargs, lr=lr), "name": optimizer, "lr": lr},
         "train": {"batch_size": batch_size or 32, "steps": 1}, "widths": {"proxy": ws[:1], "target": ws[-1:]},
     }
     if depths is not None:
@@ -228,6 +226,17 @@ def coord_spec(factory: Callable[..., nn.Module], task: Any, *, widths: Sequence
     except RecipeError as exc:  # the recipe's field paths, raised as the coordinate check's own error
         raise CoordCheckError(f"coord_check(...): {exc}") from None
     return recipe.at(ws[0], depth=min(depths) if depths else None)
+
+
+def _check_spec(spec: RunSpec, options: dict[str, Any]) -> None:
+    """A run spec brings its own options, and must have the optimizer and parametrization the check steps."""
+    if options:
+        raise CoordCheckError(f"options {sorted(options)} cannot be combined with a run spec. Fix: set them in the "
+                              "spec (spec.replace(...)).")
+    if spec.optimizer is None or spec.parametrization is None:
+        raise CoordCheckError("the run spec has no optimizer or parametrization (its recipe leaves them to a "
+                              "train_fn), which the coordinate check needs to step the model. Fix: add "
+                              "`optimizer:` and `parametrization:` sections, or pass a factory.")
 
 
 def _one_width(widths: Sequence[float]) -> int:

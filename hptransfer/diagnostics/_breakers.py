@@ -49,13 +49,13 @@ class Diagnosis:
     fix: str
     key: str | None = None  # the same finding logged by another stage (transfer) is dropped as said once
 
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message} ({self.citation}). Fix: {self.fix}"
+
 
 def horizon_key(proxy: tuple[int | None, int | None], target: tuple[int | None, int | None]) -> str:
     """The one key of the horizon warning, whoever logs it: ``(batch, steps)`` of proxy and target."""
     return f"horizon {proxy} -> {target}"
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message} ({self.citation}). Fix: {self.fix}"
 
 
 def diagnose(recipe: Recipe) -> list[Diagnosis]:

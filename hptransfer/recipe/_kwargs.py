@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import RecipeError
+
 __all__ = ["parametrization_fields", "optimizer_fields"]
 
 #: ``parametrize`` keyword -> ``parametrization`` field (the rest go to ``parametrization.options``).
@@ -33,10 +35,11 @@ def parametrization_fields(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def optimizer_fields(options: Mapping[str, Any] | None) -> dict[str, Any]:
+def optimizer_fields(options: Mapping[str, Any] | None, lr: float | None = None) -> dict[str, Any]:
     """Optimizer keywords as ``optimizer`` section fields: ``betas`` -> ``beta1``/``beta2``, ``muon_lr`` ->
-    ``muon_lr_ratio`` (with ``lr``), the μP group options (``weight_decay``, ``eps``...) as their fields;
-    anything else (``amsgrad``, ``fused``...) under ``kwargs``, for the optimizer class."""
+    ``muon_lr_ratio`` (relative to ``lr``, given or among the options), the μP group options
+    (``weight_decay``, ``eps``...) as their fields; anything else (``amsgrad``, ``fused``...) under
+    ``kwargs``, for the optimizer class."""
     rest = dict(options or {})
     out: dict[str, Any] = {k: rest.pop(k) for k in list(rest) if k in _OPTIMIZER_FIELDS}
     if "betas" in rest:
@@ -44,7 +47,11 @@ def optimizer_fields(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if "muon_lr" in rest:
         muon_lr = rest.pop("muon_lr")
         if muon_lr is not None:
-            out["muon_lr_ratio"] = float(muon_lr) / float(out.get("lr", 1e-3))
+            base = lr if lr is not None else out.get("lr")
+            if base is None:
+                raise RecipeError([("optimizer.muon_lr_ratio", "muon_lr given without the lr it is relative to. "
+                                                               "Fix: give lr too, or muon_lr_ratio.")])
+            out["muon_lr_ratio"] = float(muon_lr) / float(base)
     if rest:
         out["kwargs"] = rest
     return out

@@ -126,7 +126,7 @@ def amend(recipe: Recipe, *, data: dict[str, Any] | None = None, overrides: list
     raw = _merge({}, recipe.raw)
     raw.setdefault("name", recipe.name)
     if recipe.out is not None:
-        raw.setdefault("out", recipe.out)
+        raw["out"] = recipe.out  # the run folder as the recipe has it now (the CLI's --out sets it)
     if data:
         raw = _merge(raw, data)
     if overrides:
@@ -136,13 +136,26 @@ def amend(recipe: Recipe, *, data: dict[str, Any] | None = None, overrides: list
         raise RecipeError([(f"fixed.{k}", f"{k!r} is also searched (search.{k}): every trial would train with the "
                                           "fixed value while the study records a searched one. Fix: drop it from "
                                           "fixed, or from the search space.") for k in searched], recipe.source)
-    for hp, value in (fixed or {}).items():
-        if hp in TUNABLE and TUNABLE[hp][0] not in recipe.user_decides:
+    raw = _merge(raw, {"fixed": dict(fixed or {})}) if fixed else raw
+    # A built-in HP goes to the section that holds it, once the recipe writes that section (also a
+    # section written only now, as transfer's factory= writes the parametrization): what trained the
+    # proxy is what the target gets.
+    held = {hp: v for hp, v in (raw.get("fixed") or {}).items() if hp in TUNABLE and _holds(raw, TUNABLE[hp][0])}
+    if held:
+        raw["fixed"] = {k: v for k, v in raw["fixed"].items() if k not in held}
+        for hp, value in held.items():
             sec, fld = TUNABLE[hp][:2]
             raw = _merge(raw, {sec: {fld: value}})
-        else:
-            raw = _merge(raw, {"fixed": {hp: value}})
     return parse_recipe(raw, source=recipe.source, default_name=recipe.name)
+
+
+def _holds(raw: dict[str, Any], section: str) -> bool:
+    """Whether the recipe ``raw`` describes has ``section`` (:attr:`Recipe.user_decides`, read on the data)."""
+    task, model = raw.get("task") or {}, raw.get("model") or {}
+    if not isinstance(task, dict) or task.get("train_fn") is None or section in raw:
+        return True
+    return section == "parametrization" and isinstance(model, dict) and \
+        any(model.get(k) is not None for k in ("name", "factory", "hf"))
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

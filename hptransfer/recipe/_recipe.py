@@ -35,11 +35,11 @@ from ._sections import (
     TrainSpec,
     WidthsSpec,
 )
-from ._spec import Problems, did_you_mean, parse_section, plain
+from ._spec import Problems, _scalar, did_you_mean, parse_section, plain
 from ._stages import CheckSpec, TransferSpec, TuneSpec
 from ._validate import check_depths, check_section, cross_check, parse_search, transfer_section
 
-__all__ = ["Recipe", "parse_recipe", "register_section", "objective_changes", "OBJECTIVE_FIELDS"]
+__all__ = ["Recipe", "parse_recipe", "register_section", "objective_changes", "OBJECTIVE_FIELDS", "safe_name"]
 
 
 _SECTIONS: dict[str, tuple[type, str]] = {
@@ -94,9 +94,10 @@ def register_section(
         _EXTENSIONS[name] = (spec, doc, validate, None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
-    """A validated recipe. Build with :func:`load_recipe` (file) or :func:`parse_recipe` (dict)."""
+    """A validated recipe. Build with :func:`load_recipe` (file) or :func:`parse_recipe` (dict); change one
+    with :func:`hptransfer.recipe.amend`, which validates it again (a Recipe is not changed in place)."""
 
     name: str
     task: TaskSpec
@@ -252,6 +253,8 @@ def objective_changes(stored: dict[str, Any], recipe: Recipe) -> list[str]:
     missing = object()
     for name in OBJECTIVE_FIELDS:
         section, _, key = name.partition(".")
+        if section in recipe.user_decides:
+            continue  # the user's train_fn decides it (a study of an older hptransfer stored its defaults)
         old, new = stored.get(section, missing), now.get(section)
         if key:
             old = old.get(key, missing) if isinstance(old, dict) else missing
@@ -312,6 +315,12 @@ def parse_recipe(data: Any, source: str | None = None, default_name: str = "reci
     return recipe
 
 
+def safe_name(text: str) -> str:
+    """``text`` as a recipe name (a folder name): characters other than letters, digits, ``.``, ``_`` and
+    ``-`` become ``_`` (a study name may hold anything; the run folder ``runs/<name>`` may not)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in str(text)).strip("_") or "recipe"
+
+
 def _parse_fixed(data: Any, problems: Problems) -> dict[str, Any]:
     """The ``fixed`` section: HP name -> a value (number, string or bool) given to every run."""
     if data is None:
@@ -324,7 +333,7 @@ def _parse_fixed(data: Any, problems: Problems) -> dict[str, Any]:
     for key, value in data.items():
         if not isinstance(key, str) or not key:
             problems.append((f"fixed.{key}", "a hyperparameter name must be a non-empty string."))
-        elif isinstance(value, (dict, list)) or value is None:
+        elif not isinstance(value := _scalar(value), (int, float, str, bool)):
             problems.append((f"fixed.{key}", f"must be a number, string or bool, got {type(value).__name__}."))
         else:
             out[key] = value

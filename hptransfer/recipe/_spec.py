@@ -131,6 +131,7 @@ def parse_section(cls: type, data: Any, path: str, problems: Problems) -> Any:
 
 def _convert(meta: dict[str, Any], value: Any, path: str, problems: Problems) -> tuple[bool, Any]:
     kind = meta["kind"]
+    value = _scalar(value)
     if value is None:
         if meta["optional"]:
             return True, None
@@ -181,7 +182,7 @@ def _convert(meta: dict[str, Any], value: Any, path: str, problems: Problems) ->
             return False, None
         out = []
         for i, item in enumerate(items):
-            ok, v = _number(meta, item, f"{path}[{i}]" if isinstance(value, (list, tuple)) else path, problems,
+            ok, v = _number(meta, _scalar(item), f"{path}[{i}]" if isinstance(value, (list, tuple)) else path, problems,
                             integer=kind == "ints")
             if not ok:
                 return False, None
@@ -300,6 +301,17 @@ def _is_section(value: Any) -> bool:
             and any(f.metadata.get("kind") for f in dataclasses.fields(value)))
 
 
+def _scalar(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (a sweep's ``np.arange`` seeds, an ``np.float32`` LR)."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") and \
+        getattr(value, "ndim", 1) == 0 else value
+
+
+def object_name(obj: Any) -> str:
+    """A short name for an object or a string given as a field (an optimizer class -> ``AdamW``)."""
+    return obj if isinstance(obj, str) else str(getattr(obj, "__name__", None) or object_path(obj))
+
+
 def is_object(value: Any) -> bool:
     """Whether ``value`` is an in-memory Python object (a function, class or instance), not YAML data."""
     return not isinstance(value, _PLAIN)
@@ -335,6 +347,7 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    value = _scalar(value)
     if is_object(value):
         return object_path(value)
     return value

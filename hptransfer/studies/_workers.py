@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -65,14 +66,16 @@ class _Reporting:
     """The spawned process's target: runs ``target(*args)``; an error of the user's making is
     written to ``report`` (JSON: class, message, where) and the process exits with EXIT_REPORTED."""
 
-    def __init__(self, target: Callable[..., None], report: str):
-        self.target, self.report = target, report
+    def __init__(self, target: Callable[..., None], report: str, stop: Any = None):
+        self.target, self.report, self.stop = target, report, stop
 
     def __call__(self, *args: Any) -> None:
         # Without this a SIGTERM (a scheduler stopping the whole job) killed the worker at once, leaving
         # its trial RUNNING until stale recovery; now it takes Ctrl-C's path.
         signal.signal(signal.SIGTERM, _interrupt_once)
         signal.signal(signal.SIGINT, _interrupt_once)
+        if self.stop is not None and self.stop.is_set():  # stopped while starting (SIGINT ignored till now)
+            sys.exit(EXIT_INTERRUPTED)
         try:
             self.target(*args)
         except KeyboardInterrupt:
@@ -110,14 +113,25 @@ def start_workers(target: Callable[..., None], args: Sequence[tuple[Any, ...]], 
                               f"Fix: {fix}") from None
     ctx = mp.get_context("spawn")  # fork after torch's thread pools started can deadlock
     folder = tempfile.mkdtemp(prefix="hptransfer-workers-")
+    stop = ctx.Event()
     procs = []
     for i, a in enumerate(args):
         report = str(Path(folder) / f"worker{i}.json")
-        proc = ctx.Process(target=_Reporting(target, report), args=a)
-        proc.report = report  # type: ignore[attr-defined]  # where its error report goes
+        proc = ctx.Process(target=_Reporting(target, report, stop), args=a)
+        proc.report, proc.stop = report, stop  # type: ignore[attr-defined]  # its error report; the stop flag
         procs.append(proc)
-    for proc in procs:
-        proc.start()
+    # A worker starts with SIGINT ignored (the disposition survives the exec, and Python then keeps it):
+    # a Ctrl-C or a forwarded SIGTERM while it still imports would otherwise print a traceback from
+    # multiprocessing's bootstrap. It handles SIGINT from its first line of ours, and reads `stop`,
+    # which stop_workers sets, for a signal it ignored.
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        if main and before is not None:  # None: a handler set outside Python, which cannot be restored
+            signal.signal(signal.SIGINT, before)
     return procs
 
 
@@ -162,6 +176,10 @@ def stop_workers(procs: Sequence[Any], *, grace: float = 20.0) -> None:
     """After Ctrl-C (which every process in the group receives): give the workers ``grace`` seconds in
     all to record their interrupted trials, then kill those still running."""
     deadline = time.monotonic() + grace
+    for proc in procs[:1]:
+        stop = getattr(proc, "stop", None)
+        if stop is not None:
+            stop.set()  # a worker still starting (SIGINT ignored) exits as soon as it can
     try:
         for proc in procs:
             proc.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -21,7 +21,7 @@ from .._io import redact_url, write_text_atomic
 from .._version import __version__
 from ..check import Verdict
 from ..errors import TransferError, info
-from ..recipe import Recipe, load_recipe
+from ..recipe import Recipe, amend, load_recipe
 from ..studies import load_study
 from ..studies._progress import Progress
 from ..training import train_spec
@@ -90,7 +90,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
                             "`target:` under `widths:`.")
     run_dir = Path(out) if out is not None else rec.run_dir
     if out is not None:
-        rec.out = str(run_dir)
+        rec = amend(rec, data={"out": str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "recipe.yaml", yaml.safe_dump(rec.to_dict(), sort_keys=False))
     say = _say(quiet)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ._settings import parse_space, recipe_from_train_fn
+from ._settings import recipe_from_train_fn
 from ._tune import TuneResult, tune
 
-__all__ = ["tune", "TuneResult", "recipe_from_train_fn", "parse_space"]
+__all__ = ["tune", "TuneResult", "recipe_from_train_fn"]

@@ -17,6 +17,7 @@ from typing import Any
 from ..diagnostics import diagnose
 from ..errors import RecipeError, TuneError, warn
 from ..recipe import Recipe, SearchParam, amend, load_recipe, parse_recipe
+from ..recipe._recipe import safe_name
 from ..recipe._validate import parse_search
 from ..training._preflight import preflight
 
@@ -68,8 +69,7 @@ def default_study_name(fn: Callable[..., Any]) -> str:
     if module == "__main__":
         main_file = getattr(sys.modules.get("__main__"), "__file__", None)
         module = Path(main_file).stem if main_file else "main"
-    name = f"{module.rsplit('.', 1)[-1]}.{getattr(fn, '__qualname__', type(fn).__name__)}"
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("_") or "tune"
+    return safe_name(f"{module.rsplit('.', 1)[-1]}.{getattr(fn, '__qualname__', type(fn).__name__)}")
 
 
 def recipe_from_train_fn(fn: Callable[..., float], *, space: dict[str, Any] | None, width: Any, steps: int,
@@ -80,13 +80,15 @@ def recipe_from_train_fn(fn: Callable[..., float], *, space: dict[str, Any] | No
     if space is None or width is None:
         raise TuneError("tune(train_fn, ...) needs space= and width=. Fix: e.g. tune(fn, "
                         "space={'lr': ('log_float', 1e-4, 1e-1)}, width=64, trials=30).")
-    data = {
-        "name": study_name or default_study_name(fn),
+    data: dict[str, Any] = {
+        "name": safe_name(study_name) if study_name else default_study_name(fn),
         "task": {"train_fn": fn},
         "train": {"steps": steps or None, "batch_size": batch_size, "seeds": list(_ints("seeds", seeds))},
         "widths": {"proxy": list(_ints("width", width))},
         "search": space_data(space),
     }
+    if study_name and safe_name(study_name) != study_name:
+        data["tune"] = {"study": study_name}  # the study keeps its name; the run folder a safe form of it
     return parse_recipe(data, source="tune(train_fn, ...)")
 
 

@@ -151,7 +151,7 @@ def tune(
     if t.workers > 1 and url.startswith("sqlite"):
         raise StorageError("tune.storage: SQLite fails with several worker processes. Fix: use the default "
                            "journal file or postgresql://.")
-    every = t.report_every or max(1, (rec.train.steps or 0) // 20)
+    every = t.report_every or (max(1, rec.train.steps // 20) if rec.train.steps else 0)  # 0: steps not known
     objective = Objective(rec, penalty=penalty, report_every=every if t.pruner != "none" else 0)
     # Optuna's log level is process-wide: quiet (or no per-trial INFO lines) for this call only.
     with _logging.optuna_verbosity(logging.ERROR if quiet else logging.WARNING), _storage.storage_guard(url):

@@ -88,3 +88,12 @@ def test_cli_set_on_a_broken_recipe_file_names_the_broken_file(tmp_path, capsys:
     assert main(["coord-check", str(bad), "--set", "train.steps=3"]) == 2
     err = capsys.readouterr().err
     assert "not valid YAML" in err and "--set overrides" not in err
+
+
+def test_a_flat_options_file_sets_steps_seeds_and_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    options = tmp_path / "coord.yaml"
+    options.write_text(f"model: mlp\nwidths: [16, 32, 64]\nsteps: 1\nseeds: [3]\njson: {out}\n")
+    assert main(["coord-check", str(options)]) == 0
+    data = json.loads(out.read_text())
+    assert data["steps"] == [0, 1] and {r["seed"] for r in data["stats"]} == {3}

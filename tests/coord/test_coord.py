@@ -355,3 +355,15 @@ def test_an_output_empty_at_some_widths_only_still_fails() -> None:
     res = coord_check(_TailWidens, widths=(32, 64, 128), batch_fn=_glu_batches, loss_fn=F.cross_entropy, steps=1,
                       seeds=(0,))
     assert ("tail", 0, "activation", math.inf) in res.failing and "tail" not in res.extra["unmeasured"]
+
+
+def test_a_spec_a_train_fn_steps_itself_is_refused_with_the_fix(tmp_path) -> None:
+    from hptransfer.recipe import parse_recipe
+    from hptransfer.recipe._kwargs import optimizer_fields
+
+    rec = parse_recipe({"name": "own", "model": {"name": "mlp"}, "task": {"train_fn": "math:sqrt"},
+                        "widths": {"proxy": 16}, "train": {}})
+    with pytest.raises(CoordCheckError, match="no optimizer or parametrization.*Fix: add `optimizer:`"):
+        coord_check(rec.at(16), widths=(16, 32), task="classification")
+    # muon_lr is relative to the LR the check runs at, not to a default
+    assert optimizer_fields({"muon_lr": 0.02}, lr=0.01)["muon_lr_ratio"] == pytest.approx(2.0)

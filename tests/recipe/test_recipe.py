@@ -212,3 +212,17 @@ def test_json_schema_accepts_shipped_recipes_and_rejects_bad_ones(capsys: pytest
         with pytest.raises(RecipeError):
             parse_recipe(bad)
         assert list(validator.iter_errors(bad)), f"schema accepts {field}={value!r} but the parser does not"
+
+
+def test_a_train_fn_study_of_an_older_version_resumes() -> None:
+    """Older studies stored the optimizer and schedule defaults a train_fn recipe now leaves to the function."""
+    from hptransfer.recipe import parse_recipe
+    from hptransfer.recipe._recipe import objective_changes
+
+    data = {"name": "own", "task": {"train_fn": "math:sqrt"}, "train": {"steps": 5}, "widths": {"proxy": 8},
+            "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}}}
+    rec = parse_recipe(data)
+    assert rec.user_decides == ("parametrization", "optimizer", "schedule")
+    stored = {**rec.to_dict(), "optimizer": {"name": "adamw", "lr": 0.001}, "schedule": {"decay": "cosine"}}
+    assert objective_changes(stored, rec) == []
+    assert objective_changes({**stored, "train": {**stored["train"], "steps": 9}}, rec) == ["train.steps: 9 -> 5"]

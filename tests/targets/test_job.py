@@ -62,7 +62,7 @@ def test_run_check_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
     assert rc == 1
     # The horizon is named once, before tuning (the transfer's own note on it goes to target.yaml only).
     err = capsys.readouterr().err
-    assert err.count("warning:") == err.count("steps=2") == 1, err
+    assert err.count("warning:") == err.count("steps=2") == 1 and "[horizon] the target trains" in err, err
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "**Verdict: FAIL**" in summary and "## Warnings" in summary
 

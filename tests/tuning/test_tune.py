@@ -17,9 +17,10 @@ from optuna.trial import TrialState
 from hptransfer.errors import ExitCode, HPTransferError, StorageError
 from hptransfer.recipe import parse_recipe
 from hptransfer.studies import _storage
-from hptransfer.tuning import parse_space, tune
+from hptransfer.tuning import tune
 from hptransfer.tuning._objective import Reporter
 from hptransfer.tuning._samplers import make_sampler
+from hptransfer.tuning._settings import parse_space
 
 
 def tiny(tmp_path: Path, **tune_opts: object) -> dict:
