@@ -18,6 +18,8 @@ def _one_torch_thread():
 def _fresh_warnings():
     # hptransfer logs each distinct warning once per process; every test starts with none logged yet.
     import hptransfer.errors
+    from hptransfer.parametrization._init_law import clear_cache
 
     hptransfer.errors._warned.clear()
+    clear_cache()  # each test measures its factories' init itself (within a test, a sweep reuses it)
     yield

@@ -73,6 +73,7 @@ def test_readme_has_examples_and_is_a_front_page():
         assert len(block.strip().splitlines()) <= 25, block[:80]
 
 
+@pytest.mark.slow  # 20 s, the README's recipe as written; a tiny end-to-end run: tests/targets/test_job.py
 def test_readme_recipe_example_runs(tmp_path, monkeypatch, capsys):
     from hptransfer.cli import main
 

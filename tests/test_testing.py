@@ -33,6 +33,7 @@ def test_assert_transfer_names_parametrization_width_and_figure(tmp_path):
     assert "mup lr: " not in msg.split("\n")[1]  # only the failing parametrization heads the message
 
 
+@pytest.mark.slow  # 11 s, a real check; the assertion helper itself is guarded by the two fast tests above
 def test_assert_transfer_runs_the_check_itself(tmp_path):
     # A real check whose verdict is known: 3 steps leave lr 1e-2 best at every width (1e-4 barely
     # moves, 1 overshoots), and loose tolerances turn an interior optimum into a pass.

@@ -208,6 +208,13 @@ class AtDepth:
     def __call__(self, width: Any) -> nn.Module:
         return self.factory(width, self.depth)
 
+    def cache_key(self) -> Any:
+        """What it builds (``_init_law.factory_key``): the factory's key and the depth."""
+        from ._init_law import factory_key
+
+        inner = factory_key(self.factory)
+        return None if inner is None else ("AtDepth", inner, self.depth)
+
 
 def setup_depth(table: ScalingTable, rule: Any, factory: Callable[[Any, int], nn.Module], base: nn.Module, *,
                 depth: int, base_depth: int, branches: Sequence[str] | None, example_input: Any) -> None:

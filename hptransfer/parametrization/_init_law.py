@@ -31,8 +31,11 @@ there, and it multiplies the user's own draw, so any depth factor (nanoGPT's c_p
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+import types
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any
 
@@ -44,7 +47,7 @@ from ._rules import Parametrization
 from ._shapes import build, collect_usages, fan_axes, match_any
 from ._table import ParamInfo, ScalingTable
 
-__all__ = ["INIT_CLASSES", "measure_init_laws", "rescale_init", "layer_biases"]
+__all__ = ["INIT_CLASSES", "measure_init_laws", "rescale_init", "layer_biases", "clear_cache", "factory_key"]
 
 INIT_CLASSES: tuple[str, ...] = ("fan_in", "constant", "zero", "structured", "fixed", "unmeasured")
 
@@ -91,31 +94,21 @@ def measure_init_laws(
     afterwards, so measuring changes nothing the user can observe.
     """
     refs = _references(model, params)
-    sums: dict[str, list[float]] = {n: [0.0, 0.0] for n in params}  # sum of mean squares at base, probe
-    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-    reps, rep = 1, 0
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-        while rep < reps:
-            torch.manual_seed(_SEED + rep)
-            base = dict(build(factory, base_width, meta=False, what="base (init measurement)").named_parameters())
-            probe = dict(build(factory, probe_width, meta=False, what="probe (init measurement)").named_parameters())
-            if any(t.is_meta for t in (*base.values(), *probe.values())):
-                return dict(params)  # the factory hands out cached meta models: nothing to measure
-            for name in params:
-                sums[name][0] += float(base[name].double().pow(2).mean())
-                sums[name][1] += float(probe[name].double().pow(2).mean())
-            if rep == 0:
-                shapes = {n: (tuple(base[n].shape), tuple(probe[n].shape)) for n in base}
-                # Small random tensors (biases) need more draws for the same precision; constant
-                # ones (zeros, LayerNorm gains) need none.
-                random = [base[n].numel() for n in refs if base[n].numel() > 1 and float(base[n].std()) > 0]
-                reps = max(1, min(_MAX_REPS, math.ceil(_MIN_SAMPLES / min(random, default=_MIN_SAMPLES))))
-                # ... within a budget of drawn entries, so a large base model is built once more at most.
-                drawn = sum(t.numel() for t in (*base.values(), *probe.values()))
-                reps = max(1, min(reps, _MAX_DRAWN // max(1, drawn)))
-            rep += 1
-    sq_base = {n: v[0] / reps for n, v in sums.items()}
-    sq_probe = {n: v[1] / reps for n, v in sums.items()}
+    key = _cache_key(factory, base_width, probe_width, refs)
+    found = _CACHE.get(key) if key is not None else None
+    if found is None:
+        found = _measure(factory, params, refs, base_width, probe_width)
+        if found is None:
+            return dict(params)  # the factory hands out cached meta models: nothing to measure
+        if key is not None:
+            _CACHE[key] = found
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    sq_base, sq_probe, shapes = found
+    if not set(params) <= set(sq_base):
+        sq_base, sq_probe, shapes = _measure(factory, params, refs, base_width, probe_width) or found
     out = dict(params)
     for name, info in params.items():
         rms0, rms1 = math.sqrt(sq_base[name]), math.sqrt(sq_probe[name])
@@ -130,6 +123,80 @@ def measure_init_laws(
             corr = 1.0 if a is None or m == 1.0 else m ** (a_sp - a)
         out[name] = replace(info, init_class=cls, init_exponent=a, init_rms=rms0, sp_correction=corr)
     return out
+
+
+#: Measurements by factory and widths: a model is parametrized at every width and seed of a sweep or a
+#: coordinate check, and each time the factory is built 2 to 64 more times to measure its init. The
+#: draws are seeded (``_SEED``), so one factory at one pair of widths measures the same every time.
+_CACHE: OrderedDict[Hashable, tuple[dict[str, float], dict[str, float], dict[str, Any]]] = OrderedDict()
+_CACHE_SIZE = 32
+
+
+def clear_cache() -> None:
+    """Forget every stored init measurement (the next parametrize measures again)."""
+    _CACHE.clear()
+
+
+def _cache_key(factory: Any, base_width: float, probe_width: float, refs: dict[str, Any]) -> Hashable | None:
+    """What identifies a measurement, or ``None`` (not stored) for a factory whose models could differ
+    between calls at the same width: one that is not a plain function or class (a callable object holding
+    mutable state, such as a Hugging Face config), unless it says what it builds (``cache_key()``)."""
+    fac = factory_key(factory)
+    if fac is None:
+        return None
+    return (fac, float(base_width), float(probe_width), torch.get_default_dtype(), frozenset(refs))
+
+
+def factory_key(factory: Any) -> Hashable | None:
+    """A hashable key of the models ``factory`` builds: the function or class itself, a
+    ``functools.partial``'s function and arguments, or an object's own ``cache_key()``; ``None`` when
+    none can be given (unhashable arguments, a callable object of unknown state)."""
+    key: Hashable | None
+    if isinstance(factory, functools.partial):
+        inner = factory_key(factory.func)
+        key = None if inner is None else (inner, factory.args, tuple(sorted(factory.keywords.items())))
+    elif callable(getattr(factory, "cache_key", None)):
+        key = factory.cache_key()
+    elif isinstance(factory, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
+        key = factory
+    else:
+        return None
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _measure(factory: Callable[..., nn.Module], params: dict[str, ParamInfo], refs: dict[str, Any],
+             base_width: float, probe_width: float) -> tuple[dict[str, float], dict[str, float], dict[str, Any]] | None:
+    """Mean squares of every parameter at the base and probe widths (averaged over seeded draws) and
+    the shapes; ``None`` when the factory builds meta models."""
+    sums: dict[str, list[float]] = {}  # sum of mean squares at base, probe
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    reps, rep = 1, 0
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+        while rep < reps:
+            torch.manual_seed(_SEED + rep)
+            base = dict(build(factory, base_width, meta=False, what="base (init measurement)").named_parameters())
+            probe = dict(build(factory, probe_width, meta=False, what="probe (init measurement)").named_parameters())
+            if any(t.is_meta for t in (*base.values(), *probe.values())):
+                return None
+            for name in params:
+                pair = sums.setdefault(name, [0.0, 0.0])
+                pair[0] += float(base[name].double().pow(2).mean())
+                pair[1] += float(probe[name].double().pow(2).mean())
+            if rep == 0:
+                shapes = {n: (tuple(base[n].shape), tuple(probe[n].shape)) for n in base}
+                # Small random tensors (biases) need more draws for the same precision; constant
+                # ones (zeros, LayerNorm gains) need none.
+                random = [base[n].numel() for n in refs if base[n].numel() > 1 and float(base[n].std()) > 0]
+                reps = max(1, min(_MAX_REPS, math.ceil(_MIN_SAMPLES / min(random, default=_MIN_SAMPLES))))
+                # ... within a budget of drawn entries, so a large base model is built once more at most.
+                drawn = sum(t.numel() for t in (*base.values(), *probe.values()))
+                reps = max(1, min(reps, _MAX_DRAWN // max(1, drawn)))
+            rep += 1
+    return {n: v[0] / reps for n, v in sums.items()}, {n: v[1] / reps for n, v in sums.items()}, shapes
 
 
 def _classify(rms0: float, rms1: float, r: float, a_sp: float) -> tuple[str, float | None]:

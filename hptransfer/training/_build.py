@@ -73,6 +73,13 @@ class WidthFactory:
         at_depth = {} if depth is None else {self.depth_arg: depth}
         return self.fn(**self.kwargs, **{self.width_arg: width}, **at_depth)
 
+    def cache_key(self) -> Any:
+        """What it builds, for parametrize's cache of init measurements (None: unhashable kwargs)."""
+        try:
+            return ("WidthFactory", self.fn, tuple(sorted(self.kwargs.items())), self.width_arg, self.depth_arg)
+        except TypeError:
+            return None
+
 
 def make_task(task: TaskSpec) -> Any:
     """The task object: a built-in task by name, the object given from Python, or ``None`` (the user's

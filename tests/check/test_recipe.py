@@ -36,6 +36,7 @@ def test_mlp_recipe_mup_passes_and_sp_fails(tmp_path):
     assert not (mup.drift.lo <= sp.drift.slope <= mup.drift.hi), "μP's drift interval should exclude SP's drift"
 
 
+@pytest.mark.slow  # 11 s of real runs at 3 depths; the depth axis's fast guards: tests/coord/test_builders.py
 def test_check_along_depth_sweeps_depths_at_one_width(tmp_path):
     """``--axis depth``: the points are depths at the smallest proxy width, and the runs really are that deep."""
     from hptransfer.check._recipe import check_depths

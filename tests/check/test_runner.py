@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 import numpy as np
+import pytest
 
 from hptransfer import check_transfer
 
@@ -33,6 +34,7 @@ def test_check_transfer_trains_a_real_model_quickly():
     assert dataclasses.replace(r, expect="fail").met == (r.verdict == "fail")
 
 
+@pytest.mark.slow  # 8 s of real runs; several HPs on the synthetic bowl: tests/check/test_check.py
 def test_several_hps_are_swept_one_at_a_time_with_the_others_fixed(tmp_path):
     rep = check_transfer("mlp", "classification", widths=[16, 32, 64], seeds=[0, 1], steps=3, batch_size=8,
                          grid={"lr": [1e-3, 1e-2, 1e-1], "output_mult": [0.5, 1.0, 2.0], "init_std": [0.5, 1.0, 2.0]},

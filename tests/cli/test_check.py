@@ -30,7 +30,7 @@ check:
 def test_cli_writes_json_and_junit_and_exits_0_or_1(tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(_RECIPE)
-    code = main(["check", str(recipe), "--compare", "sp,mup", "--out", str(tmp_path / "run"), "-q",
+    code = main(["check", str(recipe), "--compare", "sp,mup", "--out", str(tmp_path / "run"), "-q", "--workers", "1",
                  "--json", str(tmp_path / "r.json"), "--junit-xml", str(tmp_path / "j.xml"),
                  "--plot", str(tmp_path / "f.png")])
     out = capsys.readouterr().out

@@ -51,9 +51,9 @@ def train(hp, *, width, seed, report):
 
 
 @pytest.mark.parametrize("task, named, fix", [
-    ({"name": "classification", "kwargs": {"n_train": 256, "n_val": 128}},
-     "the model factory failed at width=16 (the proxy width): default: RuntimeError: weights.pt not found",
-     "Fix: fix the factory so it builds at this width"),
+    pytest.param({"name": "classification", "kwargs": {"n_train": 256, "n_val": 128}},
+                 "the model factory failed at width=16 (the proxy width): default: RuntimeError: weights.pt not found",
+                 "Fix: fix the factory so it builds at this width", marks=pytest.mark.slow),  # 5 s; the next guards
     ({"train_fn": "worker_user_code:train"}, "your code raised ValueError: my training loop is broken (at ",
      "worker_user_code.py:13 in train). Fix: correct it there"),
 ])
@@ -117,7 +117,8 @@ def test_sigterm_stops_tuning_like_ctrl_c_and_leaves_no_trial_running(tmp_path: 
     assert states == [TrialState.FAIL, TrialState.WAITING]  # failed, and its parameters re-queued for the rerun
 
 
-@pytest.mark.parametrize("command", [["tune", "--workers", "2"], ["check", "--workers", "2", "--widths", "16,32,64"]])
+@pytest.mark.parametrize("command", [["tune", "--workers", "2"], pytest.param(
+    ["check", "--workers", "2", "--widths", "16,32,64"], marks=pytest.mark.slow)])  # 7 s each; tune guards
 def test_sigterm_reaches_worker_processes_and_no_traceback_is_printed(tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "slow_loop.py").write_text(_SLOW_LOOP)
     recipe = write_tiny(tmp_path, task={"train_fn": "slow_loop:train"}, tune={"trials": 3, "sampler": "random"})
@@ -184,6 +185,7 @@ def _start_slow(tmp_path: Path, command: list[str], workers: int = 2, **popen: o
     return proc
 
 
+@pytest.mark.slow  # 7 s; SIGTERM to the command: test_sigterm_stops_tuning_like_ctrl_c guards the default run
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
 def test_sigterm_to_the_whole_job_leaves_no_trial_running(tmp_path: Path) -> None:
     """A scheduler stops a job by sending SIGTERM to every process in it. Workers used to die at once on
@@ -205,6 +207,7 @@ def test_sigterm_to_the_whole_job_leaves_no_trial_running(tmp_path: Path) -> Non
     assert all(t.user_attrs.get("interrupted") for t in failed), [t.user_attrs for t in failed]
 
 
+@pytest.mark.slow  # 9 s; the tune worker's twin above guards the default run
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
 def test_a_check_worker_interrupted_alone_does_not_pass_for_finished(tmp_path: Path) -> None:
     # It used to exit 0, and the check went on to a verdict on a grid with its runs missing.
@@ -217,7 +220,8 @@ def test_a_check_worker_interrupted_alone_does_not_pass_for_finished(tmp_path: P
     assert "stopped by a SIGINT or SIGTERM sent to the worker alone (exit 130)" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", [["tune"], ["check", "--widths", "16,32,64"]])
+@pytest.mark.parametrize("command", [["tune"], pytest.param(["check", "--widths", "16,32,64"],
+                                                            marks=pytest.mark.slow)])  # 7 s; tune guards
 def test_a_journal_deleted_under_a_running_study_is_one_line_and_exit_3(tmp_path: Path, command: list[str]) -> None:
     # Optuna read the new file from the old offset: JSONDecodeError, masked by an UnboundLocalError
     # traceback from its trial loop, exit 1.

@@ -23,6 +23,7 @@ def by_rule():
                                seeds=(0,), batch_size=8) for p in ("mup", "completep")}
 
 
+@pytest.mark.slow  # 9 s: two coordinate checks at 3 depths; the depth builder's fast guards are below
 def test_completep_passes_along_depth_and_mup_fails_on_the_readout(by_rule):
     mup, completep = by_rule["mup"], by_rule["completep"]
     assert completep.passed, completep.failing[:3]
@@ -30,8 +31,11 @@ def test_completep_passes_along_depth_and_mup_fails_on_the_readout(by_rule):
     assert completep.widths == [2, 4, 8]  # the fitted points are the depths
 
 
-def test_only_modules_outside_the_stack_are_fitted(by_rule):
-    assert set(by_rule["completep"].modules) == {"wte", "wpe", "ln_f", "lm_head", "(model)"}
+def test_only_modules_outside_the_stack_are_fitted():
+    # the depth builder end to end at its cheapest (one step, two depths); the verdict test above is slow
+    res = hpt.coord_check(gpt_bytes, widths=[32], depths=[2, 4], parametrization="completep", steps=1, seeds=(0,),
+                          task=get_task("charlm", block_size=16), batch_size=4)
+    assert set(res.modules) == {"wte", "wpe", "ln_f", "lm_head", "(model)"} and res.widths == [2, 4]
     assert stream_modules(["blocks.0", "blocks.0.attn", "h.3.mlp#2", "ln_f"]) == ["ln_f"]
 
 

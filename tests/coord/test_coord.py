@@ -104,6 +104,7 @@ class NormedGluMLP(GluMLP):
         nn.utils.parametrizations.spectral_norm(self.down)
 
 
+@pytest.mark.slow  # 15 s: 4 widths x 3 seeds of a parametrized GLU; the fast guards: the rest of this file
 def test_weight_and_spectral_norm_parametrizations_pass_under_mup() -> None:
     """The parametrization modules output weights (entries 1/sqrt(m), updates 1/m under μP), not
     activations: they are left out, the layers that use them are measured."""
@@ -174,7 +175,8 @@ def test_missing_data_source_raises() -> None:
         coord_check(mlp, widths=(32, 64))
 
 
-@pytest.mark.parametrize("factory, passes", [(nanogpt, True), (nanogpt_eager, False)])
+@pytest.mark.parametrize("factory, passes", [pytest.param(nanogpt, True, marks=pytest.mark.slow),  # 6 s; SDPA
+                                             (nanogpt_eager, False)])  # passing: test_gpt_mup_passes
 def test_attention_left_at_one_over_sqrt_d_fails_under_mup(factory, passes) -> None:
     # nanoGPT with 2 heads, so the head dim grows with width; the eager variant computes
     # softmax(q k^T / sqrt(d)) by hand, which hptransfer cannot rewrite: its logits grow.

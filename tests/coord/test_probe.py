@@ -55,7 +55,9 @@ def _lm_loss(out, y):
 
 
 @pytest.mark.parametrize("factory,batch_fn,loss_fn", [
-    (Encoder, _tokens, _lm_loss), (LSTMLM, _tokens, _lm_loss), (ResNet, _images, F.cross_entropy)])
+    pytest.param(Encoder, _tokens, _lm_loss, marks=pytest.mark.slow),  # 11 s; the LSTM guards the default run
+    (LSTMLM, _tokens, _lm_loss),
+    pytest.param(ResNet, _images, F.cross_entropy, marks=pytest.mark.slow)])  # 6 s; BatchNorm: test_vision_models
 def test_user_style_models(factory, batch_fn, loss_fn):
     kw = dict(widths=[32, 64, 128, 256], batch_fn=batch_fn, loss_fn=loss_fn, steps=3, seeds=(0, 1))
     mu = hpt.coord_check(factory, parametrization="mup", **kw)

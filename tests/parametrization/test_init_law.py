@@ -11,6 +11,7 @@ from _models import nanogpt
 from torch import nn
 
 import hptransfer as hpt
+from hptransfer.models import mlp
 from hptransfer.parametrization import ScalingTable
 
 BASE, WIDTH = 32, 128  # m = 4
@@ -109,3 +110,34 @@ def test_nanogpt_coord_check_with_default_options(parametrization, passes):
     result = hpt.coord_check(nanogpt, widths=(32, 64, 128), parametrization=parametrization, task=charlm(),
                              batch_size=8, steps=2, seeds=(0, 1))
     assert result.passed is passes, result.failing[:3]
+
+
+def test_the_init_measurement_is_made_once_per_factory_and_widths() -> None:
+    """A sweep parametrizes one factory at every width and seed; the factory's init is measured once
+    (its draws are seeded), and a factory whose state could change between calls is measured every time."""
+    from hptransfer.parametrization._init_law import clear_cache
+
+    calls: list[int] = []
+
+    def counted(width: int) -> nn.Module:
+        calls.append(width)
+        return mlp(width)
+
+    clear_cache()
+    first = hpt.parametrize(counted, width=64, base_width=16)
+    built = len(calls)
+    second = hpt.parametrize(counted, width=128, base_width=16)  # another target width: same base and probe
+    assert len(calls) - built <= 3  # the target and the two meta builds only: no measurement draws
+    assert [i.init_class for i in hpt.scaling_table(first).params.values()] == \
+        [i.init_class for i in hpt.scaling_table(second).params.values()]
+
+    class Stateful:  # a callable object: its state could differ between calls, so nothing is kept
+        def __call__(self, width: int) -> nn.Module:
+            calls.append(width)
+            return mlp(width)
+
+    stateful = Stateful()
+    hpt.parametrize(stateful, width=64, base_width=16)
+    built = len(calls)
+    hpt.parametrize(stateful, width=128, base_width=16)
+    assert len(calls) - built > 3

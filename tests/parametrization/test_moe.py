@@ -55,6 +55,7 @@ def test_without_an_example_input_the_ambiguity_is_an_error_with_the_fix():
         hpt.parametrize(MoELM, width=256, base_width=64)
 
 
+@pytest.mark.slow  # 16 s; the MoE roles and base-width exactness are guarded by the fast tests of this file
 @pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
 def test_the_hand_written_moe_passes_its_coordinate_check_under_mup(parametrization, passes):
     result = hpt.coord_check(MoELM, widths=(32, 64, 128, 256), parametrization=parametrization, steps=3,

@@ -91,7 +91,9 @@ def test_module_stack_names_the_innermost_module():
 
 
 @pytest.mark.parametrize("parametrization, options, passes",
-                         [("mup", {}, True), ("sp", {}, False), ("mup", {"attention": "off"}, False)])
+                         [pytest.param("mup", {}, True, marks=pytest.mark.slow),  # MHA: test_constants' model
+                          pytest.param("sp", {}, False, marks=pytest.mark.slow),
+                          pytest.param("mup", {"attention": "off"}, False, marks=pytest.mark.slow)])  # 6 s each
 def test_torch_transformer_coord_check_passes_under_mup_and_fails_under_sp(parametrization, options, passes):
     # torch's own encoder-decoder with default options: its three nn.MultiheadAttention modules get
     # 1/d with no trace, its Linear layers the μP init and LR. With attention left at 1/sqrt(d) the

@@ -49,7 +49,8 @@ def test_default_options_exact_at_base_width_and_one_over_m_hidden_lr(name):
         assert table.params["pos_embed"].role == table.params["cls_token"].role == "input"
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vit" else n  # vit: 10 s
+                                  for n in sorted(MODELS)])
 @pytest.mark.parametrize("parametrization, passes", [("mup", True), ("sp", False)])
 def test_coord_check_passes_under_mup_and_fails_under_sp(name, parametrization, passes):
     # The model zoo's settings (widths 32-256, seeds 0-1): with one seed at widths 64-256 the ViT's

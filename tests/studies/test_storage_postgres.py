@@ -27,7 +27,8 @@ def _recipe(tmp_path: Path, study: str, trials: int) -> dict:
         "train": {"batch_size": 32, "steps": 15},
         "widths": {"proxy": 16, "target": 64},
         "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}},
-        "tune": {"trials": trials, "sampler": "random", "storage": URL, "study": study},
+        # heartbeat 2 s: the worker that finishes first waits one heartbeat for the other's last trial
+        "tune": {"trials": trials, "sampler": "random", "storage": URL, "study": study, "heartbeat": 2},
     }
 
 

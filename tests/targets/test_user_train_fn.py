@@ -51,6 +51,7 @@ def user_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.mark.slow  # 8 s end to end; each stage's fast guard: test_front_doors.py, tests/tuning/test_tune.py
 def test_tune_transfer_run_and_check_on_the_users_own_train_fn(user_recipe: Path,
                                                                capsys: pytest.CaptureFixture) -> None:
     run_dir = user_recipe.parent / "run"
