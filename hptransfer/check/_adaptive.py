@@ -50,6 +50,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
@@ -61,20 +62,47 @@ from ._optimum import mean_curve, vertex
 from ._prune import DEFAULT_MARGINS
 from ._sweep import Runner, SweepData, SweepPlan, _key, collect, merge, split, study_name
 
-__all__ = ["run_adaptive", "next_points", "plan_round", "replicate_window", "impute", "contenders", "valley_bottoms",
-           "prunable"]
+__all__ = ["run_adaptive", "Walk", "next_points", "plan_round", "replicate_window", "impute", "contenders",
+           "valley_bottoms", "prunable"]
+
+
+@dataclass(frozen=True)
+class Walk:
+    """How the adaptive sweep finds each width's optimum.
+
+    Attributes:
+        survey: survey the first width over the whole grid (every two octaves) before walking, so that
+            no valley is missed. Off for a sweep that starts next to a known optimum (the drift fit's,
+            at the tuned LR): it walks from ``start`` at once.
+        anchors: also run every width at the two grid points around the first width's optimum (read by
+            the check's regret and wider-is-better; the drift fit reads neither).
+        predict: where each later width starts: ``predict(done, width)``, the log2 HP predicted at
+            ``width`` from ``(width, log2 optimum)`` of the widths done so far (the drift fit passes its
+            fitted curve, :func:`hptransfer.targets._drift.predict`), so that an optimum that drifts is
+            met where it is rather than walked to. Default: the previous width's optimum (the check,
+            whose walk was measured from there).
+        margin: grid points at each end that only a walk downhill reaches: the survey skips them, so
+            they cost runs only when an optimum lies at or beyond the grid's inner edge (the check's
+            ``check.extend``).
+    """
+
+    survey: bool = True
+    anchors: bool = True
+    predict: Callable[[list[tuple[float, float]], float], float] | None = None
+    margin: int = 0
 
 
 def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
                 survey: bool = False, pruned: np.ndarray | None = None,
-                window: Sequence[int] | None = None) -> list[int]:
+                window: Sequence[int] | None = None, span: tuple[int, int] | None = None) -> list[int]:
     """Grid indices to run next for one width, given the seed-mean ``curve`` so far (NaN: not run,
     inf: diverged). An empty list means the width is done. ``survey``: the first round covers the
     whole grid every two octaves (plus ``start``), so that a second valley is not missed.
     ``pruned``: points whose runs were stopped early; they count as worse than the best while
     bracketing, and are run again (to the end) if they fall in the refinement window or on an anchor.
     ``window``: the refinement points (:func:`replicate_window`); default ``refine`` steps either side
-    of the best point."""
+    of the best point. ``span``: the (first, last) indices the survey covers (default the whole grid;
+    the points outside are reached only by walking downhill to them)."""
     n = len(curve)
     stopped = np.zeros(n, dtype=bool) if pruned is None else np.asarray(pruned, dtype=bool)
     curve = np.where(stopped, math.inf, curve)
@@ -85,8 +113,9 @@ def next_points(curve: np.ndarray, *, start: int, stride: int, refine: int, anch
 
     if not done.any():
         if survey:
-            lattice = list(range(0, n, 2 * stride))
-            top = [n - 1] if n - 1 - lattice[-1] > stride else []  # the top edge, unless within an octave
+            lo, hi = span or (0, n - 1)
+            lattice = list(range(lo, hi + 1, 2 * stride))
+            top = [hi] if hi - lattice[-1] > stride else []  # the top edge, unless within an octave
             return todo([*lattice, *top, start])
         return todo([start - stride, start, start + stride]) or [min(max(start, 0), n - 1)]
     finite = np.where(np.isfinite(curve), curve, np.inf)
@@ -170,7 +199,8 @@ def valley_bottoms(curve: np.ndarray) -> list[int]:
 
 
 def plan_round(losses: np.ndarray, *, start: int, stride: int, refine: int, anchors: Sequence[int] = (),
-               survey: bool = False, pruned: np.ndarray | None = None) -> tuple[list[int], bool]:
+               survey: bool = False, pruned: np.ndarray | None = None,
+               span: tuple[int, int] | None = None) -> tuple[list[int], bool]:
     """``(grid indices, lead seed only)`` to run next on one width's ``losses[g, s]`` (NaN: not run);
     no indices: the width is done. **Explore**: the survey (every ``2 stride`` grid steps) or the first
     bracket (``stride`` either side of ``start``), then one grid step at a time downhill until the best
@@ -192,7 +222,7 @@ def plan_round(losses: np.ndarray, *, start: int, stride: int, refine: int, anch
     best = int(np.argmin(finite)) if np.isfinite(finite).any() else start
     first = bool(np.isnan(curve).all())
     idx = next_points(curve, start=start, stride=stride if first else 1, refine=refine, survey=survey and first,
-                      pruned=stopped, window=[best - 1, best, best + 1])
+                      pruned=stopped, window=[best - 1, best, best + 1], span=span)
     if idx:
         return idx, survey
     read = set(replicate_window(losses)) | set(anchors) | set(contenders(losses)) | set(valley_bottoms(curve))
@@ -242,6 +272,7 @@ def run_adaptive(
     refine: int = 2,
     margins: Sequence[float] | None = DEFAULT_MARGINS,
     progress: Callable[[str], None] | None = None,
+    walk: Walk | None = None,
 ) -> list[SweepData]:
     """Run (or resume) every plan adaptively; one :class:`SweepData` per plan, shaped as the grid's.
 
@@ -254,7 +285,9 @@ def run_adaptive(
         margins: stop a run outside the refinement window once its training loss at checkpoint ``k``
             is above ``(1 + margins[k]) x`` the best run's at that width and seed (:mod:`._prune`);
             None: never.
+        walk: survey, anchors and where later widths start (:class:`Walk`; default: the check's).
     """
+    walk = walk or Walk()
     say = progress or (lambda _msg: None)
     fingerprint = runner.fingerprint()
     out = []
@@ -265,16 +298,23 @@ def run_adaptive(
         for par in plan.parametrizations:
             first = int(np.argmin(np.abs(x - math.log2(start)))) if start else len(x) // 2
             anchors: list[int] = []
-            for sub in (s for s in split(plan) if s.parametrizations == (par,)):
+            done: list[tuple[float, float]] = []  # (width, log2 optimum) of the widths so far
+            for k, sub in enumerate(s for s in split(plan) if s.parametrizations == (par,)):
+                if done and walk.predict is not None:  # start where the optimum is predicted to be
+                    guess = walk.predict(done, sub.widths[0])
+                    first = int(np.argmin(np.abs(x - guess))) if math.isfinite(guess) else first
                 name = study_name(prefix, sub, fingerprint)
                 rounds = _Rounds(runner, sub, name, url, per_octave, refine, margins, say)
-                data = rounds.run(first, anchors, survey=not anchors)
+                data = rounds.run(first, anchors if walk.anchors else [], survey=walk.survey and k == 0,
+                                  span=(walk.margin, len(x) - 1 - walk.margin) if walk.margin else None)
                 curve = mean_curve(data.losses[par][0])
                 finite = np.where(np.isfinite(curve), curve, np.inf)
                 if np.isfinite(finite).any():
-                    first = int(np.argmin(finite))  # the next width starts where this one ended
+                    first = int(np.argmin(finite))  # the next width starts at least where this one ended
+                    opt = vertex(x, curve)[0]
+                    done.append((float(sub.widths[0]), opt))
                     if not anchors:
-                        anchors = _anchors(x, vertex(x, curve)[0])
+                        anchors = _anchors(x, opt)
                 parts[(par, sub.widths[0])] = data
         merged = merge(plan, [parts[(p, w)] for p in plan.parametrizations for w in plan.widths])
         merged.sparse = True
@@ -319,8 +359,10 @@ class _Rounds:
         data.losses[par][0][asked.any(axis=1) & ~asked.all(axis=1)] = np.nan
         return data
 
-    def run(self, start: int, anchors: list[int], survey: bool = False) -> SweepData:
-        """Run rounds from grid index ``start``; the width's data once nothing is left to run."""
+    def run(self, start: int, anchors: list[int], survey: bool = False,
+            span: tuple[int, int] | None = None) -> SweepData:
+        """Run rounds from grid index ``start`` (``span``: what a survey covers); the width's data once
+        nothing is left to run."""
         sub, last = self.sub, None
         (par,) = sub.parametrizations
         while True:
@@ -328,7 +370,7 @@ class _Rounds:
             # The first width surveys the grid every two octaves (robust to a second valley); later
             # widths start at the previous optimum; both then walk one grid step at a time.
             idx, lead = plan_round(data.losses[par][0], start=start, stride=self.stride if survey else 1,
-                                   refine=self.refine, anchors=anchors, survey=survey, pruned=stopped)
+                                   refine=self.refine, anchors=anchors, survey=survey, pruned=stopped, span=span)
             if not idx or (idx, lead) == last:  # done, or the same points again (their runs raised)
                 return self._partial(data)
             last = (idx, lead)

@@ -19,6 +19,7 @@ within :class:`Tolerances`. The defaults are justified in ``docs/verification.md
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -33,12 +34,12 @@ from ..recipe._sections import EXPECTATIONS, Expectation
 from ..recipe._stages import PRUNE_MARGINS
 from ..studies._logging import optuna_verbosity
 from . import _optimum
-from ._adaptive import run_adaptive
+from ._adaptive import Walk, run_adaptive
 from ._report import Tolerances, TransferReport
 from ._sweep import Runner, SweepPlan, run_sweep
 from ._verdict import judge_sweep
 
-__all__ = ["check_grid", "Strategy", "resolve_workers"]
+__all__ = ["check_grid", "Strategy", "extended", "resolve_workers"]
 
 #: How the check spends runs: ``grid`` trains every grid point; ``adaptive`` brackets the optimum
 #: per width and runs only the points the analysis reads (0.27-0.43 of the steps; ``_adaptive``).
@@ -63,12 +64,20 @@ def check_grid(
     strategy: Strategy = "grid",
     start: float | None = None,
     prune_margins: Sequence[float] | None = PRUNE_MARGINS,
+    walk: Walk | None = None,
+    extend: int = 0,
 ) -> TransferReport:
     """Sweep ``grid`` at ``widths`` x ``seeds`` x ``parametrizations`` with ``runner`` (a recipe's
     :class:`~hptransfer.check._runner.RecipeRunner`) and judge each optimum's drift. Arguments as for
-    :func:`hptransfer.check_transfer`; ``start`` is where the adaptive strategy's first width starts (an
-    HP value, e.g. the tuned LR)."""
+    :func:`hptransfer.check_transfer`; ``walk`` sets how the adaptive strategy explores (:class:`Walk`);
+    ``start`` is where the adaptive strategy's first width starts (an HP value, e.g. the tuned LR);
+    ``extend``: grid points the adaptive strategy may add beyond each end of every grid, at the end's
+    spacing, when a width's optimum walks out of it (``check.extend``; the grid strategy ignores it)."""
     plans = _plans(widths, grid, seeds, parametrizations, fixed)
+    grid_runs = int(sum(p.n_runs for p in plans))
+    if strategy == "adaptive" and extend > 0:
+        plans = _plans(widths, {hp: extended(v, extend) for hp, v in grid.items()}, seeds, parametrizations, fixed)
+        walk = dataclasses.replace(walk or Walk(), margin=extend)
     expect_map = _expectations(expect, parametrizations)
     tol = tolerances or Tolerances()
     t0 = time.perf_counter()
@@ -80,7 +89,7 @@ def check_grid(
         url = storage_url(storage, ".")
     with optuna_verbosity(logging.WARNING):  # one INFO line per trial would drown the report
         data = (run_adaptive(runner, plans, url=url, prefix=study_prefix, start=start, margins=prune_margins,
-                             progress=progress)
+                             progress=progress, walk=walk)
                 if strategy == "adaptive" else
                 run_sweep(runner, plans, url=url, prefix=study_prefix, workers=resolve_workers(workers, url),
                           progress=progress))
@@ -89,12 +98,21 @@ def check_grid(
     cfg = {"widths": list(plans[0].widths), "seeds": list(plans[0].seeds), "parametrizations": list(parametrizations),
            "grid": {p.hp: list(p.values) for p in plans}, "fixed": dict(fixed or {}), "storage": redact_url(url),
            "train_seconds": round(sum(d.seconds for d in data), 1), "strategy": strategy,
-           "runs_trained": int(sum(d.runs for d in data)), "grid_runs": int(sum(p.n_runs for p in plans)),
+           "runs_trained": int(sum(d.runs for d in data)), "grid_runs": grid_runs,
+           "extend": extend if strategy == "adaptive" else 0,
            "workers": 1 if strategy == "adaptive" else resolve_workers(workers, url),
            "steps_trained": int(sum(d.steps for d in data)), "runs_pruned": int(sum(d.n_pruned for d in data)),
            **(config or {})}
     return TransferReport(results, tol, cfg, time.perf_counter() - t0, [d.study for d in data])
 
+
+
+def extended(values: Sequence[float], n: int) -> list[float]:
+    """``values`` (ascending, positive) with ``n`` more points beyond each end, log-spaced as the two
+    values at that end."""
+    v = [float(x) for x in values]
+    lo, hi = v[1] / v[0], v[-1] / v[-2]
+    return [v[0] / lo ** k for k in range(n, 0, -1)] + v + [v[-1] * hi ** k for k in range(1, n + 1)]
 
 
 def resolve_workers(workers: int | str, url: str) -> int:

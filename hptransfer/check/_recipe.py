@@ -130,7 +130,7 @@ def check_recipe(
                 "base_width": recipe.base_width, "axis": axis,
                 **({} if axis == "width" else {"width": min(recipe.widths.proxy)})},
         strategy=strategy or spec.strategy, start=_tuned_lr(recipe, url),
-        prune_margins=spec.prune_margins if spec.prune else None,
+        prune_margins=spec.prune_margins if spec.prune else None, extend=spec.extend,
     )
 
 

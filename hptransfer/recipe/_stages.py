@@ -91,9 +91,14 @@ class TransferSpec:
             "in log2 width, the SP practice), `converging` (a 1/width approach to a limit, as μP's infinite-width "
             "limit implies) or `auto` (default: `power` under SP, `converging` otherwise). docs/tuning.md.")
     fit_points: int = spec_field(5, kind="int", minimum=3, maximum=15,
-                                 doc="LR values per fit width, centred on the tuned LR. Default 5.")
+                                 doc="LR values of the local grid around the tuned LR; each width's sweep starts "
+                                     "with 3 of them around its predicted optimum. Default 5.")
     fit_step: float = spec_field(0.5, kind="float", minimum=0.0, exclusive_min=True, maximum=2.0,
                                  doc="Octaves between fit LR values. Default 0.5 (the 5 points span 2 octaves).")
+    fit_extend: int = spec_field(4, kind="int", minimum=0, maximum=20,
+                                 doc="Grid points the sweep may add beyond the local grid on either side to "
+                                     "bracket an optimum that moved out of it (one at a time, reusing the runs "
+                                     "made). Default 4 (2 octaves more each side at the default step).")
     fit_seeds: tuple = spec_field((0, 1), kind="ints", minimum=0,
                                   doc="Seeds of every fit run (2 or more: the interval resamples them). "
                                       "Default [0, 1].")
@@ -203,6 +208,10 @@ class CheckSpec:
                                           "must be at 25/50/75% of its steps to be stopped. Default "
                                           "[1.25, 0.4, 0.25] (measured: docs/verification.md).")
     bootstrap: int = spec_field(1000, kind="int", minimum=50, doc="Bootstrap replicates. Default 1000.")
+    extend: int = spec_field(2, kind="int", minimum=0, maximum=20,
+                             doc="Adaptive strategy: grid points it may add beyond each end of a grid, at the end's "
+                                 "spacing, when a width's optimum walks out of it (runs only where it does). "
+                                 "Default 2 (one octave at 2 points per octave); 0: the grid as written.")
     strategy: Literal["grid", "adaptive"] = spec_field(
         "grid", kind="choice", choices=("grid", "adaptive"),
         doc="`grid` (default): train every grid point. `adaptive`: survey the first width on the first seed (and "

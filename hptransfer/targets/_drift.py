@@ -4,10 +4,14 @@
 normal, most of it in the first doublings from a small base: shared/RULES.md, "Known breakers").
 SP practice handles the whole movement with a fitted power law of the optimum (DeepSeek LLM,
 arXiv:2401.02954; Step Law, arXiv:2503.04715). This module is that empirical complement on top
-of μP: after tuning, a short local LR sweep (``fit_points`` values, ``fit_step`` octaves apart,
-centred on the tuned LR) at the proxy width and at a few cheap extra widths, with two or more
-seeds, gives the optimum per width (parabola vertex in log2 LR, bootstrap over seeds). One of two
-curves of log2 optimum against width is fitted to them (``transfer.fit_form``):
+of μP: after tuning, a short local LR sweep at the proxy width and at a few cheap extra widths, with
+two or more seeds, gives the optimum per width (parabola vertex in log2 LR, bootstrap over seeds).
+Each width's sweep **brackets** its optimum: it starts where the curve fitted to the widths before
+predicts it (the tuned LR at the proxy), and walks ``fit_step`` octaves at a time towards lower loss,
+up to ``fit_extend`` steps beyond the ``fit_points`` local grid, until the best point has both
+neighbours (the check's adaptive walk, :mod:`hptransfer.check._adaptive`). A fixed grid centred on
+the tuned LR lost exactly the widths whose optimum had moved most, so the fit gave up where it was
+needed. One of two curves of log2 optimum against width is fitted to them (``transfer.fit_form``):
 
 * ``power`` -- a straight line in log2 width, the SP practice above::
 
@@ -31,11 +35,11 @@ parametrization. Whatever the form, :attr:`DriftFit.slope` is the drift the swee
 the fitted curve's shift across the fit widths per width doubling (for ``power`` simply ``s``),
 with a 95% interval from the same bootstrap replicates. The fit is applied only when that
 interval is narrower than ``fit_max_halfwidth`` octaves either side and no optimum sits at the
-edge of the local grid. The test is on what was measured, so it does not depend on how far the
-target is (a per-doubling average to the target would shrink as the target moves away, since a
-converging correction is bounded). Otherwise the tuned LR is kept and a warning says why,
-unless forced. The target LR is stored as the base-width LR of the target spec (μP rescales it
-per parameter group).
+edge of the extended grid (it moved more than ``fit_extend`` steps beyond the local one). The test
+is on what was measured, so it does not depend on how far the target is (a per-doubling average to
+the target would shrink as the target moves away, since a converging correction is bounded).
+Otherwise the tuned LR is kept and a warning says why, unless forced. The target LR is stored
+as the base-width LR of the target spec (μP rescales it per parameter group).
 
 The sweep runs through the transfer check's machinery (:func:`hptransfer.check._check.check_grid` with
 the recipe's own runs), in the tuner's storage, so it resumes and can use several workers.
@@ -50,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from ..check._adaptive import Walk
 from ..check._check import check_grid
 from ..check._optimum import bootstrap_optima
 from ..check._runner import RecipeRunner
@@ -59,7 +64,7 @@ from ..studies import storage_url
 from ..training._build import model_cost
 
 __all__ = ["DriftFit", "FIT_FORMS", "drift_shift", "fit_coefficient", "fit_drift", "fit_form", "fit_widths",
-           "local_grid"]
+           "local_grid", "predict"]
 
 #: The curves of log2 optimal LR against width that the fit can use (module docstring).
 FIT_FORMS = ("power", "converging")
@@ -84,7 +89,10 @@ class DriftFit:
             whether applied or not.
         applied: whether the target LR was corrected. reason: why not, when it was not.
         lr_proxy, lr_target: the tuned LR and the LR written for the target (base-width units).
-        runs: training runs the fit used. flops: their estimated cost (6 x params x tokens).
+        runs: training runs the fit used; grid_runs: what the fixed ``fit_points`` grid at every fit
+            width would have cost (``runs`` minus it is ``runs_vs_fixed_grid`` in ``to_dict``: positive
+            when bracketing had to walk past that grid, negative when the walk needed fewer).
+        flops: the runs' estimated cost (6 x params x tokens).
         study: the Optuna study holding the sweep (rerun resumes it).
     """
 
@@ -110,6 +118,7 @@ class DriftFit:
     coef_hi: float = math.nan
     correction_lo: float = math.nan
     correction_hi: float = math.nan
+    grid_runs: int = 0
 
     def at(self, width: int) -> DriftFit:
         """This fit extrapolated to another target ``width`` (the sweep and its verdict are the same)."""
@@ -130,7 +139,8 @@ class DriftFit:
                 "widths": list(self.widths), "optima_log2_lr": [num(x) for x in self.optima_log2],
                 "proxy_width": self.proxy_width, "target_width": self.target_width,
                 "correction_octaves": num(self.correction_octaves), "applied": self.applied, "reason": self.reason,
-                "lr_proxy": self.lr_proxy, "lr_target": self.lr_target, "runs": self.runs, "flops": num(self.flops),
+                "lr_proxy": self.lr_proxy, "lr_target": self.lr_target, "runs": self.runs,
+                "grid_runs": self.grid_runs, "runs_vs_fixed_grid": self.runs - self.grid_runs, "flops": num(self.flops),
                 "study": self.study, "grid": list(self.grid)}
 
 
@@ -226,16 +236,18 @@ def fit_drift(
         raise TransferError(f"transfer.fit_widths reach {max(widths)}, not below the target width {target_width}: "
                             "the fit is meant to be cheap. Fix: use widths between the proxy and the target.")
     lr = float(values["lr"])
-    grid = local_grid(lr, t.fit_points, t.fit_step)
+    form = fit_form(recipe)
+    grid = local_grid(lr, t.fit_points + 2 * t.fit_extend, t.fit_step)  # the bound of the bracketing walk
     steps, batch = recipe.train.steps, recipe.train.batch_size
     runner = RecipeRunner(recipe, steps=steps, batch_size=batch)
     fixed = {k: v for k, v in values.items() if k != "lr" and isinstance(v, (int, float)) and not isinstance(v, bool)}
     report = check_grid(runner, widths=widths, grid={"lr": grid}, seeds=t.fit_seeds,
                         parametrizations=[recipe.parametrization.name], fixed=fixed, expect={},
                         storage=storage_url(storage or recipe.tune.storage, recipe.run_dir),
-                        study_prefix=f"{recipe.name}-driftfit", workers=workers, progress=progress)
+                        study_prefix=f"{recipe.name}-driftfit", workers=workers, progress=progress,
+                        strategy="adaptive", start=lr, prune_margins=None,
+                        walk=Walk(survey=False, anchors=False, predict=lambda done, w: predict(form, done, w)))
     res = report.results[0]
-    form = fit_form(recipe)
     optima = np.array([o.x for o in res.optima])
     boot = bootstrap_optima(res.x, res.losses)  # the check's own replicates (same seed)
     coefs = fit_coefficient(form, widths, boot)
@@ -243,8 +255,9 @@ def fit_drift(
     coef = float(fit_coefficient(form, widths, optima))
     c_lo, c_hi = (float(v) for v in np.percentile(coefs, [2.5, 97.5])) if coefs.size else (math.nan, math.nan)
     slope, lo, hi = _per_doubling(form, (coef, c_lo, c_hi), proxy, max(widths))
-    runs = len(grid) * len(widths) * len(t.fit_seeds)
-    flops = sum(model_cost(recipe.at(w))["flops"] for w in widths) * len(grid) * len(t.fit_seeds)
+    ran = [int(np.sum(~np.isnan(res.losses[k]))) for k in range(len(widths))]  # (point, seed) runs per width
+    runs = sum(ran)
+    flops = sum(model_cost(recipe.at(w))["flops"] * n for w, n in zip(widths, ran))
     reason = _distrust(res, (slope, lo, hi), t.fit_max_halfwidth)
     applied = not reason or t.fit_force
     if reason and t.fit_force:
@@ -253,7 +266,19 @@ def fit_drift(
         slope=slope, lo=lo, hi=hi, widths=widths, optima_log2=[float(v) for v in optima], proxy_width=proxy,
         target_width=target_width, correction_octaves=0.0, applied=applied, reason=reason, lr_proxy=lr, lr_target=lr,
         runs=runs, flops=flops, study=report.studies[0] if report.studies else "", grid=grid, form=form, coef=coef,
-        coef_lo=c_lo, coef_hi=c_hi).at(target_width)  # .at: the correction to the target and its interval
+        coef_lo=c_lo, coef_hi=c_hi, grid_runs=t.fit_points * len(widths) * len(t.fit_seeds),
+    ).at(target_width)  # .at: the correction to the target and its interval
+
+
+def predict(form: str, done: list[tuple[float, float]], width: float) -> float:
+    """The log2 optimal LR at ``width`` on the curve ``form`` through the optima ``(width, log2 lr*)`` found
+    so far: where the next width's sweep starts. One width: its own optimum."""
+    if len(done) < 2:
+        return done[-1][1] if done else math.nan
+    ws, ys = np.array([d[0] for d in done]), np.array([d[1] for d in done])
+    coef = float(fit_coefficient(form, ws, ys))  # least squares: y = a + coef * shift(w), shift(w0) = 0
+    shifts = np.array([drift_shift(form, coef, float(ws.min()), w) for w in ws])
+    return float(ys.mean() - shifts.mean() + drift_shift(form, coef, float(ws.min()), width))
 
 
 def _distrust(res: Any, slope: tuple[float, float, float], max_halfwidth: float) -> str:
@@ -262,8 +287,8 @@ def _distrust(res: Any, slope: tuple[float, float, float], max_halfwidth: float)
         return "the fit has no finite slope (runs diverged or are missing)"
     edge = [o.width for o in res.optima if o.edge]
     if edge:
-        return (f"the optimum at width(s) {edge} sits at the edge of the local LR grid, so it lies outside it; "
-                "widen transfer.fit_points or transfer.fit_step")
+        return (f"the optimum at width(s) {edge} sits at the edge of the LR grid even after bracketing (it moved "
+                "more than transfer.fit_extend steps beyond the local grid); raise transfer.fit_extend or fit_step")
     _, lo, hi = slope
     if (hi - lo) / 2.0 > max_halfwidth:
         return (f"the slope's 95% interval [{lo:+.2f}, {hi:+.2f}] is wider than +/-{max_halfwidth:g} octave; "

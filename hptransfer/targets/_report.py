@@ -159,11 +159,15 @@ def _drift_lines(d: dict[str, Any] | None, target_flops: float) -> list[str]:
     c_lo, c_hi = d.get("correction_ci95") or (None, None)
     extrapolated = (f" Extrapolated to width {d['target_width']}, the curve shifts the optimum by "
                     f"[{c_lo:+.2f}, {c_hi:+.2f}] octaves (95%)." if c_lo is not None and c_hi is not None else "")
+    vs = d.get("runs_vs_fixed_grid", 0)
+    runs = f"{d['runs']} runs" + (f" ({abs(vs)} {'more' if vs > 0 else 'fewer'} than the {d['grid_runs']} of a fixed "
+                                  "local grid: bracketing)" if vs else "")
     return ["## Drift correction (transfer.drift: fit)", "",
-            f"Local LR sweeps ({len(d['grid'])} values x seeds) at widths {d['widths']}, fitted with {curve}, give "
+            f"LR sweeps that walk until each optimum is bracketed (on a {len(d['grid'])}-value grid, with seeds) "
+            f"at widths {d['widths']}, fitted with {curve}, give "
             f"a residual drift of the optimal LR of **{slope} octaves per width doubling** across those widths, "
             f"95% interval {ci}.{extrapolated} {verdict[0].upper() + verdict[1:]}.", "",
-            f"Extra compute: {d['runs']} runs, {cost}. Study `{d['study']}` (rerun resumes it).", ""]
+            f"Extra compute: {runs}, {cost}. Study `{d['study']}` (rerun resumes it).", ""]
 
 
 def axis_rules(spec: Any, proxy_width: int, proxy_depth: int | None) -> list[str]:

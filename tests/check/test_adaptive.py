@@ -75,6 +75,24 @@ def test_an_optimum_outside_the_grid_is_still_grid_too_narrow() -> None:
     assert rep.results[0].verdict == "grid too narrow"
 
 
+def test_an_optimum_just_outside_the_grid_is_walked_to_when_the_check_may_extend_it() -> None:
+    class Recording(BowlRunner):
+        def __call__(self, parametrization, width, seed, hps):
+            self.seen.add(math.log2(hps["lr"]))
+            return super().__call__(parametrization, width, seed, hps)
+
+    runner = Recording({"mup": 0.0})
+    runner.seen = set()
+    narrow = [v for v in LR_GRID if v >= 2.0 ** -8]  # 2^-8 .. 2^-6; the optimum is at 2^-9
+    rep = bowl_check(runner, grid={"lr": narrow}, parametrizations=["mup"], expect={"mup": "pass"},
+                     strategy="adaptive", start=2.0 ** -7, extend=4)
+    res = rep.results[0]
+    assert res.verdict == "pass" and all(o.x == pytest.approx(-9.0, abs=0.25) for o in res.optima)
+    assert min(runner.seen) <= -9.5  # walked below the grid until the optimum was bracketed ...
+    assert max(runner.seen) <= -6.0  # ... and never surveyed the unneeded extension above it
+    assert rep.config["extend"] == 4 and rep.config["grid_runs"] == len(narrow) * 4 * 2
+
+
 def test_the_first_width_starts_at_the_given_value() -> None:
     # check_grid once shadowed `start` with its wall-clock timer, so a recipe's tuned LR never
     # reached the adaptive sweep (it started at the top of the grid instead).

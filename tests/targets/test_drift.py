@@ -12,6 +12,7 @@ import hptransfer
 from hptransfer.errors import RecipeError
 from hptransfer.recipe import parse_recipe
 from hptransfer.targets._drift import fit_drift
+from hptransfer.targets._report import _drift_lines
 
 USER_CODE = '''
 import math, random
@@ -53,7 +54,8 @@ def _recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slope: float, noise
 def test_a_known_slope_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slope: float) -> None:
     rec = _recipe(tmp_path, monkeypatch, slope, fit_form="power")
     fit = fit_drift(rec, {"lr": 2.0 ** -6}, 1024)
-    assert fit.widths == [16, 32, 64] and fit.runs == 5 * 3 * 2 and fit.form == "power"
+    # each width walks from its predicted optimum: fewer runs than the 5-point grid at every width
+    assert fit.widths == [16, 32, 64] and fit.runs <= fit.grid_runs == 5 * 3 * 2 and fit.form == "power"
     assert fit.slope == pytest.approx(slope, abs=0.05)
     assert fit.applied and fit.reason == ""
     # Extrapolated over 6 doublings to width 1024.
@@ -97,11 +99,14 @@ def test_auto_form_is_power_under_sp_and_converging_otherwise(tmp_path: Path,
 
 @pytest.mark.parametrize("form", ["power", "converging"])
 def test_a_noisy_fit_falls_back_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
-    rec = _recipe(tmp_path, monkeypatch, -0.3, noise=0.05, fit_form=form)
+    # Noise of sd 0.2 nats: twice the bowl's rise one octave from its centre. At sd 0.05 and 0.1 the
+    # bracketed sweeps give intervals inside +/-0.3 and the fit applies (under-correcting -0.3 by about
+    # a quarter); the fixed 5-point grid refused those only because width 64's optimum hit its edge.
+    rec = _recipe(tmp_path, monkeypatch, -0.3, noise=0.2, fit_form=form)
     fit = fit_drift(rec, {"lr": 2.0 ** -6}, 1024)
     assert not fit.applied and fit.lr_target == fit.lr_proxy and fit.correction_octaves == 0.0
     assert "interval" in fit.reason or "edge" in fit.reason
-    forced = fit_drift(_recipe(tmp_path, monkeypatch, -0.3, noise=0.05, fit_force=True, fit_form=form),
+    forced = fit_drift(_recipe(tmp_path, monkeypatch, -0.3, noise=0.2, fit_force=True, fit_form=form),
                        {"lr": 2.0 ** -6}, 1024)
     assert forced.applied and forced.reason.startswith("forced despite")
 
@@ -141,3 +146,21 @@ def test_run_writes_the_converging_fit_to_target_and_summary(tmp_path: Path, mon
                                                            * 2.0 ** d["correction_octaves"])
     summary = (rec.run_dir / "summary.md").read_text()
     assert "## Drift correction" in summary and "converging curve" in summary and result is not None
+
+
+def test_an_optimum_that_leaves_the_local_grid_is_bracketed_and_corrected(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """-0.5 octave per doubling: at 4x the proxy the optimum is an octave below the tuned LR, at the edge of the
+    5-point grid centred on it, where the fit used to give up ("sits at the edge of the local LR grid")."""
+    rec = _recipe(tmp_path, monkeypatch, -0.5, noise=0.002, fit_form="power")
+    fit = fit_drift(rec, {"lr": 2.0 ** -6}, 1024)
+    assert fit.applied, fit.reason
+    assert fit.slope == pytest.approx(-0.5, abs=0.05)
+    assert fit.correction_octaves == pytest.approx(-0.5 * 6, abs=0.1)  # six doublings from 16 to 1024
+    # at 4x the optimum is an octave below the tuned LR: on the local grid's edge, bracketed by a point below
+    assert fit.optima_log2[-1] == pytest.approx(-7.0, abs=0.05) and min(fit.grid) < 2.0 ** -7.5
+    d = fit.to_dict()
+    assert d["runs_vs_fixed_grid"] == fit.runs - fit.grid_runs != 0
+    more = "more" if fit.runs > fit.grid_runs else "fewer"
+    assert f"Extra compute: {fit.runs} runs ({abs(fit.runs - fit.grid_runs)} {more} than the {fit.grid_runs} of a " \
+           "fixed local grid: bracketing)" in "\n".join(_drift_lines(d, 1e12))
