@@ -131,10 +131,19 @@ def run_row(name: str, mode: str, overrides: list[str], args, out: Path) -> dict
     return row
 
 
+def _reruns(rows: list[dict], started: str) -> str:
+    """Which rows were measured on another day (an ``--only`` rerun keeps the other rows' results)."""
+    by_date: dict[str, list[str]] = {}
+    for r in rows:
+        by_date.setdefault(r.get("date", "an earlier date"), []).append(r["row"])
+    others = [f"{', '.join(names)} on {d}" for d, names in by_date.items() if d != started]
+    return f" (rows measured earlier: {'; '.join(others)})" if others else ""
+
+
 def markdown(rows: list[dict], args, command: str, started: str) -> str:
     direct = next(r for r in rows if r["row"] == "direct SP (gp)")
     lines = ["# Tuning at the target vs hptransfer", "",
-             f"Produced by `{command}` on {started} ({machine()}). Recipe `{RECIPE}` "
+             f"Produced by `{command}` on {started}{_reruns(rows, started)} ({machine()}). Recipe `{RECIPE}` "
              f"({' '.join(args.set) or 'as is'}), "
              f"proxy width {args.proxy}, target width {args.target}, {args.trials} trials per row, target loss = mean "
              f"validation loss of the chosen values trained at width {args.target} with seeds {list(EVAL_SEEDS)}. "
@@ -167,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=int, default=None, help="target width (default 2048; quick 512)")
     ap.add_argument("--only", action="append", choices=sorted(ROWS), help="run only this row (repeatable)")
     ap.add_argument("--resume", action="store_true", help="continue the rows' studies instead of starting afresh")
+    ap.add_argument("--report", action="store_true", help="only rewrite results.md from results.json (no run)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -178,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     store = out / "results.json"
     done = {r["row"]: r for r in json.loads(store.read_text())["rows"]} if store.exists() else {}
     started = datetime.date.today().isoformat()
-    for name in args.only or list(ROWS):
+    if args.report:  # the newest row's date heads the report; older rows are listed by date
+        started = max((r["date"] for r in done.values() if "date" in r), default=started)
+    for name in [] if args.report else args.only or list(ROWS):
         mode, overrides = ROWS[name]
         print(f"[bench_tuning] {name} ...", flush=True)
-        done[name] = run_row(name, mode, overrides, args, out / "runs")
+        done[name] = {**run_row(name, mode, overrides, args, out / "runs"), "date": started}
         tmp = store.with_suffix(".tmp")
         tmp.write_text(json.dumps({"config": {"proxy": args.proxy, "target": args.target, "trials": args.trials,
                                               "set": args.set}, "rows": [done[n] for n in ROWS if n in done]},
