@@ -220,7 +220,8 @@ def _references(
 
     A weight whose fan-in grows is measured against its fan-in (SP: exponent -1/2); the bias of a
     linear/conv layer against its weight's fan-in (PyTorch's default bias is U(+-1/sqrt(fan_in)));
-    anything else with a width axis against that axis (SP: exponent 0). Parameters with no
+    anything else with a width axis against that axis (SP: exponent 0), including a raw 2-D tensor
+    whose layout looks like a weight's but whose fan-in the role inference found fixed (a table). Parameters with no
     growing axis and no such layer are left out (nothing to measure).
     """
     usages = collect_usages(model)
@@ -234,6 +235,11 @@ def _references(
                 out[name] = ((weight, w_usage.fan_in_axis), -0.5, w_info.fan_in_mult)
                 continue
         _, fan_in_axis = fan_axes(usages[name][1][0], info.width_axes)
+        if info.fan_in_mult == 1.0 and fan_in_axis in info.width_axes:
+            # PyTorch's layout says the growing axis is a fan-in, but the forward never contracts it (a raw
+            # positional table added or indexed, found by _usage): a table, whose SP draw is constant, as
+            # nn.Embedding's is. Measured against that axis with exponent 0 below.
+            fan_in_axis = None
         if len(info.shape) >= 2 and fan_in_axis in info.width_axes:
             out[name] = ((name, fan_in_axis), -0.5, info.shape[fan_in_axis] / info.base_shape[fan_in_axis])
         elif info.width_axes:

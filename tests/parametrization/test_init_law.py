@@ -141,3 +141,50 @@ def test_the_init_measurement_is_made_once_per_factory_and_widths() -> None:
     built = len(calls)
     hpt.parametrize(stateful, width=128, base_width=16)
     assert len(calls) - built > 3
+
+
+class _PosModel(nn.Module):
+    """Token embedding plus a learned positional table, written three ways."""
+
+    def __init__(self, width: int, kind: str, T: int = 8) -> None:
+        super().__init__()
+        self.kind = kind
+        self.tok = nn.Embedding(32, width)
+        if kind == "embedding":
+            self.pos = nn.Embedding(T, width)
+        else:  # nanoGPT-style raw tables (ViT's pos_embed is the 3-D form)
+            self.pos = nn.Parameter(torch.randn(T, width) * 0.02 if kind != "raw-3d" else torch.randn(1, T, width))
+        self.hidden = nn.Linear(width, width)
+        self.out = nn.Linear(width, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        if self.kind == "embedding":
+            pos = self.pos(torch.arange(T))
+        elif self.kind == "raw-indexed":
+            pos = self.pos[:T]
+        elif self.kind == "raw-broadcast":
+            pos = self.pos  # added to every sequence of the batch as is
+        else:
+            pos = self.pos[:, :T]
+        return self.out(torch.relu(self.hidden(self.tok(x) + pos)))
+
+
+@pytest.mark.parametrize("kind", ["raw-indexed", "raw-broadcast", "raw-3d"])
+def test_a_raw_positional_table_follows_the_rules_of_nn_embedding(kind):
+    """A (T, width) tensor's layout looks like a Linear weight with a growing fan-in; used by indexing or
+    broadcasting it is a table, and gets nn.Embedding's rules: input role, its own init kept (not x1/sqrt(m)),
+    the base LR."""
+    x = torch.randint(0, 32, (2, 8))
+    got = {}
+    for k in (kind, "embedding"):
+        torch.manual_seed(0)
+        own = dict(_PosModel(64, k).named_parameters())
+        torch.manual_seed(0)
+        model = hpt.parametrize(lambda w, k=k: _PosModel(w, k), width=64, base_width=16, example_input=x)
+        name = "pos.weight" if k == "embedding" else "pos"
+        info = hpt.scaling_table(model).info(name)
+        lr = next(g["lr_mult"] for g in hpt.param_groups(model, lr=1.0) if name in g["param_names"])
+        assert torch.equal(dict(model.named_parameters())[name], own[name]), k  # the factory's draw, as is
+        got[k] = (info.role, info.init_class, info.init_scale, lr)
+    assert got[kind] == got["embedding"] == ("input", "constant", 1.0, 1.0)
