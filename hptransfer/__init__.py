@@ -49,7 +49,8 @@ _LAZY: dict[str, str] = {
     "build": "training", "Built": "training",
     # parametrization layer
     "parametrize": "parametrization", "param_groups": "parametrization", "optimizer": "parametrization",
-    "optimizer_family": "parametrization", "scaling_table": "parametrization", "attach_table": "parametrization",
+    "optimizer_family": "parametrization", "lr_scheduler": "parametrization", "scaling_table": "parametrization",
+    "attach_table": "parametrization",
     "ScalingTable": "parametrization", "ParamInfo": "parametrization", "ModuleScaling": "parametrization",
     "Parametrization": "parametrization", "SP": "parametrization", "MuP": "parametrization",
     "register_parametrization": "parametrization", "get_parametrization": "parametrization",
@@ -66,7 +67,7 @@ __all__ = [
     "tune", "TuneResult", "transfer", "load", "run", "Target", "Loaded", "RunResult", "load_recipe", "Recipe",
     "RunSpec", "build", "Built",
     # parametrization layer
-    "parametrize", "param_groups", "optimizer", "optimizer_family", "scaling_table", "attach_table",
+    "parametrize", "param_groups", "optimizer", "optimizer_family", "lr_scheduler", "scaling_table", "attach_table",
     "ScalingTable", "ParamInfo", "ModuleScaling", "Parametrization", "SP", "MuP", "register_parametrization",
     "get_parametrization", "available_parametrizations", "write_bsh", "read_bsh",
     # transfer check

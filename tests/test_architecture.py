@@ -29,7 +29,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hptransfer"
 MAX_TOP_LEVEL_MODULES = 8
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
-MAX_PUBLIC_NAMES = 100  # names in the subpackages' __all__, together (the top level's come on top)
+MAX_PUBLIC_NAMES = 110  # names in the subpackages' __all__, together (the top level's come on top); 230 before the
+# front-door redesign cut it to 100; the rest is room for deliberate additions (lr_scheduler, hf.Trainer)
 LEAVES = {"errors", "_io", "_version"}  # top-level modules that import nothing of the package
 
 
@@ -297,7 +298,8 @@ def test_the_documented_dependencies_are_the_imports(pkg: Package) -> None:
     graph = subpackage_graph(pkg)
     documented = {sub: set() if deps.strip() == "–" else {d.split(" ")[0] for d in deps.split(", ")}
                   for sub, deps in rows if sub != "cli"}
-    actual = {a: {b for b in graph[a] if pkg.is_subpackage(b)} for a in graph if pkg.is_subpackage(a) and a != "cli"}
+    groups = (set(graph) | set(documented)) - {"cli"}  # a subpackage that imports nothing of ours has no edge
+    actual = {a: {b for b in graph.get(a, {}) if pkg.is_subpackage(b)} for a in groups if pkg.is_subpackage(a)}
     assert documented == actual
 
 

@@ -3,13 +3,14 @@
 One pure function, :func:`param_groups`, builds groups that go straight into any torch
 optimizer of a known family; :func:`optimizer` is the one-line convenience. Parameters with
 the same multipliers share a group, and every group records its ``param_names`` and the
-``lr_mult`` it was built with, so LR schedulers (which scale each group's ``lr``) keep the
-ratios intact.
+``lr_mult`` it was built with. A scheduler that multiplies each group's ``lr`` by one factor keeps
+the ratios; one that writes absolute LRs does not (``_lr_ratios`` watches for that).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -82,7 +83,7 @@ def param_groups(
     weight_decay: float = 0.0,
     optimizer: str | type = "adamw",
     weight_decay_mode: str = "coupled",
-    decay: str = "all",
+    decay: str | Collection[str] = "all",
     eps: float | None = None,
     scale_eps: bool = False,
     muon_lr: float | None = None,
@@ -96,8 +97,9 @@ def param_groups(
         optimizer: optimizer name (``"adamw"``, ``"sgd"``, ...), family, or class. Default AdamW.
         weight_decay_mode: ``"coupled"`` (default; ``lr*wd`` constant across widths) or
             ``"independent"`` (decay ``wd`` per step, independent of LR).
-        decay: ``"all"`` (default, torch's behaviour) or ``"matrices"`` (only tensors with 2+
-            dims decay, nanoGPT's rule).
+        decay: ``"all"`` (default, torch's behaviour), ``"matrices"`` (only tensors with 2+
+            dims decay, nanoGPT's rule), or the names of the parameters that decay (as
+            ``model.named_parameters()`` gives them; e.g. ``Trainer.get_decay_parameter_names``).
         eps: Adam epsilon at the base width (only with ``scale_eps``; default 1e-8).
         scale_eps: shrink Adam's epsilon per group as the parametrization says. Default off.
         muon_lr: with ``optimizer="muon"`` (the ``spectral`` family), the base LR of the Muon groups
@@ -116,8 +118,7 @@ def param_groups(
         raise OptimizerConfigError(
             f"weight_decay_mode={weight_decay_mode!r} is unknown. Fix: use one of {', '.join(WEIGHT_DECAY_MODES)}."
         )
-    if decay not in ("all", "matrices"):
-        raise OptimizerConfigError(f"decay={decay!r} is unknown. Fix: use 'all' or 'matrices'.")
+    decays = _decay_rule(model, decay)
     family = optimizer_family(optimizer)
     if scale_eps and family == "sgd":
         raise OptimizerConfigError("scale_eps=True applies to the Adam family only. Fix: drop scale_eps.")
@@ -134,7 +135,7 @@ def param_groups(
         muon = is_spectral(info, family)
         mult = rule.lr_mult(info, family, readout_hooked=hooked) * (muon_lr / lr if muon and muon_lr else 1.0)
         group_lr = lr * mult
-        wd = weight_decay if (decay == "all" or p.ndim >= 2) else 0.0
+        wd = weight_decay if decays(name, p) else 0.0
         if wd:
             coupled = wd * rule.wd_mult(info, family, readout_hooked=hooked)
             wd = coupled if weight_decay_mode == "coupled" else wd / group_lr
@@ -152,6 +153,22 @@ def param_groups(
     return list(groups.values())
 
 
+def _decay_rule(model: nn.Module, decay: str | Collection[str]) -> Callable[[str, torch.Tensor], bool]:
+    """``(name, param) -> decays?`` for ``param_groups``' ``decay`` argument, checked."""
+    if isinstance(decay, str):
+        if decay not in ("all", "matrices"):
+            raise OptimizerConfigError(f"decay={decay!r} is unknown. Fix: use 'all', 'matrices' or a set of "
+                                       "parameter names.")
+        return (lambda name, p: True) if decay == "all" else (lambda name, p: p.ndim >= 2)
+    names = set(decay)
+    unknown = sorted(names - {n for n, _ in model.named_parameters()})
+    if unknown:
+        raise OptimizerConfigError(f"decay names {len(unknown)} parameter(s) the model does not have "
+                                   f"({', '.join(unknown[:3])}). Fix: name parameters as model.named_parameters() "
+                                   "does.")
+    return lambda name, p: name in names
+
+
 def optimizer(
     model: nn.Module,
     optimizer_cls: type[torch.optim.Optimizer],
@@ -160,7 +177,7 @@ def optimizer(
     weight_decay: float = 0.0,
     family: str | None = None,
     weight_decay_mode: str = "coupled",
-    decay: str = "all",
+    decay: str | Collection[str] = "all",
     scale_eps: bool = False,
     **kwargs: Any,
 ) -> torch.optim.Optimizer:

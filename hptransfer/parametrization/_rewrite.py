@@ -22,6 +22,7 @@ from ._args import check_depths, check_widths
 from ._constants import scale_width_constants
 from ._depth import AtDepth, setup_depth
 from ._init_law import measure_init_laws, rescale_init
+from ._lr_ratios import register_model
 from ._rules import Parametrization, get_parametrization
 from ._shapes import build, collect_usages, infer_params
 from ._table import _TABLE_ATTR, ModuleScaling, ScalingTable, unwrap, warn_no_readout
@@ -208,6 +209,7 @@ def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
         _attention.detach_attention(model)
     setattr(model, _TABLE_ATTR, table)
     model.__dict__["_hptransfer_enters"] = enters
+    register_model(model)  # so that an optimizer that ignores the table's LRs is stopped at its first step
     return model
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from .._io import redact_url
 from .._version import __version__
 from ..diagnostics._breakers import horizon_key
 from ..errors import TransferError, info, warn
-from ..parametrization import scaling_table
+from ..parametrization import lr_scheduler, scaling_table
 from ..recipe import Recipe, RunSpec, amend, load_recipe
 from ..studies import load_study, storage_url
 from ..training import Schedule, build
@@ -296,9 +297,10 @@ def _target_file(spec: RunSpec, best: dict[str, Any], rec: Recipe, law: str, not
 class Loaded:
     """What :func:`load` returns; unpacks as ``model, optimizer = load(...)``.
 
-    ``schedule`` (an :class:`hptransfer.training.Schedule`), ``spec`` (the run spec),
-    ``values`` (HP values) and ``config`` (the whole target.yaml) come along for training code
-    that wants them.
+    ``scheduler`` (a torch ``LambdaLR`` that follows the recorded schedule over ``spec.train.steps``
+    optimizer steps, the same factor in every group), ``schedule`` (its
+    :class:`hptransfer.training.Schedule`), ``spec`` (the run spec), ``values`` (HP values) and
+    ``config`` (the whole target.yaml) come along for training code that wants them.
     """
 
     model: nn.Module
@@ -310,6 +312,20 @@ class Loaded:
     @property
     def values(self) -> dict[str, Any]:
         return self.spec.values()
+
+    @cached_property
+    def scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        """The recorded schedule as a torch scheduler on ``optimizer``, built on first access (building
+        it sets the groups' LRs to step 0's); call ``.step()`` after each ``optimizer.step()``."""
+        if self.optimizer is None or self.schedule is None:
+            raise TransferError("this target.yaml records no optimizer or schedule (the study's train_fn built its "
+                                "own), so there is no scheduler to build. Fix: schedule as your train_fn does, e.g. "
+                                "hptransfer.lr_scheduler(optimizer, lambda step: ...).")
+        steps = self.spec.train.steps
+        if not steps:
+            raise TransferError("target.yaml records no train.steps, so the schedule has no length. Fix: "
+                                "hptransfer.lr_scheduler(loaded.optimizer, loaded.schedule, total_steps=N).")
+        return lr_scheduler(self.optimizer, self.schedule, total_steps=steps)
 
     def __iter__(self) -> Iterator[Any]:
         if self.optimizer is None:

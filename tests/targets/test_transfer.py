@@ -60,6 +60,21 @@ def test_load_rebuilds_model_and_optimizer(tuned: tuple) -> None:
     assert out.shape == (3, 10) and torch.isfinite(out).all()
 
 
+def test_load_hands_back_a_torch_scheduler_that_follows_the_recorded_schedule(tuned: tuple) -> None:
+    rec, _ = tuned
+    (target,) = hptransfer.transfer(rec, target_widths=64, quiet=True)
+    loaded = hptransfer.load(target.path)
+    sched, steps = loaded.scheduler, loaded.spec.train.steps
+    assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR) and loaded.scheduler is sched  # built once
+    peak = [g["initial_lr"] for g in loaded.optimizer.param_groups]
+    for step in range(steps):
+        factor = loaded.schedule.factor(step, steps)
+        assert [g["lr"] for g in loaded.optimizer.param_groups] == pytest.approx([lr * factor for lr in peak])
+        loaded.optimizer.step()
+        sched.step()
+    assert loaded.schedule.factor(steps - 1, steps) == pytest.approx(loaded.schedule.min_lr_frac)
+
+
 def test_load_rejects_a_different_architecture(tuned: tuple, tmp_path: Path) -> None:
     rec, _ = tuned
     (target,) = hptransfer.transfer(rec, target_widths=64, quiet=True)
