@@ -9,8 +9,8 @@ PY=.venv/bin/python
 "$PY" -m pip install -q --upgrade pip
 # torch pinned first: 2.13.0 is a CPU build; an unpinned torch may pull a multi-GB CUDA build.
 "$PY" -m pip install -q torch==2.13.0
-# The hf extra (transformers) depends on no torch package, so it cannot replace the pinned one.
-"$PY" -m pip install -q -e ".[dev,postgres,hf]"
+# The hf extra: transformers asks for no torch; accelerate asks torch>=2.0, which the pinned one meets, so it stays.
+"$PY" -m pip install -q -e ".[dev,postgres,hf,lightning]"
 # mup's declared dependencies pull torchvision, which fails beside this torch; mup itself
 # imports only numpy, pandas, pyyaml and torch, so install it without them.
 "$PY" -m pip install -q --no-deps mup==1.0.0
