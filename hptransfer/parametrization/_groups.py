@@ -9,8 +9,10 @@ the ratios; one that writes absolute LRs does not (``_lr_ratios`` watches for th
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,8 +20,8 @@ from torch import nn
 
 from ..errors import OptimizerConfigError
 from ._muon import MuonAdamW
-from ._rules import OPTIMIZER_FAMILIES, get_parametrization, is_spectral
-from ._table import scaling_table
+from ._rules import OPTIMIZER_FAMILIES, Parametrization, get_parametrization, is_spectral
+from ._table import ParamInfo, scaling_table
 
 __all__ = ["param_groups", "optimizer", "optimizer_family", "optimizer_class", "OPTIMIZERS", "WEIGHT_DECAY_MODES"]
 
@@ -87,6 +89,7 @@ def param_groups(
     eps: float | None = None,
     scale_eps: bool = False,
     muon_lr: float | None = None,
+    family: str | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with per-parameter learning rates from the model's table.
 
@@ -100,10 +103,13 @@ def param_groups(
         decay: ``"all"`` (default, torch's behaviour), ``"matrices"`` (only tensors with 2+
             dims decay, nanoGPT's rule), or the names of the parameters that decay (as
             ``model.named_parameters()`` gives them; e.g. ``Trainer.get_decay_parameter_names``).
-        eps: Adam epsilon at the base width (only with ``scale_eps``; default 1e-8).
+        eps: Adam epsilon at the base width (used with ``scale_eps`` and on tensors of an
+            ``lr_form="multipliers"`` model; default: the optimizer's own, 1e-8 for Adam).
         scale_eps: shrink Adam's epsilon per group as the parametrization says. Default off.
         muon_lr: with ``optimizer="muon"`` (the ``spectral`` family), the base LR of the Muon groups
             (2-D hidden matrices); default ``lr``. The other groups use AdamW with ``lr``.
+        family: the μP family (``"adam"``, ``"sgd"``, ``"spectral"``) of an optimizer class hptransfer
+            does not know; default: looked up from ``optimizer``.
 
     Returns:
         A list of dicts with ``params``, ``lr``, ``weight_decay`` (and ``eps``), plus
@@ -119,31 +125,21 @@ def param_groups(
             f"weight_decay_mode={weight_decay_mode!r} is unknown. Fix: use one of {', '.join(WEIGHT_DECAY_MODES)}."
         )
     decays = _decay_rule(model, decay)
-    family = optimizer_family(optimizer)
+    family = family or optimizer_family(optimizer)
     if scale_eps and family == "sgd":
         raise OptimizerConfigError("scale_eps=True applies to the Adam family only. Fix: drop scale_eps.")
     table = scaling_table(model)
-    rule = get_parametrization(table.parametrization)
-    base_eps = 1e-8 if eps is None else float(eps)
-
+    setting = _Settings(get_parametrization(table.parametrization), family, lr, weight_decay_mode == "coupled",
+                        _default_eps(optimizer) if eps is None else float(eps), scale_eps,
+                        _decay_in_gradient(optimizer, family), muon_lr)
     groups: dict[tuple[float, float, float | None, str], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        info = table.info(name)
-        hooked = info.readout_module is not None and info.role == "output"
-        muon = is_spectral(info, family)
-        mult = rule.lr_mult(info, family, readout_hooked=hooked) * (muon_lr / lr if muon and muon_lr else 1.0)
-        group_lr = lr * mult
-        wd = weight_decay if decays(name, p) else 0.0
-        if wd:
-            coupled = wd * rule.wd_mult(info, family, readout_hooked=hooked)
-            wd = coupled if weight_decay_mode == "coupled" else wd / group_lr
-        group_eps = base_eps * rule.eps_mult(info, family, readout_hooked=hooked) if scale_eps and not muon else None
-        route = ("spectral" if muon else "adam") if family == "spectral" else ""
-        key = (mult, wd, group_eps, route)
+        key = setting.of(table.info(name), weight_decay if decays(name, p) else 0.0)
+        mult, wd, group_eps, route = key
         if key not in groups:
-            groups[key] = {"params": [], "param_names": [], "lr": group_lr, "weight_decay": wd, "lr_mult": mult}
+            groups[key] = {"params": [], "param_names": [], "lr": lr * mult, "weight_decay": wd, "lr_mult": mult}
             if group_eps is not None:
                 groups[key]["eps"] = group_eps
             if route:
@@ -151,6 +147,63 @@ def param_groups(
         groups[key]["params"].append(p)
         groups[key]["param_names"].append(name)
     return list(groups.values())
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What :func:`param_groups` was asked for; :meth:`of` turns it into one tensor's group settings."""
+
+    rule: Parametrization
+    family: str
+    lr: float
+    coupled: bool
+    base_eps: float
+    scale_eps: bool
+    in_gradient: bool
+    muon_lr: float | None
+
+    def of(self, info: ParamInfo, wd: float) -> tuple[float, float, float | None, str]:
+        """``(lr multiplier, weight decay, epsilon or None, route)`` of the tensor's group."""
+        rule, family = self.rule, self.family
+        hooked = info.readout_module is not None and info.role == "output"
+        muon = is_spectral(info, family)
+        muon_factor = self.muon_lr / self.lr if muon and self.muon_lr else 1.0
+        mult = rule.group_lr_mult(info, family, readout_hooked=hooked) * muon_factor
+        if wd:  # in the groups form's terms, then carried to a folded tensor (lr_form="multipliers")
+            groups_lr = self.lr * rule.lr_mult(info, family, readout_hooked=hooked) * muon_factor
+            wd = wd * rule.wd_mult(info, family, readout_hooked=hooked) if self.coupled else wd / groups_lr
+            wd *= info.lr_folded ** (2 if self.in_gradient else 1)
+        eps = self.base_eps * rule.eps_mult(info, family, readout_hooked=hooked) if self.scale_eps and not muon \
+            else None
+        if info.lr_folded != 1.0 and family != "sgd" and not muon:
+            # a folded tensor's gradient is c times the groups form's: so must its epsilon be
+            eps = (self.base_eps if eps is None else eps) * info.lr_folded
+        return mult, wd, eps, ("spectral" if muon else "adam") if family == "spectral" else ""
+
+
+def _default_eps(optimizer: str | type) -> float:
+    """The epsilon an optimizer uses when none is given (its ``__init__`` default; 1e-8 if unknown)."""
+    cls = optimizer if isinstance(optimizer, type) else OPTIMIZERS.get(str(optimizer).lower())
+    try:
+        default = inspect.signature(cls).parameters["eps"].default if cls is not None else None
+    except (KeyError, TypeError, ValueError):
+        default = None
+    return float(default) if isinstance(default, float) else 1e-8
+
+
+#: Optimizers whose ``weight_decay`` is added to the gradient (L2) rather than applied decoupled.
+_L2_DECAY = ("adam", "nadam", "radam", "adamax", "rmsprop", "adagrad", "sgd", "asgd")
+
+
+def _decay_in_gradient(optimizer: str | type, family: str) -> bool:
+    """True when the optimizer's weight decay is added to the gradient (SGD, torch's Adam), False when it
+    is decoupled (AdamW, Muon, and any class hptransfer does not know); a tensor folded by
+    ``lr_form="multipliers"`` needs wd x c**2 in the first case, x c in the second."""
+    if family == "sgd":
+        return True
+    if isinstance(optimizer, type):
+        return not issubclass(optimizer, torch.optim.AdamW) and optimizer.__name__.lower() in _L2_DECAY
+    return str(optimizer).lower() in _L2_DECAY
 
 
 def _decay_rule(model: nn.Module, decay: str | Collection[str]) -> Callable[[str, torch.Tensor], bool]:
@@ -187,10 +240,10 @@ def optimizer(
     or ``"spectral"``). ``muon_lr`` goes to :func:`param_groups`; other keyword arguments (``betas``,
     ``momentum``, ``eps``...) go to the optimizer.
     """
-    fam = family or optimizer_family(optimizer_cls)
     groups = param_groups(
-        model, lr=lr, weight_decay=weight_decay, optimizer=fam, weight_decay_mode=weight_decay_mode,
+        model, lr=lr, weight_decay=weight_decay, optimizer=optimizer_cls, weight_decay_mode=weight_decay_mode,
         decay=decay, eps=kwargs.get("eps"), scale_eps=scale_eps, muon_lr=kwargs.pop("muon_lr", None),
+        family=family,
     )
     cls: Any = optimizer_cls  # a torch optimizer class: its own keywords, not Optimizer's (params, defaults)
     return cls(groups, lr=lr, **kwargs)

@@ -113,7 +113,7 @@ def _judge_plain(opt: torch.optim.Optimizer) -> bool:
                 continue
             info = table.info(name)
             hooked = info.readout_module is not None and info.role == "output"
-            seen.append((ids[id(p)][0], rule.lr_mult(info, family, readout_hooked=hooked), name))
+            seen.append((ids[id(p)][0], rule.group_lr_mult(info, family, readout_hooked=hooked), name))
         wanted = {m for _, m, _ in seen}
         if len(wanted) < 2:
             continue  # every parameter it trains wants the same LR: one LR is right

@@ -22,6 +22,7 @@ from ._args import check_depths, check_widths
 from ._constants import scale_width_constants
 from ._depth import AtDepth, setup_depth
 from ._init_law import measure_init_laws, rescale_init
+from ._lr_form import check_folds, fold_lrs, lr_form_option
 from ._lr_ratios import register_model
 from ._rules import Parametrization, get_parametrization
 from ._shapes import build, collect_usages, infer_params
@@ -53,6 +54,7 @@ def parametrize(
     depth: int | None = None,
     base_depth: int | None = None,
     branches: Sequence[str] | None = None,
+    lr_form: str = "groups",
 ) -> nn.Module:
     """Build ``factory(width)`` (or ``factory(width, depth)``) and rewrite it into ``parametrization``.
 
@@ -90,6 +92,9 @@ def parametrize(
             only built at ``depth``.
         branches: glob patterns of the residual-branch modules (``["*.attn.c_proj", "*.mlp.c_proj"]``)
             instead of tracing them with ``example_input``.
+        lr_form: ``"groups"`` (default: per-parameter LRs from :func:`hptransfer.param_groups`) or
+            ``"multipliers"``: Adam LR multipliers moved into forward and init (the abc-symmetry), so
+            one Adam LR for all tensors trains μP (docs/parametrization.md: refusals, differences).
 
     Returns the model at ``width`` with its scaling table attached (:func:`hptransfer.scaling_table`).
 
@@ -107,6 +112,7 @@ def parametrize(
         "readout": readout if readout is None or isinstance(readout, str) else list(readout),
         "roles": dict(roles or {}), "attention": attention, "probe_width": probe_width,
         **({} if depth is None else {"depth": depth, "base_depth": base_depth, "branches": list(branches or [])}),
+        **lr_form_option(lr_form),
     }
     return _rewrite(factory, rule, (width, base_width, probe_width), options, example_input)
 
@@ -141,12 +147,17 @@ def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: t
         setup_depth(table, rule, factory, base, depth=depth, base_depth=options["base_depth"],
                     branches=options["branches"], example_input=example_input)
     rescale_init(model, table, rule)
+    if options.get("lr_form") == "multipliers":
+        fold_lrs(model, table, rule)
+        if example_input is not None:
+            check_folds(model, table, fac, example_input)
     _readout_multipliers(table, rule, readout_modules, options["output_mult"])
     if example_input is not None:
         scale_width_constants(model, table, rule, fac, example_input)
     if options["attention"] == "auto":
         _setup_attention(model, base, table, rule, fac, example_input)
-    elif example_input is None and width != base_width:
+    if example_input is None and not any(isinstance(h, _LazyTrace) for h in model._forward_pre_hooks.values()) \
+            and (width != base_width or any(i.lr_folded != 1.0 for i in table)):
         model.register_forward_pre_hook(_LazyTrace(fac, rule, attention=False), with_kwargs=True)
     return attach_table(model, table)
 
@@ -318,6 +329,7 @@ class _LazyTrace:
         for h in module.__dict__.pop(_HOOK_ATTR, []):
             h.remove()
         scale_width_constants(module, table, self.rule, self.factory, inputs)
+        check_folds(module, table, self.factory, inputs)
         if self.attention:
             scale_traced_attention(module, table, self.rule, self.factory, inputs)
         attach_table(module, table)

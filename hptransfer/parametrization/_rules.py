@@ -91,6 +91,15 @@ class Parametrization(ABC):
         """Adam epsilon multiplier (used only when eps scaling is switched on). Default 1."""
         return 1.0
 
+    def group_lr_mult(self, info: ParamInfo, family: str, *, readout_hooked: bool) -> float:
+        """The LR multiplier the optimizer group of this parameter needs: :meth:`lr_mult`, less the factor
+        ``lr_form="multipliers"`` moved into the forward (``info.lr_folded``, an Adam factor ``c``). Adam's and
+        Muon's updates ignore the gradient's scale, so the group keeps ``lr_mult / c``; an SGD update scales
+        with it, so the group needs ``lr_mult / c**2`` (the abc-symmetry, TP5 §J.2.1)."""
+        mult = self.lr_mult(info, family, readout_hooked=readout_hooked)
+        c = info.lr_folded
+        return mult if c == 1.0 else mult / (c * c if family == "sgd" else c)
+
     def scaled_attention_factor(self, head_dim: int, base_head_dim: int, attn_mult: float, own: float,
                                 own_base: float) -> float:
         """Factor on the softmax scale of a module whose own scale is known: ``own`` at this width,

@@ -55,6 +55,9 @@ class ParamInfo:
     a power law), ``init_rms`` (root-mean-square of the draw at the base width) and
     ``sp_correction`` (the factor turning the factory's draw at this width into the SP, variance
     1/fan_in, draw that μP's rules start from; 1.0 at the base width).
+
+    ``lr_folded`` is the Adam LR multiplier that ``lr_form="multipliers"`` moved into the forward
+    (the stored tensor is divided by it and its module multiplies it back; 1.0: nothing moved).
     """
 
     name: str
@@ -73,6 +76,7 @@ class ParamInfo:
     init_exponent: float | None = None
     init_rms: float | None = None
     sp_correction: float = 1.0
+    lr_folded: float = 1.0
 
     @property
     def width_mult(self) -> float:
@@ -216,6 +220,10 @@ class ScalingTable:
         if self.depth:
             lines.append(f"depth={self.depth['depth']} base_depth={self.depth['base_depth']} "
                          f"alpha={self.depth.get('alpha')} stacks={self.depth.get('stacks', [])}")
+        folded = [i for i in self.params.values() if i.lr_folded != 1.0]
+        if folded:
+            lines.append(f"lr_form=multipliers: {len(folded)} tensors stored divided by their Adam LR multiplier, "
+                         "which their modules apply in the forward")
         for m in self.module_scalings:
             lines.append(f"module {m.module}: {m.kind} x{m.multiplier:.4g} ({m.reason})")
         for kind, factors in self.attention.items():

@@ -168,8 +168,8 @@ class ParametrizationSpec:
             "arXiv:2404.05728) or `scaled` (trainable with LR x base_width / width).")
     options: dict = spec_field(kind="mapping", factory=dict,
                                doc="Further keyword arguments of `hptransfer.parametrize` (`readout`, `roles`, "
-                                   "`branches`, `attention`, `probe_width`, glob patterns for `zero_query`). "
-                                   "Default none.")
+                                   "`branches`, `attention`, `probe_width`, `lr_form`, glob patterns for "
+                                   "`zero_query`). Default none.")
 
 
 @dataclass
