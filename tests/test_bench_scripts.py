@@ -57,3 +57,13 @@ def test_bench_tuning_quick(tmp_path: Path) -> None:
     assert fit["drift_fit"] is not None and fit["runs"] > proxy["runs"]
     assert all(math.isfinite(r["target_loss"]) for r in rows.values())
     assert "| direct SP (gp) | 512 |" in (tmp_path / "results.md").read_text()
+
+
+def test_bench_lr_form_short(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_lr_form.py"), "--steps", "5", "--no-zoo",
+                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert all(r["mult_hpt_groups"] < 1e-5 < r["sp"] for r in rows)  # hptransfer's groups: the same run
+    assert next(r["mult_one_lr"] for r in rows if r["opt"] == "SGD").startswith("refused")
+    assert (tmp_path / "results.md").read_text().count("\n| mup") == sum(r["rule"] == "mup" for r in rows)

@@ -22,6 +22,7 @@ def _block(word: str) -> str:
     ("custom loop:", r"custom loop: loss \d+\.\d+, group LRs \[.+\]"),
     ("Trainer:", r"Trainer: reloaded logits equal: True"),
     ("Lightning:", r"Lightning: best lr \S+, \d+ pruned, \d+ diverged"),
+    ("one LR:", r"one LR: loss \d+\.\d+, q_proj's Adam LR x0\.25 lives in its forward"),
     pytest.param("compiled + bf16", r"compiled \+ bf16 autocast: loss \d+\.\d+, hidden/input LR ratio 0\.25",
                  marks=pytest.mark.slow),  # torch.compile takes 15-40 s on 2 cores
 ])
@@ -37,4 +38,4 @@ def test_each_example_on_the_integrations_page_runs(word, printed, tmp_path, mon
 
 
 def test_the_page_has_no_untested_block():
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
