@@ -1,7 +1,7 @@
 """Atomic file writes (text and figures): results are never left half-written by a crash or a full disk.
 
-Also the one place that creates matplotlib figures (:func:`new_figure`) and that hides a database
-password before a storage URL is printed or written (:func:`redact_url`).
+Also the one place that creates matplotlib figures (:func:`new_figure`) and that hides secrets
+(URL passwords, password-like parameters) before text is printed or written (:func:`redact`).
 
 Files are written with the mode the user's umask gives a new file (``0o666 & ~umask``), not the
 0600 of a temporary file, so a CI artifact step running as another user can read them. Only the
@@ -12,6 +12,7 @@ with ``FileNotFoundError`` instead of creating folders elsewhere.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -20,30 +21,43 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "save_figure", "write_text_atomic", "redact_url", "make_parent", "user_frame",
+__all__ = ["new_figure", "save_figure", "write_text_atomic", "redact", "redact_url", "make_parent", "user_frame",
            "user_code_frame"]
 
 
-def redact_url(url: str) -> str:
-    """``url`` safe to print or store: the password of a database URL becomes ``***``.
+#: ``scheme://user:password@`` (the password runs to the last ``@`` before a ``/`` or a space, so an
+#: unescaped ``@`` in it is hidden too) and ``scheme://user@`` (a token when the scheme is not a database's).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s:/@'\"]*)"
+                       r"(?::(?P<password>[^\s/'\"]*))?@(?=[^\s@]*(?:[/\s'\"]|$))")
+#: ``password=...`` and its kin, in a query string, a libpq ``key=value`` DSN or a sentence.
+_SECRET_PARAM = re.compile(r"(?i)(?P<key>\b(?:password|passwd|pwd|sslpassword|passfile|token|access_token|auth_token"
+                           r"|api_key|apikey|secret|client_secret)=)[^&;\s'\"]*")
+_DATABASE_SCHEMES = ("postgres", "mysql", "mariadb", "sqlite", "oracle", "mssql", "cockroach", "journal")
 
-    ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (SQLAlchemy's
-    ``make_url(...).render_as_string(hide_password=True)``; a ``password=`` query parameter is
-    dropped too). Journal URLs, plain paths and ``"inmemory"`` hold no credentials and come back
-    unchanged (not re-escaped). A string SQLAlchemy cannot parse still loses everything before
-    its last ``@``. Pass passwords through ``PGPASSWORD`` or ``~/.pgpass`` to keep them out of URLs.
+
+def redact(text: str) -> str:
+    """``text`` safe to print or store: every secret in it becomes ``***``.
+
+    Hidden: the password of any ``scheme://user:password@host`` (whatever the scheme, a mistyped
+    one included), a bare ``scheme://token@host`` userinfo unless the scheme is a database's (where
+    it is a user name), and the value of every ``password=``, ``sslpassword=``, ``passfile=``,
+    ``token=``, ``api_key=``, ``secret=`` ... parameter. ``postgresql://user:s3cret@h/db?sslpassword=x``
+    becomes ``postgresql://user:***@h/db?sslpassword=***``. Pass passwords through ``PGPASSWORD`` or
+    ``~/.pgpass`` to keep them out of URLs altogether.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme == "journal":
-        return url
-    from sqlalchemy.engine import make_url  # installed with Optuna; imported only when a URL is shown
-    from sqlalchemy.exc import ArgumentError
+    def userinfo(m: re.Match[str]) -> str:
+        if m["password"] is not None:
+            return f"{m['scheme']}{m['user']}:***@"
+        database = m["scheme"].lower().startswith(_DATABASE_SCHEMES)
+        return m[0] if database or not m["user"] else f"{m['scheme']}***@"
 
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
-    return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
+    return _SECRET_PARAM.sub(lambda m: m["key"] + "***", _USERINFO.sub(userinfo, text))
+
+
+def redact_url(url: str) -> str:
+    """A storage URL safe to print or store (:func:`redact`); journal URLs, plain paths and
+    ``"inmemory"`` come back unchanged."""
+    return redact(url)
 
 
 def make_parent(path: Path) -> None:

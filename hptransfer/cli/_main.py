@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
-from .._io import user_code_frame
+from .._io import redact, user_code_frame
 from ..errors import ExitCode, HPTransferError, exit_code, logger
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "check_output_paths"]
@@ -57,7 +57,8 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that reports a usage error as one line and does not exit."""
 
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+        # argparse quotes the offending arguments: a --storage URL given to a command without it included
+        raise _UsageError(redact(f"{self.prog}: error: {message} (see '{self.prog} --help')"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +83,7 @@ class _LineFormatter(logging.Formatter):
         self.command = command
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = redact(record.getMessage())
         if record.levelno >= logging.WARNING:
             return f"hptransfer {self.command}: {record.levelname.lower()}: {msg}"
         return msg
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except HPTransferError as exc:
         # Every deliberate error names the option/field and the fix; a traceback adds nothing.
-        first, *rest = str(exc).splitlines() or [type(exc).__name__]
+        first, *rest = redact(str(exc)).splitlines() or [type(exc).__name__]
         print(f"hptransfer {args.command}: error: {first}", file=sys.stderr)
         for line in rest:
             print(line, file=sys.stderr)
@@ -178,8 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if where is None:
             raise  # a bug in hptransfer or torch: the traceback is the report
         # The user's factory, train_fn or forward raised: that is bad input (2), not a failed check (1).
-        print(f"hptransfer {args.command}: error: your code raised {type(exc).__name__}: {exc} (at {where}). "
-              "Fix: correct it there; run the factory or train_fn directly to debug it.", file=sys.stderr)
+        print(redact(f"hptransfer {args.command}: error: your code raised {type(exc).__name__}: {exc} (at {where}). "
+                     "Fix: correct it there; run the factory or train_fn directly to debug it."), file=sys.stderr)
         return ExitCode.BAD_INPUT
 
 

@@ -56,7 +56,8 @@ class TuneSpec:
     workers: int = spec_field(1, kind="int", minimum=1, maximum=MAX_WORKERS, doc="Local worker processes. Default 1.")
     storage: str | None = spec_field(None, kind="str", optional=True,
                                      doc="Study storage: a journal file path (or `journal:///abs/path`) or "
-                                         "`postgresql://...`. Default: `study.journal` in the run folder.")
+                                         "`postgresql://...`; `${VAR}` is taken from the environment. Default: "
+                                         "`study.journal` in the run folder.")
     study: str | None = spec_field(None, kind="str", optional=True,
                                    doc="Study name. Default: the recipe name.")
     heartbeat: int = spec_field(30, kind="int", minimum=0, maximum=3600,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import socket
 import threading
 import warnings
@@ -27,13 +28,13 @@ import optuna
 import optuna.storages.journal
 from optuna.trial import TrialState
 
-from .._io import redact_url
+from .._io import redact, redact_url
 from ..errors import HPTransferError, StorageError, StorageLostError
 from ._journal import check_journal, journal_changed, journal_changed_message
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "awaiting_requeue", "mark_ended",
-           "redact_url", "storage_guard", "where", "connection_lost", "lost_storage",
+           "redact_url", "expand_env", "storage_guard", "where", "connection_lost", "lost_storage",
            "reopen_study"]
 
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
@@ -46,14 +47,34 @@ _RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
 NO_RECORD_GRACE = datetime.timedelta(minutes=10)
 
 
+#: ``${NAME}`` only: a bare ``$`` may be part of a password.
+_ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(storage: str) -> str:
+    """``tune.storage`` with each ``${VAR}`` taken from the environment (so that a password can live in a
+    variable, not in the recipe). An unset variable is refused, never kept as a file name."""
+    def value(m: re.Match[str]) -> str:
+        name = m["name"]
+        if name not in os.environ:
+            raise StorageError(f"tune.storage names environment variable {name} (in {redact(storage)!r}), which is "
+                               f"not set. Fix: export {name}=... in the shell and in every worker's job, or write the "
+                               "URL out (password via PGPASSWORD or ~/.pgpass).")
+        return os.environ[name]
+
+    return _ENV_REF.sub(value, storage)
+
+
 def storage_url(storage: str | None, run_dir: str | Path) -> str:
     """Normalize a recipe's ``tune.storage`` into a URL: default ``journal:///<run_dir>/study.journal``.
 
     A plain path (no ``scheme://``) is a journal file; relative paths are made absolute so that
-    worker processes agree whatever their working directory.
+    worker processes agree whatever their working directory. ``${VAR}`` is expanded from the
+    environment (:func:`expand_env`).
     """
     if storage is None:
         return "journal://" + str((Path(run_dir) / "study.journal").resolve())
+    storage = expand_env(storage)
     if "://" not in storage:
         return "journal://" + str(Path(storage).expanduser().resolve())
     scheme = storage.split("://", 1)[0].split("+", 1)[0]
@@ -62,8 +83,8 @@ def storage_url(storage: str | None, run_dir: str | Path) -> str:
         return "journal://" + str(Path(path).expanduser().resolve())
     if scheme not in _RDB_SCHEMES:
         raise StorageError(
-            f"tune.storage: unknown storage scheme {scheme!r} in {storage!r}. Fix: use a file path (journal, the "
-            "default), journal:///abs/path, or postgresql://user:pass@host/db."
+            f"tune.storage: unknown storage scheme {scheme!r} in {redact(storage)!r}. Fix: use a file path (journal, "
+            "the default), journal:///abs/path, or postgresql://user@host/db (password via PGPASSWORD or ~/.pgpass)."
         )
     return storage
 
@@ -119,11 +140,11 @@ def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
                           "heartbeat_stale_trial_callback": retry(max_retry=1)}
             return optuna.storages.RDBStorage(url, engine_kwargs=_session_options(url, heartbeat), **kwargs)
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
-        raise StorageError(
-            f"tune.storage: cannot open {redact_url(url)!r}: {type(exc).__name__}: "
+        raise StorageError(redact(
+            f"tune.storage: cannot open {url!r}: {type(exc).__name__}: "
             f"{(str(exc).splitlines() or [''])[0]}. Fix: check the URL and "
             "that the database server is reachable (pip install hptransfer[postgres] for the driver)."
-        ) from None
+        )) from None
 
 
 def _session_options(url: str, heartbeat: int) -> dict[str, Any]:

@@ -268,3 +268,15 @@ def test_a_binary_file_given_as_recipe_or_target_is_named_as_such(tmp_path, caps
     err = capsys.readouterr().err
     assert str(path) in err and "your code raised" not in err and "<frozen" not in err
     assert "not a text file" in err or "can't decode" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "recipes/mlp_quickstart.yaml", "--storage", "postgresql://u:s3cret@h/db?sslpassword=k3y"],  # run lacks it
+    ["transfer", "recipes/mlp_quickstart.yaml", "--storage=postgresql://u:s3cret@h/db"],
+    ["tune", "recipes/mlp_quickstart.yaml", "--storage", "postgresq://u:s3cret@h/db"],  # a mistyped scheme
+])
+def test_no_command_line_error_prints_a_password(argv: list[str], tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    code = hptransfer.cli.main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "s3cret" not in err and "k3y" not in err and "u:***@h" in err, err
