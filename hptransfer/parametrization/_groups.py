@@ -90,6 +90,7 @@ def param_groups(
     scale_eps: bool = False,
     muon_lr: float | None = None,
     family: str | None = None,
+    decoupled_weight_decay: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with per-parameter learning rates from the model's table.
 
@@ -110,6 +111,9 @@ def param_groups(
             (2-D hidden matrices); default ``lr``. The other groups use AdamW with ``lr``.
         family: the μP family (``"adam"``, ``"sgd"``, ``"spectral"``) of an optimizer class hptransfer
             does not know; default: looked up from ``optimizer``.
+        decoupled_weight_decay: whether the optimizer decays decoupled (AdamW) or adds the decay to the
+            gradient (SGD, torch's Adam); default: the class's own default. Read only for tensors folded by
+            ``lr_form="multipliers"``.
 
     Returns:
         A list of dicts with ``params``, ``lr``, ``weight_decay`` (and ``eps``), plus
@@ -131,7 +135,8 @@ def param_groups(
     table = scaling_table(model)
     setting = _Settings(get_parametrization(table.parametrization), family, lr, weight_decay_mode == "coupled",
                         _default_eps(optimizer) if eps is None else float(eps), scale_eps,
-                        _decay_in_gradient(optimizer, family), muon_lr)
+                        _decay_in_gradient(optimizer, family) if decoupled_weight_decay is None
+                        else not decoupled_weight_decay and family != "spectral", muon_lr)
     groups: dict[tuple[float, float, float | None, str], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -140,8 +145,8 @@ def param_groups(
         mult, wd, group_eps, route = key
         if key not in groups:
             groups[key] = {"params": [], "param_names": [], "lr": lr * mult, "weight_decay": wd, "lr_mult": mult}
-            if group_eps is not None:
-                groups[key]["eps"] = group_eps
+            if group_eps is not None:  # eps_mult: the optimizer's own eps must be base_eps (_lr_ratios checks)
+                groups[key].update(eps=group_eps, eps_mult=group_eps / setting.base_eps)
             if route:
                 groups[key]["family"] = route
         groups[key]["params"].append(p)
@@ -243,7 +248,7 @@ def optimizer(
     groups = param_groups(
         model, lr=lr, weight_decay=weight_decay, optimizer=optimizer_cls, weight_decay_mode=weight_decay_mode,
         decay=decay, eps=kwargs.get("eps"), scale_eps=scale_eps, muon_lr=kwargs.pop("muon_lr", None),
-        family=family,
+        family=family, decoupled_weight_decay=kwargs.get("decoupled_weight_decay"),
     )
     cls: Any = optimizer_cls  # a torch optimizer class: its own keywords, not Optimizer's (params, defaults)
     return cls(groups, lr=lr, **kwargs)

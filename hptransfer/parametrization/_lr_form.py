@@ -48,7 +48,7 @@ from ._shapes import build, runnable
 from ._table import ModuleScaling, ScalingTable
 from ._trace import module_stack, run_under
 
-__all__ = ["LR_FORMS", "fold_lrs", "lr_form_option", "check_folds"]
+__all__ = ["LR_FORMS", "fold_lrs", "lr_form_option", "check_folds", "is_fold"]
 
 #: ``parametrize(lr_form=...)``: ``groups`` (per-parameter LRs from ``param_groups``, the default) or
 #: ``multipliers`` (one global LR under Adam; the factors live in forward multipliers and init).
@@ -68,10 +68,27 @@ def lr_form_option(lr_form: str) -> dict[str, str]:
     return {} if lr_form == "groups" else {"lr_form": lr_form}
 
 
+_REASON = "lr_form=multipliers: Adam LR x{:.4g} of {} folded into the forward"
+
+
+def is_fold(scaling: ModuleScaling) -> bool:
+    """True for a forward multiplier that carries a folded LR (not a μP multiplier of the model)."""
+    return scaling.reason.startswith("lr_form=multipliers")
+
+
+def _known(module: nn.Module, classes: tuple[type[nn.Module], ...]) -> bool:
+    """``module`` is one of ``classes`` and computes as that class does: a subclass that overrides
+    ``forward`` (a weight-standardised conv, a quantised linear) may not be linear in its weight."""
+    for cls in classes:
+        if isinstance(module, cls):
+            return type(module).forward is cls.forward
+    return False
+
+
 def _is_affine(module: nn.Module) -> bool:
     # transformers.pytorch_utils.Conv1D (GPT-2): x @ W + b, matched by name so that hptransfer does
     # not import transformers.
-    return isinstance(module, _AFFINE) or (type(module).__name__ == "Conv1D" and hasattr(module, "nf"))
+    return _known(module, _AFFINE) or (type(module).__name__ == "Conv1D" and hasattr(module, "nf"))
 
 
 def fold_lrs(model: nn.Module, table: ScalingTable, rule: Parametrization) -> None:
@@ -110,8 +127,7 @@ def fold_lrs(model: nn.Module, table: ScalingTable, rule: Parametrization) -> No
 
 def _module_scalings(owner: str, module: nn.Module, factors: dict[str, float]) -> list[ModuleScaling]:
     """The forward multipliers that give each of ``module``'s parameters its factor, or a refusal."""
-    kind = type(module).__name__
-    reason = "lr_form=multipliers: Adam LR x{:.4g} of {} folded into the forward"
+    kind, reason = type(module).__name__, _REASON
     if _is_affine(module) and set(factors) <= {"weight", "bias"}:
         cw, cb = factors.get("weight", 1.0), factors.get("bias", 1.0)
         out = []
@@ -121,7 +137,7 @@ def _module_scalings(owner: str, module: nn.Module, factors: dict[str, float]) -
             out.append(ModuleScaling(owner, "output", cb, reason.format(cb, f"{owner}.bias")))
         return out
     first = next(n for n, c in factors.items() if c != 1.0)
-    if isinstance(module, _LINEAR_IN_PARAMS):
+    if _known(module, _LINEAR_IN_PARAMS):
         if len(set(factors.values())) == 1:
             c = factors[first]
             return [ModuleScaling(owner, "output", c, reason.format(c, f"{owner}.{', '.join(sorted(factors))}"))]
@@ -129,7 +145,17 @@ def _module_scalings(owner: str, module: nn.Module, factors: dict[str, float]) -
                        f"({', '.join(f'{n}: {c:.3g}' for n, c in sorted(factors.items()))})")
     raise _refusal(f"{owner}.{first}" if owner else first,
                    f"belongs to {kind} {owner or '(root)'!r}, whose output hptransfer cannot prove linear in it "
-                   "(folding works for Linear, Conv, transformers' Conv1D, Embedding and torch's norm layers)")
+                   "(folding works for Linear, Conv, transformers' Conv1D, Embedding and torch's norm layers, "
+                   "with their own forward)")
+
+
+#: Tensor properties (their getters reach the mode as ``<attribute>.__get__``) and methods that read
+#: no value: a parent may look at a folded weight's dtype or shape (T5 casts to ``wo.weight.dtype``).
+_METADATA_ATTRS = {"shape", "dtype", "device", "ndim", "layout", "requires_grad", "is_cuda", "is_meta", "is_leaf",
+                   "grad_fn", "names", "is_sparse", "is_quantized", "nbytes", "itemsize"}
+_METADATA = {torch.Tensor.size, torch.Tensor.dim, torch.Tensor.numel, torch.Tensor.element_size,
+             torch.Tensor.is_floating_point, torch.Tensor.get_device, torch.Tensor.data_ptr, torch.Tensor.stride,
+             torch.Tensor.is_contiguous}
 
 
 class _Consumers(TorchFunctionMode):
@@ -142,6 +168,8 @@ class _Consumers(TorchFunctionMode):
         self.outside: dict[str, str] = {}
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func in _METADATA or getattr(getattr(func, "__self__", None), "__name__", None) in _METADATA_ATTRS:
+            return func(*args, **(kwargs or {}))  # reading a dtype or a shape uses no value
         for t in tree_flatten((args, kwargs or {}))[0]:
             hit = self.watched.get(id(t)) if isinstance(t, torch.Tensor) else None
             if hit is not None and hit[1] not in self.stack:

@@ -61,6 +61,7 @@ def _step_pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
     if state is None:
         state = "watch" if any("lr_mult" in g for g in opt.param_groups) else "pending"
         _state[opt] = state
+        _check_eps(opt)
     if state == "pending" and _judge_plain(opt):
         _state[opt] = "plain"
     if state == "watch":
@@ -73,6 +74,18 @@ def _step_pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
                  "CosineAnnealingLR with eta_min=0) or give per-group values (OneCycleLR(max_lr=[g['lr'] for g in "
                  "optimizer.param_groups])); docs/integrations.md lists the schedulers that break the ratios.",
                  key=f"lr-ratio-{id(opt)}")
+
+
+def _check_eps(opt: torch.optim.Optimizer) -> None:
+    """Warn when hptransfer's groups scaled an epsilon other than the optimizer's own (``param_groups``
+    called without the ``eps=`` the optimizer was then built with)."""
+    own = opt.defaults.get("eps")
+    bases = {g["eps"] / g["eps_mult"] for g in opt.param_groups if g.get("eps_mult") and "eps" in g}
+    if isinstance(own, float) and own > 0 and any(not math.isclose(b, own, rel_tol=1e-6) for b in bases):
+        warn(f"{type(opt).__name__} was built with eps={own:g}, but the epsilon of hptransfer's scaled groups was "
+             f"derived from eps={min(bases):g}, so those tensors train with another epsilon than the rest. Fix: pass "
+             "the same eps= to hptransfer.param_groups (hptransfer.optimizer does it for you).",
+             key=f"eps-{id(opt)}")
 
 
 def _ratio_spread(opt: torch.optim.Optimizer) -> float:

@@ -22,7 +22,7 @@ from ._args import check_depths, check_widths
 from ._constants import scale_width_constants
 from ._depth import AtDepth, setup_depth
 from ._init_law import measure_init_laws, rescale_init
-from ._lr_form import check_folds, fold_lrs, lr_form_option
+from ._lr_form import check_folds, fold_lrs, is_fold, lr_form_option
 from ._lr_ratios import register_model
 from ._rules import Parametrization, get_parametrization
 from ._shapes import build, collect_usages, infer_params
@@ -147,15 +147,15 @@ def _rewrite(factory: Callable[..., nn.Module], rule: Parametrization, widths: t
         setup_depth(table, rule, factory, base, depth=depth, base_depth=options["base_depth"],
                     branches=options["branches"], example_input=example_input)
     rescale_init(model, table, rule)
-    if options.get("lr_form") == "multipliers":
-        fold_lrs(model, table, rule)
-        if example_input is not None:
-            check_folds(model, table, fac, example_input)
     _readout_multipliers(table, rule, readout_modules, options["output_mult"])
     if example_input is not None:
         scale_width_constants(model, table, rule, fac, example_input)
     if options["attention"] == "auto":
         _setup_attention(model, base, table, rule, fac, example_input)
+    if options.get("lr_form") == "multipliers":  # last: the traces above measure the unfolded model
+        fold_lrs(model, table, rule)
+        if example_input is not None:
+            check_folds(model, table, fac, example_input)
     if example_input is None and not any(isinstance(h, _LazyTrace) for h in model._forward_pre_hooks.values()) \
             and (width != base_width or any(i.lr_folded != 1.0 for i in table)):
         model.register_forward_pre_hook(_LazyTrace(fac, rule, attention=False), with_kwargs=True)
@@ -199,14 +199,7 @@ def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
     model = unwrap(model)
     for h in model.__dict__.pop(_HOOK_ATTR, []):
         h.remove()
-    handles = []
-    for ms in table.module_scalings:
-        module = _submodule(model, ms.module)
-        if ms.kind == "input":
-            handles.append(module.register_forward_pre_hook(_ScaleInput(ms.multiplier)))
-        else:  # "output", "constant"
-            handles.append(module.register_forward_hook(_ScaleOutput(ms.multiplier)))
-    model.__dict__[_HOOK_ATTR] = handles
+    model.__dict__[_HOOK_ATTR] = _install(model, table.module_scalings)
     by_module = _attention_by_module(table)
     _attention.attach_scaling_attributes(model, {
         name: f for name, factors in by_module.items() for f in factors.pop("scaling", {}).values()})
@@ -222,6 +215,18 @@ def attach_table(model: nn.Module, table: ScalingTable) -> nn.Module:
     model.__dict__["_hptransfer_enters"] = enters
     register_model(model)  # so that an optimizer that ignores the table's LRs is stopped at its first step
     return model
+
+
+def _install(model: nn.Module, scalings: list[ModuleScaling]) -> list[Any]:
+    """Register the forward hooks of ``scalings`` on ``model``'s modules; returns their handles."""
+    handles = []
+    for ms in scalings:
+        module = _submodule(model, ms.module)
+        if ms.kind == "input":
+            handles.append(module.register_forward_pre_hook(_ScaleInput(ms.multiplier)))
+        else:  # "output", "constant"
+            handles.append(module.register_forward_hook(_ScaleOutput(ms.multiplier)))
+    return handles
 
 
 class _ScaleInput:
@@ -317,22 +322,29 @@ class _LazyTrace:
                 self._trace(module, args, kwargs)
 
     def _trace(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.done = True
         if args and kwargs:
+            self.done = True
             raise ParametrizationError(
                 "cannot trace attention for a first call with both positional and keyword inputs. Fix: pass "
                 "example_input= to parametrize()."
             )
         table = getattr(module, _TABLE_ATTR)
         inputs = dict(kwargs) if kwargs else tuple(args)
-        # Traced without hptransfer's own multipliers, which are constants that differ with width too.
+        check_folds(module, table, self.factory, inputs)  # before anything changes: refused at every call
+        self.done = True
+        # Traced without hptransfer's own multipliers, which are constants that differ with width too; a
+        # tensor folded by lr_form="multipliers" keeps its own, so that the trace sees the unfolded model.
         for h in module.__dict__.pop(_HOOK_ATTR, []):
             h.remove()
-        scale_width_constants(module, table, self.rule, self.factory, inputs)
-        check_folds(module, table, self.factory, inputs)
-        if self.attention:
-            scale_traced_attention(module, table, self.rule, self.factory, inputs)
-        attach_table(module, table)
+        folds = _install(module, [ms for ms in table.module_scalings if is_fold(ms)])
+        try:
+            scale_width_constants(module, table, self.rule, self.factory, inputs)
+            if self.attention:
+                scale_traced_attention(module, table, self.rule, self.factory, inputs)
+        finally:
+            for h in folds:
+                h.remove()
+            attach_table(module, table)
         root_enter = module.__dict__["_hptransfer_enters"].get("")
         if root_enter is not None:  # the root computes attention itself: activate for this call too
             root_enter(module, args)

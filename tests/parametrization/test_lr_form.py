@@ -163,3 +163,78 @@ def test_torchs_transformer_layer_is_refused_by_name():
                              nn.Linear(int(width), 4))
     with pytest.raises(ParametrizationError, match=r"'1.self_attn.in_proj_weight'.*MultiheadAttention"):
         hpt.parametrize(factory, width=64, base_width=16, lr_form="multipliers", example_input=torch.randn(2, 3, 8))
+
+
+class _ScaledHidden(nn.Module):
+    """A width-dependent constant after a folded layer (held at its base value by the rewrite)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.w = int(width)
+        self.inp, self.h, self.out = nn.Linear(8, self.w), nn.Linear(self.w, self.w), nn.Linear(self.w, 4)
+
+    def forward(self, x):
+        return self.out(self.h(torch.relu(self.inp(x))) * self.w ** -0.5)
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["example_input", "first_call"])
+def test_constants_and_attention_are_measured_on_the_unfolded_model(eager):
+    x = torch.randn(4, 8)
+    built = {}
+    for form in ("groups", "multipliers"):
+        torch.manual_seed(0)
+        built[form] = hpt.parametrize(_ScaledHidden, width=256, base_width=16, lr_form=form,
+                                      example_input=x if eager else None)
+        built[form](x)
+    kept = [[m for m in hpt.scaling_table(built[f]).module_scalings if not m.reason.startswith("lr_form")]
+            for f in ("groups", "multipliers")]
+    assert kept[0] == kept[1] and any(m.kind == "constant" for m in kept[0])
+    torch.testing.assert_close(built["multipliers"](x), built["groups"](x), rtol=1e-5, atol=1e-6)
+
+
+class _StdLinear(nn.Linear):
+    """A weight-standardised linear (as timm's StdConv2d): not linear in its weight."""
+
+    def forward(self, x):
+        w = (self.weight - self.weight.mean(1, keepdim=True)) / (self.weight.std(1, keepdim=True) + 1e-5)
+        return F.linear(x, w, self.bias)
+
+
+def test_a_subclass_with_its_own_forward_is_refused():
+    def factory(width):
+        return nn.Sequential(nn.Linear(8, int(width)), _StdLinear(int(width), int(width)), nn.Linear(int(width), 4))
+    with pytest.raises(ParametrizationError, match=r"'1.weight'.*_StdLinear.*with their own forward"):
+        hpt.parametrize(factory, width=64, base_width=16, lr_form="multipliers")
+
+
+def test_adam_with_decoupled_decay_is_carried_as_adamw():
+    ref, folded = _model("groups", width=128), _model("multipliers", width=128)
+    kw = {"lr": 3e-3, "weight_decay": 0.1, "decoupled_weight_decay": True}
+    assert torch.equal(_train(ref, hpt.optimizer(ref, torch.optim.Adam, **kw)),
+                       _train(folded, hpt.optimizer(folded, torch.optim.Adam, **kw)))
+
+
+def test_an_optimizer_built_with_another_eps_than_its_groups_is_named(caplog):
+    folded = _model("multipliers")
+    opt = torch.optim.AdamW(hpt.param_groups(folded, lr=3e-3), lr=3e-3, eps=1e-6)
+    with caplog.at_level("WARNING", logger="hptransfer"):
+        _train(folded, opt, steps=1)
+    assert "built with eps=1e-06" in caplog.text and "pass the same eps=" in caplog.text
+
+
+def test_a_refusal_at_the_first_call_repeats_at_every_call():
+    model = hpt.parametrize(_ReadsChildWeight, width=64, base_width=16, lr_form="multipliers")
+    for _ in range(2):
+        with pytest.raises(ParametrizationError, match="read outside"):
+            model(torch.randn(2, 8))
+
+
+class _CastsToChildDtype(_ReadsChildWeight):
+    def forward(self, x):  # reads the folded weight's dtype only (T5's feed-forward does)
+        return self.out(torch.relu(self.qkv(self.inp(x).to(self.qkv.weight.dtype))) + self.q_bias)
+
+
+def test_reading_a_folded_weights_dtype_is_not_a_use():
+    model = hpt.parametrize(_CastsToChildDtype, width=64, base_width=16, lr_form="multipliers",
+                            example_input=torch.randn(2, 8))
+    assert hpt.scaling_table(model).info("qkv.weight").lr_folded == 0.25
