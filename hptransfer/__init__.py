@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _io  # noqa: F401  (stdlib only; installs the filter that hides secrets in the package's log records)
 from ._version import __version__
 from .errors import (
     CheckError,

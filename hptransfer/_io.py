@@ -11,6 +11,7 @@ with ``FileNotFoundError`` instead of creating folders elsewhere.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -52,6 +53,21 @@ def redact(text: str) -> str:
         return m[0] if database or not m["user"] else f"{m['scheme']}***@"
 
     return _SECRET_PARAM.sub(lambda m: m["key"] + "***", _USERINFO.sub(userinfo, text))
+
+
+class _Redact(logging.Filter):
+    """Hides secrets in every record of the ``hptransfer`` logger, whoever's handler prints it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+# Installed here, not in errors.py (a leaf module): every module that logs imports this one on the way.
+logging.getLogger("hptransfer").addFilter(_Redact())
 
 
 def redact_url(url: str) -> str:

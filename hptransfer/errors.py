@@ -44,23 +44,8 @@ __all__ = [
 ]
 
 
-class _Redact(logging.Filter):
-    """Hides secrets (URL passwords, ``password=`` parameters) in every record of the package's logger,
-    whoever's handler prints it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from ._io import redact  # _io imports nothing of the package: no cycle
-
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
 #: The package's logger; see the module docstring.
-logger = logging.getLogger("hptransfer")
-logger.addFilter(_Redact())
+logger = logging.getLogger("hptransfer")  # hptransfer._io adds the filter that hides secrets in its records
 
 _warned: set[str] = set()
 

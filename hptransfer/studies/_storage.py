@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import re
 import socket
 import threading
 import warnings
@@ -31,6 +30,7 @@ from optuna.trial import TrialState
 from .._io import redact, redact_url
 from ..errors import HPTransferError, StorageError, StorageLostError
 from ._journal import check_journal, journal_changed, journal_changed_message
+from ._url import expand_env, storage_url
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
            "count_trials", "COUNTED_STATES", "awaiting_requeue", "mark_ended",
@@ -40,53 +40,9 @@ __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover
 #: Trial states that count toward a study's trial budget (failed trials are re-queued instead).
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
-_RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
-
 #: A RUNNING trial without a worker record younger than this may be a live worker whose
 #: sampler is still choosing values: :func:`recover_stale` leaves it alone.
 NO_RECORD_GRACE = datetime.timedelta(minutes=10)
-
-
-#: ``${NAME}`` only: a bare ``$`` may be part of a password.
-_ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_env(storage: str) -> str:
-    """``tune.storage`` with each ``${VAR}`` taken from the environment (so that a password can live in a
-    variable, not in the recipe). An unset variable is refused, never kept as a file name."""
-    def value(m: re.Match[str]) -> str:
-        name = m["name"]
-        if name not in os.environ:
-            raise StorageError(f"tune.storage names environment variable {name} (in {redact(storage)!r}), which is "
-                               f"not set. Fix: export {name}=... in the shell and in every worker's job, or write the "
-                               "URL out (password via PGPASSWORD or ~/.pgpass).")
-        return os.environ[name]
-
-    return _ENV_REF.sub(value, storage)
-
-
-def storage_url(storage: str | None, run_dir: str | Path) -> str:
-    """Normalize a recipe's ``tune.storage`` into a URL: default ``journal:///<run_dir>/study.journal``.
-
-    A plain path (no ``scheme://``) is a journal file; relative paths are made absolute so that
-    worker processes agree whatever their working directory. ``${VAR}`` is expanded from the
-    environment (:func:`expand_env`).
-    """
-    if storage is None:
-        return "journal://" + str((Path(run_dir) / "study.journal").resolve())
-    storage = expand_env(storage)
-    if "://" not in storage:
-        return "journal://" + str(Path(storage).expanduser().resolve())
-    scheme = storage.split("://", 1)[0].split("+", 1)[0]
-    if scheme == "journal":
-        path = storage[len("journal://"):]
-        return "journal://" + str(Path(path).expanduser().resolve())
-    if scheme not in _RDB_SCHEMES:
-        raise StorageError(
-            f"tune.storage: unknown storage scheme {scheme!r} in {redact(storage)!r}. Fix: use a file path (journal, "
-            "the default), journal:///abs/path, or postgresql://user@host/db (password via PGPASSWORD or ~/.pgpass)."
-        )
-    return storage
 
 
 #: A trial whose heartbeat is older than this many heartbeat intervals is stale (its worker is gone).
