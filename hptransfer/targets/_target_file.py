@@ -56,10 +56,10 @@ def target_schema() -> dict[str, Any]:
     (:func:`hptransfer.recipe.json_schema`), and the shapes of what comes with it."""
     from ..recipe._schema import DRAFT, section_schema
 
-    number = {"type": "number"}
+    positive, number = {"type": "number", "exclusiveMinimum": 0}, {"type": "number", "minimum": 0}
     group = {"type": "object", "required": ["params", "lr", "weight_decay", "lr_mult"], "additionalProperties": False,
-             "properties": {"params": {"type": "array", "items": {"type": "string"}}, "lr": number,
-                            "weight_decay": number, "lr_mult": number}}
+             "properties": {"params": {"type": "array", "items": {"type": "string"}}, "lr": positive,
+                            "weight_decay": number, "lr_mult": positive}}
     return {
         "$schema": DRAFT, "title": "hptransfer target.yaml", "type": "object",
         "required": ["hptransfer_target", "spec", "groups", "base_shapes", "transfer", "provenance"],
@@ -77,7 +77,10 @@ def target_schema() -> dict[str, Any]:
                                         "warnings": {"type": "array", "items": {"type": "string"}},
                                         "proxy_values": {"type": "object"}, "drift": {"type": "object"}},
                          "additionalProperties": False},
-            "provenance": {"type": "object", "required": ["study", "trial", "recipe_hash", "hptransfer_version"]},
+            "provenance": {"type": "object", "required": ["study", "trial", "recipe_hash", "hptransfer_version"],
+                           "properties": {"study": {"type": ["string", "null"]}, "trial": {"type": ["integer", "null"]},
+                                          "recipe_hash": {"type": "string"},
+                                          "hptransfer_version": {"type": "string"}}},
         },
     }
 
@@ -120,5 +123,67 @@ def read_target(path: str | Path) -> TargetFile:
         spec = spec_from_dict(data.get("spec"), source=str(p))
     except RecipeError as exc:
         raise TransferError(f"{p}: the run spec is invalid:\n{exc}") from None
+    schema = target_schema()
+    problems = _problems({k: v for k, v in data.items() if k != "spec"},
+                         {**schema, "properties": {k: v for k, v in schema["properties"].items() if k != "spec"},
+                          "required": [k for k in schema["required"] if k != "spec"]}, "")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TransferError(f"{p}: {problems[0]}{more}. Fix: rerun `hptransfer transfer RECIPE` to write the file "
+                            "again (the study is kept, nothing is retrained), or correct that field.")
     return TargetFile(spec=spec, groups=list(data.get("groups") or []), base_shapes=dict(data.get("base_shapes") or {}),
                       transfer=dict(data.get("transfer") or {}), provenance=dict(data.get("provenance") or {}))
+
+
+_TYPES: dict[str, tuple[str, Any]] = {
+    "object": ("a mapping", dict), "array": ("a list", list), "string": ("a string", str),
+    "number": ("a number", (int, float)), "integer": ("an integer", int), "null": ("null", type(None)),
+}
+
+
+def _kind(value: Any) -> str:
+    for name, (_, cls) in _TYPES.items():
+        if isinstance(value, cls) and not isinstance(value, bool):
+            return name if name != "number" or isinstance(value, float) else "integer"
+    return "a boolean" if isinstance(value, bool) else type(value).__name__
+
+
+def _problems(value: Any, schema: dict[str, Any], path: str) -> list[str]:
+    """What in ``value`` breaks ``schema`` (the subset of JSON Schema :func:`target_schema` uses), one
+    line each, naming the field path (``groups[0].lr``)."""
+    where = path or "the file"
+    if "const" in schema and value != schema["const"]:
+        return [f"{where} is {value!r} (expected {schema['const']!r})"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where} is {value!r} (expected one of {', '.join(map(str, schema['enum']))})"]
+    types = schema.get("type")
+    if types is not None:
+        allowed = [types] if isinstance(types, str) else list(types)
+        ok = [t for t in allowed if isinstance(value, _TYPES[t][1]) and not isinstance(value, bool)
+              and not (t == "integer" and isinstance(value, float))]
+        if not ok:
+            shown = {"object": "a mapping", "array": "a list"}.get(_kind(value), repr(value))
+            return [f"{where} is {shown} (expected {' or '.join(_TYPES[t][0] for t in allowed)})"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            return [f"{where} is {value!r} (expected a finite number)"]
+        if "minimum" in schema and value < schema["minimum"]:
+            return [f"{where} is {value!r} (expected >= {schema['minimum']})"]
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            return [f"{where} is {value!r} (expected > {schema['exclusiveMinimum']})"]
+    out: list[str] = []
+    if isinstance(value, dict):
+        out += [f"{where}: missing `{k}`" for k in schema.get("required", []) if k not in value]
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties", True)
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if k in props:
+                out += _problems(v, props[k], sub)
+            elif extra is False:
+                out.append(f"{sub} is not a field of a target file")
+            elif isinstance(extra, dict):
+                out += _problems(v, extra, sub)
+    if isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            out += _problems(v, schema["items"], f"{path}[{i}]")
+    return out
