@@ -6,16 +6,22 @@ and trains on its ``1/N`` of every global batch; DDP averages the gradients, so 
 the update is that of the whole batch in one process. The loss each process reports is the
 all-reduced mean over the global batch, so the divergence guard decides alike everywhere.
 
-A checkpoint holds the plain model and optimizer state dicts and the step (tensors, numbers and
-strings only: it loads with ``torch.load(weights_only=True)``); the μP scaling is rebuilt from
-``target.yaml``, not pickled. Resuming continues the same schedule, batches and LRs.
+A checkpoint holds the plain model and optimizer state dicts, the step, the schedule's length and
+the target's identity (a hash of its run spec: width, values, optimizer, task, seed); tensors,
+numbers and strings only, so it loads with ``torch.load(weights_only=True)``; the μP scaling is
+rebuilt from ``target.yaml``, not pickled. Resuming continues the same schedule, batches and LRs,
+and is refused (one line, exit 2) for another target's checkpoint, a corrupt or foreign file, or a
+step past the schedule. ``--checkpoint`` is checked writable before training; if writing fails at
+the end anyway, the state goes to a file in the system's temporary folder, named in the error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +38,8 @@ from ._transfer import load
 
 __all__ = ["train_target", "ShardedTask", "CHECKPOINT_VERSION"]
 
-#: Version of the checkpoint layout (``hptransfer_checkpoint`` key).
-CHECKPOINT_VERSION = 1
+#: Version of the checkpoint layout (``hptransfer_checkpoint`` key); 2 added the target's identity.
+CHECKPOINT_VERSION = 2
 
 
 class ShardedTask:
@@ -110,7 +116,9 @@ def train_target(path: str | Path, *, out: str | Path | None = None, steps: int 
                                 f"processes. Fix: use a batch size divisible by {d.world}, or --nproc-per-node "
                                 "that divides it.")
         guard = DivergenceGuard(factor=spec.train.divergence_factor)
-        start = _resume(resume, loaded, guard) if resume else 0
+        if checkpoint is not None and d.rank == 0:
+            _check_writable(Path(checkpoint))
+        start = _resume(resume, loaded, guard, total) if resume else 0
         task = make_task(spec.task)
         guard.floor = float(getattr(task, "init_loss_bound", 0.0))
         model, optimizer = loaded.model, loaded.optimizer
@@ -131,7 +139,7 @@ def train_target(path: str | Path, *, out: str | Path | None = None, steps: int 
             folder = Path(out) if out is not None else Path(path).parent
             write_text_atomic(folder / "train_result.json", json.dumps(record))
             if checkpoint is not None:
-                _save(checkpoint, loaded, res.steps, guard)
+                _save(Path(checkpoint), loaded, res.steps, total, guard)
         return record
     finally:
         if d.world > 1 and dist.is_initialized():
@@ -154,26 +162,78 @@ def _fully_shard(loaded: Any, checkpoint: Any, resume: Any) -> torch.optim.Optim
     return make_optimizer(model, loaded.spec)
 
 
-def _save(path: str | Path, loaded: Any, step: int, guard: DivergenceGuard) -> None:
-    state = {"hptransfer_checkpoint": CHECKPOINT_VERSION, "step": int(step), "width": int(loaded.spec.width),
+def spec_identity(spec: Any) -> str:
+    """A short hash of a run spec: two targets share it only when everything they train with is equal."""
+    from ..recipe._runspec import spec_to_dict
+
+    return hashlib.sha256(json.dumps(spec_to_dict(spec), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before any training, a checkpoint path that cannot be written."""
+    if path.is_dir():
+        raise TrainingError(f"--checkpoint {path} is a folder. Fix: name a file in it, e.g. {path / 'target.pt'}.")
+    probe = Path(str(path) + ".tmp")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"--checkpoint {path}: cannot write there ({exc.strerror or exc}). Fix: give a path in an "
+                            "existing, writable folder; nothing was trained.") from None
+
+
+def _save(path: Path, loaded: Any, step: int, total: int, guard: DivergenceGuard) -> None:
+    state = {"hptransfer_checkpoint": CHECKPOINT_VERSION, "step": int(step), "total_steps": int(total),
+             "width": int(loaded.spec.width), "target": spec_identity(loaded.spec),
              "guard_reference": guard.reference, "model": loaded.model.state_dict(),
              "optimizer": loaded.optimizer.state_dict()}
     tmp = Path(str(path) + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a reader never sees half a checkpoint
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a reader never sees half a checkpoint
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        kept = Path(tempfile.gettempdir()) / f"hptransfer-checkpoint-{os.getpid()}-step{step}.pt"
+        try:
+            torch.save(state, kept)
+        except OSError as again:
+            raise TrainingError(f"--checkpoint {path}: writing failed ({exc.strerror or exc}), and so did the fallback "
+                                f"{kept} ({again.strerror or again}): the trained state is lost. Fix: free space and "
+                                "train again (train_result.json was written).") from None
+        raise TrainingError(f"--checkpoint {path}: writing failed ({exc.strerror or exc}); the trained state (step "
+                            f"{step}) is kept in {kept}. Fix: free space or fix the folder, then move that file "
+                            f"there, or resume from it directly: --resume {kept}.") from None
 
 
-def _resume(path: str | Path, loaded: Any, guard: DivergenceGuard) -> int:
+def _resume(path: str | Path, loaded: Any, guard: DivergenceGuard, total: int) -> int:
+    fix = "Fix: resume from a file that hptransfer train --checkpoint wrote for this target.yaml."
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except (OSError, RuntimeError) as exc:
-        raise TrainingError(f"--resume {path}: cannot read the checkpoint ({exc}). Fix: give a file written by "
-                            "hptransfer train --checkpoint.") from None
-    if state.get("hptransfer_checkpoint") != CHECKPOINT_VERSION or state.get("width") != loaded.spec.width:
+    except Exception as exc:  # a corrupt, foreign or unpicklable file: all one answer
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise TrainingError(f"--resume {path}: not a readable checkpoint ({type(exc).__name__}: {reason}). {fix}") \
+            from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step"} <= set(state):
+        raise TrainingError(f"--resume {path}: not an hptransfer checkpoint (no model, optimizer and step). {fix}")
+    version, step = state.get("hptransfer_checkpoint"), state["step"]
+    if version not in (1, CHECKPOINT_VERSION) or state.get("width") != loaded.spec.width:
         raise TrainingError(f"--resume {path}: not a checkpoint of this target (width {state.get('width')}, layout "
-                            f"{state.get('hptransfer_checkpoint')}). Fix: resume with the target.yaml it was "
-                            "trained from.")
-    loaded.model.load_state_dict(state["model"])
-    loaded.optimizer.load_state_dict(state["optimizer"])
+                            f"{version}). {fix}")
+    if version == CHECKPOINT_VERSION and state.get("target") != spec_identity(loaded.spec):
+        raise TrainingError(f"--resume {path}: a checkpoint of another target at the same width (its run spec "
+                            f"differs: other values, optimizer, task or seed). {fix}")
+    if not isinstance(step, int) or not 0 <= step <= total:
+        raise TrainingError(f"--resume {path}: its step {step!r} is past this schedule of {total} steps. Fix: pass "
+                            f"--steps {state.get('total_steps', 'N')} as when it was written.")
+    if version == CHECKPOINT_VERSION and state.get("total_steps") != total:
+        raise TrainingError(f"--resume {path}: written for a schedule of {state.get('total_steps')} steps, resumed "
+                            f"with {total}; the LR schedule would jump. Fix: pass --steps {state.get('total_steps')}.")
+    try:
+        loaded.model.load_state_dict(state["model"])
+        loaded.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise TrainingError(f"--resume {path}: its state does not fit this model or optimizer ({reason}). {fix}") \
+            from None
     guard.reference = state.get("guard_reference")
-    return int(state["step"])
+    return step
