@@ -1,7 +1,8 @@
 """The verdict of one swept HP under one parametrization: optima, drift, regret, wider-is-better.
 
 :func:`judge_sweep` turns a sweep's loss array into a :class:`ParamResult` with the verdict
-(``pass``, ``fail`` or ``grid too narrow``) and reasons that name the HP and the width.
+(``pass``, ``fail``, ``inconclusive`` when the drift's interval is too wide to judge, or ``grid too
+narrow``) and reasons that name the HP and the width.
 Tolerances are documented on :class:`hptransfer.check.Tolerances`.
 """
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["ParamResult", "judge_sweep", "Verdict"]
 
 #: The one verdict vocabulary: what the transfer check concludes for one HP under one parametrization
-#: (``pass``, ``fail``, ``grid too narrow``) and what ``hptransfer run`` concludes of its target
+#: (``pass``, ``fail``, ``inconclusive``, ``grid too narrow``) and what ``hptransfer run`` concludes of its target
 #: (``pass``, ``fail``, ``inconclusive``). Shown upper-case on the command line and in summary.md.
 Verdict = Literal["pass", "fail", "inconclusive", "grid too narrow"]
 
@@ -40,7 +41,7 @@ class ParamResult:
         drift: :class:`~hptransfer.check.Drift` (octaves per doubling; shift in octaves).
         regret: nats; ``regret_rel``: as a fraction of the best loss at the largest width.
         at_proxy_opt: loss at each width at the smallest width's optimum (nats).
-        verdict: ``"pass"``, ``"fail"`` or ``"grid too narrow"``.
+        verdict: ``"pass"``, ``"fail"``, ``"inconclusive"`` or ``"grid too narrow"``.
         reasons: why it did not pass, naming width and HP. next_range: ``(low, high)`` values
             to try when the grid is too narrow.
         expect: ``pass``/``fail``/``any``; met: whether the verdict matches it.
@@ -113,7 +114,14 @@ def judge_sweep(data: SweepData, parametrization: str, tol: Tolerances, *, expec
         reasons.append(f"{where}: every {plan.hp} diverged at width(s) {hopeless}.")
     edges = [o for o in optima if o.edge]
     next_range = None
-    if edges or hopeless:
+    flat = [] if data.sparse else _flat_widths(widths, losses)
+    if flat:
+        reasons.append(f"{where}: INCONCLUSIVE: the loss does not depend on {plan.hp} beyond seed noise at width(s) "
+                       f"{flat} (one-way ANOVA over the grid, p > {FLAT_P:g}): the seeds, not {plan.hp}, place the "
+                       f"optimum there. Fix: a grid or task where {plan.hp} matters (longer training, a wider grid), "
+                       "or more check.seeds.")
+        verdict: Verdict = "inconclusive"
+    elif edges or hopeless:
         span = float(x[-1] - x[0])
         low = any(o.edge == "low" for o in edges) or bool(hopeless)
         high = any(o.edge == "high" for o in edges)
@@ -124,9 +132,12 @@ def judge_sweep(data: SweepData, parametrization: str, tol: Tolerances, *, expec
                            f"({plan.hp}={2.0 ** o.x:.3g}); the true optimum may lie outside.")
         reasons.append(f"{where}: grid too narrow; try {plan.hp} from {next_range[0]:.3g} to {next_range[1]:.3g} "
                        f"(log2 {lo2:.1f} .. {hi2:.1f}).")
-        verdict: Verdict = "grid too narrow"
+        verdict = "grid too narrow"
     else:
-        if math.isfinite(drift.slope) and abs(drift.slope) > tol.max_drift:
+        undecided = _undecided(drift, tol.max_drift, losses.shape[2], where)
+        if undecided:
+            reasons.append(undecided)
+        elif abs(drift.slope) > tol.max_drift:
             dev = [abs(o.x - x0) for o in optima]
             w_bad = optima[int(np.argmax(dev))]
             reasons.append(f"{where}: drift {drift.slope:+.2f} octave/doubling (95% CI {drift.lo:+.2f} .. "
@@ -143,9 +154,59 @@ def judge_sweep(data: SweepData, parametrization: str, tol: Tolerances, *, expec
                 reasons.append(f"{where}: wider is worse at width {widths[k + 1]:g} at {plan.hp}={2.0 ** x0:.3g} "
                                f"({got} from width {widths[k]:g}).")
                 break
-        verdict = "fail" if reasons else "pass"
+        # regret and wider-is-better are read at the proxy's optimum, which an undecided drift says noise placed
+        verdict = "inconclusive" if undecided else "fail" if reasons else "pass"
     return ParamResult(parametrization, plan.hp, widths.tolist(), list(plan.values), x, losses, optima, drift,
                        regret, regret_rel, at_opt, verdict, reasons, next_range, n_div, n_missing, expect)
+
+
+#: Significance below which a grid sweep's loss counts as depending on the swept HP at a width.
+FLAT_P = 0.01
+
+
+def _flat_widths(widths: np.ndarray, losses: np.ndarray) -> list[int]:
+    """Widths at which the seed-mean loss does not vary over the grid more than seed noise explains.
+
+    One-way ANOVA over the grid points where every seed finished (at least 5): between-point variance
+    of the seed means against the within-point (between-seed) variance. A grid sweep of a μP or SP
+    recipe gives p < 1e-3 at every width (docs/bench/check_strategies); a loss that ignores the HP
+    gives p of 0.1 to 0.9. Not applied to adaptive sweeps, whose few points sit where the curve is flat.
+    """
+    from scipy import stats  # local: scipy.stats is slow to import
+
+    out = []
+    for w, grid in zip(widths, losses, strict=True):
+        done = grid[np.isfinite(grid).all(axis=1)]
+        k, n = done.shape
+        if k < 5 or n < 2:
+            continue
+        within = float(np.mean(np.var(done, axis=1, ddof=1)))
+        between = float(np.var(done.mean(axis=1), ddof=1)) * n
+        if within > 0 and stats.f.sf(between / within, k - 1, k * (n - 1)) > FLAT_P:
+            out.append(int(w))
+    return out
+
+
+def _undecided(drift: _optimum.Drift, band: float, n_seeds: int, where: str) -> str:
+    """Why the drift cannot be judged ('' when it can).
+
+    The drift decides when its 95% interval lies inside ±``band`` (pass) or outside it (fail), or is
+    narrow enough that the point estimate does: a half-width of at most ``band``, which the shipped
+    recipes' μP checks reach with 2 seeds (0.12 on the MLP, 0.08 on the GPT at 64-256). A wider
+    interval that straddles the band is seed noise, not a verdict: the number of seeds that would
+    bring it to ``band`` is estimated from the half-width's 1/sqrt(seeds) law.
+    """
+    if not (math.isfinite(drift.slope) and math.isfinite(drift.lo) and math.isfinite(drift.hi)):
+        return f"{where}: the drift could not be measured (slope {drift.slope}); the optima are too noisy to fit."
+    inside = -band <= drift.lo and drift.hi <= band
+    outside = drift.lo > band or drift.hi < -band
+    half = (drift.hi - drift.lo) / 2
+    if inside or outside or half <= band:
+        return ""
+    need = math.ceil(n_seeds * (half / band) ** 2)
+    return (f"{where}: INCONCLUSIVE: drift {drift.slope:+.2f} octave/doubling with a 95% CI of {drift.lo:+.2f} .. "
+            f"{drift.hi:+.2f}, wider than the ±{band:g} it is judged against: the seeds, not the widths, set the "
+            f"optimum. About {need} seeds (now {n_seeds}) would narrow it enough to decide: check.seeds.")
 
 
 def _num(v: float) -> float | None:

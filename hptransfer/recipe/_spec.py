@@ -187,6 +187,10 @@ def _convert(meta: dict[str, Any], value: Any, path: str, problems: Problems) ->
             if not ok:
                 return False, None
             out.append(v)
+        repeated = sorted({v for v in out if out.count(v) > 1})
+        if kind == "ints" and repeated:  # widths, depths, seeds: a set each (a repeat trains every run twice)
+            problems.append((path, f"lists {', '.join(map(str, repeated))} more than once. Fix: list each value once."))
+            return False, None
         return True, tuple(out)
     return _number(meta, value, path, problems, integer=(kind == "int"))
 

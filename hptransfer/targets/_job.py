@@ -114,7 +114,7 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     run_record = {**res.to_dict(), "width": main.width, "losses": res.losses, "val_curve": res.val_curve}
     write_text_atomic(run_dir / "target_run.json", json.dumps(run_record))
     untrained = untrained_loss(rec.task)
-    verdict, text = _verdict(res, tres.best_value, untrained, main.width)
+    verdict, text = _verdict(res, tres.best_value, untrained, main.width, max(rec.widths.proxy))
     beat = verdict == "pass"
     say(f"[4/4] check: {verdict.upper()} -- {text}")
 
@@ -153,12 +153,15 @@ def _run(recipe: str | Path | Recipe, *, workers: int | None, out: str | Path | 
     return RunResult(run_dir, tres, targets, res.val_loss, tres.best_value, beat, text, ratio, seconds, verdict)
 
 
-def _verdict(res: Any, proxy_loss: float, untrained: float, width: int) -> tuple[Verdict, str]:
+def _verdict(res: Any, proxy_loss: float, untrained: float, width: int, proxy_width: float) -> tuple[Verdict, str]:
     """``("pass" | "fail" | "inconclusive", reason)`` of the run's check.
 
     INCONCLUSIVE when the best proxy loss is within :data:`LEARNED_MARGIN` of the untrained
     (uniform) predictor's loss, ``ln(outputs)`` for the task (the model's output size must match it,
-    or training refuses): a study that learned nothing cannot show that values transfer.
+    or training refuses): a study that learned nothing cannot show that values transfer; when the
+    target is no wider than the proxy (nothing was transferred); and when the target's loss is within
+    :data:`BEAT_TOLERANCE` of the proxy's either way (seed noise could order them). PASS needs the
+    target better than that.
     """
     if math.isfinite(untrained) and proxy_loss > untrained * (1 - LEARNED_MARGIN):
         return "inconclusive", (
@@ -168,9 +171,18 @@ def _verdict(res: Any, proxy_loss: float, untrained: float, width: int) -> tuple
     converged = not res.diverged and math.isfinite(res.val_loss) and res.val_loss < untrained
     if not converged:
         return "fail", f"the target run did not converge ({res.reason or 'loss not below the untrained loss'})."
-    if res.val_loss <= proxy_loss * (1 + BEAT_TOLERANCE):
+    if width <= proxy_width:
+        return "inconclusive", (f"the target width {width} is not wider than the proxy's {proxy_width:g}: nothing was "
+                                f"transferred (target {res.val_loss:.4f}, proxy {proxy_loss:.4f}). Fix: a wider "
+                                "widths.target.")
+    if res.val_loss < proxy_loss * (1 - BEAT_TOLERANCE):
         return "pass", (f"the target (width {width}) reached {res.val_loss:.4f} vs the proxy's {proxy_loss:.4f}: "
                         "converged, and wider is better as μP predicts.")
+    if res.val_loss <= proxy_loss * (1 + BEAT_TOLERANCE):
+        return "inconclusive", (f"the target (width {width}) reached {res.val_loss:.4f} vs the proxy's "
+                                f"{proxy_loss:.4f}, within {100 * BEAT_TOLERANCE:.1f}%: too close to tell whether "
+                                "wider is better. Fix: a wider target, longer training (train.steps), or more "
+                                "train.seeds.")
     return "fail", (f"the target (width {width}) reached {res.val_loss:.4f}, worse than the proxy's {proxy_loss:.4f} "
                     f"by more than {100 * BEAT_TOLERANCE:.1f}%: the transfer did not hold. Check the parametrization "
                     "(hptransfer coord-check) and that batch size/steps match.")

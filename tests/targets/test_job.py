@@ -87,3 +87,27 @@ def test_a_study_that_learned_nothing_is_inconclusive_not_pass(tmp_path: Path, c
     assert rc == 1 and out.startswith("INCONCLUSIVE") and "untrained predictor" in out
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "**Verdict: INCONCLUSIVE**" in summary and "search.lr" in summary
+
+
+@pytest.mark.parametrize(("target", "width", "verdict", "says"), [
+    (0.80, 256, "pass", "wider is better"),
+    (1.002, 256, "inconclusive", "too close to tell"),  # worse by 0.2%: before, "PASS ... wider is better"
+    (0.998, 256, "inconclusive", "too close to tell"),
+    (0.90, 64, "inconclusive", "not wider than the proxy"),  # before: "PASS ... wider is better"
+    (1.10, 256, "fail", "worse than the proxy"),
+])
+def test_the_runs_verdict_says_wider_is_better_only_when_it_was(target, width, verdict, says) -> None:
+    from types import SimpleNamespace
+
+    from hptransfer.targets._job import _verdict
+
+    res = SimpleNamespace(diverged=False, val_loss=target, reason="")
+    got, text = _verdict(res, proxy_loss=1.0, untrained=2.0, width=width, proxy_width=64)
+    assert got == verdict and says in text
+    assert ("wider is better as" in text) == (verdict == "pass")
+
+
+def test_a_width_listed_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = write_tiny(tmp_path, widths={"proxy": [16, 16], "target": 32})
+    assert cli.main(["run", str(recipe), "-q"]) == 2
+    assert "widths.proxy: lists 16 more than once" in capsys.readouterr().err
