@@ -193,3 +193,25 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
     again = [t for t in trials if t.system_attrs.get("failed_trial") == frozen.number]
     assert [t.state for t in again] == [TrialState.COMPLETE] and again[0].params == frozen.params  # rerun once
     assert next(t for t in trials if t.number == frozen.number).state == TrialState.FAIL
+
+
+def test_two_tune_shells_on_one_study_train_distinct_points(tmp_path: Path) -> None:
+    """Two terminals (or batch jobs) running `hptransfer tune` on one database study: each process
+    draws its own points (before: both derived the same sampler seed, 4 distinct points of 8)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    study = f"pg-{uuid.uuid4().hex[:10]}"
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(_recipe(tmp_path, study, 8)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [subprocess.Popen([sys.executable, "-m", "hptransfer", "tune", str(path), "-q", "--out",
+                               str(tmp_path / f"run{i}")], env=env, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    trials = [t for t in _storage.load_study(URL, study).get_trials() if t.state == TrialState.COMPLETE]
+    points = {round(t.params["lr"], 12) for t in trials}
+    assert len(trials) >= 8 and len(points) == len(trials), (len(points), len(trials))
