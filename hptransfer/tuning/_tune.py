@@ -168,6 +168,18 @@ def tune(
         return _result(study, url, st, time.perf_counter() - start)
 
 
+def _own_stale_trial(study: optuna.Study) -> int | None:
+    """The number of this process's latest trial when it is FAIL (failed by another worker), else None."""
+    import os
+    import socket
+
+    host, pid = socket.gethostname(), os.getpid()
+    mine = [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("worker_pid") == pid and t.user_attrs.get("worker_host") == host]
+    last = max(mine, key=lambda t: t.number, default=None)
+    return last.number if last is not None and last.state == TrialState.FAIL else None
+
+
 def _process_salt() -> int:
     """A seed offset unique to this process (host, pid, start time). On a database study, other shells or
     jobs may start beside this one with the same recipe and the same count of trials: without it they would
@@ -260,7 +272,18 @@ def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any])
     while True:
         remaining = job.trials - _storage.count_trials(study)
         if remaining > 0:
-            study.optimize(job.objective, n_trials=remaining, callbacks=callbacks, catch=(SurplusTrial,))
+            try:
+                study.optimize(job.objective, n_trials=remaining, callbacks=callbacks, catch=(SurplusTrial,))
+            except (ValueError, AssertionError):
+                # Optuna's tell raises when this process's trial was failed as stale meanwhile (the process was
+                # frozen or cut off past the grace): the others re-ran its parameters, so its result is dropped.
+                mine = _own_stale_trial(study)
+                if mine is None:
+                    raise
+                warn(f"trial {mine} finished in this worker after the other workers had failed it as stale (this "
+                     "process was frozen or cut off for longer than 4 heartbeats); its parameters were queued again, "
+                     "so its result is discarded and this worker goes on.", key=f"stale-own-{mine}")
+                continue
         if job.heartbeat <= 0 or job.url.startswith("journal://"):
             return
         # A trial left by a worker that died before it recorded itself has no heartbeat either:

@@ -128,10 +128,16 @@ def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budg
         _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
-@pytest.mark.slow  # three worker processes, a frozen one, heartbeats: ~30-60 s
-def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: Path) -> None:
-    """3 workers as separate process groups (as on 3 hosts); one is frozen with SIGSTOP (a host that
-    vanished) and killed at the end. Heartbeats fail its trial, which runs once more elsewhere."""
+@pytest.mark.slow  # worker processes, a frozen one, heartbeats: ~30-60 s each
+@pytest.mark.parametrize(("n_workers", "budget", "resume"), [(3, 12, False), (2, 4, True)],
+                         ids=["3-workers-frozen-one-killed", "2-workers-frozen-one-resumed"])
+def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: Path, n_workers: int, budget: int,
+                                                                      resume: bool) -> None:
+    """Workers as separate process groups (as on separate hosts); one is frozen with SIGSTOP (a host that
+    vanished, or a preempted node) mid-trial. Heartbeats fail its trial, which runs once more elsewhere, and
+    the study reaches its budget. Then the frozen worker is killed, or resumed: a resumed worker finds its
+    trial failed, discards its result and exits cleanly (before, it died with a traceback from Optuna's
+    tell: "Cannot tell a FAIL trial")."""
     import signal
     import subprocess
     import sys
@@ -141,7 +147,7 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
     import yaml
 
     study = f"frozen-{uuid.uuid4().hex[:8]}"
-    rec = _recipe(tmp_path, study, 12)
+    rec = _recipe(tmp_path, study, budget)
     rec["train"]["steps"], rec["tune"]["heartbeat"] = 400, 1  # trials of ~1 s; stale after 4 s silent
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(rec))
@@ -149,7 +155,7 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
     storage = _storage.open_storage(URL)  # one storage for all polls: opening one costs seconds under load
     procs = [subprocess.Popen([sys.executable, "-m", "hptransfer", "worker", str(path), "-q", "--index", str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              start_new_session=True) for i in range(3)]
+                              start_new_session=True) for i in range(n_workers)]
     frozen = victim = handle = None
     seen: list[str] = []  # what each poll saw, for the failure message
     try:
@@ -181,6 +187,10 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
         for p in others:
             _out, err = p.communicate(timeout=240)
             assert p.returncode == 0, err
+        if resume:
+            os.killpg(victim.pid, signal.SIGCONT)
+            _out, err = victim.communicate(timeout=240)
+            assert victim.returncode == 0 and "Traceback" not in err, err
     finally:
         for p in procs:
             if p.poll() is None:
@@ -188,7 +198,7 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
                 p.wait()
     trials = [t for t in _storage.load_study(URL, study).get_trials() if not t.user_attrs.get("surplus")]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 12  # the budget, reached without the frozen worker
+    assert len(complete) == budget  # the budget, reached without the frozen worker
     assert len({t.number for t in trials}) == len(trials)  # no duplicate trial number
     again = [t for t in trials if t.system_attrs.get("failed_trial") == frozen.number]
     assert [t.state for t in again] == [TrialState.COMPLETE] and again[0].params == frozen.params  # rerun once
