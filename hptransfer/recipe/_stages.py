@@ -60,6 +60,9 @@ class TuneSpec:
                                          "`study.journal` in the run folder.")
     study: str | None = spec_field(None, kind="str", optional=True,
                                    doc="Study name. Default: the recipe name.")
+    reconnect: int = spec_field(60, kind="int", minimum=0, maximum=3600,
+                                doc="PostgreSQL only: seconds a worker keeps retrying a lost database connection (a "
+                                    "server restart) before it exits 3. 0: off. Default 60.")
     heartbeat: int = spec_field(30, kind="int", minimum=0, maximum=3600,
                                 doc="PostgreSQL only: seconds between a running trial's heartbeats. A trial silent "
                                     "for 4x this long (its worker died or froze, on any host) is failed and its "

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from .._io import redact, redact_url
 from ..errors import HPTransferError, StorageError, StorageLostError
 from ._journal import check_journal, journal_changed, journal_changed_message
+from ._reconnect import RECONNECT_SECONDS, retrying
 from ._url import expand_env, storage_url
 
 __all__ = ["storage_url", "open_storage", "create_study", "load_study", "recover_stale", "mark_worker",
@@ -49,14 +50,16 @@ NO_RECORD_GRACE = datetime.timedelta(minutes=10)
 GRACE_INTERVALS = 4
 
 
-def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat: int = 0,
+                 reconnect: float = RECONNECT_SECONDS) -> optuna.storages.BaseStorage:
     """Open the storage behind a URL from :func:`storage_url`.
 
     ``heartbeat`` (seconds, database storages only; 0: off): every running trial records a heartbeat
     this often; a trial silent for :data:`GRACE_INTERVALS` x ``heartbeat`` (its worker was killed or
     froze, on any host) is failed by the next trial start in any worker and its parameters are
     re-queued once (Optuna's ``RetryFailedTrialCallback(max_retry=1)``). The journal file has no
-    heartbeats: :func:`recover_stale` covers it on the same host.
+    heartbeats: :func:`recover_stale` covers it on the same host. ``reconnect`` (seconds, database storages;
+    0: off): how long a call that lost its connection is retried (``_reconnect``).
     """
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
@@ -94,7 +97,8 @@ def open_storage(url: str, heartbeat: int = 0) -> optuna.storages.BaseStorage:
                     optuna.storages.RetryFailedTrialCallback  # the name before Optuna 4.9
                 kwargs = {"heartbeat_interval": int(heartbeat), "grace_period": GRACE_INTERVALS * int(heartbeat),
                           "heartbeat_stale_trial_callback": retry(max_retry=1)}
-            return optuna.storages.RDBStorage(url, engine_kwargs=_session_options(url, heartbeat), **kwargs)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=_session_options(url, heartbeat), **kwargs)
+            return retrying(storage, where(url), reconnect) if reconnect > 0 else storage
     except Exception as exc:  # driver missing, server down, bad URL: all user-fixable
         raise StorageError(redact(
             f"tune.storage: cannot open {url!r}: {type(exc).__name__}: "
@@ -117,10 +121,11 @@ def _session_options(url: str, heartbeat: int) -> dict[str, Any]:
         return {}
     from sqlalchemy.engine import make_url
 
+    ping = {"pool_pre_ping": True}  # a pooled connection a server restart broke is replaced, not reused
     if "options" in make_url(url).query:
-        return {}
+        return ping
     ms = 1000 * max(60, GRACE_INTERVALS * heartbeat)
-    return {"connect_args": {"options": f"-c idle_in_transaction_session_timeout={ms}"}}
+    return {**ping, "connect_args": {"options": f"-c idle_in_transaction_session_timeout={ms}"}}
 
 
 def create_study(
@@ -152,11 +157,12 @@ def load_study(
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     heartbeat: int = 0,
+    reconnect: float = RECONNECT_SECONDS,
 ) -> optuna.Study:
     """Load an existing study; raise :class:`StorageError` naming the study and storage if absent.
 
-    ``heartbeat``: see :func:`open_storage` (for a process that runs trials on a database)."""
-    storage = open_storage(url, heartbeat)
+    ``heartbeat``, ``reconnect``: see :func:`open_storage` (for a process that runs trials on a database)."""
+    storage = open_storage(url, heartbeat, reconnect)
     try:
         return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
     except KeyError:

@@ -84,6 +84,7 @@ class _Job:
     startup: int
     objective: Objective
     heartbeat: int = 0  # seconds; database storages only (_storage.open_storage)
+    reconnect: int = 60  # seconds a lost database connection is retried (_reconnect)
 
 
 def tune(
@@ -156,11 +157,10 @@ def tune(
     # Optuna's log level is process-wide: quiet (or no per-trial INFO lines) for this call only.
     with _logging.optuna_verbosity(logging.ERROR if quiet else logging.WARNING), _storage.storage_guard(url):
         study = _open_study(url, name, rec, make_pruner(t.pruner, _resource(objective)))
-        base_seed = t.seed + 100_003 * len(study.get_trials(deepcopy=False))
-        if not url.startswith("journal://"):
-            base_seed += _process_salt()
+        base_seed = t.seed + 100_003 * len(study.get_trials(deepcopy=False)) + _process_salt(url)
         objective.total = t.trials  # a resumed run draws new points (base_seed moves on with the trials)
-        job = _Job(url, name, t.trials, t.sampler, t.pruner, base_seed, t.startup_trials, objective, t.heartbeat)
+        job = _Job(url, name, t.trials, t.sampler, t.pruner, base_seed, t.startup_trials, objective, t.heartbeat,
+                   t.reconnect)
         start = time.perf_counter()
         with Progress(t.trials, enabled=not quiet) as progress:  # closed (line ended) even when a trial raises
             _optimize(study, job, t.workers, threads, progress)
@@ -180,13 +180,16 @@ def _own_stale_trial(study: optuna.Study) -> int | None:
     return last.number if last is not None and last.state == TrialState.FAIL else None
 
 
-def _process_salt() -> int:
-    """A seed offset unique to this process (host, pid, start time). On a database study, other shells or
-    jobs may start beside this one with the same recipe and the same count of trials: without it they would
-    draw the same points (measured: 4 distinct of 8). A journal study keeps seeds reproducible."""
+def _process_salt(url: str) -> int:
+    """A seed offset unique to this process (host, pid, start time) on a database study, where other shells
+    or jobs may start beside this one with the same recipe and the same count of trials: without it they
+    would draw the same points (measured: 4 distinct of 8). 0 on a journal study (seeds reproducible)."""
     import hashlib
     import os
     import socket
+
+    if url.startswith("journal://"):
+        return 0
 
     key = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
@@ -241,7 +244,8 @@ def _callbacks(job: _Job) -> list[Any]:
 
 def _run_in_process(job: _Job, progress: Progress) -> None:
     study = _storage.load_study(job.url, job.study_name, sampler=make_sampler(job.sampler, job.seed, job.startup),
-                                pruner=make_pruner(job.pruner, _resource(job.objective)), heartbeat=job.heartbeat)
+                                pruner=make_pruner(job.pruner, _resource(job.objective)), heartbeat=job.heartbeat,
+                                reconnect=job.reconnect)
     steps = job.objective.steps
 
     def on_step(trial: int, step: int, loss: float) -> None:
@@ -315,7 +319,8 @@ def _worker_main(job: _Job, index: int) -> None:
     with _storage.storage_guard(job.url):
         study = _storage.reopen_study(job.url, job.study_name,
                                      sampler=make_sampler(job.sampler, job.seed + index, job.startup),
-                                     pruner=make_pruner(job.pruner, _resource(job.objective)), heartbeat=job.heartbeat)
+                                     pruner=make_pruner(job.pruner, _resource(job.objective)), heartbeat=job.heartbeat,
+                                     reconnect=job.reconnect)
         _optimize_until_budget(study, job, _callbacks(job))
 
 
