@@ -60,7 +60,7 @@ from ..studies._storage import create_study, recover_stale
 from ._objective import SweepObjective
 from ._optimum import mean_curve, vertex
 from ._prune import DEFAULT_MARGINS
-from ._sweep import Runner, SweepData, SweepPlan, _key, collect, merge, split, study_name
+from ._sweep import Runner, SweepData, SweepPlan, _key, collect, merge, planned_params, split, study_name
 
 __all__ = ["run_adaptive", "Walk", "next_points", "plan_round", "replicate_window", "impute", "contenders",
            "valley_bottoms", "prunable"]
@@ -252,8 +252,8 @@ def _enqueue(study: optuna.Study, sub: SweepPlan, points: list[tuple[int, float,
     """Queue the (seed, value, prunable) points of a one-width plan that no trial holds yet (a stopped
     one is queued again); returns how many trials are waiting."""
     (par,), (width,) = sub.parametrizations, sub.widths
-    held = [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING,
-                                                                        TrialState.COMPLETE))]
+    held = [planned_params(t) for t in study.get_trials(deepcopy=False, states=(
+        TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE))]
     for seed, value, may_stop in points:
         params = {"parametrization": par, "width": width, "seed": seed, sub.hp: value}
         if not any(h.get("seed") == seed and h.get(sub.hp) is not None

@@ -41,7 +41,7 @@ from ..studies._workers import interrupted_note, raise_if_storage_lost, raise_re
 from ._objective import SweepObjective
 
 __all__ = ["Runner", "SweepPlan", "SweepData", "run_sweep", "run_subplans", "split", "merge", "study_name",
-           "collect"]
+           "collect", "planned_params"]
 
 
 class Runner(Protocol):
@@ -147,7 +147,7 @@ def _requeue_failed(study: optuna.Study, plan: SweepPlan) -> int:
     visited, so without this a rerun would never retry them. Returns how many were queued."""
     trials = study.get_trials(deepcopy=False)
     complete = {_key(t.params, plan) for t in trials if t.state == TrialState.COMPLETE}
-    waiting = {_key(t.params, plan) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    waiting = {_key(planned_params(t), plan) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
     queued = 0
     for t in trials:
         key = _key(t.params, plan)
@@ -156,6 +156,12 @@ def _requeue_failed(study: optuna.Study, plan: SweepPlan) -> int:
             waiting.add(key)
             queued += 1
     return queued
+
+
+def planned_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters, also for a queued (WAITING) one, whose ``params`` stay empty until it runs:
+    Optuna keeps them as ``fixed_params``. Reading ``params`` alone queued an interrupted point twice."""
+    return trial.params or dict(trial.system_attrs.get("fixed_params") or {})
 
 
 def _key(params: dict[str, Any], plan: SweepPlan) -> tuple[str, int, int, int] | None:

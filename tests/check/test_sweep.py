@@ -99,3 +99,25 @@ def test_collect_counts_only_failed_points_that_are_still_missing() -> None:
     add(0.001, TrialState.COMPLETE)  # rerun: covered
     add(0.01, TrialState.FAIL)  # never rerun: missing
     assert collect(study, plan, "s").failed == 1  # the 0.1 point was never planned: not a failure
+
+
+def test_an_interrupted_point_already_queued_is_not_queued_again() -> None:
+    """recover_stale re-queues an interrupted run (a WAITING trial, whose params Optuna keeps aside until it
+    runs); the failed-run pass must see that copy, or the point ran twice on the next check."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from hptransfer.check._sweep import SweepPlan, _requeue_failed
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    plan = SweepPlan("lr", (0.001, 0.01), (64,), (0,), ("mup",))
+    params = {"parametrization": "mup", "width": 64, "seed": 0, "lr": 0.01}
+    dist = {"parametrization": optuna.distributions.CategoricalDistribution(["mup"]),
+            "width": optuna.distributions.CategoricalDistribution([64]),
+            "seed": optuna.distributions.CategoricalDistribution([0]),
+            "lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True)}
+    study = optuna.create_study()
+    study.add_trial(create_trial(params=params, distributions=dist, state=TrialState.FAIL))  # the interrupted run
+    study.enqueue_trial(params)  # its copy, queued by recover_stale
+    assert _requeue_failed(study, plan) == 0
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
