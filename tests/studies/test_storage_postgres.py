@@ -128,16 +128,18 @@ def test_database_lost_mid_study_is_one_line_exit_3_and_a_rerun_reaches_the_budg
         _sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
-@pytest.mark.slow  # worker processes, a frozen one, heartbeats: ~30-60 s each
-@pytest.mark.parametrize(("n_workers", "budget", "resume"), [(3, 12, False), (2, 4, True)],
-                         ids=["3-workers-frozen-one-killed", "2-workers-frozen-one-resumed"])
+@pytest.mark.slow  # worker processes, a frozen one, heartbeats: ~15 s each
+@pytest.mark.parametrize("attempt", range(3))  # each scenario three times: a fault test must not be flaky
+@pytest.mark.parametrize(("n_workers", "budget", "fate"), [(3, 12, "killed-at-end"), (2, 4, "resumed"),
+                                                          (3, 9, "killed-mid-trial")],
+                         ids=["3-workers-frozen-then-killed", "2-workers-frozen-then-resumed", "3-workers-one-killed"])
 def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: Path, n_workers: int, budget: int,
-                                                                      resume: bool) -> None:
+                                                                      fate: str, attempt: int) -> None:
     """Workers as separate process groups (as on separate hosts); one is frozen with SIGSTOP (a host that
     vanished, or a preempted node) mid-trial. Heartbeats fail its trial, which runs once more elsewhere, and
-    the study reaches its budget. Then the frozen worker is killed, or resumed: a resumed worker finds its
-    trial failed, discards its result and exits cleanly (before, it died with a traceback from Optuna's
-    tell: "Cannot tell a FAIL trial")."""
+    the study reaches its budget. The frozen worker is killed at once (a vanished host), killed at the end,
+    or resumed: a resumed worker finds its trial failed, discards its result and exits cleanly (before, it
+    died with a traceback from Optuna's tell: "Cannot tell a FAIL trial")."""
     import signal
     import subprocess
     import sys
@@ -179,6 +181,8 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
             # worker froze between trials, which is not the case under test: resume it, try again.
             if handle.get_trials(deepcopy=False)[running[0].number].state == TrialState.RUNNING:
                 frozen = running[0]
+                if fate == "killed-mid-trial":
+                    os.killpg(victim.pid, signal.SIGKILL)
             else:
                 seen.append(f"{time.time() - deadline + 120:.1f}s: trial {running[0].number} ended before the stop")
                 os.killpg(victim.pid, signal.SIGCONT)
@@ -187,7 +191,7 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
         for p in others:
             _out, err = p.communicate(timeout=240)
             assert p.returncode == 0, err
-        if resume:
+        if fate == "resumed":
             os.killpg(victim.pid, signal.SIGCONT)
             _out, err = victim.communicate(timeout=240)
             assert victim.returncode == 0 and "Traceback" not in err, err
@@ -205,7 +209,9 @@ def test_frozen_worker_on_any_host_is_failed_and_its_trial_rerun_once(tmp_path: 
     assert next(t for t in trials if t.number == frozen.number).state == TrialState.FAIL
 
 
-def test_two_tune_shells_on_one_study_train_distinct_points(tmp_path: Path) -> None:
+@pytest.mark.slow  # two tune processes: ~10 s each
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_tune_shells_on_one_study_train_distinct_points(tmp_path: Path, attempt: int) -> None:
     """Two terminals (or batch jobs) running `hptransfer tune` on one database study: each process
     draws its own points (before: both derived the same sampler seed, 4 distinct points of 8)."""
     import subprocess
@@ -227,9 +233,10 @@ def test_two_tune_shells_on_one_study_train_distinct_points(tmp_path: Path) -> N
     assert len(trials) >= 8 and len(points) == len(trials), (len(points), len(trials))
 
 
-@pytest.mark.slow  # two worker processes and lost connections: ~10-20 s each
+@pytest.mark.slow  # two worker processes and lost connections: ~10-25 s each
+@pytest.mark.parametrize("attempt", range(3))
 @pytest.mark.parametrize("how", ["terminate", "restart"])
-def test_lost_connections_mid_study_are_ridden_out(tmp_path: Path, how: str) -> None:
+def test_lost_connections_mid_study_are_ridden_out(tmp_path: Path, how: str, attempt: int) -> None:
     """Two workers train while their database connections are cut: every backend of the study's own
     database terminated (`terminate`, isolated from other tests, run in CI), or the whole server restarted
     (`restart`, only with HPT_TEST_PG_RESTART, a `pg_ctl ... restart` command for a server no other test
