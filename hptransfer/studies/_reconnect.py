@@ -25,15 +25,17 @@ __all__ = ["retrying", "RECONNECT_SECONDS"]
 #: Default of ``tune.reconnect``: how long a worker keeps retrying a lost database connection.
 RECONNECT_SECONDS = 60
 
-#: The storage methods Optuna calls (BaseStorage, BaseHeartbeat and the stale-trial query).
+#: The storage methods Optuna calls: BaseStorage's, BaseHeartbeat's, and the private ones its cache
+#: layer (``optuna.storages._cached_storage``) calls on the database storage directly.
 _METHODS = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
     "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
     "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_id_from_study_id_trial_number",
     "get_trial_number_from_id", "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
-    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval",
-    "get_failed_trial_callback",
+    "get_best_trial", "get_trial_user_attrs", "get_trial_system_attrs", "record_heartbeat",
+    "get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "get_failed_trial_callback",
+    "_get_stale_trial_ids", "_create_new_trial", "_get_trials", "_set_trial_param", "_get_best_trial_id",
 )
 
 
