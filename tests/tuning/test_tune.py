@@ -459,3 +459,44 @@ def test_a_worker_that_cannot_open_the_storage_the_parent_opened_reports_a_lost_
     assert exited.value.code == ExitCode.STORAGE_LOST
     err = capsys.readouterr().err
     assert "lost the connection to db:5432/x before this worker could start" in err and "secret" not in err
+
+
+@pytest.mark.slow  # two tune processes: ~15 s
+def test_a_second_tune_shell_on_a_running_journal_study_draws_its_own_points(tmp_path: Path) -> None:
+    """A shell started while another runs the same journal study draws other points: its seed moves on with
+    the trials already in the study (tune.seed stays reproducible for a lone run). Two shells started in the
+    same instant on one journal study do share a seed (docs/cluster.md); on a database they do not."""
+    import time
+
+    import yaml
+
+    from hptransfer.studies import _storage
+
+    rec = {"name": "two-shells", "model": {"name": "mlp"},
+           "task": {"name": "classification", "kwargs": {"n_train": 512, "n_val": 256}},
+           "train": {"batch_size": 32, "steps": 150}, "widths": {"proxy": 16, "target": 64},
+           "search": {"lr": {"type": "log_float", "low": 1e-3, "high": 1e-1}},
+           "tune": {"trials": 10, "sampler": "random", "storage": str(tmp_path / "s.journal")}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def shell(i: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "hptransfer", "tune", str(path), "-q", "--out",
+                                 str(tmp_path / f"run{i}")], env=env, stderr=subprocess.PIPE, text=True)
+
+    first = shell(0)
+    url = "journal://" + str(tmp_path / "s.journal")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            if _storage.count_trials(_storage.load_study(url, "two-shells"), (TrialState.RUNNING,)):
+                break
+        except Exception:  # not created yet
+            continue
+    second = shell(1)
+    errs = [p.communicate(timeout=300)[1] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], errs
+    done = [t for t in _storage.load_study(url, "two-shells").get_trials() if t.state == TrialState.COMPLETE]
+    assert len(done) >= 10 and len({round(t.params["lr"], 12) for t in done}) == len(done)
