@@ -168,6 +168,20 @@ def tune(
         return _result(study, url, st, time.perf_counter() - start)
 
 
+def _told_too_late(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna's refusal to record a result for a trial already finished elsewhere
+    (``ValueError("Cannot tell a FAIL trial.")``, which Optuna's own clean-up may wrap in an AssertionError);
+    matched on Optuna's text, the only mark it leaves."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a "):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _own_stale_trial(study: optuna.Study) -> int | None:
     """The number of this process's latest trial when it is FAIL (failed by another worker), else None."""
     import os
@@ -278,10 +292,11 @@ def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any])
         if remaining > 0:
             try:
                 study.optimize(job.objective, n_trials=remaining, callbacks=callbacks, catch=(SurplusTrial,))
-            except (ValueError, AssertionError):
+            except (ValueError, AssertionError) as exc:
                 # Optuna's tell raises when this process's trial was failed as stale meanwhile (the process was
                 # frozen or cut off past the grace): the others re-ran its parameters, so its result is dropped.
-                mine = _own_stale_trial(study)
+                # Only that: an error of the objective itself (a ValueError in the user's code) propagates.
+                mine = _own_stale_trial(study) if _told_too_late(exc) else None
                 if mine is None:
                     raise
                 warn(f"trial {mine} finished in this worker after the other workers had failed it as stale (this "

@@ -500,3 +500,32 @@ def test_a_second_tune_shell_on_a_running_journal_study_draws_its_own_points(tmp
     assert [first.returncode, second.returncode] == [0, 0], errs
     done = [t for t in _storage.load_study(url, "two-shells").get_trials() if t.state == TrialState.COMPLETE]
     assert len(done) >= 10 and len({round(t.params["lr"], 12) for t in done}) == len(done)
+
+
+def test_a_value_error_in_the_users_training_is_reported_not_retried_forever(tmp_path: Path) -> None:
+    """The budget loop swallows Optuna's refusal to record a trial another worker failed as stale; a
+    ValueError raised by the objective itself must still end the run with the error."""
+    import threading
+
+    from hptransfer.tuning import tune
+
+    calls = []
+
+    def train_fn(hp):
+        calls.append(hp)
+        raise ValueError("my data loader broke")
+
+    result: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            tune(train_fn, space={"lr": ("log_float", 1e-4, 1.0)}, width=8, trials=3,
+                 storage=str(tmp_path / "s.journal"), quiet=True)
+        except BaseException as exc:  # recorded for the assertion
+            result.append(exc)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), f"tune is still retrying after {len(calls)} calls"
+    assert result and "my data loader broke" in str(result[0]) and len(calls) == 1
