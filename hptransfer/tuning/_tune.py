@@ -34,6 +34,7 @@ from ..studies import _logging, _storage, _workers
 from ..studies._progress import Progress
 from ..training._build import torch_threads
 from ..training._loop import AT_INIT
+from ._faults import own_stale_trial, process_salt, told_too_late
 from ._objective import Objective, SurplusTrial
 from ._samplers import make_pruner, make_sampler
 from ._settings import Settings, parse_space, settings, tune_recipe
@@ -157,7 +158,7 @@ def tune(
     # Optuna's log level is process-wide: quiet (or no per-trial INFO lines) for this call only.
     with _logging.optuna_verbosity(logging.ERROR if quiet else logging.WARNING), _storage.storage_guard(url):
         study = _open_study(url, name, rec, make_pruner(t.pruner, _resource(objective)))
-        base_seed = t.seed + 100_003 * len(study.get_trials(deepcopy=False)) + _process_salt(url)
+        base_seed = t.seed + 100_003 * len(study.get_trials(deepcopy=False)) + process_salt(url)
         objective.total = t.trials  # a resumed run draws new points (base_seed moves on with the trials)
         job = _Job(url, name, t.trials, t.sampler, t.pruner, base_seed, t.startup_trials, objective, t.heartbeat,
                    t.reconnect)
@@ -166,47 +167,6 @@ def tune(
             _optimize(study, job, t.workers, threads, progress)
             progress.set_done(_storage.count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), _best(study))
         return _result(study, url, st, time.perf_counter() - start)
-
-
-def _told_too_late(exc: BaseException) -> bool:
-    """Whether ``exc`` is Optuna's refusal to record a result for a trial already finished elsewhere
-    (``ValueError("Cannot tell a FAIL trial.")``, which Optuna's own clean-up may wrap in an AssertionError);
-    matched on Optuna's text, the only mark it leaves."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a "):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _own_stale_trial(study: optuna.Study) -> int | None:
-    """The number of this process's latest trial when it is FAIL (failed by another worker), else None."""
-    import os
-    import socket
-
-    host, pid = socket.gethostname(), os.getpid()
-    mine = [t for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get("worker_pid") == pid and t.user_attrs.get("worker_host") == host]
-    last = max(mine, key=lambda t: t.number, default=None)
-    return last.number if last is not None and last.state == TrialState.FAIL else None
-
-
-def _process_salt(url: str) -> int:
-    """A seed offset unique to this process (host, pid, start time) on a database study, where other shells
-    or jobs may start beside this one with the same recipe and the same count of trials: without it they
-    would draw the same points (measured: 4 distinct of 8). 0 on a journal study (seeds reproducible)."""
-    import hashlib
-    import os
-    import socket
-
-    if url.startswith("journal://"):
-        return 0
-
-    key = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
 
 
 def _open_study(url: str, name: str, rec: Recipe, pruner: optuna.pruners.BasePruner) -> optuna.Study:
@@ -296,7 +256,7 @@ def _optimize_until_budget(study: optuna.Study, job: _Job, callbacks: list[Any])
                 # Optuna's tell raises when this process's trial was failed as stale meanwhile (the process was
                 # frozen or cut off past the grace): the others re-ran its parameters, so its result is dropped.
                 # Only that: an error of the objective itself (a ValueError in the user's code) propagates.
-                mine = _own_stale_trial(study) if _told_too_late(exc) else None
+                mine = own_stale_trial(study) if told_too_late(exc) else None
                 if mine is None:
                     raise
                 warn(f"trial {mine} finished in this worker after the other workers had failed it as stale (this "
