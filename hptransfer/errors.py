@@ -49,11 +49,19 @@ logger = logging.getLogger("hptransfer")  # hptransfer._io adds the filter that 
 
 _warned: set[str] = set()
 
+#: The latest warnings that say μP transfer will not hold (``warn(..., breaks_transfer=True)``), kept even when
+#: the once-per-process rule does not show them again: the coordinate check fails on those raised while it builds.
+BREAKING: list[str] = []
 
-def warn(message: str, *, key: str | None = None) -> None:
+
+def warn(message: str, *, key: str | None = None, breaks_transfer: bool = False) -> None:
     """Log ``message`` as a warning of hptransfer, once per process: the same text (or the same ``key``,
     for a warning whose text differs by width) again is dropped, as Python's default warning filter
-    does, so a warning found by two stages of one job, or at every width of a sweep, shows once."""
+    does, so a warning found by two stages of one job, or at every width of a sweep, shows once.
+    ``breaks_transfer``: the warning says transfer will not hold (also recorded in :data:`BREAKING`)."""
+    if breaks_transfer:
+        BREAKING.append(message)
+        del BREAKING[:-100]
     seen = key if key is not None else message
     if seen in _warned:
         return

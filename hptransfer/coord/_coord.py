@@ -68,7 +68,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from ..errors import CoordCheckError, RecipeError
+from ..errors import BREAKING, CoordCheckError, RecipeError
 from ..parametrization import Parametrization
 from ..recipe import RunSpec, parse_recipe
 from ..recipe._kwargs import optimizer_fields, parametrization_fields
@@ -191,6 +191,7 @@ def _check(spec: RunSpec, task: FnTask, widths: Sequence[float], points: list[in
     """The one implementation: build ``spec`` at every point (width, or depth) and seed, train, fit, judge."""
     batch_size = int(batch_size or spec.train.batch_size or 32)
     probe_input, example_input = _inputs(task, batch_size, probe_input, example_input)
+    before = len(BREAKING)
     device = torch.device(device)
     make = builder(spec, task, example_input, device, depths=points if depths is not None else None,
                    width=_one_width(widths) if depths is not None else None, base_depth=base_depth)
@@ -199,9 +200,13 @@ def _check(spec: RunSpec, task: FnTask, widths: Sequence[float], points: list[in
     order = order if depths is None else stream_modules(order)
     assert spec.parametrization is not None and spec.optimizer is not None  # build() refused a spec without
     p, o = spec.parametrization.name, spec.optimizer.name
-    return analyse_coords(records, order, list[float](points), seeds, steps, float(tol_grow), float(tol_vanish),
-                          parametrization=str(getattr(p, "name", p)), optimizer=str(getattr(o, "__name__", o)),
-                          lr=float(spec.optimizer.lr), capped=capped)
+    result = analyse_coords(records, order, list[float](points), seeds, steps, float(tol_grow), float(tol_vanish),
+                            parametrization=str(getattr(p, "name", p)), optimizer=str(getattr(o, "__name__", o)),
+                            lr=float(spec.optimizer.lr), capped=capped)
+    warned = list(dict.fromkeys(BREAKING[before:]))  # said while building these models: transfer will not hold
+    if warned:
+        result.extra["warnings"], result.passed = warned, False
+    return result
 
 
 def coord_spec(factory: Callable[..., nn.Module], task: Any, *, widths: Sequence[float], base_width: float | None,

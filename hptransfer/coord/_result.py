@@ -23,7 +23,8 @@ class CoordCheckResult:
     """The outcome of :func:`coord_check`.
 
     Attributes:
-        passed: True iff nothing is in :attr:`failing`.
+        passed: True iff nothing is in :attr:`failing` and building the models raised no warning that
+            transfer will not hold (those are in ``extra["warnings"]``).
         widths: the widths checked, ascending.
         steps: recorded step indices ``[0, 1, ..., n_steps]``; step ``t`` is measured after
             ``t`` optimizer steps (0 = at init).
@@ -74,7 +75,10 @@ class CoordCheckResult:
     def summary(self, max_rows: int = 40) -> str:
         """A text table: verdict, tolerances, then the slopes of the last step per module
         (failing modules first, marked ``FAIL``), at most ``max_rows`` module rows."""
-        verdict = "PASSED" if self.passed else f"FAILED ({len(self.failing)} module/step/kind combination(s))"
+        warned = self.extra.get("warnings") or []
+        verdict = "PASSED" if self.passed else "FAILED (" + ", ".join(
+            ([f"{len(self.failing)} module/step/kind combination(s)"] if self.failing else [])
+            + ([f"{len(warned)} warning(s) that transfer will not hold"] if warned else [])) + ")"
         widths = ", ".join(f"{w:g}" for w in self.widths)
         lines = [
             f"coordinate check ({self.parametrization}, {self.optimizer} lr={self.lr:g}, widths {widths}, "
@@ -82,6 +86,7 @@ class CoordCheckResult:
             f"tolerances: activation and update slopes <= {self.tolerances['grow']:g}; update slope >= "
             f"-{self.tolerances['vanish']:g} (fixed-size outputs: >= -{self.tolerances['vanish'] + READOUT_DECAY:g})",
         ]
+        lines += [f"FAIL (parametrize warned): {w}" for w in warned]
         worst: dict[str, tuple[int, str, float]] = {}
         for module, step, kind, slope in self.failing:
             worst.setdefault(module, (step, kind, slope))

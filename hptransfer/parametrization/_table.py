@@ -298,4 +298,5 @@ def warn_no_readout(params: dict[str, Any], readout: Any, readout_modules: dict[
     warn(
         "no parameter has the output (readout) role, so the readout is not scaled and μP transfer will not hold. "
         f"Candidates (the last hidden-role parameters): {candidates or '(none)'}. Fix: pass readout='<module name>' to "
-        "parametrize (in a recipe: a model whose last layer maps the width to a fixed number of outputs).")
+        "parametrize (in a recipe: a model whose last layer maps the width to a fixed number of outputs).",
+        breaks_transfer=True)

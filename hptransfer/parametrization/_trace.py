@@ -334,4 +334,5 @@ def _report_by_hand(by_hand: list[tuple[str, int]], table: ScalingTable, rule: P
         "(Hugging Face: attn_implementation='sdpa'), or multiply the scores by attn_mult*sqrt(d_base)/d yourself."
     )
     table.notes.append(note)
-    warn(note, key=f"attention by hand: {modules} under {rule.name}")  # once per model, not once per width
+    warn(note, key=f"attention by hand: {modules} under {rule.name}",  # once per model, not once per width
+         breaks_transfer=True)

@@ -131,13 +131,14 @@ def assign_raw_readouts(params: dict[str, ParamInfo], usages: Mapping[str, tuple
     if tied:
         _warn(f"parameter(s) {tied} are both indexed and multiplied by as a readout (a tied embedding held as a raw "
               "tensor): μP's readout multiplier needs a module to hook. Fix: read out through an nn.Linear whose "
-              "weight is the embedding (`head.weight = embed.weight`).")
+              "weight is the embedding (`head.weight = embed.weight`).", breaks_transfer=True)
     if len(readouts) == 1:
         (name,) = readouts
         info = params[name]
         params[name] = replace(info, role="output", fan_in_mult=info.width_mult, fan_out_mult=1.0)
     elif len(readouts) > 1:
-        _warn(f"several raw tensors are used as readouts (their width axis is contracted): {readouts}. {fix}.")
+        _warn(f"several raw tensors are used as readouts (their width axis is contracted): {readouts}. {fix}.",
+              breaks_transfer=True)
     return bool(tied) or len(readouts) > 1
 
 
@@ -221,5 +222,5 @@ def _uses(factory: Callable[..., nn.Module], model: nn.Module, width: float, axe
         return {}
 
 
-def _warn(message: str) -> None:
-    warn(message)
+def _warn(message: str, breaks_transfer: bool = False) -> None:
+    warn(message, breaks_transfer=breaks_transfer)

@@ -369,3 +369,24 @@ def test_a_spec_a_train_fn_steps_itself_is_refused_with_the_fix(tmp_path) -> Non
         coord_check(rec.at(16), widths=(16, 32), task="classification")
     # muon_lr is relative to the LR the check runs at, not to a default
     assert optimizer_fields({"muon_lr": 0.02}, lr=0.01)["muon_lr_ratio"] == pytest.approx(2.0)
+
+
+def test_a_warning_that_transfer_will_not_hold_fails_the_check():
+    """A model whose last layer's output grows with width has no readout role: parametrize warns that μP
+    transfer will not hold, and the check (which the activations alone might pass) must not PASS."""
+    import torch
+    from torch import nn
+
+    from hptransfer.coord import coord_check
+
+    def factory(width):
+        return nn.Sequential(nn.Linear(8, int(width)), nn.ReLU(), nn.Linear(int(width), int(width)))
+
+    data = torch.randn(4, 16, 8, generator=torch.Generator().manual_seed(0))
+    res = coord_check(factory, widths=[16, 32, 64], steps=2, seeds=[0, 1],
+                      batch_fn=lambda step: (data[step % 4], None), loss_fn=lambda out, _: out.pow(2).mean())
+    assert not res.passed and any("will not hold" in w for w in res.extra["warnings"])
+    assert "FAIL (parametrize warned): no parameter has the output (readout) role" in res.summary()
+    again = coord_check(factory, widths=[16, 32, 64], steps=2, seeds=[0, 1],  # the warning shows once; still fails
+                        batch_fn=lambda step: (data[step % 4], None), loss_fn=lambda out, _: out.pow(2).mean())
+    assert not again.passed and again.extra["warnings"]
