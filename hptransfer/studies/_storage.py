@@ -135,13 +135,14 @@ def create_study(
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     attrs: dict[str, Any] | None = None,
+    reconnect: float = RECONNECT_SECONDS,
 ) -> optuna.Study:
     """Create the study (or load it if it exists) once, in the parent process, before workers start.
 
     ``attrs`` are stored as study user attributes on creation (recipe hash, version); on load
-    they are left as they are, so a resumed study keeps its provenance.
+    they are left as they are, so a resumed study keeps its provenance. ``reconnect``: see :func:`open_storage`.
     """
-    storage = open_storage(url)
+    storage = open_storage(url, reconnect=reconnect)
     study = optuna.create_study(storage=storage, study_name=name, direction="minimize", sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     if attrs and not study.user_attrs:

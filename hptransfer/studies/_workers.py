@@ -43,13 +43,19 @@ EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 STOP_GRACE = 30
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    """A signal after the first: nothing to do (see :func:`_interrupt_once`)."""
+
+
 def _interrupt_once(signum: int, frame: Any) -> None:
     """In a worker: the first SIGINT or SIGTERM raises KeyboardInterrupt (the run in progress is recorded
     as interrupted); later ones are ignored, so a scheduler's SIGTERM to the whole job followed by the
     parent's SIGINT does not interrupt that recording. Ignored for :data:`STOP_GRACE` seconds only: a
     training function that swallows KeyboardInterrupt would otherwise leave a worker no signal stops."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A no-op handler, not SIG_IGN: a second signal already delivered when the handler changes would make
+    # Python raise "OSError: Signal 15 ignored due to race condition" inside the recording (seen in CI).
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
     signal.signal(signal.SIGALRM, lambda *_: os._exit(EXIT_INTERRUPTED))
     signal.alarm(STOP_GRACE)
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")

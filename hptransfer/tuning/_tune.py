@@ -173,7 +173,7 @@ def _open_study(url: str, name: str, rec: Recipe, pruner: optuna.pruners.BasePru
     """Create or resume the study; refuse one trained under other settings, re-queue trials of stopped workers."""
     attrs = {"recipe_hash": rec.hash, "recipe": rec.to_dict(), "hptransfer_version": __version__,
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    study = _storage.create_study(url, name, pruner=pruner, attrs=attrs)
+    study = _storage.create_study(url, name, pruner=pruner, attrs=attrs, reconnect=rec.tune.reconnect)
     if study.user_attrs.get("recipe_hash") not in (None, rec.hash):
         changed = objective_changes(study.user_attrs.get("recipe") or {}, rec)
         n = len(study.get_trials(deepcopy=False))
@@ -303,7 +303,7 @@ def _run_workers(job: _Job, n: int, progress: Progress) -> None:
     procs = _workers.start_workers(_worker_main, [(job, i) for i in range(n)],
                           fix="define the training function at module level (not a lambda or closure), "
                               "or use workers=1.")
-    study = _storage.load_study(job.url, job.study_name)
+    study = _storage.load_study(job.url, job.study_name, reconnect=job.reconnect)
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(1.0)
