@@ -83,7 +83,7 @@ class _LineFormatter(logging.Formatter):
         self.command = command
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = redact(record.getMessage())
+        msg = record.getMessage()  # already redacted by the logger's filter (hptransfer._io)
         if record.levelno >= logging.WARNING:
             return f"hptransfer {self.command}: {record.levelname.lower()}: {msg}"
         return msg
